@@ -1,0 +1,67 @@
+"""The per-flow state of one LLM call: built once from the request, read by every later addon.
+
+It is the only thing llmtap's addons share about a flow. A flow without it is traffic llmtap does not handle.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from mitmproxy import http
+
+from .config import ProviderConfig
+from .headers import HeliconeOptions
+from .wire import WireFormat
+from .wire.sse import SseParser
+from .wire.base import StreamAssembler
+
+METADATA_KEY = "llmtap"
+
+
+@dataclass
+class StreamTapState:
+    """What a streamed response's tap has seen so far."""
+
+    parser: SseParser
+    assembler: StreamAssembler
+    drop_usage_only_events: bool
+    first_token_at: float | None = None
+
+
+@dataclass
+class CallState:
+    way: Literal["proxy", "gateway"]
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started: float = field(default_factory=time.monotonic)
+    options: HeliconeOptions = field(default_factory=HeliconeOptions)
+    provider: ProviderConfig | None = None
+    wire: WireFormat | None = None
+    request_body: Any = None  # the parsed JSON the client sent (or its text when it is not JSON)
+    model_requested: str | None = None
+    stream: bool = False
+    stream_usage_requested_by_llmtap: bool = False
+    key_hash: str | None = None
+    key_owner: str | None = None
+    error: str | None = None  # why llmtap answered or the call failed, in words
+    tap: StreamTapState | None = None
+    first_byte_at: float | None = None
+    client_host: str | None = None  # where the client sent the call, before routing
+    client_path: str | None = None
+    record: dict[str, Any] | None = None  # the row, once the call has finished
+
+    def elapsed_ms(self, until: float | None = None) -> float:
+        return round(((until or time.monotonic()) - self.started) * 1000, 3)
+
+
+def get_state(flow: http.HTTPFlow) -> CallState | None:
+    return flow.metadata.get(METADATA_KEY)
+
+
+def attach_state(flow: http.HTTPFlow, state: CallState) -> CallState:
+    flow.metadata[METADATA_KEY] = state
+    return state

@@ -1,0 +1,182 @@
+"""The `llmtap` command: start the gateway, print the shell lines that point apps at it, and query the log."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, load_config
+
+CA_CERT = "mitmproxy-ca-cert.pem"
+CA_BUNDLE = "llmtap-ca-bundle.pem"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmtap", description="A self-hosted AI gateway for LLM observability.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser("start", help="run the gateway in the foreground")
+    start.add_argument("--config", help="YAML config (default: config/llmtap.yaml if present)")
+    start.add_argument("--web", action="store_true", help="run mitmweb (live inspection) instead of mitmdump")
+    start.add_argument("mitmproxy_args", nargs=argparse.REMAINDER, help="after --: more mitmdump/mitmweb arguments")
+
+    env = commands.add_parser("env", help="print export lines that point apps at the gateway")
+    env.add_argument("--config")
+
+    sql = commands.add_parser("sql", help="run a SQL query over the log (works while the gateway runs)")
+    sql.add_argument("query")
+    sql.add_argument("--config")
+    sql.add_argument("--format", choices=["table", "json", "csv"], help="default: table on a terminal, else json")
+
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"llmtap: config error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "start":
+        return start_gateway(config, args.config, args.web, [a for a in args.mitmproxy_args if a != "--"])
+    if args.command == "env":
+        ensure_ca(config)
+        print(env_lines(config))
+        return 0
+    return run_sql(config, args.query, args.format)
+
+
+def ensure_ca(config: Config) -> tuple[Path, Path]:
+    """Create the CA in `certs` if needed; return the CA file and a bundle of the public roots plus the CA."""
+    import certifi
+    from mitmproxy.certs import CertStore
+
+    config.certs_dir.mkdir(parents=True, exist_ok=True)
+    CertStore.from_store(config.certs_dir, "mitmproxy", 2048)
+    ca = config.certs_dir / CA_CERT
+    bundle = config.certs_dir / CA_BUNDLE
+    bundle.write_text(Path(certifi.where()).read_text() + "\n# llmtap\n" + ca.read_text())
+    return ca.resolve(), bundle.resolve()
+
+
+def env_lines(config: Config) -> str:
+    ca, bundle = ca_paths(config)
+    lines = []
+    if config.proxy_listen:
+        proxy = f"http://{config.proxy_listen}"
+        lines += [
+            f"export HTTPS_PROXY={proxy}",
+            f"export SSL_CERT_FILE={bundle}",
+            f"export REQUESTS_CA_BUNDLE={bundle}",
+            f"export NODE_EXTRA_CA_CERTS={ca}",
+        ]
+    if config.gateway_listen:
+        lines.append(f"export OPENAI_BASE_URL=http://{config.gateway_listen}/v1")
+    return "\n".join(lines)
+
+
+def ca_paths(config: Config) -> tuple[Path, Path]:
+    return (config.certs_dir / CA_CERT).resolve(), (config.certs_dir / CA_BUNDLE).resolve()
+
+
+def start_gateway(config: Config, config_path: str | None, web: bool, extra: list[str]) -> int:
+    from mitmproxy.tools import cmdline
+    from mitmproxy.tools.main import run
+
+    from .pipeline import make_addons, mitmproxy_args
+
+    ensure_ca(config)
+    print(banner(config, web), flush=True)
+    if web:
+        from mitmproxy.tools.web.master import WebMaster as master_cls
+
+        make_parser = cmdline.mitmweb
+    else:
+        from mitmproxy.tools.dump import DumpMaster as master_cls
+
+        make_parser = cmdline.mitmdump
+
+    class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
+        def __init__(self, options, *a, **kw):
+            super().__init__(options, *a, **kw)
+            self.addons.add(*make_addons())
+
+    source = str(config.source) if config.source else None
+    run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web) + extra)
+    return 0
+
+
+def banner(config: Config, web: bool) -> str:
+    ca, bundle = ca_paths(config)
+    lines = ["llmtap is starting"]
+    if config.proxy_listen:
+        lines.append(f"  proxy        http://{config.proxy_listen}   (HTTPS_PROXY; no code change)")
+    if config.gateway_listen:
+        lines.append(f"  gateway      http://{config.gateway_listen}/v1   (base_url)")
+    lines += [
+        f"  CA           {ca}",
+        f"  log          {config.storage_path.resolve()}",
+        f"  config       {config.source or 'built-in defaults'}",
+    ]
+    if web:
+        lines.append("  mitmweb      see the 'Web server listening at' line below")
+    lines += ["", "Point an app at it (or run: eval \"$(llmtap env)\"):", *("  " + l for l in env_lines(config).splitlines())]
+    if config.gateway_listen:
+        lines.append(f'  or in code:  OpenAI(base_url="http://{config.gateway_listen}/v1")')
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run_sql(config: Config, query: str, output_format: str | None) -> int:
+    import duckdb
+
+    from .store import connect
+
+    if not config.storage_path.exists():
+        print(f"llmtap: no log yet at {config.storage_path} (start the gateway and make a call)", file=sys.stderr)
+        return 1
+    try:
+        with connect(config.storage_path, timeout_s=10, read_only=True) as db:
+            cursor = db.execute(query)
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if columns else []
+    except duckdb.Error as e:
+        print(f"llmtap: {e}", file=sys.stderr)
+        return 1
+    output_format = output_format or ("table" if sys.stdout.isatty() else "json")
+    render_rows(columns, rows, output_format)
+    return 0
+
+
+def render_rows(columns: list[str], rows: list[tuple], output_format: str) -> None:
+    """Rows as a rich table (terminals), JSON lines or CSV (pipes)."""
+    if output_format == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row)), default=_plain))
+    elif output_format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([[_plain(v) if v is not None else "" for v in row] for row in rows])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*["" if v is None else str(_plain(v)) for v in row])
+        Console().print(table)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value if isinstance(value, (str, int, float, bool, list, dict)) else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

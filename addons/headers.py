@@ -1,0 +1,282 @@
+"""The `Helicone-*` request-header contract (see HEADERS.md): parsed and validated here, in one place.
+
+`parse_helicone_headers` is pure: it turns header (name, value) pairs into a `HeliconeOptions` or raises
+`HeaderError` naming the header and the accepted form. The `HeliconeHeaders` addon in `intake.py` calls it once per
+request; every later addon reads the typed result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+PREFIX = "helicone-"
+PROPERTY_PREFIX = "helicone-property-"
+MAX_CACHE_AGE_S = 365 * 24 * 3600
+DEFAULT_CACHE_AGE_S = 7 * 24 * 3600
+DEFAULT_FALLBACK_CODES = (429, 500, 502, 503, 504)
+
+
+class HeaderError(ValueError):
+    """A malformed Helicone header; `message` says what is accepted."""
+
+    def __init__(self, header: str, message: str):
+        super().__init__(f"{header}: {message}")
+        self.header = header
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    enabled: bool = False
+    max_age_s: int = DEFAULT_CACHE_AGE_S
+    bucket_max_size: int = 1
+    seed: str | None = None
+    ignore_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    enabled: bool = False
+    max_retries: int = 3
+    factor: float = 2.0
+    min_timeout_ms: int = 1000
+    max_timeout_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class FallbackOptions:
+    models: tuple[str, ...] = ()
+    on_codes: tuple[int, ...] = DEFAULT_FALLBACK_CODES
+    targets: tuple[dict, ...] = ()  # Helicone-Fallbacks, Helicone's JSON form
+
+
+@dataclass(frozen=True)
+class RateLimitPolicy:
+    quota: int
+    window_s: int
+    unit: str  # "request" | "cents"
+    segment: str | None  # None (global), "user", or a property name
+    text: str
+
+
+@dataclass(frozen=True)
+class HeliconeOptions:
+    """Everything the client asked of llmtap through `Helicone-*` headers."""
+
+    properties: dict[str, str] = field(default_factory=dict)
+    user_id: str | None = None
+    session_id: str | None = None
+    session_path: str | None = None
+    session_name: str | None = None
+    request_id: str | None = None
+    prompt_id: str | None = None
+    omit_request: bool = False
+    omit_response: bool = False
+    auth_key: str | None = None
+    cache: CacheOptions = CacheOptions()
+    retry: RetryOptions = RetryOptions()
+    fallback: FallbackOptions = FallbackOptions()
+    ratelimit_policy: RateLimitPolicy | None = None
+
+
+def parse_helicone_headers(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
+    """Parse request headers into `HeliconeOptions`; names are case-insensitive, `Property-<Name>` keeps its case."""
+    values: dict[str, tuple[str, str]] = {}  # lower-case name -> (name as sent, value)
+    properties: dict[str, str] = {}
+    cache_control = None
+    for name, value in fields:
+        lower = name.lower()
+        if lower == "cache-control":
+            cache_control = value
+        elif lower.startswith(PROPERTY_PREFIX):
+            prop = name[len(PROPERTY_PREFIX):]
+            if not prop:
+                raise HeaderError(name, "a property needs a name: Helicone-Property-<Name>")
+            properties[prop] = value
+        elif lower.startswith(PREFIX):
+            values[lower] = (name, value)
+
+    def text(key: str) -> str | None:
+        return values[key][1].strip() if key in values else None
+
+    user_id = text("helicone-user-id") or _property_user_id(properties)
+    cache_enabled = _bool(values, "helicone-cache-enabled")
+    return HeliconeOptions(
+        properties=properties,
+        user_id=user_id,
+        session_id=text("helicone-session-id"),
+        session_path=_session_path(values),
+        session_name=text("helicone-session-name"),
+        request_id=_request_id(values),
+        prompt_id=text("helicone-prompt-id"),
+        omit_request=_bool(values, "helicone-omit-request"),
+        omit_response=_bool(values, "helicone-omit-response"),
+        auth_key=_bearer(values),
+        cache=CacheOptions(
+            enabled=cache_enabled,
+            max_age_s=_max_age(cache_control) if cache_enabled else DEFAULT_CACHE_AGE_S,
+            bucket_max_size=_int(values, "helicone-cache-bucket-max-size", 1, minimum=1, maximum=100),
+            seed=text("helicone-cache-seed"),
+            ignore_keys=_csv(values, "helicone-cache-ignore-keys"),
+        ),
+        retry=RetryOptions(
+            enabled=_bool(values, "helicone-retry-enabled"),
+            max_retries=_int(values, "helicone-retry-num", 3, minimum=0, maximum=20),
+            factor=_float(values, "helicone-retry-factor", 2.0),
+            min_timeout_ms=_int(values, "helicone-retry-min-timeout", 1000, minimum=0, maximum=600_000),
+            max_timeout_ms=_int(values, "helicone-retry-max-timeout", 10000, minimum=0, maximum=600_000),
+        ),
+        fallback=FallbackOptions(
+            models=_csv(values, "helicone-fallback-model"),
+            on_codes=_codes(values),
+            targets=_fallback_targets(values),
+        ),
+        ratelimit_policy=_policy(values),
+    )
+
+
+def _property_user_id(properties: dict[str, str]) -> str | None:
+    # Helicone's tutorials tag users with Helicone-Property-UserId; it means the same as Helicone-User-Id.
+    return next((v for k, v in properties.items() if k.lower() == "userid"), None)
+
+
+def _name(values: dict[str, tuple[str, str]], key: str) -> str:
+    return values[key][0] if key in values else key
+
+
+def _bool(values: dict[str, tuple[str, str]], key: str) -> bool:
+    if key not in values:
+        return False
+    name, value = values[key]
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise HeaderError(name, f"expected true or false, got {value!r}")
+    return lowered == "true"
+
+
+def _int(values: dict[str, tuple[str, str]], key: str, default: int, *, minimum: int, maximum: int) -> int:
+    if key not in values:
+        return default
+    name, value = values[key]
+    if not re.fullmatch(r"\s*\d+\s*", value) or not minimum <= int(value) <= maximum:
+        raise HeaderError(name, f"expected a whole number from {minimum} to {maximum}, got {value!r}")
+    return int(value)
+
+
+def _float(values: dict[str, tuple[str, str]], key: str, default: float) -> float:
+    if key not in values:
+        return default
+    name, value = values[key]
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 1.0 <= number <= 10.0:
+        raise HeaderError(name, f"expected a number from 1 to 10, got {value!r}")
+    return number
+
+
+def _csv(values: dict[str, tuple[str, str]], key: str) -> tuple[str, ...]:
+    if key not in values:
+        return ()
+    name, value = values[key]
+    items = tuple(item.strip() for item in value.split(","))
+    if not all(items):
+        raise HeaderError(name, f"expected a comma-separated list of non-empty names, got {value!r}")
+    return items
+
+
+def _codes(values: dict[str, tuple[str, str]]) -> tuple[int, ...]:
+    key = "helicone-fallback-oncodes"
+    if key not in values:
+        return DEFAULT_FALLBACK_CODES
+    codes = _csv(values, key)
+    if not all(c.isdigit() and 100 <= int(c) <= 599 for c in codes):
+        raise HeaderError(_name(values, key), f"expected comma-separated HTTP status codes, got {values[key][1]!r}")
+    return tuple(int(c) for c in codes)
+
+
+def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
+    key = "helicone-fallbacks"
+    if key not in values:
+        return ()
+    name, value = values[key]
+    try:
+        targets = json.loads(value)
+    except ValueError:
+        targets = None
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise HeaderError(name, "expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
+    return tuple(targets)
+
+
+def _max_age(cache_control: str | None) -> int:
+    if cache_control is None:
+        return DEFAULT_CACHE_AGE_S
+    match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", cache_control, re.IGNORECASE)
+    if not match:
+        raise HeaderError("Cache-Control", f"expected max-age=<seconds>, got {cache_control!r}")
+    return min(int(match.group(1)), MAX_CACHE_AGE_S)
+
+
+def _session_path(values: dict[str, tuple[str, str]]) -> str | None:
+    key = "helicone-session-path"
+    if key not in values:
+        return None
+    name, value = values[key]
+    if not value.startswith("/"):
+        raise HeaderError(name, f"expected a path like /parent/child, got {value!r}")
+    return value
+
+
+def _request_id(values: dict[str, tuple[str, str]]) -> str | None:
+    key = "helicone-request-id"
+    if key not in values:
+        return None
+    name, value = values[key]
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise HeaderError(name, f"expected a UUID, got {value!r}") from None
+
+
+def _bearer(values: dict[str, tuple[str, str]]) -> str | None:
+    key = "helicone-auth"
+    if key not in values:
+        return None
+    name, value = values[key]
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HeaderError(name, "expected 'Bearer <key>'")
+    return token.strip()
+
+
+POLICY_RE = re.compile(r"^\s*(\d+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)
+
+
+def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
+    key = "helicone-ratelimit-policy"
+    if key not in values:
+        return None
+    name, value = values[key]
+    accepted = "expected [quota];w=[window seconds];u=[request|cents];s=[user|<property name>], e.g. 1000;w=3600;s=user"
+    match = POLICY_RE.match(value)
+    if not match or int(match.group(1)) < 1:
+        raise HeaderError(name, accepted)
+    params: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in match.group(2).split(";"))):
+        k, _, v = part.partition("=")
+        params[k.strip().lower()] = v.strip()
+    if set(params) - {"w", "u", "s"} or not params.get("w", "").isdigit() or int(params["w"]) < 1:
+        raise HeaderError(name, accepted)
+    unit = params.get("u", "request").lower()
+    if unit not in ("request", "cents"):
+        raise HeaderError(name, accepted)
+    segment = params.get("s") or None
+    if segment is not None and segment.lower() == "user":
+        segment = "user"
+    return RateLimitPolicy(int(match.group(1)), int(params["w"]), unit, segment, value.strip())

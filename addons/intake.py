@@ -1,0 +1,68 @@
+"""The first addon of the pipeline: decides which flows are LLM calls and builds their `CallState`.
+
+A flow is an LLM call when it arrives at the gateway listener, or through the proxy listener for a provider host named
+in config; anything else is left alone. `Helicone-*` headers are parsed once here, answered with 400 when malformed,
+and removed so they never reach a provider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from .callstate import CallState, attach_state, get_state
+from .headers import PREFIX, HeaderError, parse_helicone_headers
+from .replies import reply_with_error
+from .settings import Settings
+from .wire import format_for_path
+
+logger = logging.getLogger(__name__)
+
+
+class Intake:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or get_state(flow):
+            return
+        config = self.settings.config
+        if isinstance(flow.client_conn.proxy_mode, ReverseMode):
+            state = CallState(way="gateway")
+        elif provider := config.provider_for_host(flow.request.pretty_host):
+            state = CallState(way="proxy", provider=provider)
+        else:
+            return
+        attach_state(flow, state)
+        state.client_host, state.client_path = flow.request.pretty_host, flow.request.path
+        state.wire = format_for_path(flow.request.path)
+        state.request_body = parse_body(flow.request)
+        state.model_requested, state.stream = (
+            state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
+        )
+        header_fields = [(k, v) for k, v in flow.request.headers.items(multi=True)]
+        for name in {k for k, _ in header_fields if k.lower().startswith(PREFIX)}:
+            del flow.request.headers[name]
+        try:
+            state.options = parse_helicone_headers(header_fields)
+        except HeaderError as e:
+            reply_with_error(flow, 400, "llmtap_invalid_header", e.message, header=e.header)
+            return
+        if state.options.request_id:
+            state.request_id = state.options.request_id
+        # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
+        flow.request.headers["accept-encoding"] = "identity"
+
+
+def parse_body(request: http.Request):
+    """The request body as JSON when it is JSON, else its text (None when empty)."""
+    content = request.get_content(strict=False) or b""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", errors="replace")

@@ -1,0 +1,81 @@
+"""The schema of llmtap's DuckDB file, as numbered migrations.
+
+Each migration is a plain function registered in order and recorded in `llmtap_migrations` when applied. A migration
+never changes after it ships: a new column is a new migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
+
+
+def migration(fn: Callable[[duckdb.DuckDBPyConnection], None]) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(db: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations `db` has not had yet; returns their names."""
+    db.execute("CREATE TABLE IF NOT EXISTS llmtap_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    done = {row[0] for row in db.execute("SELECT name FROM llmtap_migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        db.execute("BEGIN TRANSACTION")
+        fn(db)
+        db.execute("INSERT INTO llmtap_migrations VALUES (?, now())", [fn.__name__])
+        db.execute("COMMIT")
+        applied.append(fn.__name__)
+    return applied
+
+
+@migration
+def m001_requests(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(
+        """
+        CREATE TABLE requests (
+            request_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            way VARCHAR NOT NULL,
+            provider VARCHAR,
+            method VARCHAR,
+            host VARCHAR,
+            path VARCHAR,
+            model VARCHAR,
+            model_requested VARCHAR,
+            status INTEGER,
+            error VARCHAR,
+            stream BOOLEAN,
+            latency_ms DOUBLE,
+            ttfb_ms DOUBLE,
+            ttft_ms DOUBLE,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cached_input_tokens BIGINT,
+            cache_write_input_tokens BIGINT,
+            reasoning_tokens BIGINT,
+            total_tokens BIGINT,
+            cost_usd DECIMAL(18, 10),
+            price_source VARCHAR,
+            price_error VARCHAR,
+            cache_status VARCHAR,
+            attempts INTEGER,
+            user_id VARCHAR,
+            session_id VARCHAR,
+            session_path VARCHAR,
+            session_name VARCHAR,
+            prompt_id VARCHAR,
+            properties MAP(VARCHAR, VARCHAR),
+            key_hash VARCHAR,
+            key_owner VARCHAR,
+            ratelimit MAP(VARCHAR, VARCHAR),
+            request_body JSON,
+            response_body JSON
+        )
+        """
+    )

@@ -1,0 +1,56 @@
+"""llmtap's addons, composed in one place, and the mitmproxy options a config implies.
+
+Order matters: Intake builds each call's state, Router sends it to its provider, StreamTap reads answers as they
+stream, Recorder writes the row, WebView writes what mitmweb shows.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mitmproxy import contentviews
+
+from .config import Config
+from .intake import Intake
+from .recorder import Recorder
+from .routing import Router
+from .settings import Settings
+from .streaming import StreamTap
+from .webview import LlmCallView, WebView
+
+# The gateway listener is a mitmproxy reverse proxy whose nominal target is never contacted: Router sends each call
+# to its provider before mitmproxy opens a connection (connection_strategy=lazy).
+GATEWAY_TARGET_HOST = "llmtap.gateway"
+
+
+def make_addons() -> list[object]:
+    contentviews.add(LlmCallView)
+    settings = Settings()
+    return [settings, Intake(settings), Router(settings), StreamTap(), Recorder(settings), WebView()]
+
+
+def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[str]:
+    """Command-line arguments for mitmdump/mitmweb that make it llmtap as `config` describes."""
+    args = []
+    if config.proxy_listen:
+        args += ["--mode", f"regular@{_listen(config.proxy_listen)}"]
+    if config.gateway_listen:
+        args += ["--mode", f"reverse:http://{GATEWAY_TARGET_HOST}@{_listen(config.gateway_listen)}"]
+    # Only provider hosts are intercepted; every other host's TLS passes through untouched.
+    for host in [GATEWAY_TARGET_HOST] + [h for p in config.providers for h in p.hosts]:
+        args += ["--allow-hosts", f"^{re.escape(host)}:\\d+$"]
+    args += [
+        "--set", f"confdir={config.certs_dir}",
+        # Upstreams may be private endpoints or (offline) local servers: never dial the host the client named.
+        "--set", "connection_strategy=lazy",
+        "--set", "upstream_cert=false",
+        "--set", f"llmtap_config={config_path or ''}",
+    ]
+    if web:
+        args += ["--set", "store_streamed_bodies=true", "--set", "web_open_browser=false"]
+    return args
+
+
+def _listen(address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"

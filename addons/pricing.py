@@ -1,0 +1,73 @@
+"""What a call cost: its usage priced by genai-prices, or by a `pricing` override in config.
+
+A price llmtap does not know is None with a reason, never 0: an honest gap beats a wrong total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from genai_prices import Usage, calc_price
+
+from .config import PriceOverride
+
+MTOK = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Priced:
+    input_tokens: int | None = None  # every input token, cached ones included
+    output_tokens: int | None = None  # reasoning tokens included
+    cached_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    price_source: str | None = None  # "genai-prices" or "config"
+    price_error: str | None = None  # why cost_usd is None
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+def price_call(
+    usage: Usage | None,
+    model: str | None,
+    prices_provider: str,
+    overrides: tuple[PriceOverride, ...],
+    when: datetime,
+) -> Priced:
+    """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id)."""
+    if usage is None:
+        return Priced(price_error="the answer reported no token usage")
+    tokens = dict(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cache_read_tokens,
+        cache_write_input_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.output_reasoning_tokens,
+    )
+    if not model:
+        return Priced(**tokens, price_error="the answer named no model")
+    override = next((o for o in overrides if o.matches(prices_provider, model)), None)
+    if override is not None:
+        return Priced(**tokens, cost_usd=_override_cost(usage, override), price_source="config")
+    try:
+        price = calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
+    except LookupError:
+        return Priced(
+            **tokens,
+            price_error=f"genai-prices has no price for {prices_provider}/{model}; add it under 'pricing' in config",
+        )
+    return Priced(**tokens, cost_usd=price.total_price, price_source="genai-prices")
+
+
+def _override_cost(usage: Usage, price: PriceOverride) -> Decimal:
+    cached = usage.cache_read_tokens or 0
+    uncached = (usage.input_tokens or 0) - cached
+    cached_price = price.cached_input_per_mtok if price.cached_input_per_mtok is not None else price.input_per_mtok
+    return (uncached * price.input_per_mtok + cached * cached_price + (usage.output_tokens or 0) * price.output_per_mtok) / MTOK

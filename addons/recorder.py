@@ -1,0 +1,170 @@
+"""The `Recorder` addon: one row in DuckDB for every LLM call a client made, answered or not.
+
+It owns the `RecordStore` (opened when mitmproxy starts, flushed when it stops), reads the finished flow and its
+`CallState`, prices the usage, and queues the row. Keys, cookies and auth headers are never part of a row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from mitmproxy import exceptions, http
+
+from .callstate import CallState, get_state
+from .pricing import Priced, price_call
+from .settings import Settings
+from .store import RecordStore
+
+logger = logging.getLogger(__name__)
+
+RATELIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+RATELIMIT_HEADERS = ("retry-after", "retry-after-ms")
+
+
+class Recorder:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store: RecordStore | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        path = self.settings.config.storage_path
+        if self.store is not None and self.store.path == path:
+            return
+        if self.store is not None:
+            self.store.close()
+        store = RecordStore(path)
+        try:
+            store.open()
+        except Exception as e:  # a locked, corrupt or unwritable file: say so at start-up, not per request
+            raise exceptions.OptionsError(f"storage.path: cannot open {path}: {e}") from None
+        self.store = store
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def done(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            logger.info(f"llmtap: {self.store.written} rows written to {self.store.path}")
+
+    def _record(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if state is None or state.record is not None or self.store is None:
+            return
+        state.record = build_record(flow, state, self.settings)
+        self.store.append(state.record)
+
+
+def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> dict[str, Any]:
+    """The `requests` row for a finished (answered, refused or failed) call."""
+    response = flow.response
+    answer = _answer(response, state)
+    model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
+    priced = _price(state, response, answer, model, settings)
+    error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
+    options = state.options
+    return {
+        "request_id": state.request_id,
+        "created_at": state.created_at,
+        "way": state.way,
+        "provider": state.provider.name if state.provider else None,
+        "method": flow.request.method,
+        "host": state.client_host,
+        "path": state.client_path,
+        "model": model,
+        "model_requested": state.model_requested,
+        "status": response.status_code if response else None,
+        "error": error,
+        "stream": state.stream,
+        "latency_ms": state.elapsed_ms(),
+        "ttfb_ms": state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None,
+        "ttft_ms": _ttft_ms(state),
+        "input_tokens": priced.input_tokens,
+        "output_tokens": priced.output_tokens,
+        "cached_input_tokens": priced.cached_input_tokens,
+        "cache_write_input_tokens": priced.cache_write_input_tokens,
+        "reasoning_tokens": priced.reasoning_tokens,
+        "total_tokens": priced.total_tokens,
+        "cost_usd": priced.cost_usd,
+        "price_source": priced.price_source,
+        "price_error": priced.price_error,
+        "cache_status": None,
+        "attempts": 0 if state.error else 1,  # llmtap's own answers (state.error) reached no provider
+        "user_id": options.user_id,
+        "session_id": options.session_id,
+        "session_path": options.session_path,
+        "session_name": options.session_name,
+        "prompt_id": options.prompt_id,
+        "properties": dict(options.properties),
+        "key_hash": state.key_hash,
+        "key_owner": state.key_owner,
+        "ratelimit": ratelimit_headers(response),
+        "request_body": None if options.omit_request else _json_text(state.request_body),
+        "response_body": None if options.omit_response else _json_text(answer),
+    }
+
+
+def _answer(response: http.Response | None, state: CallState) -> Any:
+    """The response as JSON: assembled from its events when it streamed."""
+    if response is None:
+        return None
+    if state.tap is not None:
+        return state.tap.assembler.result()
+    content = response.get_content(strict=False) or b""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", errors="replace")
+
+
+def _price(state: CallState, response: http.Response | None, answer: Any, model: str | None, settings: Settings) -> Priced:
+    if state.error is not None:
+        return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
+    usage = state.wire.extract_usage(answer) if state.wire else None
+    if usage is None and response is not None and response.status_code >= 400:
+        return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
+    if state.provider is None:
+        return Priced(price_error="no provider")
+    return price_call(
+        usage, model or state.model_requested, state.provider.prices_provider, settings.config.pricing, state.created_at
+    )
+
+
+def _ttft_ms(state: CallState) -> float | None:
+    if state.tap is not None:
+        return state.elapsed_ms(state.tap.first_token_at) if state.tap.first_token_at else None
+    return state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None
+
+
+def _provider_error(response: http.Response | None, answer: Any) -> str | None:
+    if response is None or response.status_code < 400:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error = answer["error"]
+        return f"{error.get('type') or error.get('code') or response.status_code}: {error.get('message', '')}".strip()
+    return f"HTTP {response.status_code}"
+
+
+def ratelimit_headers(response: http.Response | None) -> dict[str, str]:
+    """The provider's rate-limit headers, names lower-cased."""
+    if response is None:
+        return {}
+    return {
+        name.lower(): value
+        for name, value in response.headers.items()
+        if name.lower().startswith(RATELIMIT_PREFIXES) or name.lower() in RATELIMIT_HEADERS
+    }
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+

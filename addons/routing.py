@@ -1,0 +1,143 @@
+"""The `Router` addon: sends each LLM call to its provider's upstream.
+
+- Proxy way in: the client named the provider host; the request goes to that provider's `upstream` as it is, with
+  the client's own key.
+- Gateway way in: one OpenAI-compatible endpoint. The body's `model` picks the provider (config patterns, or an
+  explicit `provider/model`), and the provider key comes from the environment. With `gateway.keys` set, a request
+  without a valid key is answered 401 and reaches no provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from mitmproxy import http
+
+from .callstate import CallState, get_state
+from .config import Config, ProviderConfig
+from .replies import reply_with_error
+from .settings import Settings
+from .wire import format_named
+
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+MESSAGES_PATHS = ("/v1/messages", "/messages")
+CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+
+
+class Router:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if flow.response or flow.error or state is None:
+            return
+        if state.way == "proxy":
+            assert state.provider is not None
+            state.key_hash = fingerprint(client_key(flow.request))
+            send_to_upstream(flow.request, state.provider, flow.request.path)
+        else:
+            self._route_gateway(flow, state, self.settings.config)
+
+    def _route_gateway(self, flow: http.HTTPFlow, state: CallState, config: Config) -> None:
+        path = flow.request.path.split("?", 1)[0].rstrip("/")
+        if not self._authorize(flow, state, config):
+            return
+        if flow.request.method != "POST" or path not in CHAT_PATHS + MESSAGES_PATHS:
+            reply_with_error(
+                flow, 404, "llmtap_unknown_endpoint",
+                f"{flow.request.method} {path} is not a gateway endpoint; use POST /v1/chat/completions "
+                "(OpenAI-compatible, any provider) or POST /v1/messages (Anthropic)",
+            )
+            return
+        body = state.request_body
+        if not isinstance(body, dict):
+            reply_with_error(flow, 400, "llmtap_invalid_body", "the request body must be a JSON object")
+            return
+        model = body.get("model")
+        routed = config.provider_for_model(model) if isinstance(model, str) and model else None
+        if routed is None:
+            reply_with_error(
+                flow, 400, "llmtap_unroutable_model",
+                f"model {model!r} matches no provider; routable models: {', '.join(config.routable_models())}",
+            )
+            return
+        provider, provider_model = routed
+        state.provider = provider
+        if path in MESSAGES_PATHS:
+            if provider.messages_path is None:
+                reply_with_error(
+                    flow, 400, "llmtap_unroutable_model",
+                    f"provider {provider.name!r} has no Messages API (providers.{provider.name}.messages_path); "
+                    "use /v1/chat/completions for it",
+                )
+                return
+            upstream_path = provider.messages_path
+            state.wire = format_named("anthropic_messages")
+        else:
+            upstream_path = provider.chat_path
+            state.wire = format_named("openai_chat")
+        if provider_model != model:
+            body["model"] = provider_model
+            flow.request.set_content(json.dumps(body).encode())
+        if not self._inject_provider_key(flow, state, provider):
+            return
+        query = flow.request.path.partition("?")[2]
+        send_to_upstream(flow.request, provider, upstream_path + (f"?{query}" if query else ""))
+
+    def _authorize(self, flow: http.HTTPFlow, state: CallState, config: Config) -> bool:
+        presented = state.options.auth_key or bearer_token(flow.request)
+        if not config.gateway_keys:
+            state.key_hash = fingerprint(presented)
+            return True
+        for key in config.gateway_keys:
+            if presented is not None and hmac.compare_digest(presented.encode(), key.key.encode()):
+                state.key_hash, state.key_owner = fingerprint(presented), key.owner
+                return True
+        reply_with_error(
+            flow, 401, "llmtap_unauthorized",
+            "a valid llmtap gateway key is required: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
+        )
+        return False
+
+    def _inject_provider_key(self, flow: http.HTTPFlow, state: CallState, provider: ProviderConfig) -> bool:
+        key = provider.api_key()
+        if key is None:
+            if self.settings.config.gateway_keys:
+                reply_with_error(
+                    flow, 500, "llmtap_missing_provider_key",
+                    f"the gateway has no key for provider {provider.name!r}: set {provider.api_key_env}",
+                )
+                return False
+            return True  # no key configured and no gateway keys: the client's own key goes through
+        for name in CLIENT_KEY_HEADERS:
+            flow.request.headers.pop(name, None)
+        assert state.wire is not None
+        flow.request.headers.update(state.wire.auth_headers(key))
+        return True
+
+
+def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str) -> None:
+    upstream = provider.upstream
+    request.scheme, request.host, request.port = upstream.scheme, upstream.host, upstream.port
+    request.path = upstream.path_prefix + path
+    request.headers["host"] = upstream.host if upstream.port in (80, 443) else f"{upstream.host}:{upstream.port}"
+
+
+def bearer_token(request: http.Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def client_key(request: http.Request) -> str | None:
+    """The credential a client sent to its provider, in whichever header that provider reads."""
+    return bearer_token(request) or next(
+        (request.headers[name] for name in CLIENT_KEY_HEADERS[1:] if request.headers.get(name)), None
+    )
+
+
+def fingerprint(key: str | None) -> str | None:
+    """A stable, non-reversible name for a key: enough to group calls by key, useless to spend it."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else None

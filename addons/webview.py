@@ -1,0 +1,101 @@
+"""What a person sees of an LLM call in mitmweb: a one-line comment on the flow, and a chat view of its bodies.
+
+The `WebView` addon runs last. It writes the comment from the call's row (`gpt-4o-mini · 1,234→56 tok · $0.0004 ·
+812 ms`) and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
+flow can be saved, copied and replayed like any other. `LlmCallView` renders chat requests and responses (streamed
+ones assembled) as turns by role instead of raw JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from mitmproxy import contentviews, http
+
+from .callstate import METADATA_KEY, get_state
+from .wire import format_for_path, format_named
+from .wire.sse import SseParser
+
+SUMMARY_KEY = "llmtap_summary"
+
+
+class WebView:
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if state is None or state.record is None:
+            return
+        flow.comment = describe(state.record)
+        flow.metadata[SUMMARY_KEY] = {
+            "request_id": state.request_id,
+            "wire": state.wire.name if state.wire else None,
+            "comment": flow.comment,
+        }
+        del flow.metadata[METADATA_KEY]
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line that says what a call was: model, tokens, cost, latency, and its error if it failed."""
+    parts = [record.get("model") or record.get("model_requested") or record.get("path") or "?"]
+    if record.get("input_tokens") is not None or record.get("output_tokens") is not None:
+        parts.append(f"{record.get('input_tokens') or 0:,}→{record.get('output_tokens') or 0:,} tok")
+    cost = record.get("cost_usd")
+    parts.append("$?" if cost is None else f"${_short_cost(cost)}")
+    parts.append(f"{record['latency_ms']:,.0f} ms")
+    if record.get("error"):
+        parts.append(f"{record.get('status') or 'failed'} {record['error'][:80]}")
+    return " · ".join(parts)
+
+
+def _short_cost(cost: Decimal) -> str:
+    return f"{cost:.4f}" if cost >= Decimal("0.0001") or cost == 0 else f"{cost:.2g}"
+
+
+class LlmCallView(contentviews.Contentview):
+    """Chat turns by role for the bodies of LLM calls llmtap understands."""
+
+    name = "LLM call"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        wire = _wire_of(metadata)
+        if wire is None:
+            raise ValueError("not an LLM call llmtap reads")
+        message = metadata.http_message
+        if isinstance(message, http.Request):
+            turns = wire.transcript(json.loads(data), None)
+        elif (metadata.content_type or "").startswith("text/event-stream"):
+            assembler = wire.new_assembler()
+            parser = SseParser()
+            for event in parser.feed(data + b"\n\n"):
+                assembler.add(event)
+            turns = wire.transcript(None, assembler.result())
+        else:
+            turns = wire.transcript(None, json.loads(data))
+        lines = []
+        summary = metadata.flow.metadata.get(SUMMARY_KEY) if metadata.flow else None
+        if summary and not isinstance(message, http.Request):
+            lines += [summary["comment"], ""]
+        for role, text in turns:
+            lines.append(f"[{role}]")
+            lines += [f"  {line}" for line in text.splitlines() or [""]]
+        return "\n".join(lines)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        return 2 if data and _wire_of(metadata) is not None else -1
+
+
+def _wire_of(metadata: contentviews.Metadata):
+    flow = metadata.flow
+    if not isinstance(flow, http.HTTPFlow):
+        return None
+    summary = flow.metadata.get(SUMMARY_KEY)
+    if summary:
+        return format_named(summary["wire"]) if summary.get("wire") else None
+    return format_for_path(flow.request.path) if METADATA_KEY in flow.metadata else None

@@ -1,0 +1,112 @@
+"""Anthropic Messages (`/v1/messages`), Anthropic's native API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import StreamAssembler, WireFormat, text_of
+from .sse import SseEvent
+
+
+class AnthropicMessages(WireFormat):
+    name = "anthropic_messages"
+    usage_provider_id = "anthropic"
+    usage_flavor = "default"
+
+    def matches(self, path: str) -> bool:
+        return path.endswith("/v1/messages") or path == "/messages"
+
+    def new_assembler(self) -> StreamAssembler:
+        return MessagesStreamAssembler()
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
+
+    def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
+        turns = []
+        if isinstance(request, dict):
+            if request.get("system"):
+                turns.append(("system", text_of(request["system"])))
+            for message in request.get("messages") or []:
+                if isinstance(message, dict):
+                    turns.append((str(message.get("role", "?")), _blocks_text(message.get("content"))))
+        if isinstance(response, dict):
+            if response.get("type") == "error" or "error" in response:
+                error = response.get("error")
+                turns.append(("error", str(error.get("message", error) if isinstance(error, dict) else error)))
+            elif "content" in response:
+                turns.append((str(response.get("role") or "assistant"), _blocks_text(response.get("content"))))
+        return turns
+
+
+def _blocks_text(content: Any) -> str:
+    if not isinstance(content, list):
+        return text_of(content)
+    lines = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            lines.append(block.get("text", ""))
+        elif kind == "thinking":
+            lines.append(f"(thinking) {block.get('thinking', '')}")
+        elif kind == "tool_use":
+            lines.append(f"→ {block.get('name')}({json.dumps(block.get('input'))})")
+        elif kind == "tool_result":
+            lines.append(f"← {text_of(block.get('content'))}")
+        else:
+            lines.append(f"[{kind}]")
+    return "\n".join(lines).strip()
+
+
+class MessagesStreamAssembler(StreamAssembler):
+    def __init__(self) -> None:
+        self._message: dict[str, Any] | None = None
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._partial_json: dict[int, str] = {}
+        self._error: Any = None
+
+    def add(self, event: SseEvent) -> None:
+        data = event.json
+        if data is None:
+            return
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            self._message = dict(data["message"])
+            self._message["usage"] = dict(self._message.get("usage") or {})
+        elif kind == "content_block_start":
+            self._blocks[data.get("index", 0)] = dict(data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            self._add_delta(data.get("index", 0), data.get("delta") or {})
+        elif kind == "message_delta" and self._message is not None:
+            self._message.update({k: v for k, v in (data.get("delta") or {}).items() if v is not None})
+            self._message["usage"].update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        elif kind == "error":
+            self._error = data.get("error")
+
+    def _add_delta(self, index: int, delta: dict[str, Any]) -> None:
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        self.first_token_seen = True
+        kind = delta.get("type")
+        if kind == "text_delta":
+            block["text"] = block.get("text", "") + delta.get("text", "")
+        elif kind == "thinking_delta":
+            block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+        elif kind == "input_json_delta":
+            self._partial_json[index] = self._partial_json.get(index, "") + delta.get("partial_json", "")
+
+    def result(self) -> dict[str, Any] | None:
+        if self._message is None:
+            return {"type": "error", "error": self._error} if self._error is not None else None
+        for index, text in self._partial_json.items():
+            try:
+                self._blocks[index]["input"] = json.loads(text) if text else {}
+            except ValueError:
+                self._blocks[index]["input"] = text
+        answer = {**self._message, "content": [self._blocks[i] for i in sorted(self._blocks)]}
+        if self._error is not None:
+            answer["error"] = self._error
+        return answer
+

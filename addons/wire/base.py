@@ -1,0 +1,85 @@
+"""What every wire format provides; see openai_chat.py and anthropic_messages.py."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+from genai_prices import Usage
+from genai_prices.data_snapshot import get_snapshot
+
+from .sse import SseEvent
+
+
+class StreamAssembler(ABC):
+    """Builds, from a response's SSE events, the JSON answer the same call would have returned unstreamed."""
+
+    first_token_seen = False  # becomes True at the first event that carries generated content
+
+    @abstractmethod
+    def add(self, event: SseEvent) -> None: ...
+
+    @abstractmethod
+    def result(self) -> dict[str, Any] | None: ...
+
+    def is_usage_only(self, event: SseEvent) -> bool:
+        """True for an event that only reports usage (one llmtap asked for and the client did not)."""
+        return False
+
+
+class WireFormat(ABC):
+    name: str
+    usage_provider_id: str  # whose extractor in genai-prices reads this format's usage
+    usage_flavor: str
+
+    @abstractmethod
+    def matches(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def new_assembler(self) -> StreamAssembler: ...
+
+    @abstractmethod
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """Headers that carry a provider key for this API (gateway mode injects them)."""
+
+    @abstractmethod
+    def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
+        """(role, text) turns of a call, for people reading it in mitmweb."""
+
+    def model_and_stream(self, body: Any) -> tuple[str | None, bool]:
+        if not isinstance(body, dict):
+            return None, False
+        model = body.get("model")
+        return (model if isinstance(model, str) else None), body.get("stream") is True
+
+    def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
+        """Make a streamed request report usage; True when the body was changed to do so."""
+        return False
+
+    def extract_usage(self, response: Any) -> Usage | None:
+        """Token usage of a JSON answer, or None when it reports none."""
+        if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
+            return None
+        provider = get_snapshot().find_provider(None, self.usage_provider_id, None)
+        try:
+            _, usage = provider.extract_usage(response, api_flavor=self.usage_flavor)
+        except ValueError:
+            return None
+        return usage
+
+
+def text_of(content: Any) -> str:
+    """Plain text of a message content: a string, or a list of typed parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                elif part.get("type"):
+                    parts.append(f"[{part['type']}]")
+        return "\n".join(parts)
+    return "" if content is None else json.dumps(content)

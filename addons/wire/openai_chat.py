@@ -1,0 +1,118 @@
+"""OpenAI Chat Completions (`/chat/completions`), the format every OpenAI-compatible provider speaks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import StreamAssembler, WireFormat, text_of
+from .sse import SseEvent
+
+
+class OpenAIChat(WireFormat):
+    name = "openai_chat"
+    usage_provider_id = "openai"
+    usage_flavor = "chat"
+
+    def matches(self, path: str) -> bool:
+        return path.endswith("/chat/completions")
+
+    def new_assembler(self) -> StreamAssembler:
+        return ChatStreamAssembler()
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
+
+    def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return False
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return True
+
+    def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
+        turns = []
+        if isinstance(request, dict):
+            for message in request.get("messages") or []:
+                if isinstance(message, dict):
+                    turns.append((str(message.get("role", "?")), _message_text(message)))
+        if isinstance(response, dict):
+            for choice in response.get("choices") or []:
+                message = choice.get("message") if isinstance(choice, dict) else None
+                if isinstance(message, dict):
+                    turns.append((str(message.get("role") or "assistant"), _message_text(message)))
+            if isinstance(response.get("error"), dict):
+                turns.append(("error", str(response["error"].get("message", response["error"]))))
+        return turns
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    text = text_of(message.get("content"))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        text += f"\n→ {function.get('name')}({function.get('arguments', '')})"
+    return text.strip()
+
+
+class ChatStreamAssembler(StreamAssembler):
+    def __init__(self) -> None:
+        self._head: dict[str, Any] = {}
+        self._choices: dict[int, dict[str, Any]] = {}
+        self._usage: dict[str, Any] | None = None
+        self._error: Any = None
+
+    def add(self, event: SseEvent) -> None:
+        chunk = event.json
+        if chunk is None:
+            return
+        if "error" in chunk and "choices" not in chunk:
+            self._error = chunk["error"]
+            return
+        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
+            if chunk.get(key) is not None:
+                self._head[key] = chunk[key]
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            self._add_choice(choice)
+
+    def _add_choice(self, choice: dict[str, Any]) -> None:
+        index = choice.get("index", 0)
+        slot = self._choices.setdefault(index, {"role": "assistant", "content": [], "tool_calls": {}, "finish": None})
+        delta = choice.get("delta") or {}
+        if delta.get("role"):
+            slot["role"] = delta["role"]
+        if delta.get("content"):
+            slot["content"].append(delta["content"])
+            self.first_token_seen = True
+        for call in delta.get("tool_calls") or []:
+            self.first_token_seen = True
+            merged = slot["tool_calls"].setdefault(
+                call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            merged["id"] = call.get("id") or merged["id"]
+            function = call.get("function") or {}
+            merged["function"]["name"] += function.get("name") or ""
+            merged["function"]["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            slot["finish"] = choice["finish_reason"]
+
+    def is_usage_only(self, event: SseEvent) -> bool:
+        chunk = event.json
+        return chunk is not None and not chunk.get("choices") and isinstance(chunk.get("usage"), dict)
+
+    def result(self) -> dict[str, Any] | None:
+        if not self._head and not self._choices:
+            return {"error": self._error} if self._error is not None else None
+        choices = []
+        for index, slot in sorted(self._choices.items()):
+            message: dict[str, Any] = {"role": slot["role"], "content": "".join(slot["content"]) or None}
+            if slot["tool_calls"]:
+                message["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
+            choices.append({"index": index, "message": message, "finish_reason": slot["finish"]})
+        answer = {**self._head, "object": "chat.completion", "choices": choices}
+        if self._usage is not None:
+            answer["usage"] = self._usage
+        if self._error is not None:
+            answer["error"] = self._error
+        return answer
+

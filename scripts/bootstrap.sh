@@ -1,0 +1,40 @@
+# Sourced by scripts/run and scripts/test: makes .venv with a Python >= 3.12 and installs the project into it.
+# Usage: bootstrap_venv [EXTRAS]   (e.g. "test"); sets PY to the venv's python.
+
+find_python() {
+    local candidate version
+    # PATH first (a pyenv shim for a version that is not installed fails here and is skipped), then pyenv's versions.
+    for candidate in python3 python3.12 python3.13 python \
+        $(ls -d "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do
+        version=$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2]) if sys.version_info >= (3, 12) else sys.exit(1)' 2>/dev/null) || continue
+        command -v "$candidate" 2>/dev/null || echo "$candidate"
+        return 0
+    done
+    return 1
+}
+
+bootstrap_venv() {
+    local extras=${1:-} root python stamp want
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    cd "$root" || return 1
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+        if ! python=$(find_python); then
+            echo "llmtap needs Python 3.12 or newer, and none was found on PATH or under pyenv." >&2
+            echo "Install one, e.g.: 'pyenv install 3.12', or 'apt-get install python3.12 python3.12-venv', or from python.org." >&2
+            return 1
+        fi
+        echo "llmtap: creating .venv with $python ($("$python" --version))"
+        rm -rf .venv
+        "$python" -m venv .venv || return 1
+    fi
+    PY="$root/.venv/bin/python"
+    # Install again only when pyproject.toml or the extras changed since the last install.
+    want="$(sha256sum pyproject.toml | cut -c1-16) ${extras}"
+    stamp=.venv/.llmtap-installed
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "llmtap: installing the project${extras:+ with [$extras]} into .venv"
+        "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip || return 1
+        "$PY" -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" || return 1
+        echo "$want" > "$stamp"
+    fi
+}
