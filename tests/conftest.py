@@ -1,0 +1,256 @@
+"""Fixtures that start real processes: the mock provider and the llmtap gateway (`llmtap start`), on loopback only.
+
+Every process a test starts is stopped by its fixture. The mock provider is the only stand-in: it speaks OpenAI's and
+Anthropic's wire formats and can be told to fail (see scripts/mock_provider.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmtap.store import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENAI_ENV_KEY = "sk-llmtap-test-openai-env-key"
+ANTHROPIC_ENV_KEY = "sk-ant-llmtap-test-env-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open in {timeout_s}s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@dataclass
+class CurlResult:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def curl(*args: str, timeout_s: float = 30) -> CurlResult:
+    """Run the real curl with `args`; the final response's status, headers and body."""
+    with tempfile.NamedTemporaryFile() as body:
+        result = subprocess.run(["curl", "-s", "-D", "-", "-o", body.name, *args],
+                                capture_output=True, timeout=timeout_s, check=True)
+        text = Path(body.name).read_text()
+    last_head = result.stdout.decode().strip().split("\r\n\r\n")[-1]
+    status_line, *header_lines = last_head.split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
+    return CurlResult(int(status_line.split()[1]), headers, text)
+
+
+@dataclass
+class MockProvider:
+    url: str
+    process: subprocess.Popen
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request the provider received, oldest first."""
+        return self._call("GET", "/_mock/requests")
+
+    def reset(self) -> None:
+        self._call("DELETE", "/_mock/requests")
+
+    def script(self, *actions: dict[str, Any]) -> None:
+        """Queue actions (failures, delays, usage overrides) for the next provider requests."""
+        self._call("POST", "/_mock/script", list(actions))
+
+
+def start_mock_provider(*args: str) -> MockProvider:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    line = process.stdout.readline()
+    if not line.startswith("READY "):
+        stop(process)
+        raise RuntimeError(f"mock provider did not start: {line}")
+    return MockProvider(line.split()[1], process)
+
+
+@pytest.fixture(scope="session")
+def mock_provider() -> Iterator[MockProvider]:
+    mock = start_mock_provider()
+    yield mock
+    stop(mock.process)
+
+
+@pytest.fixture(scope="session")
+def slow_mock_provider() -> Iterator[MockProvider]:
+    """A provider that takes 150 ms between stream events, as a real model generates."""
+    mock = start_mock_provider("--chunk-delay-ms", "150")
+    yield mock
+    stop(mock.process)
+
+
+@dataclass
+class Gateway:
+    """A running `llmtap start` process and what a test needs to talk to it and read its log."""
+
+    process: subprocess.Popen
+    workdir: Path
+    config_path: Path
+    proxy_port: int
+    gateway_port: int
+    db_path: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/v1"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.workdir / "certs" / "mitmproxy-ca-cert.pem"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.workdir / "certs" / "llmtap-ca-bundle.pem"
+
+    def proxy_env(self) -> dict[str, str]:
+        """The environment `llmtap env` tells a user to set: the no-code-change way in."""
+        return {
+            **os.environ,
+            "HTTPS_PROXY": self.proxy_url,
+            "SSL_CERT_FILE": str(self.ca_bundle),
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }
+
+    def rows(self, where: str = "true", params: list[Any] | None = None, timeout_s: float = 10, count: int = 1) -> list[dict]:
+        """Rows of `requests` matching `where`, waiting until at least `count` have been written."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with connect(self.db_path, timeout_s=10, read_only=True) as db:
+                cursor = db.execute(f"SELECT * FROM requests WHERE {where} ORDER BY created_at", params or [])
+                names = [d[0] for d in cursor.description]
+                rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+    def row(self, request_id: str) -> dict:
+        rows = self.rows("request_id = ?", [request_id])
+        assert len(rows) == 1, f"expected one row for {request_id}, found {len(rows)}"
+        return rows[0]
+
+    def query(self, sql: str) -> list[tuple]:
+        with connect(self.db_path, timeout_s=10, read_only=True) as db:
+            return db.execute(sql).fetchall()
+
+    def stop(self) -> int:
+        return stop(self.process)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None = None, env: dict | None = None,
+                  args: tuple[str, ...] = ()) -> Gateway:
+    workdir.mkdir(parents=True, exist_ok=True)
+    proxy_port, gateway_port = free_port(), free_port()
+    config = {
+        "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+        "certs": "certs",
+        "storage": {"path": "data/llmtap.duckdb"},
+        "providers": {"openai": {"upstream": mock.url}, "anthropic": {"upstream": mock.url}},
+    }
+    for key, value in (extra_config or {}).items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    config_path = workdir / "llmtap.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / "gateway.log"
+    full_env = {**os.environ, "OPENAI_API_KEY": OPENAI_ENV_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_ENV_KEY, **(env or {})}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmtap.cli", "start", "--config", str(config_path), *args],
+            cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    gateway = Gateway(process, workdir, config_path, proxy_port, gateway_port, workdir / "data" / "llmtap.duckdb",
+                      log_path, full_env)
+    try:
+        wait_for_port(proxy_port, process, log_path)
+        wait_for_port(gateway_port, process, log_path)
+    except RuntimeError:
+        gateway.stop()
+        raise
+    return gateway
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
+    """One gateway shared by a test module; tests tell their calls apart by request id or property."""
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), mock_provider)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def fresh_gateway(tmp_path, mock_provider):
+    """Start a gateway of the test's own (with extra config); every one started is stopped after the test."""
+    started: list[Gateway] = []
+
+    def start(extra_config: dict | None = None, env: dict | None = None, args: tuple[str, ...] = (),
+              mock: MockProvider | None = None) -> Gateway:
+        gw = start_gateway(tmp_path / f"gw{len(started)}", mock or mock_provider, extra_config, env, args)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
