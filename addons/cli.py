@@ -159,15 +159,23 @@ def render_rows(columns: list[str], rows: list[tuple], output_format: str) -> No
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows([[_plain(v) if v is not None else "" for v in row] for row in rows])
+        writer.writerows([[_text(v) for v in row] for row in rows])
     else:
         from rich.console import Console
         from rich.table import Table
 
         table = Table(*columns)
         for row in rows:
-            table.add_row(*["" if v is None else str(_plain(v)) for v in row])
+            table.add_row(*[_text(v) for v in row])
         Console().print(table)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"  # exact, without trailing zeros or exponent: 0.0000039, not 3.9e-06
+    return str(_plain(value))
 
 
 def _plain(value: Any) -> Any:

@@ -139,6 +139,11 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]]) -> HeliconeOptions
     )
 
 
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() accepts characters such as "²" that int() then rejects.
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def _property_user_id(properties: dict[str, str]) -> str | None:
     # Helicone's tutorials tag users with Helicone-Property-UserId; it means the same as Helicone-User-Id.
     return next((v for k, v in properties.items() if k.lower() == "userid"), None)
@@ -162,7 +167,7 @@ def _int(values: dict[str, tuple[str, str]], key: str, default: int, *, minimum:
     if key not in values:
         return default
     name, value = values[key]
-    if not re.fullmatch(r"\s*\d+\s*", value) or not minimum <= int(value) <= maximum:
+    if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
         raise HeaderError(name, f"expected a whole number from {minimum} to {maximum}, got {value!r}")
     return int(value)
 
@@ -195,7 +200,7 @@ def _codes(values: dict[str, tuple[str, str]]) -> tuple[int, ...]:
     if key not in values:
         return DEFAULT_FALLBACK_CODES
     codes = _csv(values, key)
-    if not all(c.isdigit() and 100 <= int(c) <= 599 for c in codes):
+    if not all(_is_number(c) and 100 <= int(c) <= 599 for c in codes):
         raise HeaderError(_name(values, key), f"expected comma-separated HTTP status codes, got {values[key][1]!r}")
     return tuple(int(c) for c in codes)
 
@@ -217,7 +222,7 @@ def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
 def _max_age(cache_control: str | None) -> int:
     if cache_control is None:
         return DEFAULT_CACHE_AGE_S
-    match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", cache_control, re.IGNORECASE)
+    match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]+)\"?", cache_control, re.IGNORECASE)
     if not match:
         raise HeaderError("Cache-Control", f"expected max-age=<seconds>, got {cache_control!r}")
     return min(int(match.group(1)), MAX_CACHE_AGE_S)
@@ -255,7 +260,7 @@ def _bearer(values: dict[str, tuple[str, str]]) -> str | None:
     return token.strip()
 
 
-POLICY_RE = re.compile(r"^\s*(\d+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)
+POLICY_RE = re.compile(r"^\s*([0-9]+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)
 
 
 def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
@@ -271,7 +276,7 @@ def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
     for part in filter(None, (p.strip() for p in match.group(2).split(";"))):
         k, _, v = part.partition("=")
         params[k.strip().lower()] = v.strip()
-    if set(params) - {"w", "u", "s"} or not params.get("w", "").isdigit() or int(params["w"]) < 1:
+    if set(params) - {"w", "u", "s"} or not _is_number(params.get("w", "")) or int(params["w"]) < 1:
         raise HeaderError(name, accepted)
     unit = params.get("u", "request").lower()
     if unit not in ("request", "cents"):

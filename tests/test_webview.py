@@ -1,0 +1,57 @@
+"""What a person sees in mitmweb: each LLM flow says what it was, and its bodies read as a conversation."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from decimal import Decimal
+
+import openai
+
+from conftest import free_port
+from llmtap.webview import describe
+
+
+def web_get(port: int, token: str, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token={token}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway):
+    web_port = free_port()
+    gateway = fresh_gateway(args=("--web", "--", "--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1"))
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "show me in mitmweb"}])
+    for _ in client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                            messages=[{"role": "user", "content": "stream in mitmweb"}]):
+        pass
+    gateway.rows(count=2)
+    deadline = time.monotonic() + 10
+    while not (token := re.search(r"token=([0-9a-f]+)", gateway.output())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    flows = web_get(web_port, token.group(1), "/flows")
+    assert len(flows) == 2
+    for flow, text in zip(flows, ("show me in mitmweb", "stream in mitmweb")):
+        assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · \d+→\d+ tok · \$[0-9.]+ · [\d,]+ ms", flow["comment"])
+        response = web_get(web_port, token.group(1), f"/flows/{flow['id']}/response/content/auto.json")
+        assert response["view_name"] == "LLM call"
+        assert response["text"].endswith(f"[assistant]\n  Mock reply to: {text}")
+        request = web_get(web_port, token.group(1), f"/flows/{flow['id']}/request/content/auto.json")
+        assert f"[user]\n  {text}" in request["text"]
+    first_request = web_get(web_port, token.group(1), f"/flows/{flows[0]['id']}/request/content/auto.json")
+    assert first_request["text"].startswith("[system]\n  Be brief.\n[user]")
+
+
+def test_comment_reads_like_the_issue_example():
+    record = {"model": "gpt-4o-mini", "input_tokens": 1234, "output_tokens": 56, "cost_usd": Decimal("0.00041"),
+              "latency_ms": 812.4}
+    assert describe(record) == "gpt-4o-mini · 1,234→56 tok · $0.0004 · 812 ms"
+
+
+def test_comment_says_when_the_price_is_unknown_and_why_a_call_failed():
+    record = {"model": None, "model_requested": "gpt-5-nano", "cost_usd": None, "latency_ms": 3.0, "status": 503,
+              "error": "server_error: overloaded"}
+    assert describe(record) == "gpt-5-nano · $? · 3 ms · 503 server_error: overloaded"
