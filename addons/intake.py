@@ -7,9 +7,6 @@ and removed so they never reach a provider.
 
 from __future__ import annotations
 
-import json
-import logging
-
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
@@ -17,9 +14,7 @@ from .callstate import CallState, attach_state, get_state
 from .headers import PREFIX, HeaderError, parse_helicone_headers
 from .replies import reply_with_error
 from .settings import Settings
-from .wire import format_for_path
-
-logger = logging.getLogger(__name__)
+from .wire import format_for_path, read_body
 
 
 class Intake:
@@ -39,7 +34,7 @@ class Intake:
         attach_state(flow, state)
         state.client_host, state.client_path = flow.request.pretty_host, flow.request.path
         state.wire = format_for_path(flow.request.path)
-        state.request_body = parse_body(flow.request)
+        state.request_body = read_body(flow.request)
         state.model_requested, state.stream = (
             state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
         )
@@ -56,13 +51,3 @@ class Intake:
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
 
-
-def parse_body(request: http.Request):
-    """The request body as JSON when it is JSON, else its text (None when empty)."""
-    content = request.get_content(strict=False) or b""
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        return content.decode("utf-8", errors="replace")

@@ -17,6 +17,7 @@ from .callstate import CallState, get_state
 from .pricing import Priced, price_call
 from .settings import Settings
 from .store import RecordStore
+from .wire import read_body
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
     response = flow.response
     answer = _answer(response, state)
     model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
-    priced = _price(state, response, answer, model, settings)
+    status = client_status(flow)
+    priced = _price(state, status, answer, model, settings)
     error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
     options = state.options
     return {
@@ -79,7 +81,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "path": state.client_path,
         "model": model,
         "model_requested": state.model_requested,
-        "status": response.status_code if response else None,
+        "status": status,
         "error": error,
         "stream": state.stream,
         "latency_ms": state.elapsed_ms(),
@@ -116,20 +118,23 @@ def _answer(response: http.Response | None, state: CallState) -> Any:
         return None
     if state.tap is not None:
         return state.tap.assembler.result()
-    content = response.get_content(strict=False) or b""
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        return content.decode("utf-8", errors="replace")
+    return read_body(response)
 
 
-def _price(state: CallState, response: http.Response | None, answer: Any, model: str | None, settings: Settings) -> Priced:
+def client_status(flow: http.HTTPFlow) -> int | None:
+    """The status the client got: mitmproxy answers 502 itself when the upstream cannot be reached."""
+    if flow.response is not None:
+        return flow.response.status_code
+    if flow.error is not None and flow.server_conn.timestamp_tcp_setup is None:
+        return 502
+    return None
+
+
+def _price(state: CallState, status: int | None, answer: Any, model: str | None, settings: Settings) -> Priced:
     if state.error is not None:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
     usage = state.wire.extract_usage(answer) if state.wire else None
-    if usage is None and response is not None and response.status_code >= 400:
+    if usage is None and status is not None and status >= 400:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
     if state.provider is None:
         return Priced(price_error="no provider")

@@ -1,7 +1,7 @@
 """What a person sees of an LLM call in mitmweb: a one-line comment on the flow, and a chat view of its bodies.
 
 The `WebView` addon runs last. It writes the comment from the call's row (`gpt-4o-mini · 1,234→56 tok · $0.0004 ·
-812 ms`) and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
+812 ms`), masks the keys in the request as it was sent (the provider key the gateway injected among them), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
 flow can be saved, copied and replayed like any other. `LlmCallView` renders chat requests and responses (streamed
 ones assembled) as turns by role instead of raw JSON.
 """
@@ -19,6 +19,7 @@ from .wire import format_for_path, format_named
 from .wire.sse import SseParser
 
 SUMMARY_KEY = "llmtap_summary"
+SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "helicone-auth", "cookie")
 
 
 class WebView:
@@ -33,12 +34,25 @@ class WebView:
         if state is None or state.record is None:
             return
         flow.comment = describe(state.record)
+        redact_secrets(flow.request)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
             "wire": state.wire.name if state.wire else None,
             "comment": flow.comment,
         }
         del flow.metadata[METADATA_KEY]
+
+
+def redact_secrets(request: http.Request) -> None:
+    """Mask keys in a flow that has been sent: mitmweb shows, and saved flows keep, the request as it left."""
+    for name in SECRET_HEADERS:
+        if value := request.headers.get(name):
+            scheme, _, token = value.rpartition(" ")
+            request.headers[name] = f"{scheme} {mask(token)}".strip()
+
+
+def mask(secret: str) -> str:
+    return f"{secret[:3]}…{secret[-4:]} (redacted by llmtap)" if len(secret) > 12 else "(redacted by llmtap)"
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl
+from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port
 
 
 def openai_client(gateway, **kw) -> openai.OpenAI:
@@ -290,3 +290,14 @@ def test_gateway_keys_refuse_calls_without_a_valid_key(fresh_gateway, mock_provi
         assert row["key_owner"] == "alice" and row["status"] == 200
     assert mock_provider.requests()[-1]["headers"]["authorization"] == f"Bearer {OPENAI_ENV_KEY}"
     assert len(gateway.rows("status = 401")) == 2
+
+
+def test_unreachable_upstream_is_a_502_and_still_logged(fresh_gateway):
+    closed_port = free_port()
+    gateway = fresh_gateway({"providers": {"openai": {"upstream": f"http://127.0.0.1:{closed_port}"}}})
+    result = curl(f"{gateway.base_url}/chat/completions", "-H", "Helicone-Property-Case: unreachable",
+                  "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}')
+    assert result.status == 502
+    (row,) = gateway.rows("properties['Case'] = 'unreachable'")
+    assert row["status"] == 502 and "connect" in row["error"].lower()
+    assert row["cost_usd"] == 0 and row["price_source"] == "not-billed"

@@ -5,6 +5,11 @@ Nothing outside this package branches on a provider's format.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from mitmproxy import http
+
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
 from .openai_chat import OpenAIChat
@@ -22,4 +27,15 @@ def format_named(name: str) -> WireFormat:
     return next(f for f in FORMATS if f.name == name)
 
 
-__all__ = ["FORMATS", "StreamAssembler", "WireFormat", "format_for_path", "format_named"]
+def read_body(message: http.Message) -> Any:
+    """A request's or response's body as JSON when it is JSON, else its text (None when empty)."""
+    content = message.get_content(strict=False) or b""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", errors="replace")
+
+
+__all__ = ["FORMATS", "StreamAssembler", "WireFormat", "format_for_path", "format_named", "read_body"]
