@@ -54,6 +54,11 @@ class CallState:
     client_path: str | None = None
     record: dict[str, Any] | None = None  # the row, once the call has finished
 
+    def set_arrival(self, wall_time: float) -> None:
+        """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""
+        self.created_at = datetime.fromtimestamp(wall_time, timezone.utc)
+        self.started = time.monotonic() - max(0.0, time.time() - wall_time)
+
     def elapsed_ms(self, until: float | None = None) -> float:
         return round(((until or time.monotonic()) - self.started) * 1000, 3)
 

@@ -32,6 +32,7 @@ class Intake:
         else:
             return
         attach_state(flow, state)
+        state.set_arrival(flow.request.timestamp_start)
         state.client_host, state.client_path = flow.request.pretty_host, flow.request.path
         state.wire = format_for_path(flow.request.path)
         state.request_body = read_body(flow.request)

@@ -32,7 +32,7 @@ _STOP = object()
 
 
 class RecordStore:
-    def __init__(self, path: Path, batch_window_s: float = 0.05, max_batch: int = 5000, shutdown_wait_s: float = 15.0):
+    def __init__(self, path: Path, batch_window_s: float = 0.25, max_batch: int = 5000, shutdown_wait_s: float = 15.0):
         self.path = path
         self.spill_path = path.with_name(path.name + ".pending.jsonl")
         self.batch_window_s = batch_window_s

@@ -1,0 +1,158 @@
+"""How much time llmtap adds to a call, against baselines measured in the same run.
+
+Three ways to reach the same mock provider (scripts/mock_provider.py), all on loopback:
+  direct   the client talks to the mock
+  mitmdump a bare mitmdump reverse proxy in front of it (what any mitmproxy-based gateway starts from)
+  llmtap   the llmtap gateway (base-URL way in), logging every call to DuckDB
+
+For each, several rounds of: sequential unstreamed calls (median latency), sequential streamed calls (median
+latency), and concurrent calls (throughput). Reports medians over rounds and ratios to both baselines.
+
+    .venv/bin/python scripts/bench_overhead.py [--rounds 5] [--calls 200] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark the gateway overhead"}]}
+STREAM_BODY = {**BODY, "stream": True}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def call(conn: http.client.HTTPConnection, body: dict) -> float:
+    payload = json.dumps(body).encode()
+    started = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", payload,
+                 {"content-type": "application/json", "authorization": "Bearer sk-bench"})
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - started
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status}")
+    return elapsed
+
+
+def sequential_ms(port: int, body: dict, calls: int) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    call(conn, body)  # warm the connection
+    times = [call(conn, body) for _ in range(calls)]
+    conn.close()
+    return statistics.median(times) * 1000
+
+
+def throughput_rps(port: int, calls: int, concurrency: int) -> float:
+    per_thread = calls // concurrency
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(per_thread):
+            call(conn, BODY)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return per_thread * concurrency / (time.perf_counter() - started)
+
+
+def start(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd, text=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    opts = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="llmtap-bench-"))
+    processes = []
+    try:
+        mock = start([sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0"])
+        processes.append(mock)
+        mock_url = mock.stdout.readline().split()[1]
+        mock_port = int(mock_url.rsplit(":", 1)[1])
+
+        bare_port = free_port()
+        mitmdump = shutil.which("mitmdump", path=str(Path(sys.executable).parent))
+        processes.append(start([mitmdump, "-q", "--mode", f"reverse:{mock_url}@127.0.0.1:{bare_port}",
+                                "--set", f"confdir={workdir / 'bare-certs'}"]))
+
+        gateway_port, proxy_port = free_port(), free_port()
+        (workdir / "llmtap.yaml").write_text(json.dumps({
+            "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+            "providers": {"openai": {"upstream": mock_url}},
+        }))
+        env = {**os.environ, "OPENAI_API_KEY": "sk-bench-env"}
+        processes.append(start([sys.executable, "-m", "llmtap.cli", "start", "--config", "llmtap.yaml", "--", "-q"],
+                               env=env, cwd=workdir))
+        targets = {"direct": mock_port, "mitmdump": bare_port, "llmtap": gateway_port}
+        for port in targets.values():
+            wait_for_port(port)
+
+        results: dict[str, dict[str, list[float]]] = {name: {"json": [], "stream": [], "rps": []} for name in targets}
+        for round_no in range(opts.rounds):
+            for name, port in targets.items():
+                results[name]["json"].append(sequential_ms(port, BODY, opts.calls))
+                results[name]["stream"].append(sequential_ms(port, STREAM_BODY, opts.calls))
+                results[name]["rps"].append(throughput_rps(port, opts.calls, opts.concurrency))
+            print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr)
+
+        median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
+        print(f"\nmedians of {opts.rounds} rounds; {opts.calls} calls per measurement; "
+              f"throughput with {opts.concurrency} concurrent clients\n")
+        print(f"{'':10}{'json ms':>10}{'stream ms':>11}{'calls/s':>10}")
+        for name, m in median.items():
+            print(f"{name:10}{m['json']:>10.2f}{m['stream']:>11.2f}{m['rps']:>10.0f}")
+        for base in ("direct", "mitmdump"):
+            b, l = median[base], median["llmtap"]
+            print(f"\nllmtap vs {base}: json latency x{l['json'] / b['json']:.2f} (+{l['json'] - b['json']:.2f} ms), "
+                  f"stream latency x{l['stream'] / b['stream']:.2f} (+{l['stream'] - b['stream']:.2f} ms), "
+                  f"throughput x{l['rps'] / b['rps']:.2f}")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
