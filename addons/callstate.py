@@ -53,6 +53,10 @@ class CallState:
     client_host: str | None = None  # where the client sent the call, before routing
     client_path: str | None = None
     record: dict[str, Any] | None = None  # the row, once the call has finished
+    cache_status: str | None = None  # "HIT" or "MISS" when the client enabled the cache
+    cache_key: str | None = None
+    cache_bucket_idx: int | None = None
+    cached_answer: dict[str, Any] | None = None  # the answer a hit served
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""

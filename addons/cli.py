@@ -34,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--config")
     sql.add_argument("--format", choices=["table", "json", "csv"], help="default: table on a terminal, else json")
 
+    cache_parser = commands.add_parser("cache", help="the response cache: stats, clear")
+    cache_commands = cache_parser.add_subparsers(dest="cache_command", required=True)
+    stats_parser = cache_commands.add_parser("stats", help="what the cache holds, and what it saved")
+    stats_parser.add_argument("--config")
+    stats_parser.add_argument("--days", type=int, default=7, help="hits and savings over the last N days (default 7)")
+    clear_parser = cache_commands.add_parser("clear", help="remove cached answers")
+    clear_parser.add_argument("--config")
+    clear_parser.add_argument("--older-than", type=duration_s, metavar="AGE",
+                             help="only answers stored longer ago than AGE: 90s, 30m, 12h, 7d")
+
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -46,7 +56,69 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ca(config)
         print(env_lines(config))
         return 0
+    if args.command == "cache":
+        return cache_stats(config, args.days) if args.cache_command == "stats" else cache_clear(config, args.older_than)
     return run_sql(config, args.query, args.format)
+
+
+def duration_s(text: str) -> float:
+    """'90s', '30m', '12h', '7d' or plain seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an age such as 90s, 30m, 12h or 7d, got {text!r}")
+    return value
+
+
+def cache_stats(config: Config, days: int) -> int:
+    from .cache_store import CacheStore
+
+    if not config.cache_path.exists():
+        print(f"no cache yet at {config.cache_path} (it starts with the first Helicone-Cache-Enabled call)")
+        return 0
+    store = CacheStore(config.cache_path, config.cache_max_bytes)
+    stats = store.stats()
+    store.close()
+    oldest = stats["oldest_stored_at"]
+    lines = [
+        f"cache        {stats['path']}",
+        f"answers      {stats['answers']:,} under {stats['keys']:,} keys",
+        f"size         {stats['bytes']:,} of {stats['max_bytes']:,} bytes ({100 * stats['bytes'] / stats['max_bytes']:.1f}%)",
+        f"oldest       {datetime.fromtimestamp(oldest).isoformat(timespec='seconds') if oldest else '-'}",
+    ]
+    if config.storage_path.exists():
+        from .store import connect
+
+        import duckdb
+
+        try:
+            with connect(config.storage_path, timeout_s=10, read_only=True) as db:
+                hits, misses, saved = db.execute(
+                    "SELECT count(*) FILTER (WHERE cache_status = 'HIT'), count(*) FILTER (WHERE cache_status = 'MISS'),"
+                    " coalesce(sum(cost_saved_usd), 0) FROM requests WHERE created_at > now() - to_days(?)", [days]
+                ).fetchone()
+        except duckdb.Error as e:
+            lines.append(f"last {days} days  unknown: {config.storage_path} cannot be read ({str(e).splitlines()[0]}); "
+                         "starting the gateway once brings an old log up to date")
+        else:
+            rate = f"{100 * hits / (hits + misses):.1f}%" if hits + misses else "-"
+            lines.append(f"last {days} days  {hits:,} hits, {misses:,} misses (hit rate {rate}), saved ${_text(saved)}")
+    print("\n".join(lines))
+    return 0
+
+
+def cache_clear(config: Config, older_than_s: float | None) -> int:
+    from .cache_store import CacheStore
+
+    store = CacheStore(config.cache_path, config.cache_max_bytes)
+    removed = store.clear(older_than_s)
+    store.close()
+    print(f"removed {removed:,} cached answers" + (f" older than {older_than_s:,.0f} s" if older_than_s else ""))
+    return 0
 
 
 def ensure_ca(config: Config) -> tuple[Path, Path]:

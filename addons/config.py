@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -65,6 +66,7 @@ PROVIDER_KEYS = {
     "hosts", "upstream", "api_key_env", "models", "chat_path", "messages_path", "prices_provider",
     "inject_stream_usage",
 }
+DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
 PRICE_KEYS = {"model", "provider", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
 
 
@@ -151,6 +153,8 @@ class Config:
     providers: tuple[ProviderConfig, ...]
     gateway_keys: tuple[GatewayKey, ...] = ()
     pricing: tuple[PriceOverride, ...] = field(default=())
+    cache_path: Path = Path("data/llmtap-cache")
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
 
     def provider_named(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -200,10 +204,11 @@ def load_config(path: Path | str | None = None) -> Config:
 
 def parse_config(raw: Any, source: Path | None) -> Config:
     """Validate an already-parsed YAML document into a `Config`."""
-    root = _mapping(raw, "the top level", {"listen", "certs", "storage", "providers", "gateway", "pricing"})
+    root = _mapping(raw, "the top level", {"listen", "certs", "storage", "providers", "gateway", "pricing", "cache"})
     listen = _mapping(root.get("listen", {}), "listen", {"proxy", "gateway"})
     storage = _mapping(root.get("storage", {}), "storage", {"path"})
     gateway = _mapping(root.get("gateway", {}), "gateway", {"keys"})
+    cache = _mapping(root.get("cache", {}), "cache", {"path", "max_bytes"})
     config = Config(
         source=source,
         proxy_listen=_address(listen.get("proxy", "127.0.0.1:8080"), "listen.proxy"),
@@ -213,6 +218,8 @@ def parse_config(raw: Any, source: Path | None) -> Config:
         providers=_providers(root.get("providers", {})),
         gateway_keys=_gateway_keys(gateway.get("keys", [])),
         pricing=_pricing(root.get("pricing", [])),
+        cache_path=Path(_string(cache.get("path", "data/llmtap-cache"), "cache.path")),
+        cache_max_bytes=_size(cache.get("max_bytes", DEFAULT_CACHE_MAX_BYTES), "cache.max_bytes"),
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
@@ -312,6 +319,15 @@ def _providers(value: Any) -> tuple[ProviderConfig, ...]:
             )
         )
     return tuple(providers)
+
+
+def _size(value: Any, where: str) -> int:
+    """A byte count: a whole number, or one with a unit (KB, MB, GB; KiB, MiB, GiB)."""
+    units = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    match = re.fullmatch(r"\s*([0-9]+)\s*([a-z]*)\s*", str(value).lower()) if not isinstance(value, bool) else None
+    if not match or match.group(2) not in units or int(match.group(1)) < 1:
+        raise ConfigError(f"{where}: expected a size in bytes such as 268435456 or '256 MiB', got {value!r}")
+    return int(match.group(1)) * units[match.group(2)]
 
 
 def _bool(value: Any, where: str) -> bool:

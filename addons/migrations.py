@@ -79,3 +79,8 @@ def m001_requests(db: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+
+
+@migration
+def m002_cost_saved(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN cost_saved_usd DECIMAL(18, 10)")

@@ -1,7 +1,8 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
-Order matters: Intake builds each call's state, Router sends it to its provider, StreamTap reads answers as they
-stream, Recorder writes the row, WebView writes what mitmweb shows.
+Order matters: Intake builds each call's state, Router sends it to its provider, ResponseCache answers from the cache
+(or stores the answer), StreamTap reads answers as they stream, Recorder writes the row, WebView writes what mitmweb
+shows.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 
 from mitmproxy import contentviews
 
+from .cache import ResponseCache
 from .config import Config
 from .intake import Intake
 from .recorder import Recorder
@@ -26,7 +28,9 @@ GATEWAY_TARGET_HOST = "llmtap.gateway"
 def make_addons() -> list[object]:
     contentviews.add(LlmCallView)
     settings = Settings()
-    return [settings, Intake(settings), Router(settings), StreamTap(), Recorder(settings), WebView()]
+    return [
+        settings, Intake(settings), Router(settings), ResponseCache(settings), StreamTap(), Recorder(settings), WebView()
+    ]
 
 
 def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[str]:

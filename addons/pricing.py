@@ -5,6 +5,7 @@ A price llmtap does not know is None with a reason, never 0: an honest gap beats
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -56,14 +57,24 @@ def price_call(
     override = next((o for o in overrides if o.matches(prices_provider, model)), None)
     if override is not None:
         return Priced(**tokens, cost_usd=_override_cost(usage, override), price_source="config")
-    try:
-        price = calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
-    except LookupError:
+    cost = _genai_price(prices_provider, model, tuple(sorted(vars(usage).items())), when.replace(second=0, microsecond=0))
+    if cost is None:
         return Priced(
             **tokens,
             price_error=f"genai-prices has no price for {prices_provider}/{model}; add it under 'pricing' in config",
         )
-    return Priced(**tokens, cost_usd=price.total_price, price_source="genai-prices")
+    return Priced(**tokens, cost_usd=cost, price_source="genai-prices")
+
+
+@functools.lru_cache(maxsize=4096)
+def _genai_price(prices_provider: str, model: str, usage_items: tuple, minute: datetime) -> Decimal | None:
+    # Calls repeat the same usage often (cache hits, fixed prompts); genai-prices takes ~0.1 ms a price. Prices
+    # are looked up for the minute of the call: a price change takes effect at most a minute late.
+    try:
+        return calc_price(Usage(**dict(usage_items)), model, provider_id=prices_provider,
+                          genai_request_timestamp=minute).total_price
+    except LookupError:
+        return None
 
 
 def _override_cost(usage: Usage, price: PriceOverride) -> Decimal:

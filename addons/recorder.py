@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +70,10 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
     model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
     status = client_status(flow)
     priced = _price(state, status, answer, model, settings)
+    cost_saved = None
+    if state.cache_status == "HIT":  # nothing billed; what the answer cost when it was made is what the hit saved
+        cost_saved = priced.cost_usd
+        priced = replace(priced, cost_usd=Decimal(0), price_source="cache-hit")
     error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
     options = state.options
     return {
@@ -96,8 +101,10 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "cost_usd": priced.cost_usd,
         "price_source": priced.price_source,
         "price_error": priced.price_error,
-        "cache_status": None,
-        "attempts": 0 if state.error else 1,  # llmtap's own answers (state.error) reached no provider
+        "cost_saved_usd": cost_saved,
+        "cache_status": state.cache_status,
+        # llmtap's own answers (an error, a cache hit) reached no provider
+        "attempts": 0 if state.error or state.cache_status == "HIT" else 1,
         "user_id": options.user_id,
         "session_id": options.session_id,
         "session_path": options.session_path,
@@ -116,6 +123,8 @@ def _answer(response: http.Response | None, state: CallState) -> Any:
     """The response as JSON: assembled from its events when it streamed."""
     if response is None:
         return None
+    if state.cached_answer is not None:
+        return state.cached_answer
     if state.tap is not None:
         return state.tap.assembler.result()
     return read_body(response)

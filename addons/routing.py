@@ -79,9 +79,8 @@ class Router:
         else:
             upstream_path = provider.chat_path
             state.wire = format_named("openai_chat")
-        if provider_model != model:
-            body["model"] = provider_model
-            flow.request.set_content(json.dumps(body).encode())
+        if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
+            flow.request.set_content(json.dumps({**body, "model": provider_model}).encode())
         if not self._inject_provider_key(flow, state, provider):
             return
         query = flow.request.path.partition("?")[2]

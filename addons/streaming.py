@@ -36,8 +36,8 @@ class StreamTap:
         state.first_byte_at = time.monotonic()
         flow.response.headers["helicone-id"] = state.request_id
         content_type = flow.response.headers.get("content-type", "")
-        if state.wire is None or not content_type.startswith("text/event-stream"):
-            return
+        if state.wire is None or state.cached_answer is not None or not content_type.startswith("text/event-stream"):
+            return  # nothing to read as it passes (a cache hit's stream is llmtap's own)
         state.stream = True
         tap = state.tap = StreamTapState(
             parser=SseParser(),

@@ -63,13 +63,18 @@ def describe(record: dict[str, Any]) -> str:
     cost = record.get("cost_usd")
     parts.append("$?" if cost is None else f"${_short_cost(cost)}")
     parts.append(f"{record['latency_ms']:,.0f} ms")
+    if record.get("cache_status") == "HIT":
+        saved = record.get("cost_saved_usd")
+        parts.append("cache HIT" + (f" (saved ${_short_cost(saved)})" if saved is not None else ""))
     if record.get("error"):
         parts.append(f"{record.get('status') or 'failed'} {record['error'][:80]}")
     return " · ".join(parts)
 
 
 def _short_cost(cost: Decimal) -> str:
-    return f"{cost:.4f}" if cost >= Decimal("0.0001") or cost == 0 else f"{cost:.2g}"
+    if cost == 0:
+        return "0"
+    return f"{cost:.4f}" if cost >= Decimal("0.0001") else f"{cost:.2g}"
 
 
 class LlmCallView(contentviews.Contentview):

@@ -1,12 +1,15 @@
 """How much time llmtap adds to a call, against baselines measured in the same run.
 
 Three ways to reach the same mock provider (scripts/mock_provider.py), all on loopback:
-  direct   the client talks to the mock
-  mitmdump a bare mitmdump reverse proxy in front of it (what any mitmproxy-based gateway starts from)
-  llmtap   the llmtap gateway (base-URL way in), logging every call to DuckDB
+  direct     the client talks to the mock
+  mitmdump   a bare mitmdump reverse proxy in front of it (what any mitmproxy-based gateway starts from)
+  llmtap     the llmtap gateway (base-URL way in), logging every call to DuckDB
+  cache hit  the same gateway answering from its response cache (Helicone-Cache-Enabled: true)
+  mitm echo  a bare mitmdump whose one-line addon answers every request itself: the floor for a cache hit
 
 For each, several rounds of: sequential unstreamed calls (median latency), sequential streamed calls (median
-latency), and concurrent calls (throughput). Reports medians over rounds and ratios to both baselines.
+latency), and concurrent calls (throughput). Reports medians over rounds and ratios to both baselines, and the
+gateway time of cache hits as the log records it (arrival of the request to the answer, inside the gateway).
 
     .venv/bin/python scripts/bench_overhead.py [--rounds 5] [--calls 200] [--concurrency 8]
 """
@@ -30,6 +33,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark the gateway overhead"}]}
 STREAM_BODY = {**BODY, "stream": True}
+CANNED_ANSWER = {"id": "chatcmpl-echo", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "canned"}, "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}
+ECHO_ADDON = """
+from mitmproxy import http
+
+def request(flow):
+    flow.response = http.Response.make(200, {answer}, {{"content-type": "application/json"}})
+"""
 
 
 def free_port() -> int:
@@ -49,11 +61,11 @@ def wait_for_port(port: int, timeout_s: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def call(conn: http.client.HTTPConnection, body: dict) -> float:
+def call(conn: http.client.HTTPConnection, body: dict, headers: dict | None = None) -> float:
     payload = json.dumps(body).encode()
     started = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", payload,
-                 {"content-type": "application/json", "authorization": "Bearer sk-bench"})
+                 {"content-type": "application/json", "authorization": "Bearer sk-bench", **(headers or {})})
     response = conn.getresponse()
     response.read()
     elapsed = time.perf_counter() - started
@@ -62,21 +74,21 @@ def call(conn: http.client.HTTPConnection, body: dict) -> float:
     return elapsed
 
 
-def sequential_ms(port: int, body: dict, calls: int) -> float:
+def sequential_ms(port: int, body: dict, calls: int, headers: dict | None = None) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    call(conn, body)  # warm the connection
-    times = [call(conn, body) for _ in range(calls)]
+    call(conn, body, headers)  # warm the connection (and the cache)
+    times = [call(conn, body, headers) for _ in range(calls)]
     conn.close()
     return statistics.median(times) * 1000
 
 
-def throughput_rps(port: int, calls: int, concurrency: int) -> float:
+def throughput_rps(port: int, calls: int, concurrency: int, headers: dict | None = None) -> float:
     per_thread = calls // concurrency
 
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for _ in range(per_thread):
-            call(conn, BODY)
+            call(conn, BODY, headers)
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -86,6 +98,18 @@ def throughput_rps(port: int, calls: int, concurrency: int) -> float:
     for t in threads:
         t.join()
     return per_thread * concurrency / (time.perf_counter() - started)
+
+
+def hit_gateway_ms(workdir: Path) -> str:
+    """Median and p99 latency_ms of the sequential cache hits: time inside the gateway, without network or queueing."""
+    sys.path.insert(0, str(ROOT))
+    from llmtap.store import connect
+
+    time.sleep(1)  # the last batch of rows
+    with connect(workdir / "data" / "llmtap.duckdb", read_only=True) as db:
+        median, p99 = db.execute("SELECT median(latency_ms), quantile_cont(latency_ms, 0.99) FROM requests "
+                                 "WHERE cache_status = 'HIT' AND properties['bench'] = 'sequential'").fetchone()
+    return f"{median:.3f} ms / {p99:.3f} ms"
 
 
 def start(args: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -112,6 +136,13 @@ def main() -> None:
         processes.append(start([mitmdump, "-q", "--mode", f"reverse:{mock_url}@127.0.0.1:{bare_port}",
                                 "--set", f"confdir={workdir / 'bare-certs'}"]))
 
+        echo_port = free_port()
+        echo_addon = workdir / "echo.py"
+        echo_addon.write_text(ECHO_ADDON.format(answer=json.dumps(json.dumps(CANNED_ANSWER))))
+        processes.append(start([mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{echo_port}",
+                                "-s", str(echo_addon), "--set", f"confdir={workdir / 'bare-certs'}",
+                                "--set", "connection_strategy=lazy"]))  # nothing to connect to: it answers itself
+
         gateway_port, proxy_port = free_port(), free_port()
         (workdir / "llmtap.yaml").write_text(json.dumps({
             "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
@@ -120,16 +151,19 @@ def main() -> None:
         env = {**os.environ, "OPENAI_API_KEY": "sk-bench-env"}
         processes.append(start([sys.executable, "-m", "llmtap.cli", "start", "--config", "llmtap.yaml", "--", "-q"],
                                env=env, cwd=workdir))
-        targets = {"direct": mock_port, "mitmdump": bare_port, "llmtap": gateway_port}
-        for port in targets.values():
+        hit = {"helicone-cache-enabled": "true", "helicone-property-bench": "sequential"}
+        targets = {"direct": (mock_port, None), "mitmdump": (bare_port, None), "llmtap": (gateway_port, None),
+                   "mitm echo": (echo_port, None), "cache hit": (gateway_port, hit)}
+        for port, _ in targets.values():
             wait_for_port(port)
 
         results: dict[str, dict[str, list[float]]] = {name: {"json": [], "stream": [], "rps": []} for name in targets}
         for round_no in range(opts.rounds):
-            for name, port in targets.items():
-                results[name]["json"].append(sequential_ms(port, BODY, opts.calls))
-                results[name]["stream"].append(sequential_ms(port, STREAM_BODY, opts.calls))
-                results[name]["rps"].append(throughput_rps(port, opts.calls, opts.concurrency))
+            for name, (port, headers) in targets.items():
+                results[name]["json"].append(sequential_ms(port, BODY, opts.calls, headers))
+                results[name]["stream"].append(sequential_ms(port, STREAM_BODY, opts.calls, headers))
+                concurrent = headers and {**headers, "helicone-property-bench": "concurrent"}
+                results[name]["rps"].append(throughput_rps(port, opts.calls, opts.concurrency, concurrent))
             print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr)
 
         median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
@@ -138,11 +172,12 @@ def main() -> None:
         print(f"{'':10}{'json ms':>10}{'stream ms':>11}{'calls/s':>10}")
         for name, m in median.items():
             print(f"{name:10}{m['json']:>10.2f}{m['stream']:>11.2f}{m['rps']:>10.0f}")
-        for base in ("direct", "mitmdump"):
-            b, l = median[base], median["llmtap"]
-            print(f"\nllmtap vs {base}: json latency x{l['json'] / b['json']:.2f} (+{l['json'] - b['json']:.2f} ms), "
-                  f"stream latency x{l['stream'] / b['stream']:.2f} (+{l['stream'] - b['stream']:.2f} ms), "
+        for name, base in (("llmtap", "direct"), ("llmtap", "mitmdump"), ("cache hit", "mitm echo")):
+            b, l = median[base], median[name]
+            print(f"\n{name} vs {base}: json latency x{l['json'] / b['json']:.2f} ({l['json'] - b['json']:+.2f} ms), "
+                  f"stream latency x{l['stream'] / b['stream']:.2f} ({l['stream'] - b['stream']:+.2f} ms), "
                   f"throughput x{l['rps'] / b['rps']:.2f}")
+        print(f"\ncache hits one at a time, gateway time from the log (median / p99): {hit_gateway_ms(workdir)}")
     finally:
         for process in processes:
             process.terminate()

@@ -136,7 +136,7 @@ def slow_mock_provider() -> Iterator[MockProvider]:
 class Gateway:
     """A running `llmtap start` process and what a test needs to talk to it and read its log."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen | None
     workdir: Path
     config_path: Path
     proxy_port: int
@@ -144,6 +144,25 @@ class Gateway:
     db_path: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+    def launch(self) -> None:
+        """Start `llmtap start` with this gateway's config; returns once both listeners accept connections."""
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llmtap.cli", "start", "--config", str(self.config_path), *self.args],
+                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.proxy_port, self.process, self.log_path)
+            wait_for_port(self.gateway_port, self.process, self.log_path)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def restart(self) -> None:
+        assert self.stop() == 0
+        self.launch()
 
     @property
     def base_url(self) -> str:
@@ -214,21 +233,10 @@ def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None =
         config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
     config_path = workdir / "llmtap.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    log_path = workdir / "gateway.log"
     full_env = {**os.environ, "OPENAI_API_KEY": OPENAI_ENV_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_ENV_KEY, **(env or {})}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llmtap.cli", "start", "--config", str(config_path), *args],
-            cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    gateway = Gateway(process, workdir, config_path, proxy_port, gateway_port, workdir / "data" / "llmtap.duckdb",
-                      log_path, full_env)
-    try:
-        wait_for_port(proxy_port, process, log_path)
-        wait_for_port(gateway_port, process, log_path)
-    except RuntimeError:
-        gateway.stop()
-        raise
+    gateway = Gateway(None, workdir, config_path, proxy_port, gateway_port, workdir / "data" / "llmtap.duckdb",
+                      workdir / "gateway.log", full_env, args)
+    gateway.launch()
     return gateway
 
 

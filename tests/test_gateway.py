@@ -182,6 +182,7 @@ def test_explicit_provider_slash_model_routes_and_strips_the_prefix(gateway, moc
     assert mock_provider.requests()[-1]["body"]["model"] == "my-private-model"
     row = gateway.row(raw.headers["helicone-id"])
     assert row["provider"] == "openai" and row["model_requested"] == "openai/my-private-model"
+    assert json.loads(row["request_body"])["model"] == "openai/my-private-model"
     # genai-prices does not know this model: the cost is unknown, not zero.
     assert row["cost_usd"] is None and "my-private-model" in row["price_error"]
 

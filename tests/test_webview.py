@@ -58,3 +58,9 @@ def test_comment_says_when_the_price_is_unknown_and_why_a_call_failed():
     record = {"model": None, "model_requested": "gpt-5-nano", "cost_usd": None, "latency_ms": 3.0, "status": 503,
               "error": "server_error: overloaded"}
     assert describe(record) == "gpt-5-nano · $? · 3 ms · 503 server_error: overloaded"
+
+
+def test_comment_says_a_cache_hit_and_what_it_saved():
+    record = {"model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 5, "cost_usd": Decimal(0),
+              "cost_saved_usd": Decimal("0.0123"), "latency_ms": 1.2, "cache_status": "HIT"}
+    assert describe(record) == "gpt-4o-mini · 10→5 tok · $0 · 1 ms · cache HIT (saved $0.0123)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, text_of
+from .base import StreamAssembler, WireFormat, sse_bytes, text_of
 from .sse import SseEvent
 
 
@@ -22,6 +22,35 @@ class AnthropicMessages(WireFormat):
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
+
+    def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
+        usage = dict(answer.get("usage") or {})
+        start = {**answer, "content": [], "stop_reason": None, "stop_sequence": None,
+                 "usage": {**usage, "output_tokens": min(usage.get("output_tokens", 0), 1)}}
+        events = [sse_bytes({"type": "message_start", "message": start}, "message_start")]
+        for index, block in enumerate(answer.get("content") or []):
+            kind = block.get("type")
+            empty, delta = dict(block), None
+            if kind == "text":
+                empty["text"], delta = "", {"type": "text_delta", "text": block.get("text", "")}
+            elif kind == "thinking":
+                empty["thinking"], delta = "", {"type": "thinking_delta", "thinking": block.get("thinking", "")}
+            elif kind in ("tool_use", "server_tool_use"):
+                empty["input"] = {}
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block.get("input", {}))}
+            events.append(sse_bytes({"type": "content_block_start", "index": index, "content_block": empty},
+                                    "content_block_start"))
+            if delta is not None:
+                events.append(sse_bytes({"type": "content_block_delta", "index": index, "delta": delta},
+                                        "content_block_delta"))
+            events.append(sse_bytes({"type": "content_block_stop", "index": index}, "content_block_stop"))
+        events.append(sse_bytes({
+            "type": "message_delta",
+            "delta": {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")},
+            "usage": {"output_tokens": usage.get("output_tokens", 0)},
+        }, "message_delta"))
+        events.append(sse_bytes({"type": "message_stop"}, "message_stop"))
+        return b"".join(events)
 
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
@@ -83,8 +112,11 @@ class MessagesStreamAssembler(StreamAssembler):
         elif kind == "message_delta" and self._message is not None:
             self._message.update({k: v for k, v in (data.get("delta") or {}).items() if v is not None})
             self._message["usage"].update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+        elif kind == "message_stop":
+            self.complete = self._message is not None and self._error is None
         elif kind == "error":
             self._error = data.get("error")
+            self.complete = False
 
     def _add_delta(self, index: int, delta: dict[str, Any]) -> None:
         block = self._blocks.setdefault(index, {"type": "text", "text": ""})

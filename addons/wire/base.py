@@ -16,6 +16,7 @@ class StreamAssembler(ABC):
     """Builds, from a response's SSE events, the JSON answer the same call would have returned unstreamed."""
 
     first_token_seen = False  # becomes True at the first event that carries generated content
+    complete = False  # becomes True when the stream ended as the provider ends a whole answer
 
     @abstractmethod
     def add(self, event: SseEvent) -> None: ...
@@ -53,6 +54,11 @@ class WireFormat(ABC):
         model = body.get("model")
         return (model if isinstance(model, str) else None), body.get("stream") is True
 
+    @abstractmethod
+    def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
+        """The SSE stream, in this API's event format, that delivers the JSON `answer` to a client that sent
+        `request` (which says, e.g., whether it asked for usage)."""
+
     def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
         """Make a streamed request report usage; True when the body was changed to do so."""
         return False
@@ -67,6 +73,12 @@ class WireFormat(ABC):
         except ValueError:
             return None
         return usage
+
+
+def sse_bytes(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event."""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
 
 
 def text_of(content: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, text_of
+from .base import StreamAssembler, WireFormat, sse_bytes, text_of
 from .sse import SseEvent
 
 
@@ -28,6 +28,30 @@ class OpenAIChat(WireFormat):
             return False
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return True
+
+    def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
+        head = {k: answer.get(k) for k in ("id", "created", "model", "system_fingerprint") if k in answer}
+        head["object"] = "chat.completion.chunk"
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return sse_bytes({**head, "choices": choices, **extra})
+
+        events = []
+        for choice in answer.get("choices") or []:
+            index, message = choice.get("index", 0), choice.get("message") or {}
+            events.append(chunk([{"index": index, "delta": {"role": message.get("role", "assistant"), "content": ""},
+                                  "finish_reason": None}]))
+            if message.get("content"):
+                events.append(chunk([{"index": index, "delta": {"content": message["content"]}, "finish_reason": None}]))
+            calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+            if calls:
+                events.append(chunk([{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]))
+            events.append(chunk([{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]))
+        options = request.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") and answer.get("usage"):
+            events.append(chunk([], usage=answer["usage"]))
+        events.append(sse_bytes("[DONE]"))
+        return b"".join(events)
 
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
@@ -61,11 +85,15 @@ class ChatStreamAssembler(StreamAssembler):
         self._error: Any = None
 
     def add(self, event: SseEvent) -> None:
+        if event.data == "[DONE]":
+            self.complete = self._error is None
+            return
         chunk = event.json
         if chunk is None:
             return
         if "error" in chunk and "choices" not in chunk:
             self._error = chunk["error"]
+            self.complete = False
             return
         for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
             if chunk.get(key) is not None:

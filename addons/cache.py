@@ -1,0 +1,160 @@
+"""The `ResponseCache` addon: Helicone's response cache, switched on per request by `Helicone-Cache-Enabled: true`.
+
+The key is the provider, the API, the request body in canonical JSON (key order and white space do not matter;
+`stream` and `stream_options` do not count, so a streamed answer serves a later unstreamed request and the other way
+round; `Helicone-Cache-Ignore-Keys` leaves out more), the fingerprint of the credential that would pay for the call,
+and `Helicone-Cache-Seed`. One key's answers are never served to another key.
+
+A hit is answered by llmtap in the form the client asked for: JSON, or a stream replayed in the provider's own event
+format. Only whole 2xx answers are stored. Disk work runs on one worker thread, never on mitmproxy's event loop;
+buckets used lately also stay in memory, so a repeated hit is answered without waiting for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mitmproxy import http
+
+from .cache_store import CacheStore, HotBuckets, Lookup, choose
+from .callstate import CallState, get_state
+from .headers import CacheOptions
+from .settings import Settings
+from .wire import read_body
+
+
+STREAM_KEYS = frozenset({"stream", "stream_options"})
+HOT_MAX_BYTES = 32 * 1024 * 1024  # memory for recently used buckets: an eighth of cache.max_bytes, at most this
+SYNC_INTERVAL_S = 0.5  # how soon a `llmtap cache clear` from another process reaches a running gateway
+
+
+class ResponseCache:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store: CacheStore | None = None
+        self.hot = HotBuckets(0)
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtap-cache")
+        self._generation = 0
+        self._touched: set[str] = set()  # keys served from memory since the disk last heard of them
+        self._watch: asyncio.Task | None = None
+
+    def configure(self, updated: set[str]) -> None:
+        config = self.settings.config
+        if self.store is None or self.store.path != config.cache_path or self.store.max_bytes != config.cache_max_bytes:
+            if self.store is not None:
+                self.store.close()
+            self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+            self.hot = HotBuckets(min(config.cache_max_bytes // 8, HOT_MAX_BYTES))
+            self._generation = self.store.generation()
+
+    def running(self) -> None:
+        self._watch = asyncio.get_running_loop().create_task(self._sync_with_disk())
+
+    def request(self, flow: http.HTTPFlow):
+        state = get_state(flow)
+        if flow.response or flow.error or state is None or not state.options.cache.enabled:
+            return None
+        state.cache_status = "MISS"
+        if state.wire is None or state.provider is None or not isinstance(state.request_body, dict):
+            return None  # an API llmtap does not read: never stored, so never a hit
+        state.cache_key = cache_key(state)
+        hot = self.hot.get(state.cache_key)
+        if hot is not None and (lookup := choose(hot, state.options.cache.bucket_max_size)).hit:
+            self._touched.add(state.cache_key)
+            self._answer(flow, state, lookup)
+            return None
+        return self._lookup_on_disk(flow, state)  # mitmproxy awaits it; other flows go on meanwhile
+
+    async def _lookup_on_disk(self, flow: http.HTTPFlow, state: CallState) -> None:
+        entries = await self._on_disk(self.store.entries, state.cache_key)
+        if entries:
+            self.hot.put(state.cache_key, entries)
+        self._answer(flow, state, choose(entries, state.options.cache.bucket_max_size))
+
+    def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
+        state.cache_bucket_idx = lookup.bucket_idx
+        if lookup.hit:
+            state.cache_status = "HIT"
+            state.cached_answer = lookup.answer
+            flow.response = cached_response(state, lookup.answer)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if state is None or state.cache_status is None or flow.response is None:
+            return
+        flow.response.headers["helicone-cache"] = state.cache_status
+        if state.cache_bucket_idx is not None:
+            flow.response.headers["helicone-cache-bucket-idx"] = str(state.cache_bucket_idx)
+
+    def response(self, flow: http.HTTPFlow):
+        state = get_state(flow)
+        if state is None or state.cache_status != "MISS" or state.cache_key is None or flow.response is None:
+            return None
+        if not 200 <= flow.response.status_code < 300:
+            return None
+        if state.tap is not None:
+            answer = state.tap.assembler.result() if state.tap.assembler.complete else None
+        else:
+            answer = read_body(flow.response)
+        if not isinstance(answer, dict):
+            return None
+        return self._store(state.cache_key, answer, state.options.cache)
+
+    async def _store(self, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
+        entries = await self._on_disk(self.store.store, key, answer, options.max_age_s, options.bucket_max_size)
+        if entries is not None:
+            self.hot.put(key, entries)
+
+    async def _sync_with_disk(self) -> None:
+        """Twice a second: tell the disk which keys memory served (its least-recently-used order stays true), and
+        drop the in-memory buckets when `llmtap cache clear` has run in another process."""
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_S)
+            touched, self._touched = self._touched, set()
+            generation = await self._on_disk(self._touch_and_read_generation, touched)
+            if generation != self._generation:
+                self._generation = generation
+                self.hot.clear()
+
+    def _touch_and_read_generation(self, keys: set[str]) -> int:
+        for key in keys:
+            self.store.entries(key)
+        return self.store.generation()
+
+    def done(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        self._disk.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+    async def _on_disk(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._disk, fn, *args)
+
+
+def cache_key(state: CallState) -> str:
+    """The cache key of a call: see the module docstring for what counts."""
+    assert state.provider is not None and state.wire is not None and isinstance(state.request_body, dict)
+    ignored = STREAM_KEYS | set(state.options.cache.ignore_keys)
+    relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    parts = [state.provider.name, state.wire.name, canonical, state.key_hash or "", state.options.cache.seed or ""]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def cached_response(state: CallState, answer: dict[str, Any]) -> http.Response:
+    """The hit, in the form the client asked for: JSON, or the provider's SSE stream."""
+    assert state.wire is not None and isinstance(state.request_body, dict)
+    if state.stream:
+        body = state.wire.replay_stream(answer, state.request_body)
+        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+    else:
+        body = json.dumps(answer).encode()
+        headers = {"content-type": "application/json"}
+    response = http.Response.make(200, body, headers)
+    response.headers["helicone-id"] = state.request_id
+    return response
