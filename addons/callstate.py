@@ -57,6 +57,10 @@ class CallState:
     cache_key: str | None = None
     cache_bucket_idx: int | None = None
     cached_answer: dict[str, Any] | None = None  # the answer a hit served
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)  # each try at a provider, when retries or
+    retries: int = 0                                                   # fallbacks were on
+    fallback_from: str | None = None  # the model first asked for, when a fallback answered
+    answered_url: str | None = None  # where the answer came from, when AttemptRunner relayed it
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .headers import DEFAULT_FALLBACK_CODES, RateLimitPolicy, RequestDefaults, RetryOptions, parse_ratelimit_policy
+
 DEFAULT_CONFIG_PATH = Path("config/llmtap.yaml")
 
 # The provider table a user starts from. A provider named in the user's file is merged over its default here;
@@ -144,6 +146,23 @@ class PriceOverride:
 
 
 @dataclass(frozen=True)
+class RateLimitRule:
+    """A rate-limit policy from config, for the requests it matches (every request when it names nothing)."""
+
+    policy: RateLimitPolicy
+    user: str | None = None
+    key_owner: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, user: str | None, key_owner: str | None, properties: dict[str, str]) -> bool:
+        return (
+            (self.user is None or self.user == user)
+            and (self.key_owner is None or self.key_owner == key_owner)
+            and all(properties.get(name) == value for name, value in self.properties)
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     proxy_listen: Address | None
@@ -155,6 +174,10 @@ class Config:
     pricing: tuple[PriceOverride, ...] = field(default=())
     cache_path: Path = Path("data/llmtap-cache")
     cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    request_defaults: RequestDefaults = RequestDefaults()
+    upstream_timeout_s: float = 600.0
+    fallback_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # requested model -> fallback chain
+    ratelimit_rules: tuple[RateLimitRule, ...] = ()
 
     def provider_named(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -204,11 +227,17 @@ def load_config(path: Path | str | None = None) -> Config:
 
 def parse_config(raw: Any, source: Path | None) -> Config:
     """Validate an already-parsed YAML document into a `Config`."""
-    root = _mapping(raw, "the top level", {"listen", "certs", "storage", "providers", "gateway", "pricing", "cache"})
+    root = _mapping(raw, "the top level", {
+        "listen", "certs", "storage", "providers", "gateway", "pricing", "cache", "retries", "fallbacks", "ratelimit",
+    })
     listen = _mapping(root.get("listen", {}), "listen", {"proxy", "gateway"})
     storage = _mapping(root.get("storage", {}), "storage", {"path"})
     gateway = _mapping(root.get("gateway", {}), "gateway", {"keys"})
     cache = _mapping(root.get("cache", {}), "cache", {"path", "max_bytes"})
+    retries = _mapping(root.get("retries", {}), "retries", {
+        "enabled", "max_retries", "factor", "min_timeout_ms", "max_timeout_ms", "upstream_timeout_s"})
+    fallbacks = _mapping(root.get("fallbacks", {}), "fallbacks", {"on_codes", "models"})
+    ratelimit = _mapping(root.get("ratelimit", {}), "ratelimit", {"policies"})
     config = Config(
         source=source,
         proxy_listen=_address(listen.get("proxy", "127.0.0.1:8080"), "listen.proxy"),
@@ -220,6 +249,19 @@ def parse_config(raw: Any, source: Path | None) -> Config:
         pricing=_pricing(root.get("pricing", [])),
         cache_path=Path(_string(cache.get("path", "data/llmtap-cache"), "cache.path")),
         cache_max_bytes=_size(cache.get("max_bytes", DEFAULT_CACHE_MAX_BYTES), "cache.max_bytes"),
+        request_defaults=RequestDefaults(
+            retry=RetryOptions(
+                enabled=_bool(retries.get("enabled", False), "retries.enabled"),
+                max_retries=_number(retries.get("max_retries", 3), "retries.max_retries", 0, 20, whole=True),
+                factor=_number(retries.get("factor", 2), "retries.factor", 1, 10),
+                min_timeout_ms=_number(retries.get("min_timeout_ms", 1000), "retries.min_timeout_ms", 0, 600_000, whole=True),
+                max_timeout_ms=_number(retries.get("max_timeout_ms", 10000), "retries.max_timeout_ms", 0, 600_000, whole=True),
+            ),
+            fallback_codes=_codes(fallbacks.get("on_codes", list(DEFAULT_FALLBACK_CODES)), "fallbacks.on_codes"),
+        ),
+        upstream_timeout_s=_number(retries.get("upstream_timeout_s", 600), "retries.upstream_timeout_s", 0.1, 86400),
+        fallback_models=_fallback_models(fallbacks.get("models", {})),
+        ratelimit_rules=_ratelimit_rules(ratelimit.get("policies", [])),
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
@@ -328,6 +370,51 @@ def _size(value: Any, where: str) -> int:
     if not match or match.group(2) not in units or int(match.group(1)) < 1:
         raise ConfigError(f"{where}: expected a size in bytes such as 268435456 or '256 MiB', got {value!r}")
     return int(match.group(1)) * units[match.group(2)]
+
+
+def _number(value: Any, where: str, minimum: float, maximum: float, whole: bool = False) -> Any:
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value <= maximum:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{where}: expected {kind} from {minimum:g} to {maximum:g}, got {value!r}")
+    return value
+
+
+def _codes(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in value):
+        raise ConfigError(f"{where}: expected a list of HTTP status codes, e.g. [429, 500, 503]")
+    return tuple(value)
+
+
+def _fallback_models(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError("fallbacks.models: expected a mapping of model -> list of fallback models")
+    return {str(model): _string_list(chain, f"fallbacks.models.{model}") for model, chain in value.items()}
+
+
+def _ratelimit_rules(value: Any) -> tuple[RateLimitRule, ...]:
+    if not isinstance(value, list):
+        raise ConfigError("ratelimit.policies: expected a list of {policy, user?, key_owner?, properties?}")
+    rules = []
+    for i, item in enumerate(value):
+        where = f"ratelimit.policies[{i}]"
+        entry = _mapping({"policy": item} if isinstance(item, str) else item, where,
+                         {"policy", "user", "key_owner", "properties"})
+        text = _string(entry.get("policy"), f"{where}.policy")
+        try:
+            policy = parse_ratelimit_policy(text)
+        except ValueError:
+            raise ConfigError(f"{where}.policy: '{text}' is not [quota];w=[seconds];u=[request|cents];s=[user|<property>]") from None
+        properties = entry.get("properties", {})
+        if not isinstance(properties, dict):
+            raise ConfigError(f"{where}.properties: expected a mapping of property name -> value")
+        rules.append(RateLimitRule(
+            policy=policy,
+            user=_string(entry["user"], f"{where}.user") if "user" in entry else None,
+            key_owner=_string(entry["key_owner"], f"{where}.key_owner") if "key_owner" in entry else None,
+            properties=tuple((str(k), str(v)) for k, v in properties.items()),
+        ))
+    return tuple(rules)
 
 
 def _bool(value: Any, where: str) -> bool:

@@ -83,7 +83,15 @@ class HeliconeOptions:
     ratelimit_policy: RateLimitPolicy | None = None
 
 
-def parse_helicone_headers(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
+@dataclass(frozen=True)
+class RequestDefaults:
+    """What a request gets for the headers it does not send: the config's `retries` and `fallbacks` sections."""
+
+    retry: RetryOptions = RetryOptions()
+    fallback_codes: tuple[int, ...] = DEFAULT_FALLBACK_CODES
+
+
+def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestDefaults = RequestDefaults()) -> HeliconeOptions:
     """Parse request headers into `HeliconeOptions`; names are case-insensitive, `Property-<Name>` keeps its case."""
     values: dict[str, tuple[str, str]] = {}  # lower-case name -> (name as sent, value)
     properties: dict[str, str] = {}
@@ -124,15 +132,17 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]]) -> HeliconeOptions
             ignore_keys=_csv(values, "helicone-cache-ignore-keys"),
         ),
         retry=RetryOptions(
-            enabled=_bool(values, "helicone-retry-enabled"),
-            max_retries=_int(values, "helicone-retry-num", 3, minimum=0, maximum=20),
-            factor=_float(values, "helicone-retry-factor", 2.0),
-            min_timeout_ms=_int(values, "helicone-retry-min-timeout", 1000, minimum=0, maximum=600_000),
-            max_timeout_ms=_int(values, "helicone-retry-max-timeout", 10000, minimum=0, maximum=600_000),
+            enabled=_bool(values, "helicone-retry-enabled", defaults.retry.enabled),
+            max_retries=_int(values, "helicone-retry-num", defaults.retry.max_retries, minimum=0, maximum=20),
+            factor=_float(values, "helicone-retry-factor", defaults.retry.factor),
+            min_timeout_ms=_int(values, "helicone-retry-min-timeout", defaults.retry.min_timeout_ms, minimum=0,
+                                maximum=600_000),
+            max_timeout_ms=_int(values, "helicone-retry-max-timeout", defaults.retry.max_timeout_ms, minimum=0,
+                                maximum=600_000),
         ),
         fallback=FallbackOptions(
             models=_csv(values, "helicone-fallback-model"),
-            on_codes=_codes(values),
+            on_codes=_codes(values, defaults.fallback_codes),
             targets=_fallback_targets(values),
         ),
         ratelimit_policy=_policy(values),
@@ -153,9 +163,9 @@ def _name(values: dict[str, tuple[str, str]], key: str) -> str:
     return values[key][0] if key in values else key
 
 
-def _bool(values: dict[str, tuple[str, str]], key: str) -> bool:
+def _bool(values: dict[str, tuple[str, str]], key: str, default: bool = False) -> bool:
     if key not in values:
-        return False
+        return default
     name, value = values[key]
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
@@ -195,10 +205,10 @@ def _csv(values: dict[str, tuple[str, str]], key: str) -> tuple[str, ...]:
     return items
 
 
-def _codes(values: dict[str, tuple[str, str]]) -> tuple[int, ...]:
+def _codes(values: dict[str, tuple[str, str]], default: tuple[int, ...]) -> tuple[int, ...]:
     key = "helicone-fallback-oncodes"
     if key not in values:
-        return DEFAULT_FALLBACK_CODES
+        return default
     codes = _csv(values, key)
     if not all(_is_number(c) and 100 <= int(c) <= 599 for c in codes):
         raise HeaderError(_name(values, key), f"expected comma-separated HTTP status codes, got {values[key][1]!r}")
@@ -261,6 +271,7 @@ def _bearer(values: dict[str, tuple[str, str]]) -> str | None:
 
 
 POLICY_RE = re.compile(r"^\s*([0-9]+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)
+POLICY_FORM = "[quota];w=[window seconds];u=[request|cents];s=[user|<property name>], e.g. 1000;w=3600;s=user"
 
 
 def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
@@ -268,20 +279,27 @@ def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
     if key not in values:
         return None
     name, value = values[key]
-    accepted = "expected [quota];w=[window seconds];u=[request|cents];s=[user|<property name>], e.g. 1000;w=3600;s=user"
-    match = POLICY_RE.match(value)
+    try:
+        return parse_ratelimit_policy(value)
+    except ValueError:
+        raise HeaderError(name, f"expected {POLICY_FORM}") from None
+
+
+def parse_ratelimit_policy(text: str) -> RateLimitPolicy:
+    """Helicone's rate-limit policy string; ValueError when it is not one."""
+    match = POLICY_RE.match(text)
     if not match or int(match.group(1)) < 1:
-        raise HeaderError(name, accepted)
+        raise ValueError(text)
     params: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in match.group(2).split(";"))):
         k, _, v = part.partition("=")
         params[k.strip().lower()] = v.strip()
     if set(params) - {"w", "u", "s"} or not _is_number(params.get("w", "")) or int(params["w"]) < 1:
-        raise HeaderError(name, accepted)
+        raise ValueError(text)
     unit = params.get("u", "request").lower()
     if unit not in ("request", "cents"):
-        raise HeaderError(name, accepted)
+        raise ValueError(text)
     segment = params.get("s") or None
     if segment is not None and segment.lower() == "user":
         segment = "user"
-    return RateLimitPolicy(int(match.group(1)), int(params["w"]), unit, segment, value.strip())
+    return RateLimitPolicy(int(match.group(1)), int(params["w"]), unit, segment, text.strip())

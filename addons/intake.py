@@ -43,7 +43,7 @@ class Intake:
         for name in {k for k, _ in header_fields if k.lower().startswith(PREFIX)}:
             del flow.request.headers[name]
         try:
-            state.options = parse_helicone_headers(header_fields)
+            state.options = parse_helicone_headers(header_fields, config.request_defaults)
         except HeaderError as e:
             reply_with_error(flow, 400, "llmtap_invalid_header", e.message, header=e.header)
             return

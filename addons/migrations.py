@@ -84,3 +84,13 @@ def m001_requests(db: duckdb.DuckDBPyConnection) -> None:
 @migration
 def m002_cost_saved(db: duckdb.DuckDBPyConnection) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN cost_saved_usd DECIMAL(18, 10)")
+
+
+@migration
+def m003_attempts(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute("ALTER TABLE requests ADD COLUMN retries INTEGER")
+    db.execute("ALTER TABLE requests ADD COLUMN fallback_from VARCHAR")
+    db.execute(
+        "ALTER TABLE requests ADD COLUMN attempt_log STRUCT(provider VARCHAR, model VARCHAR, status INTEGER, "
+        "latency_ms DOUBLE, wait_ms DOUBLE, retry_after_s DOUBLE, error VARCHAR)[]"
+    )

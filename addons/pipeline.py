@@ -1,8 +1,8 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
 Order matters: Intake builds each call's state, Router sends it to its provider, ResponseCache answers from the cache
-(or stores the answer), StreamTap reads answers as they stream, Recorder writes the row, WebView writes what mitmweb
-shows.
+(or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls with retries or
+fallbacks, Recorder writes the row, WebView writes what mitmweb shows.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 
 from mitmproxy import contentviews
 
+from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
 from .intake import Intake
@@ -29,7 +30,8 @@ def make_addons() -> list[object]:
     contentviews.add(LlmCallView)
     settings = Settings()
     return [
-        settings, Intake(settings), Router(settings), ResponseCache(settings), StreamTap(), Recorder(settings), WebView()
+        settings, Intake(settings), Router(settings), ResponseCache(settings), StreamTap(), AttemptRunner(settings),
+        Recorder(settings), WebView(),
     ]
 
 

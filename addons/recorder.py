@@ -103,8 +103,10 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "price_error": priced.price_error,
         "cost_saved_usd": cost_saved,
         "cache_status": state.cache_status,
-        # llmtap's own answers (an error, a cache hit) reached no provider
-        "attempts": 0 if state.error or state.cache_status == "HIT" else 1,
+        "attempts": _attempts(state),
+        "retries": state.retries,
+        "fallback_from": state.fallback_from,
+        "attempt_log": state.attempt_log or None,
         "user_id": options.user_id,
         "session_id": options.session_id,
         "session_path": options.session_path,
@@ -150,6 +152,12 @@ def _price(state: CallState, status: int | None, answer: Any, model: str | None,
     return price_call(
         usage, model or state.model_requested, state.provider.prices_provider, settings.config.pricing, state.created_at
     )
+
+
+def _attempts(state: CallState) -> int:
+    if state.attempt_log:
+        return len(state.attempt_log)
+    return 0 if state.error or state.cache_status == "HIT" else 1  # llmtap's own answers reached no provider
 
 
 def _ttft_ms(state: CallState) -> float | None:

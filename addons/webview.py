@@ -14,6 +14,7 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
+from .attempts import TOKEN_HEADER
 from .callstate import METADATA_KEY, get_state
 from .wire import format_for_path, format_named
 from .wire.sse import SseParser
@@ -35,6 +36,9 @@ class WebView:
             return
         flow.comment = describe(state.record)
         redact_secrets(flow.request)
+        if state.answered_url:  # show where the answer came from, not llmtap's own retry relay
+            flow.request.url = state.answered_url
+            flow.request.headers.pop(TOKEN_HEADER, None)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
             "wire": state.wire.name if state.wire else None,

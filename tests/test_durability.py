@@ -49,11 +49,11 @@ def test_sigterm_under_load_writes_every_row_even_while_the_file_is_busy(fresh_g
         assert len(ids) == n
         gateway.process.send_signal(subprocess.signal.SIGTERM)
         time.sleep(1)  # the gateway is shutting down and still cannot write
-        assert gateway.process.poll() is None, "the gateway must wait for the file rather than drop rows"
-    assert gateway.process.wait(30) == 0
+        assert gateway.process.poll() is None, f"exited without waiting for the file:\n{gateway.output()[-3000:]}"
+    assert gateway.process.wait(30) == 0, gateway.output()[-3000:]
     with connect(gateway.db_path, read_only=True) as db:
         written = {row[0] for row in db.execute("SELECT request_id FROM requests WHERE properties['run'] = 'load'").fetchall()}
-    assert written == ids
+    assert written == ids, f"{len(ids - written)} rows missing:\n{gateway.output()[-3000:]}"
 
 
 def test_rows_that_cannot_be_written_by_shutdown_are_kept_and_loaded_at_the_next_start(tmp_path):

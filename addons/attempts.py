@@ -1,0 +1,178 @@
+"""The `AttemptRunner` addon: retries and fallbacks, run inside the gateway without holding anything up.
+
+mitmproxy sends a flow to one upstream and relays its one answer. A call with retries or fallbacks is instead sent to
+a small HTTP server of llmtap's own on loopback, in the same process and event loop, which tries the targets in
+order (see fallback.py), waits between tries without blocking (see retry.py), and relays the answer that ends the
+call — streamed as it arrives, so mitmproxy and the stream tap see it like any other. A stream that has begun is never
+retried: only answers whose status says "try again" are. When the tries run out the client gets the provider's last
+answer as it was, or a JSON 502 when no provider answered at all. Every try is written to the call's state for its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from mitmproxy import http
+
+from .callstate import CallState, get_state
+from .fallback import Target, plan_targets
+from .replies import reply_with_error
+from .retry import is_retryable, provider_wait_s, wait_s
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TOKEN_HEADER = "x-llmtap-attempts"
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
+
+
+class AttemptRunner:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pending: dict[str, tuple[CallState, list[Target]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._server: asyncio.Server | None = None
+        self._port: int | None = None
+
+    async def running(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.settings.config.upstream_timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self._server = await asyncio.get_running_loop().create_server(web.Server(self._serve, access_log=None), "127.0.0.1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if flow.response or flow.error or state is None or state.provider is None or state.wire is None:
+            return
+        options = state.options
+        has_fallbacks = options.fallback.models or options.fallback.targets or (
+            state.model_requested in self.settings.config.fallback_models)
+        if not options.retry.enabled and not has_fallbacks:
+            return
+        try:
+            targets = plan_targets(flow.request, state, self.settings.config)
+        except ValueError as e:
+            reply_with_error(flow, 400, "llmtap_invalid_fallback", str(e))
+            return
+        token = secrets.token_urlsafe(16)
+        self._pending[token] = (state, targets)
+        flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self._port
+        flow.request.path = "/attempts"
+        flow.request.headers[TOKEN_HEADER] = token
+
+    async def done(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        entry = self._pending.pop(request.headers.get(TOKEN_HEADER, ""), None)
+        if entry is None:
+            return web.json_response({"error": {"type": "llmtap_unknown_attempt", "message": "no such call"}}, status=404)
+        await request.read()
+        state, targets = entry
+        answer, target = await self._attempt(state, targets)
+        if answer is None:
+            last_error = state.attempt_log[-1]["error"] if state.attempt_log else "no attempt"
+            body = {"error": {"type": "llmtap_upstream_unreachable", "message": f"no provider answered: {last_error}"}}
+            return web.json_response(body, status=502)
+        state.provider = target.provider
+        state.answered_url = target.url
+        try:
+            return await answer.relay(request)
+        finally:
+            answer.upstream.release()
+
+    async def _attempt(self, state: CallState, targets: list[Target]) -> tuple[Answer | None, Target]:
+        """Try each target, with retries, until one answers in a way that ends the call."""
+        retry = state.options.retry
+        for number, target in enumerate(targets):
+            is_last = number == len(targets) - 1
+            retries_left = retry.max_retries if retry.enabled else 0
+            retry_index = 0
+            while True:
+                answer, record = await self._try_once(target)
+                state.attempt_log.append(record)
+                if is_retryable(record["status"]) and retries_left > 0:
+                    headers = answer.upstream.headers if answer is not None else {}
+                    wait = wait_s(retry, retry_index, headers.get("retry-after"), headers.get("retry-after-ms"))
+                    record["wait_ms"] = round(wait * 1000, 3)
+                    if answer is not None:
+                        answer.upstream.release()
+                    await asyncio.sleep(wait)
+                    retries_left -= 1
+                    retry_index += 1
+                    state.retries += 1
+                    continue
+                break
+            status = record["status"] if record["status"] is not None else 502  # no answer counts as a 502
+            if not is_last and status in target.on_codes:
+                if answer is not None:
+                    answer.upstream.release()
+                continue
+            if number > 0:
+                state.fallback_from = targets[0].model
+            return answer, target
+        raise AssertionError("unreachable: the last target always ends the call")
+
+    async def _try_once(self, target: Target) -> tuple[Answer | None, dict[str, Any]]:
+        assert self._session is not None
+        started = time.monotonic()
+        record: dict[str, Any] = {"provider": target.provider.name, "model": target.model, "status": None,
+                                  "latency_ms": None, "wait_ms": None, "retry_after_s": None, "error": None}
+        answer = None
+        try:
+            upstream = await self._session.post(target.url, data=target.body, headers=list(target.headers),
+                                                allow_redirects=False)
+            # An error answer is small and read whole (its text goes in the log); a good one streams on.
+            answer = Answer(upstream, await upstream.read() if upstream.status >= 400 else None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            record["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if answer is not None:
+            headers = answer.upstream.headers
+            record["status"] = answer.upstream.status
+            record["retry_after_s"] = provider_wait_s(headers.get("retry-after"), headers.get("retry-after-ms"))
+            if answer.body is not None:
+                record["error"] = _error_text(answer.body)
+        record["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+        return answer, record
+
+
+@dataclass
+class Answer:
+    upstream: aiohttp.ClientResponse
+    body: bytes | None  # already read (error answers), else still to stream
+
+    async def relay(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Send the answer on as it arrives: status, headers and body chunks."""
+        response = web.StreamResponse(status=self.upstream.status, reason=self.upstream.reason)
+        for name, value in self.upstream.headers.items():
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
+        await response.prepare(request)
+        if self.body is not None:
+            await response.write(self.body)
+        else:
+            async for chunk in self.upstream.content.iter_any():
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", errors="replace")
+    if isinstance(error, dict):
+        return f"{error.get('type') or error.get('code')}: {error.get('message', '')}"
+    return str(error)[:200]
