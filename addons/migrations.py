@@ -94,3 +94,42 @@ def m003_attempts(db: duckdb.DuckDBPyConnection) -> None:
         "ALTER TABLE requests ADD COLUMN attempt_log STRUCT(provider VARCHAR, model VARCHAR, status INTEGER, "
         "latency_ms DOUBLE, wait_ms DOUBLE, retry_after_s DOUBLE, error VARCHAR)[]"
     )
+
+
+@migration
+def m004_throttling_view(db: duckdb.DuckDBPyConnection) -> None:
+    """Throttling events, one row each: a provider's 429 (every try, retried ones included) and answers that left
+    less than 5% of the provider's request or token budget."""
+    db.execute(
+        """
+        CREATE VIEW throttling AS
+        WITH budgets AS (
+            SELECT *,
+                TRY_CAST(coalesce(ratelimit['x-ratelimit-remaining-requests'],
+                                  ratelimit['anthropic-ratelimit-requests-remaining']) AS DOUBLE) AS requests_remaining,
+                TRY_CAST(coalesce(ratelimit['x-ratelimit-limit-requests'],
+                                  ratelimit['anthropic-ratelimit-requests-limit']) AS DOUBLE) AS requests_limit,
+                TRY_CAST(coalesce(ratelimit['x-ratelimit-remaining-tokens'],
+                                  ratelimit['anthropic-ratelimit-tokens-remaining']) AS DOUBLE) AS tokens_remaining,
+                TRY_CAST(coalesce(ratelimit['x-ratelimit-limit-tokens'],
+                                  ratelimit['anthropic-ratelimit-tokens-limit']) AS DOUBLE) AS tokens_limit
+            FROM requests
+        )
+        SELECT r.created_at, r.request_id, a.provider, a.model, r.key_hash, 'rate_limited' AS event, a.status,
+               a.retry_after_s, NULL::DOUBLE AS requests_remaining, NULL::DOUBLE AS requests_limit,
+               NULL::DOUBLE AS tokens_remaining, NULL::DOUBLE AS tokens_limit
+        FROM requests r, unnest(r.attempt_log) AS t(a)
+        WHERE a.status = 429
+        UNION ALL
+        SELECT created_at, request_id, provider, coalesce(model, model_requested), key_hash, 'rate_limited', status,
+               coalesce(TRY_CAST(ratelimit['retry-after-ms'] AS DOUBLE) / 1000, TRY_CAST(ratelimit['retry-after'] AS DOUBLE)),
+               requests_remaining, requests_limit, tokens_remaining, tokens_limit
+        FROM budgets
+        WHERE status = 429 AND attempts > 0 AND attempt_log IS NULL
+        UNION ALL
+        SELECT created_at, request_id, provider, coalesce(model, model_requested), key_hash, 'near_limit', status,
+               NULL, requests_remaining, requests_limit, tokens_remaining, tokens_limit
+        FROM budgets
+        WHERE requests_remaining < 0.05 * requests_limit OR tokens_remaining < 0.05 * tokens_limit
+        """
+    )

@@ -1,8 +1,9 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
-Order matters: Intake builds each call's state, Router sends it to its provider, ResponseCache answers from the cache
-(or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls with retries or
-fallbacks, Recorder writes the row, WebView writes what mitmweb shows.
+Order matters: Intake builds each call's state, Router sends it to its provider, RateLimiter refuses calls over their
+policies, ResponseCache answers from the cache (or stores the answer), StreamTap reads answers as they stream,
+AttemptRunner takes over calls with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost
+towards cents policies, WebView writes what mitmweb shows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
 from .intake import Intake
+from .ratelimit import RateLimiter, RateLimitUsage, Windows
 from .recorder import Recorder
 from .routing import Router
 from .settings import Settings
@@ -29,9 +31,10 @@ GATEWAY_TARGET_HOST = "llmtap.gateway"
 def make_addons() -> list[object]:
     contentviews.add(LlmCallView)
     settings = Settings()
+    windows = Windows()
     return [
-        settings, Intake(settings), Router(settings), ResponseCache(settings), StreamTap(), AttemptRunner(settings),
-        Recorder(settings), WebView(),
+        settings, Intake(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
+        StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
     ]
 
 

@@ -37,6 +37,7 @@ Each chat/messages request pops the first queued action whose optional
     {"reset": true}       close the connection abruptly (TCP RST), no response
     {"hang": true}        never answer (until client leaves or server stops)
     {"usage": {...}}      deep-merged into the success usage (stream too)
+    {"headers": {...}}    without "status": added to the success answer's headers
     {"model": "x"}        only applies to requests for model "x"
 """
 
@@ -292,13 +293,13 @@ class MockHandler(BaseHTTPRequestHandler):
             return self._send_json(status, ERROR_BODIES[kind](status, message),
                                    self._limit_headers(kind, 0))
         answer = self._answer_openai if kind == "openai" else self._answer_anthropic
-        answer(request, action.get("usage", {}))
+        answer(request, action.get("usage", {}), action.get("headers", {}))
 
-    def _answer_openai(self, request, usage_extra):
+    def _answer_openai(self, request, usage_extra, extra_headers):
         messages = request["messages"]
         reply = reply_for(messages)
         usage = openai_usage(prompt_tokens(messages), count_words(reply), usage_extra)
-        headers = self._limit_headers("openai", usage["prompt_tokens"])
+        headers = {**self._limit_headers("openai", usage["prompt_tokens"]), **extra_headers}
         base = {"id": f"chatcmpl-mock{self.number}", "object": "chat.completion",
                 "created": int(time.time()),
                 "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
@@ -313,14 +314,14 @@ class MockHandler(BaseHTTPRequestHandler):
                   openai_chunks(base, reply, usage if include_usage else None)]
         self._stream(events + [b"data: [DONE]\n\n"], headers)
 
-    def _answer_anthropic(self, request, usage_extra):
+    def _answer_anthropic(self, request, usage_extra, extra_headers):
         messages = request["messages"]
         reply = reply_for(messages)
         usage = deep_merge({"input_tokens": prompt_tokens(messages, request.get("system")),
                             "output_tokens": count_words(reply),
                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
                            usage_extra)
-        headers = self._limit_headers("anthropic", usage["input_tokens"])
+        headers = {**self._limit_headers("anthropic", usage["input_tokens"]), **extra_headers}
         message = {"id": f"msg_mock{self.number}", "type": "message", "role": "assistant",
                    "model": request["model"], "content": [{"type": "text", "text": reply}],
                    "stop_reason": "end_turn", "stop_sequence": None, "usage": usage}
