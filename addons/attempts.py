@@ -68,6 +68,17 @@ class AttemptRunner:
         flow.request.path = "/attempts"
         flow.request.headers[TOKEN_HEADER] = token
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
+
+    def _forget(self, flow: http.HTTPFlow) -> None:
+        # A call the relay never saw (the client left first, or llmtap answered it) leaves nothing behind.
+        if token := flow.request.headers.get(TOKEN_HEADER):
+            self._pending.pop(token, None)
+
     async def done(self) -> None:
         if self._server is not None:
             self._server.close()

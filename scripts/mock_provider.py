@@ -38,6 +38,7 @@ Each chat/messages request pops the first queued action whose optional
     {"hang": true}        never answer (until client leaves or server stops)
     {"usage": {...}}      deep-merged into the success usage (stream too)
     {"headers": {...}}    without "status": added to the success answer's headers
+    {"cut_after": 3}      a stream breaks off (TCP RST) after its first 3 events
     {"model": "x"}        only applies to requests for model "x"
 """
 
@@ -274,6 +275,7 @@ class MockHandler(BaseHTTPRequestHandler):
         request = request if isinstance(request, dict) else None
         self.number = self.server.state.next_id()
         action = self.server.state.pop_action(request.get("model") if request else None)
+        self.cut_after = action.get("cut_after")
         delay_ms = self.server.latency_ms + action.get("delay_ms", 0)
         if delay_ms:
             time.sleep(delay_ms / 1000)
@@ -383,6 +385,8 @@ class MockHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         for i, event in enumerate(events):
+            if i == self.cut_after:
+                return self._reset()
             if i and self.server.chunk_delay_ms:
                 time.sleep(self.server.chunk_delay_ms / 1000)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))

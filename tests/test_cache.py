@@ -241,3 +241,17 @@ def test_hit_rows_make_the_weekly_saving_one_query(gateway):
     ((saved,),) = gateway.query("SELECT sum(cost_saved_usd) FROM requests "
                                 "WHERE cache_status = 'HIT' AND created_at > now() - INTERVAL 7 DAY")
     assert isinstance(saved, Decimal) and saved > 0
+
+
+def test_a_stream_cut_short_is_not_stored(gateway, mock_provider):
+    mock_provider.script({"cut_after": 3})
+    client_ = client(gateway)
+    with pytest.raises(openai.APIError):
+        for _ in client_.chat.completions.create(model="gpt-4o-mini", stream=True, extra_headers=CACHE_ON,
+                                                 messages=[{"role": "user", "content": "half an answer"}]):
+            pass
+    with client_.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "half an answer"}], extra_headers=CACHE_ON,
+    ) as response:
+        assert response.headers["helicone-cache"] == "MISS"
+        assert any("[DONE]" in line for line in response.iter_lines())

@@ -211,3 +211,39 @@ def test_flows_waiting_to_retry_do_not_slow_the_others(gateway, mock_provider):
         results = [f.result() for f in retrying]
     assert quick_s < 0.8, quick_s  # ten calls one after another, while ten others wait out a 1 s retry-after
     assert len(quick) == 10 and all(c.choices[0].message.content.startswith("Mock reply") for c, _ in results)
+
+
+def test_a_stream_that_has_begun_is_never_retried(gateway, mock_provider):
+    mock_provider.script({"cut_after": 3})
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "cut me off"}],
+            extra_headers={**FAST_RETRIES, "Helicone-Property-Case": "cut-stream"},
+        ):
+            received.append(chunk)
+    assert received  # the client had part of the answer...
+    assert len(seen(mock_provider, "cut me off")) == 1  # ...so it was not sent again
+    (row,) = gateway.rows("properties['case'] = 'cut-stream'")
+    assert row["stream"] is True and row["attempts"] == 1 and row["error"]
+
+
+def test_fallback_through_the_proxy_way_in(gateway, mock_provider):
+    mock_provider.script({"model": "gpt-4o", "status": 503})
+    program = textwrap.dedent("""
+        import json, openai
+        raw = openai.OpenAI(api_key="sk-proxy-fb", max_retries=0).chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "proxy fallback"}],
+            extra_headers={"Helicone-Fallback-Model": "gpt-4o-mini"})
+        print(json.dumps({"id": raw.headers["helicone-id"], "model": raw.parse().model}))
+    """)
+    result = subprocess.run([sys.executable, "-c", program], env=gateway.proxy_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["model"] == "gpt-4o-mini-2024-07-18"
+    tries = seen(mock_provider, "proxy fallback")
+    assert [t["body"]["model"] for t in tries] == ["gpt-4o", "gpt-4o-mini"]
+    assert all(t["headers"]["authorization"] == "Bearer sk-proxy-fb" for t in tries)  # the client's own key
+    assert gateway.row(out["id"])["fallback_from"] == "gpt-4o"
