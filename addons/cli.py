@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import sys
 from datetime import datetime
 from decimal import Decimal
@@ -195,11 +196,21 @@ def banner(config: Config, web: bool) -> str:
     ]
     if web:
         lines.append("  mitmweb      see the 'Web server listening at' line below")
-    lines += ["", "Point an app at it (or run: eval \"$(llmtap env)\"):", *("  " + l for l in env_lines(config).splitlines())]
+    env_command = shlex.join(self_command() + ["env"] + (["--config", str(config.source)] if config.source else []))
+    lines += ["", f"Point an app at it (or run: eval \"$({env_command})\"):",
+              *("  " + line for line in env_lines(config).splitlines())]
     if config.gateway_listen:
         lines.append(f'  or in code:  OpenAI(base_url="http://{config.gateway_listen}/v1")')
     lines.append("")
     return "\n".join(lines)
+
+
+def self_command() -> list[str]:
+    """How to run this llmtap again from any directory: the installed script, or the module."""
+    script = Path(sys.argv[0])
+    if script.name == "llmtap" and script.exists():
+        return [str(script.resolve())]
+    return [sys.executable, "-m", "llmtap.cli"]
 
 
 def run_sql(config: Config, query: str, output_format: str | None) -> int:

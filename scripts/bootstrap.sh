@@ -33,8 +33,13 @@ bootstrap_venv() {
     stamp=.venv/.llmtap-installed
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "llmtap: installing the project${extras:+ with [$extras]} into .venv"
-        "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip || return 1
-        "$PY" -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}" || return 1
+        # pip's output goes to a log, shown only when the install fails
+        if ! { "$PY" -m pip install --disable-pip-version-check --upgrade pip &&
+               "$PY" -m pip install --disable-pip-version-check -e ".${extras:+[$extras]}"; } > .venv/install.log 2>&1; then
+            tail -n 40 .venv/install.log >&2
+            echo "llmtap: installing failed; the whole log is .venv/install.log" >&2
+            return 1
+        fi
         echo "$want" > "$stamp"
     fi
 }
