@@ -3,7 +3,8 @@
 mitmproxy sends a flow to one upstream and relays its one answer. A call with retries or fallbacks is instead sent to
 a small HTTP server of llmtap's own on loopback, in the same process and event loop, which tries the targets in
 order (see fallback.py), waits between tries without blocking (see retry.py), and relays the answer that ends the
-call — streamed as it arrives, so mitmproxy and the stream tap see it like any other. A stream that has begun is never
+call — streamed as it arrives, so mitmproxy and the stream tap see it like any other. When the client goes away,
+so does the relay's work for it: no more tries are sent on its behalf. A stream that has begun is never
 retried: only answers whose status says "try again" are. When the tries run out the client gets the provider's last
 answer as it was, or a JSON 502 when no provider answered at all. Every try is written to the call's state for its row.
 """
@@ -45,12 +46,12 @@ class AttemptRunner:
     async def running(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.settings.config.upstream_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",))
-        self._server = await asyncio.get_running_loop().create_server(web.Server(self._serve, access_log=None), "127.0.0.1", 0)
+        self._server = await asyncio.get_running_loop().create_server(web.Server(self._serve, access_log=None, handler_cancellation=True), "127.0.0.1", 0)
         self._port = self._server.sockets[0].getsockname()[1]
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if flow.response or flow.error or state is None or state.provider is None or state.wire is None:
+        if flow.response or flow.error or state is None or state.provider is None:
             return
         options = state.options
         has_fallbacks = options.fallback.models or options.fallback.targets or (
@@ -89,7 +90,7 @@ class AttemptRunner:
         entry = self._pending.pop(request.headers.get(TOKEN_HEADER, ""), None)
         if entry is None:
             return web.json_response({"error": {"type": "llmtap_unknown_attempt", "message": "no such call"}}, status=404)
-        await request.read()
+        await request.release()  # the relay sends the targets' own bodies; mitmproxy's copy is not needed
         state, targets = entry
         answer, target = await self._attempt(state, targets)
         if answer is None:

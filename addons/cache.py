@@ -1,9 +1,10 @@
 """The `ResponseCache` addon: Helicone's response cache, switched on per request by `Helicone-Cache-Enabled: true`.
 
-The key is the provider, the API, the request body in canonical JSON (key order and white space do not matter;
-`stream` and `stream_options` do not count, so a streamed answer serves a later unstreamed request and the other way
-round; `Helicone-Cache-Ignore-Keys` leaves out more), the fingerprint of the credential that would pay for the call,
-and `Helicone-Cache-Seed`. One key's answers are never served to another key.
+The key is the provider, the API and the upstream path (an Azure deployment is part of it), an `anthropic-beta`
+header, the request body in canonical JSON (key order and white space do not matter; `stream` and `stream_options`
+do not count, so a streamed answer serves a later unstreamed request and the other way round;
+`Helicone-Cache-Ignore-Keys` leaves out more), the fingerprint of the key the client presented (its provider key,
+or its gateway key), and `Helicone-Cache-Seed`. One key's answers are never served to another key.
 
 A hit is answered by llmtap in the form the client asked for: JSON, or a stream replayed in the provider's own event
 format. Only whole 2xx answers are stored. Disk work runs on one worker thread, never on mitmproxy's event loop;
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +28,8 @@ from .headers import CacheOptions
 from .settings import Settings
 from .wire import read_body
 
+
+logger = logging.getLogger(__name__)
 
 STREAM_KEYS = frozenset({"stream", "stream_options"})
 HOT_MAX_BYTES = 32 * 1024 * 1024  # memory for recently used buckets: an eighth of cache.max_bytes, at most this
@@ -61,7 +65,7 @@ class ResponseCache:
         state.cache_status = "MISS"
         if state.wire is None or state.provider is None or not isinstance(state.request_body, dict):
             return None  # an API llmtap does not read: never stored, so never a hit
-        state.cache_key = cache_key(state)
+        state.cache_key = cache_key(state, flow.request)
         hot = self.hot.get(state.cache_key)
         if hot is not None and (lookup := choose(hot, state.options.cache.bucket_max_size)).hit:
             self._touched.add(state.cache_key)
@@ -115,7 +119,11 @@ class ResponseCache:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
             touched, self._touched = self._touched, set()
-            generation = await self._on_disk(self._touch_and_read_generation, touched)
+            try:
+                generation = await self._on_disk(self._touch_and_read_generation, touched)
+            except Exception as e:  # a disk hiccup must not end the syncing for good
+                logger.warning(f"llmtap: cache sync with {self.store.path} failed: {e}")
+                continue
             if generation != self._generation:
                 self._generation = generation
                 self.hot.clear()
@@ -136,13 +144,14 @@ class ResponseCache:
         return await asyncio.get_running_loop().run_in_executor(self._disk, fn, *args)
 
 
-def cache_key(state: CallState) -> str:
-    """The cache key of a call: see the module docstring for what counts."""
+def cache_key(state: CallState, request: http.Request) -> str:
+    """The cache key of a call routed as `request`: see the module docstring for what counts."""
     assert state.provider is not None and state.wire is not None and isinstance(state.request_body, dict)
     ignored = STREAM_KEYS | set(state.options.cache.ignore_keys)
     relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
-    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    parts = [state.provider.name, state.wire.name, canonical, state.key_hash or "", state.options.cache.seed or ""]
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    parts = [state.provider.name, state.wire.name, request.path, request.headers.get("anthropic-beta", ""),
+             canonical, state.key_hash or "", state.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

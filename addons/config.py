@@ -122,7 +122,7 @@ class ProviderConfig:
 
     def api_key(self) -> str | None:
         """The provider key injected in gateway mode, read from the environment when a call needs it."""
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
 @dataclass(frozen=True)
@@ -187,13 +187,14 @@ class Config:
         return next((p for p in self.providers if host in p.hosts), None)
 
     def provider_for_model(self, model: str) -> tuple[ProviderConfig, str] | None:
-        """The provider that serves `model` and the model name it knows it by (`provider/model` picks explicitly)."""
-        prefix, slash, rest = model.partition("/")
-        if slash and (explicit := self.provider_named(prefix)):
-            return explicit, rest
+        """The provider that serves `model` and the model name it knows it by (`provider/model` picks explicitly,
+        unless a provider's pattern names the whole string, as Groq's `openai/gpt-oss-*` does)."""
         for provider in self.providers:
             if provider.serves_model(model):
                 return provider, model
+        prefix, slash, rest = model.partition("/")
+        if slash and (explicit := self.provider_named(prefix)):
+            return explicit, rest
         return None
 
     def routable_models(self) -> list[str]:

@@ -1,9 +1,12 @@
 """Which upstreams a call may try, in order: the model the client asked for, then its fallbacks.
 
 Fallbacks come from `Helicone-Fallback-Model` (one model or a comma-separated chain), Helicone's JSON form
-`Helicone-Fallbacks`, or config (`fallbacks.models`). A fallback re-sends the same request with only the model
-rewritten; on the gateway way in the model may belong to another provider, which then gets its own key and endpoint.
-Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot route.
+`Helicone-Fallbacks`, or config (`fallbacks.models`). A fallback re-sends the same request with only the model (and
+what `bodyKeyOverride` names) rewritten. It stays with the same provider, unless the gateway routes its model
+elsewhere or a Helicone-Fallbacks `target-url` names another configured provider; another provider gets its own
+endpoint and its own key (the target's own `Authorization`, else the key llmtap has for it) — a key is never sent to
+a provider it does not belong to. Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot
+send.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from mitmproxy import http
 
 from .callstate import CallState
 from .config import Config, ProviderConfig
-from .routing import CLIENT_KEY_HEADERS
+from .credentials import CLIENT_KEY_HEADERS
 
 PASSED_OVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+PROVIDER_HEADER_PREFIXES = ("openai-", "anthropic-", "x-goog-")  # meaningful to one provider only
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,24 @@ class Target:
 
 def plan_targets(request: http.Request, state: CallState, config: Config) -> list[Target]:
     """The primary upstream (as routed) followed by each fallback."""
-    assert state.provider is not None and state.wire is not None
-    body = json.loads(request.get_content() or b"{}")
+    assert state.provider is not None
+    content = request.get_content() or b""
     headers = tuple((k, v) for k, v in request.headers.items(multi=True) if k.lower() not in PASSED_OVER_HEADERS)
     options = state.options.fallback
-    primary = Target(state.provider, body.get("model"), request.url, headers, request.get_content() or b"",
-                     options.on_codes)
-    targets = [primary]
+    model = state.request_body.get("model") if isinstance(state.request_body, dict) else None
+    primary = Target(state.provider, model, request.url, headers, content, options.on_codes)
     models = options.models or config.fallback_models.get(state.model_requested or "", ())
-    for model in models:
-        targets.append(_model_target(primary, body, {"model": model}, options.on_codes, {}, state, config))
+    if not models and not options.targets:
+        return [primary]  # retries only: the request goes again exactly as it was
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise ValueError("a fallback rewrites the request's model, so its body must be a JSON object")
+    targets = [primary]
+    for fallback_model in models:
+        targets.append(_target(primary, body, {"model": fallback_model}, options.on_codes, {}, None, state, config))
     for spec in options.targets:
         targets.append(_helicone_target(primary, body, spec, options.on_codes, state, config))
     return targets
@@ -55,49 +67,72 @@ def _helicone_target(primary: Target, body: dict[str, Any], spec: dict[str, Any]
                      state: CallState, config: Config) -> Target:
     """One entry of Helicone-Fallbacks: {"target-url", "headers", "onCodes", "bodyKeyOverride"}, all optional."""
     override = spec.get("bodyKeyOverride") or {}
-    codes = spec.get("onCodes") or default_codes
     extra_headers = spec.get("headers") or {}
-    if not isinstance(override, dict) or not isinstance(extra_headers, dict) or not isinstance(codes, (list, tuple)):
-        raise ValueError("Helicone-Fallbacks: bodyKeyOverride and headers must be objects, onCodes a list")
-    if not all(isinstance(c, int) for c in codes):
-        raise ValueError("Helicone-Fallbacks: onCodes must be a list of HTTP status codes")
+    if not isinstance(override, dict) or not isinstance(extra_headers, dict):
+        raise ValueError("Helicone-Fallbacks: bodyKeyOverride and headers must be JSON objects")
     provider = None
     if spec.get("target-url"):
         host = urlsplit(str(spec["target-url"])).hostname
         provider = next((p for p in config.providers if host in p.hosts or host == p.upstream.host), None)
         if provider is None:
-            # A provider key must never be sent to a host the config does not name.
             raise ValueError(f"Helicone-Fallbacks: target-url {spec['target-url']!r} is not a configured provider")
-    return _model_target(primary, body, override, tuple(codes), extra_headers, state, config, provider)
+    codes = _codes(spec.get("onCodes"), default_codes)
+    return _target(primary, body, override, codes, extra_headers, provider, state, config)
 
 
-def _model_target(primary: Target, body: dict[str, Any], override: dict[str, Any], codes: tuple[int, ...],
-                  extra_headers: dict[str, str], state: CallState, config: Config,
-                  provider: ProviderConfig | None = None) -> Target:
+def _codes(value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Helicone's onCodes: status codes, or {"from": 500, "to": 599} ranges."""
+    if not value:
+        return default
+    codes: list[int] = []
+    for item in value if isinstance(value, list) else [None]:
+        if isinstance(item, int) and not isinstance(item, bool):
+            codes.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("from"), int) and isinstance(item.get("to"), int):
+            codes.extend(range(item["from"], item["to"] + 1))
+        else:
+            raise ValueError('Helicone-Fallbacks: onCodes must list status codes or {"from": 500, "to": 599} ranges')
+    return tuple(codes)
+
+
+def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], codes: tuple[int, ...],
+            extra_headers: dict[str, Any], provider: ProviderConfig | None, state: CallState, config: Config) -> Target:
     new_body = {**body, **override}
     model = new_body.get("model")
-    if state.way == "proxy":
-        # The client chose the provider host; a fallback changes the model (and what Helicone-Fallbacks overrides).
-        return Target(primary.provider, model, primary.url, _merge(primary.headers, extra_headers),
-                      json.dumps(new_body).encode(), codes)
-    if provider is None:
+    if provider is None and state.way == "gateway":
         routed = config.provider_for_model(model) if isinstance(model, str) else None
         if routed is None:
             raise ValueError(f"fallback model {model!r} matches no provider; routable: {', '.join(config.routable_models())}")
         provider, new_body["model"] = routed
+    provider = provider or primary.provider  # on the proxy way in the client chose the provider
+    extra = {str(k).lower(): str(v) for k, v in extra_headers.items()}
+    if provider is primary.provider:
+        url, headers = primary.url, primary.headers
+    else:
+        url = f"{provider.upstream}{_path(provider, state)}"
+        headers = _headers_for(provider, primary.headers, extra, state)
+    headers = tuple((k, v) for k, v in headers if k.lower() not in extra) + tuple(extra.items())
+    return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes)
+
+
+def _path(provider: ProviderConfig, state: CallState) -> str:
     assert state.wire is not None
     path = provider.messages_path if state.wire.name == "anthropic_messages" else provider.chat_path
     if path is None:
-        raise ValueError(f"fallback model {model!r}: provider {provider.name!r} has no Messages API")
-    headers = primary.headers
-    if (key := provider.api_key()) is not None:
-        headers = tuple((k, v) for k, v in headers if k.lower() not in CLIENT_KEY_HEADERS)
-        headers += tuple(state.wire.auth_headers(key).items())
-    return Target(provider, new_body.get("model"), f"{str(provider.upstream)}{path}", _merge(headers, extra_headers),
-                  json.dumps(new_body).encode(), codes)
+        raise ValueError(f"fallback: provider {provider.name!r} has no Messages API")
+    return path
 
 
-def _merge(headers: tuple[tuple[str, str], ...], extra: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    allowed = {k.lower(): str(v) for k, v in extra.items() if k.lower() not in CLIENT_KEY_HEADERS}
-    return tuple((k, v) for k, v in headers if k.lower() not in allowed) + tuple(allowed.items())
-
+def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...], extra: dict[str, str],
+                 state: CallState) -> tuple[tuple[str, str], ...]:
+    """The primary's headers for another provider: without the primary's key and provider-specific headers, with a
+    key for this provider — the target's own, else the one llmtap has."""
+    assert state.wire is not None
+    kept = tuple((k, v) for k, v in headers
+                 if k.lower() not in CLIENT_KEY_HEADERS and not k.lower().startswith(PROVIDER_HEADER_PREFIXES))
+    if any(name in extra for name in CLIENT_KEY_HEADERS):
+        return kept
+    if (key := provider.api_key()) is None:
+        raise ValueError(f"fallback to provider {provider.name!r}: llmtap has no key for it (set "
+                         f"{provider.api_key_env}) and the target names none")
+    return kept + tuple(state.wire.auth_headers(key).items())

@@ -1,8 +1,8 @@
 """The `Helicone-*` request-header contract (see HEADERS.md): parsed and validated here, in one place.
 
 `parse_helicone_headers` is pure: it turns header (name, value) pairs into a `HeliconeOptions` or raises
-`HeaderError` naming the header and the accepted form. The `HeliconeHeaders` addon in `intake.py` calls it once per
-request; every later addon reads the typed result.
+`HeaderError` naming the header and the accepted form. The `Intake` addon calls it once per request; every later
+addon reads the typed result.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from .credentials import bearer
 
 PREFIX = "helicone-"
 PROPERTY_PREFIX = "helicone-property-"
@@ -149,6 +151,24 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
     )
 
 
+def tags_only(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
+    """What can be read of a request whose Helicone headers did not parse: its tags, and its omit flags taken as
+    'omit' unless plainly 'false' (a body the client may have asked to keep out is kept out). Never raises."""
+    values = {name.lower(): value.strip() for name, value in fields}
+    properties = {name[len(PROPERTY_PREFIX):]: value for name, value in fields
+                  if name.lower().startswith(PROPERTY_PREFIX) and len(name) > len(PROPERTY_PREFIX)}
+    return HeliconeOptions(
+        properties=properties,
+        user_id=values.get("helicone-user-id") or _property_user_id(properties),
+        session_id=values.get("helicone-session-id"),
+        session_path=values.get("helicone-session-path"),
+        session_name=values.get("helicone-session-name"),
+        prompt_id=values.get("helicone-prompt-id"),
+        omit_request=values.get("helicone-omit-request", "false").lower() != "false",
+        omit_response=values.get("helicone-omit-response", "false").lower() != "false",
+    )
+
+
 def _is_number(text: str) -> bool:
     # ASCII digits only: str.isdigit() accepts characters such as "²" that int() then rejects.
     return re.fullmatch(r"[0-9]+", text) is not None
@@ -222,7 +242,7 @@ def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
     name, value = values[key]
     try:
         targets = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         targets = None
     if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
         raise HeaderError(name, "expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
@@ -230,12 +250,9 @@ def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
 
 
 def _max_age(cache_control: str | None) -> int:
-    if cache_control is None:
-        return DEFAULT_CACHE_AGE_S
-    match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]+)\"?", cache_control, re.IGNORECASE)
-    if not match:
-        raise HeaderError("Cache-Control", f"expected max-age=<seconds>, got {cache_control!r}")
-    return min(int(match.group(1)), MAX_CACHE_AGE_S)
+    # Clients send Cache-Control for their own reasons (no-cache, ...): only a max-age sets the cache's TTL.
+    match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]+)\"?", cache_control or "", re.IGNORECASE)
+    return min(int(match.group(1)), MAX_CACHE_AGE_S) if match else DEFAULT_CACHE_AGE_S
 
 
 def _session_path(values: dict[str, tuple[str, str]]) -> str | None:
@@ -264,10 +281,9 @@ def _bearer(values: dict[str, tuple[str, str]]) -> str | None:
     if key not in values:
         return None
     name, value = values[key]
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if (token := bearer(value)) is None:
         raise HeaderError(name, "expected 'Bearer <key>'")
-    return token.strip()
+    return token
 
 
 POLICY_RE = re.compile(r"^\s*([0-9]+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)

@@ -11,7 +11,8 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .callstate import CallState, attach_state, get_state
-from .headers import PREFIX, HeaderError, parse_helicone_headers
+from .credentials import masked_path
+from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
 from .replies import reply_with_error
 from .settings import Settings
 from .wire import format_for_path, read_body
@@ -33,18 +34,20 @@ class Intake:
             return
         attach_state(flow, state)
         state.set_arrival(flow.request.timestamp_start)
-        state.client_host, state.client_path = flow.request.pretty_host, flow.request.path
-        state.wire = format_for_path(flow.request.path)
-        state.request_body = read_body(flow.request)
-        state.model_requested, state.stream = (
-            state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
-        )
+        state.client_host, state.client_path = flow.request.pretty_host, masked_path(flow.request.path)
         header_fields = [(k, v) for k, v in flow.request.headers.items(multi=True)]
         for name in {k for k, _ in header_fields if k.lower().startswith(PREFIX)}:
             del flow.request.headers[name]
+        state.wire = format_for_path(flow.request.path)
+        if state.wire is not None or "json" in flow.request.headers.get("content-type", ""):
+            state.request_body = read_body(flow.request)  # (uploads, audio and the like are not logged)
+        state.model_requested, state.stream = (
+            state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
+        )
         try:
             state.options = parse_helicone_headers(header_fields, config.request_defaults)
         except HeaderError as e:
+            state.options = tags_only(header_fields)  # the row keeps its tags and honours its omit flags
             reply_with_error(flow, 400, "llmtap_invalid_header", e.message, header=e.header)
             return
         if state.options.request_id:

@@ -57,7 +57,11 @@ def price_call(
     override = next((o for o in overrides if o.matches(prices_provider, model)), None)
     if override is not None:
         return Priced(**tokens, cost_usd=_override_cost(usage, override), price_source="config")
-    cost = _genai_price(prices_provider, model, tuple(sorted(vars(usage).items())), when.replace(second=0, microsecond=0))
+    try:
+        cost = _genai_price(prices_provider, model, tuple(sorted(vars(usage).items())),
+                            when.replace(second=0, microsecond=0))
+    except ValueError as e:  # usage genai-prices cannot price (e.g. more cached tokens than input tokens)
+        return Priced(**tokens, price_error=f"genai-prices cannot price this usage: {e}")
     if cost is None:
         return Priced(
             **tokens,

@@ -25,7 +25,10 @@ from .headers import RateLimitPolicy
 from .replies import reply_with_error
 from .settings import Settings
 
-WindowKey = tuple[str, str, str | None]  # (policy text, segment kind, segment value)
+# (where the policy came from, its text, segment kind, segment value). A header policy counts per paying key, so
+# one tenant's header never spends another's quota; each config rule counts on its own.
+WindowKey = tuple[str, str, str, str | None]
+SWEEP_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -50,19 +53,27 @@ class Windows:
     """Sliding windows of usage: per key, (time, amount) events younger than the policy's window."""
 
     def __init__(self) -> None:
-        self._events: dict[WindowKey, deque[tuple[float, float]]] = {}
+        self._events: dict[WindowKey, tuple[float, deque[tuple[float, float]]]] = {}  # key -> (window, events)
+        self._swept = time.monotonic()
 
     def standing(self, policy: RateLimitPolicy, key: WindowKey, now: float) -> Standing:
-        events = self._events.get(key, deque())
+        if now - self._swept > SWEEP_INTERVAL_S:
+            self._sweep(now)
+        _, events = self._events.get(key, (policy.window_s, deque()))
         while events and events[0][0] <= now - policy.window_s:
             events.popleft()
-        if not events:
-            self._events.pop(key, None)
         used = sum(amount for _, amount in events)
         return Standing(policy, key, used, self._retry_after(policy, events, used, now))
 
-    def add(self, key: WindowKey, amount: float, now: float) -> None:
-        self._events.setdefault(key, deque()).append((now, amount))
+    def add(self, key: WindowKey, window_s: float, amount: float, now: float) -> None:
+        self._events.setdefault(key, (window_s, deque()))[1].append((now, amount))
+
+    def _sweep(self, now: float) -> None:
+        """Forget windows with nothing left in them: users and property values come and go."""
+        self._swept = now
+        for key, (window_s, events) in list(self._events.items()):
+            if not events or events[-1][0] <= now - window_s:
+                del self._events[key]
 
     @staticmethod
     def _retry_after(policy: RateLimitPolicy, events: deque[tuple[float, float]], used: float, now: float) -> float:
@@ -88,7 +99,7 @@ class RateLimiter:
         if not policies:
             return
         now = time.monotonic()
-        standings = [self.windows.standing(p, window_key(p, state), now) for p in policies]
+        standings = [self.windows.standing(p, window_key(source, p, state), now) for source, p in policies]
         over = [s for s in standings if s.over]
         if over:
             worst = max(over, key=lambda s: s.retry_after_s)
@@ -104,7 +115,7 @@ class RateLimiter:
             return
         for standing in standings:
             if standing.policy.unit == "request":
-                self.windows.add(standing.key, 1, now)
+                self.windows.add(standing.key, standing.policy.window_s, 1, now)
         state.ratelimit_standings = [
             Standing(s.policy, s.key, s.used + (1 if s.policy.unit == "request" else 0), s.retry_after_s)
             for s in standings
@@ -117,11 +128,12 @@ class RateLimiter:
         least = min(state.ratelimit_standings, key=lambda s: s.remaining / s.policy.quota)
         flow.response.headers.update(report_headers(least))
 
-    def _policies(self, state: CallState) -> list[RateLimitPolicy]:
+    def _policies(self, state: CallState) -> list[tuple[str, RateLimitPolicy]]:
+        """(source, policy) for each policy that applies: the header's, and each matching config rule."""
         options = state.options
-        policies = [options.ratelimit_policy] if options.ratelimit_policy else []
+        policies = [(f"header:{state.key_hash}", options.ratelimit_policy)] if options.ratelimit_policy else []
         policies += [
-            rule.policy for rule in self.settings.config.ratelimit_rules
+            (f"config:{index}", rule.policy) for index, rule in enumerate(self.settings.config.ratelimit_rules)
             if rule.matches(options.user_id, state.key_owner, options.properties)
         ]
         return policies
@@ -149,7 +161,7 @@ class RateLimitUsage:
         cents = float(Decimal(cost) * 100)
         for standing in state.ratelimit_standings:
             if standing.policy.unit == "cents":
-                self.windows.add(standing.key, cents, time.monotonic())
+                self.windows.add(standing.key, standing.policy.window_s, cents, time.monotonic())
 
 
 def is_over(policy: RateLimitPolicy, used: float) -> bool:
@@ -157,14 +169,14 @@ def is_over(policy: RateLimitPolicy, used: float) -> bool:
     return used + 1 > policy.quota if policy.unit == "request" else used >= policy.quota
 
 
-def window_key(policy: RateLimitPolicy, state: CallState) -> WindowKey:
+def window_key(source: str, policy: RateLimitPolicy, state: CallState) -> WindowKey:
     """Which window a call counts in: the policy's own, split by user or by a property's value when `s=` says so."""
     if policy.segment is None:
-        return (policy.text, "all", None)
+        return (source, policy.text, "all", None)
     if policy.segment == "user":
-        return (policy.text, "user", state.options.user_id)
+        return (source, policy.text, "user", state.options.user_id)
     properties = {k.lower(): v for k, v in state.options.properties.items()}
-    return (policy.text, f"property:{policy.segment}", properties.get(policy.segment.lower()))
+    return (source, policy.text, f"property:{policy.segment}", properties.get(policy.segment.lower()))
 
 
 def report_headers(standing: Standing) -> dict[str, str]:
@@ -176,7 +188,7 @@ def report_headers(standing: Standing) -> dict[str, str]:
 
 
 def _for_whom(key: WindowKey) -> str:
-    _, kind, value = key
+    _, _, kind, value = key
     if kind == "all":
         return ""
     label = "user" if kind == "user" else kind.removeprefix("property:")

@@ -59,7 +59,11 @@ class Recorder:
         state = get_state(flow)
         if state is None or state.record is not None or self.store is None:
             return
-        state.record = build_record(flow, state, self.settings)
+        try:
+            state.record = build_record(flow, state, self.settings)
+        except Exception as e:  # a bug or an answer nobody foresaw must not cost the call its row
+            logger.exception(f"llmtap: building the row of {state.request_id} failed; writing what is known")
+            state.record = minimal_record(flow, state, f"llmtap could not read this call: {type(e).__name__}: {e}")
         self.store.append(state.record)
 
 
@@ -118,6 +122,18 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "ratelimit": ratelimit_headers(response),
         "request_body": None if options.omit_request else _json_text(state.request_body),
         "response_body": None if options.omit_response else _json_text(answer),
+    }
+
+
+def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> dict[str, Any]:
+    """The row of a call whose answer could not be read: who, when, where and what went wrong."""
+    return {
+        "request_id": state.request_id, "created_at": state.created_at, "way": state.way,
+        "provider": state.provider.name if state.provider else None, "method": flow.request.method,
+        "host": state.client_host, "path": state.client_path, "model_requested": state.model_requested,
+        "status": flow.response.status_code if flow.response else None, "error": error,
+        "latency_ms": state.elapsed_ms(), "user_id": state.options.user_id, "session_id": state.options.session_id,
+        "properties": dict(state.options.properties), "key_hash": state.key_hash,
     }
 
 
@@ -187,6 +203,13 @@ def ratelimit_headers(response: http.Response | None) -> dict[str, str]:
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return None
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON, not valid UTF-8): store U+FFFD instead
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 
@@ -17,13 +16,13 @@ from mitmproxy import http
 
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
+from .credentials import CLIENT_KEY_HEADERS, client_key, fingerprint
 from .replies import reply_with_error
 from .settings import Settings
 from .wire import format_named
 
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MESSAGES_PATHS = ("/v1/messages", "/messages")
-CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 
 class Router:
@@ -87,9 +86,10 @@ class Router:
         send_to_upstream(flow.request, provider, upstream_path + (f"?{query}" if query else ""))
 
     def _authorize(self, flow: http.HTTPFlow, state: CallState, config: Config) -> bool:
-        presented = state.options.auth_key or bearer_token(flow.request)
+        # The gateway key in any header an SDK puts its api_key in (Authorization, Anthropic's x-api-key, ...).
+        presented = state.options.auth_key or client_key(flow.request)
         if not config.gateway_keys:
-            state.key_hash = fingerprint(presented)
+            state.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
             return True
         for key in config.gateway_keys:
             if presented is not None and hmac.compare_digest(presented.encode(), key.key.encode()):
@@ -123,20 +123,3 @@ def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str)
     request.scheme, request.host, request.port = upstream.scheme, upstream.host, upstream.port
     request.path = upstream.path_prefix + path
     request.headers["host"] = upstream.host if upstream.port in (80, 443) else f"{upstream.host}:{upstream.port}"
-
-
-def bearer_token(request: http.Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def client_key(request: http.Request) -> str | None:
-    """The credential a client sent to its provider, in whichever header that provider reads."""
-    return bearer_token(request) or next(
-        (request.headers[name] for name in CLIENT_KEY_HEADERS[1:] if request.headers.get(name)), None
-    )
-
-
-def fingerprint(key: str | None) -> str | None:
-    """A stable, non-reversible name for a key: enough to group calls by key, useless to spend it."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else None

@@ -34,7 +34,8 @@ _STOP = object()
 class RecordStore:
     def __init__(self, path: Path, batch_window_s: float = 0.25, max_batch: int = 5000, shutdown_wait_s: float = 15.0):
         self.path = path
-        self.spill_path = path.with_name(path.name + ".pending.jsonl")
+        self.spill_path = path.with_name(path.name + ".pending.jsonl")  # rows to load at the next start
+        self.rejected_path = path.with_name(path.name + ".rejected.jsonl")  # rows DuckDB refused even without bodies
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch
         self.shutdown_wait_s = shutdown_wait_s
@@ -108,10 +109,10 @@ class RecordStore:
                 return
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        columns = list(batch[0])
+        columns = list(dict.fromkeys(column for record in batch for column in record))  # a short row leaves NULLs
         with connect(self.path, timeout_s=0) as db:
             appender = db.appender(TABLE, columns=columns)
-            appender.append_rows([tuple(record[c] for c in columns) for record in batch])
+            appender.append_rows([tuple(record.get(c) for c in columns) for record in batch])
             appender.flush()
         self.written += len(batch)
 
@@ -119,14 +120,27 @@ class RecordStore:
         for record in batch:
             try:
                 self._write([record])
-            except duckdb.Error as e:
+            except duckdb.IOException as e:
                 self._spill([record], reason=str(e))
+            except duckdb.Error as e:
+                self._write_without_bodies(record, reason=str(e).splitlines()[0])
 
-    def _spill(self, batch: list[dict[str, Any]], reason: str) -> None:
-        with self.spill_path.open("a", encoding="utf-8") as spill:
+    def _write_without_bodies(self, record: dict[str, Any], reason: str) -> None:
+        """A row DuckDB refuses (a body it cannot take as JSON, say) is written without its bodies, saying why;
+        one it still refuses is kept in the rejected file, never retried in a loop."""
+        salvaged = {**record, "request_body": None, "response_body": None,
+                    "error": "; ".join(filter(None, [record.get("error"), f"bodies not stored: {reason}"]))}
+        try:
+            self._write([salvaged])
+        except duckdb.Error as e:
+            self._spill([record], reason=str(e), path=self.rejected_path)
+
+    def _spill(self, batch: list[dict[str, Any]], reason: str, path: Path | None = None) -> None:
+        path = path or self.spill_path
+        with path.open("a", encoding="utf-8") as spill:
             for record in batch:
                 spill.write(json.dumps(record, default=_json_default) + "\n")
-        logger.error(f"llmtap: {len(batch)} rows could not be written ({reason}); kept in {self.spill_path}")
+        logger.error(f"llmtap: {len(batch)} rows could not be written ({reason}); kept in {path}")
 
     def _load_spill(self) -> None:
         loading = self.spill_path.with_name(self.spill_path.name + ".loading")

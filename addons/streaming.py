@@ -36,9 +36,12 @@ class StreamTap:
         state.first_byte_at = time.monotonic()
         flow.response.headers["helicone-id"] = state.request_id
         content_type = flow.response.headers.get("content-type", "")
-        if state.wire is None or state.cached_answer is not None or not content_type.startswith("text/event-stream"):
-            return  # nothing to read as it passes (a cache hit's stream is llmtap's own)
+        if state.cached_answer is not None or not content_type.startswith("text/event-stream"):
+            return  # not a stream, or llmtap's own (a cache hit's replay)
         state.stream = True
+        if state.wire is None:
+            flow.response.stream = True  # an API llmtap does not read: stream it on, untouched
+            return
         tap = state.tap = StreamTapState(
             parser=SseParser(),
             assembler=state.wire.new_assembler(),

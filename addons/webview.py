@@ -1,7 +1,8 @@
 """What a person sees of an LLM call in mitmweb: a one-line comment on the flow, and a chat view of its bodies.
 
-The `WebView` addon runs last. It writes the comment from the call's row (`gpt-4o-mini · 1,234→56 tok · $0.0004 ·
-812 ms`), masks the keys in the request as it was sent (the provider key the gateway injected among them), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
+The `WebView` addon runs last. It masks the keys in the request once it has been sent (the provider key the gateway
+injected among them) before mitmweb shows the answer, writes the comment from the call's row (`gpt-4o-mini ·
+1,234→56 tok · $0.0004 · 812 ms`), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
 flow can be saved, copied and replayed like any other. `LlmCallView` renders chat requests and responses (streamed
 ones assembled) as turns by role instead of raw JSON.
 """
@@ -12,18 +13,23 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from mitmproxy import contentviews, http
+from mitmproxy import contentviews, ctx, http
 
 from .attempts import TOKEN_HEADER
 from .callstate import METADATA_KEY, get_state
+from .credentials import redact_secrets
 from .wire import format_for_path, format_named
 from .wire.sse import SseParser
 
 SUMMARY_KEY = "llmtap_summary"
-SECRET_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "helicone-auth", "cookie")
 
 
 class WebView:
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # The request has been sent: mask its keys before mitmweb's own response hook shows the flow.
+        if get_state(flow) is not None:
+            redact_secrets(flow.request)
+
     def response(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
 
@@ -32,10 +38,11 @@ class WebView:
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.record is None:
+        if state is None:
             return
-        flow.comment = describe(state.record)
         redact_secrets(flow.request)
+        if state.record is not None:
+            flow.comment = describe(state.record)
         if state.answered_url:  # show where the answer came from, not llmtap's own retry relay
             flow.request.url = state.answered_url
             flow.request.headers.pop(TOKEN_HEADER, None)
@@ -45,18 +52,9 @@ class WebView:
             "comment": flow.comment,
         }
         del flow.metadata[METADATA_KEY]
-
-
-def redact_secrets(request: http.Request) -> None:
-    """Mask keys in a flow that has been sent: mitmweb shows, and saved flows keep, the request as it left."""
-    for name in SECRET_HEADERS:
-        if value := request.headers.get(name):
-            scheme, _, token = value.rpartition(" ")
-            request.headers[name] = f"{scheme} {mask(token)}".strip()
-
-
-def mask(secret: str) -> str:
-    return f"{secret[:3]}…{secret[-4:]} (redacted by llmtap)" if len(secret) > 12 else "(redacted by llmtap)"
+        # mitmweb's view addon showed the flow before this one ran: show it again, with the comment.
+        if (view := ctx.master.addons.get("view")) is not None:
+            view.update([flow])
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -421,7 +421,7 @@ def parse_body(body: bytes):
     text = body.decode("utf-8", errors="replace")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse: the provider says 400
         return text
 
 

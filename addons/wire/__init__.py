@@ -34,7 +34,7 @@ def read_body(message: http.Message) -> Any:
         return None
     try:
         return json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return content.decode("utf-8", errors="replace")
 
 

@@ -1,0 +1,62 @@
+"""Keys in requests: where clients put them, how llmtap names one without keeping it, and how it hides them.
+
+A key never reaches the log: rows carry `fingerprint(key)`, paths have secret query parameters masked, and flows
+kept for mitmweb have their key headers masked once sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import parse_qsl, urlencode
+
+from mitmproxy import http
+
+# Where providers read a client's key: OpenAI-style bearer, Anthropic, Azure, Google.
+CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+SECRET_HEADERS = CLIENT_KEY_HEADERS + ("helicone-auth", "cookie", "proxy-authorization")
+SECRET_QUERY_PARAMS = frozenset({"key", "api-key", "api_key", "access_token"})  # Gemini's ?key=, and friends
+
+
+def bearer(value: str | None) -> str | None:
+    """The token of an `Authorization`-style value `Bearer <token>`; None for anything else."""
+    scheme, _, token = (value or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def client_key(request: http.Request) -> str | None:
+    """The credential a client sent, in whichever header (or query parameter) its provider reads."""
+    if token := bearer(request.headers.get("authorization")):
+        return token
+    for name in CLIENT_KEY_HEADERS[1:]:
+        if request.headers.get(name):
+            return request.headers[name]
+    return next((value for name, value in request.query.items(multi=True) if name.lower() in SECRET_QUERY_PARAMS), None)
+
+
+def fingerprint(key: str | None) -> str | None:
+    """A stable, non-reversible name for a key: enough to group calls by key, useless to spend it."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else None
+
+
+def mask(secret: str) -> str:
+    return f"{secret[:3]}…{secret[-4:]} (redacted by llmtap)" if len(secret) > 12 else "(redacted by llmtap)"
+
+
+def masked_path(path: str) -> str:
+    """`path` with the values of secret query parameters masked, as the log and mitmweb keep it."""
+    base, question, query = path.partition("?")
+    if not question:
+        return path
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in SECRET_QUERY_PARAMS for name, _ in pairs):
+        return path
+    return base + "?" + urlencode([(n, "redacted" if n.lower() in SECRET_QUERY_PARAMS else v) for n, v in pairs])
+
+
+def redact_secrets(request: http.Request) -> None:
+    """Mask keys in a request that has been sent: mitmweb shows, and saved flows keep, the request as it left."""
+    for name in SECRET_HEADERS:
+        if value := request.headers.get(name):
+            scheme, _, token = value.rpartition(" ")
+            request.headers[name] = f"{scheme} {mask(token)}".strip()
+    request.path = masked_path(request.path)
