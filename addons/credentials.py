@@ -38,8 +38,11 @@ def fingerprint(key: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else None
 
 
+REDACTED = "(redacted by llmtap)"
+
+
 def mask(secret: str) -> str:
-    return f"{secret[:3]}…{secret[-4:]} (redacted by llmtap)" if len(secret) > 12 else "(redacted by llmtap)"
+    return f"{secret[:3]}…{secret[-4:]} {REDACTED}" if len(secret) > 12 else REDACTED
 
 
 def masked_path(path: str) -> str:
@@ -56,7 +59,7 @@ def masked_path(path: str) -> str:
 def redact_secrets(request: http.Request) -> None:
     """Mask keys in a request that has been sent: mitmweb shows, and saved flows keep, the request as it left."""
     for name in SECRET_HEADERS:
-        if value := request.headers.get(name):
+        if (value := request.headers.get(name)) and not value.endswith(REDACTED):
             scheme, _, token = value.rpartition(" ")
             request.headers[name] = f"{scheme} {mask(token)}".strip()
     request.path = masked_path(request.path)

@@ -64,3 +64,16 @@ def test_comment_says_a_cache_hit_and_what_it_saved():
     record = {"model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 5, "cost_usd": Decimal(0),
               "cost_saved_usd": Decimal("0.0123"), "latency_ms": 1.2, "cache_status": "HIT"}
     assert describe(record) == "gpt-4o-mini · 10→5 tok · $0 · 1 ms · cache HIT (saved $0.0123)"
+
+
+def test_masking_a_sent_request_twice_changes_nothing():
+    from mitmproxy.test import tutils
+
+    from llmtap.credentials import redact_secrets
+
+    request = tutils.treq(headers=[(b"authorization", b"Bearer sk-proj-0123456789abcdef"), (b"x-api-key", b"short")])
+    redact_secrets(request)
+    once = dict(request.headers)
+    redact_secrets(request)
+    assert dict(request.headers) == once
+    assert once["authorization"] == "Bearer sk-…cdef (redacted by llmtap)" and once["x-api-key"] == "(redacted by llmtap)"
