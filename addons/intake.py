@@ -2,10 +2,12 @@
 
 A flow is an LLM call when it arrives at the gateway listener, or through the proxy listener for a provider host named
 in config; anything else is left alone. `Helicone-*` headers are parsed once here, answered with 400 when malformed,
-and removed so they never reach a provider.
+and removed so they never reach a provider. Every answer leaves with `Helicone-Id`, the key of the call's row.
 """
 
 from __future__ import annotations
+
+import time
 
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
@@ -54,4 +56,10 @@ class Intake:
             state.request_id = state.options.request_id
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if (state := get_state(flow)) is None or flow.response is None:
+            return
+        state.first_byte_at = time.monotonic()
+        flow.response.headers["helicone-id"] = state.request_id  # the key of the call's row
 

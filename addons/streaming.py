@@ -33,8 +33,6 @@ class StreamTap:
         state = get_state(flow)
         if state is None or flow.response is None:
             return
-        state.first_byte_at = time.monotonic()
-        flow.response.headers["helicone-id"] = state.request_id
         content_type = flow.response.headers.get("content-type", "")
         if state.cached_answer is not None or not content_type.startswith("text/event-stream"):
             return  # not a stream, or llmtap's own (a cache hit's replay)
