@@ -55,6 +55,12 @@ async def one_call(addons: list, timings: dict[str, list[float]]) -> http.HTTPFl
     return flow
 
 
+async def call_all(addons: list, hook: str) -> None:
+    for addon in addons:
+        if (fn := getattr(addon, hook, None)) is not None and inspect.isawaitable(result := fn()):
+            await result
+
+
 async def main(calls: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="llmtap-hitpath-"))
     (workdir / "llmtap.yaml").write_text(json.dumps({
@@ -64,9 +70,7 @@ async def main(calls: int) -> None:
     try:
         with taddons.context(*addons) as tctx:
             tctx.configure(addons[0], llmtap_config=str(workdir / "llmtap.yaml"))
-            for addon in addons:
-                if hasattr(addon, "running"):
-                    addon.running()
+            await call_all(addons, "running")
             await one_call(addons, {})
             await asyncio.sleep(0.1)  # the answer is stored
             timings: dict[str, list[float]] = {}
@@ -77,9 +81,7 @@ async def main(calls: int) -> None:
             for name, median in sorted(medians.items(), key=lambda item: -item[1]):
                 print(f"{name:32} {median:8.1f} µs")
             print(f"{'llmtap time per hit (sum)':32} {sum(medians.values()):8.1f} µs  (median of {calls} hits)")
-            for addon in addons:
-                if hasattr(addon, "done"):
-                    addon.done()
+            await call_all(addons, "done")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
