@@ -32,6 +32,7 @@ DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
         "api_key_env": "OPENAI_API_KEY",
         "models": ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*"],
         "chat_path": "/v1/chat/completions",
+        "responses_path": "/v1/responses",
     },
     "anthropic": {
         "hosts": ["api.anthropic.com"],
@@ -65,7 +66,7 @@ DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
 }
 
 PROVIDER_KEYS = {
-    "hosts", "upstream", "api_key_env", "models", "chat_path", "messages_path", "prices_provider",
+    "hosts", "upstream", "api_key_env", "models", "chat_path", "messages_path", "responses_path", "prices_provider",
     "inject_stream_usage",
 }
 DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
@@ -114,11 +115,17 @@ class ProviderConfig:
     models: tuple[str, ...]
     chat_path: str
     messages_path: str | None
+    responses_path: str | None
     prices_provider: str
     inject_stream_usage: bool
 
     def serves_model(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+    def path_for(self, wire_name: str) -> str | None:
+        """This provider's endpoint for an API (a wire format's name), or None when it has none."""
+        return {"openai_chat": self.chat_path, "anthropic_messages": self.messages_path,
+                "openai_responses": self.responses_path}.get(wire_name)
 
     def api_key(self) -> str | None:
         """The provider key injected in gateway mode, read from the environment when a call needs it."""
@@ -357,6 +364,9 @@ def _providers(value: Any) -> tuple[ProviderConfig, ...]:
                 models=_string_list(spec.get("models", []), f"{where}.models"),
                 chat_path=_path(spec.get("chat_path", "/v1/chat/completions"), f"{where}.chat_path"),
                 messages_path=_path(spec["messages_path"], f"{where}.messages_path") if spec.get("messages_path") else None,
+                responses_path=(
+                    _path(spec["responses_path"], f"{where}.responses_path") if spec.get("responses_path") else None
+                ),
                 prices_provider=_string(spec.get("prices_provider", name), f"{where}.prices_provider"),
                 inject_stream_usage=_bool(spec.get("inject_stream_usage", True), f"{where}.inject_stream_usage"),
             )

@@ -117,9 +117,9 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
 
 def _path(provider: ProviderConfig, state: CallState) -> str:
     assert state.wire is not None
-    path = provider.messages_path if state.wire.name == "anthropic_messages" else provider.chat_path
+    path = provider.path_for(state.wire.name)
     if path is None:
-        raise ValueError(f"fallback: provider {provider.name!r} has no Messages API")
+        raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.wire.name})")
     return path
 
 

@@ -21,8 +21,12 @@ from .replies import reply_with_error
 from .settings import Settings
 from .wire import format_named
 
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
-MESSAGES_PATHS = ("/v1/messages", "/messages")
+# The gateway's endpoints (with and without /v1, as Helicone's gateway accepts) and the API each one speaks.
+GATEWAY_ENDPOINTS = {
+    "/v1/chat/completions": "openai_chat", "/chat/completions": "openai_chat",
+    "/v1/messages": "anthropic_messages", "/messages": "anthropic_messages",
+    "/v1/responses": "openai_responses", "/responses": "openai_responses",
+}
 
 
 class Router:
@@ -44,11 +48,11 @@ class Router:
         path = flow.request.path.split("?", 1)[0].rstrip("/")
         if not self._authorize(flow, state, config):
             return
-        if flow.request.method != "POST" or path not in CHAT_PATHS + MESSAGES_PATHS:
+        if flow.request.method != "POST" or path not in GATEWAY_ENDPOINTS:
             reply_with_error(
                 flow, 404, "llmtap_unknown_endpoint",
                 f"{flow.request.method} {path} is not a gateway endpoint; use POST /v1/chat/completions "
-                "(OpenAI-compatible, any provider) or POST /v1/messages (Anthropic)",
+                "(OpenAI-compatible, any provider), POST /v1/messages (Anthropic) or POST /v1/responses (OpenAI)",
             )
             return
         body = state.request_body
@@ -65,19 +69,15 @@ class Router:
             return
         provider, provider_model = routed
         state.provider = provider
-        if path in MESSAGES_PATHS:
-            if provider.messages_path is None:
-                reply_with_error(
-                    flow, 400, "llmtap_unroutable_model",
-                    f"provider {provider.name!r} has no Messages API (providers.{provider.name}.messages_path); "
-                    "use /v1/chat/completions for it",
-                )
-                return
-            upstream_path = provider.messages_path
-            state.wire = format_named("anthropic_messages")
-        else:
-            upstream_path = provider.chat_path
-            state.wire = format_named("openai_chat")
+        state.wire = format_named(GATEWAY_ENDPOINTS[path])
+        upstream_path = provider.path_for(state.wire.name)
+        if upstream_path is None:
+            reply_with_error(
+                flow, 400, "llmtap_unroutable_model",
+                f"provider {provider.name!r} does not serve {path} (no endpoint for it under providers.{provider.name}); "
+                "use /v1/chat/completions for it",
+            )
+            return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
             flow.request.set_content(json.dumps({**body, "model": provider_model}).encode())
         if not self._inject_provider_key(flow, state, provider):

@@ -15,9 +15,10 @@ SIGTERM/SIGINT. From Python::
     ...
     server.shutdown()
 
-Provider endpoints (recorded; chat and messages also consume the script):
+Provider endpoints (recorded; chat, messages and responses also consume the script):
     POST /v1/chat/completions   (also /chat/completions, /openai/v1/chat/completions)
     POST /v1/messages           (also /messages)
+    POST /v1/responses          (also /responses; OpenAI's Responses API)
     GET  /v1/models
 
 The reply is always "Mock reply to: " + the first 60 characters of the last
@@ -59,6 +60,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OPENAI_PATHS = {"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions"}
 ANTHROPIC_PATHS = {"/v1/messages", "/messages"}
+RESPONSES_PATHS = {"/v1/responses", "/responses"}
 MODELS_PATHS = {"/v1/models", "/models"}
 MODEL_SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
 LISTED_MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-sonnet-4-20250514"]
@@ -126,7 +128,7 @@ def anthropic_error(status: int, message: str) -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-ERROR_BODIES = {"openai": openai_error, "anthropic": anthropic_error}
+ERROR_BODIES = {"openai": openai_error, "anthropic": anthropic_error, "responses": openai_error}
 
 
 def has_bearer(headers) -> bool:
@@ -228,7 +230,7 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def _route(self, method, path, body):
         state = self.server.state
-        if path in OPENAI_PATHS | ANTHROPIC_PATHS | MODELS_PATHS:
+        if path in OPENAI_PATHS | ANTHROPIC_PATHS | RESPONSES_PATHS | MODELS_PATHS:
             state.record({"method": method, "path": self.path,
                           "headers": {k.lower(): v for k, v in self.headers.items()},
                           "body": parse_body(body), "time": time.time()})
@@ -236,6 +238,8 @@ class MockHandler(BaseHTTPRequestHandler):
             self._provider("openai", body)
         elif method == "POST" and path in ANTHROPIC_PATHS:
             self._provider("anthropic", body)
+        elif method == "POST" and path in RESPONSES_PATHS:
+            self._provider("responses", body)
         elif method == "GET" and path in MODELS_PATHS:
             self._send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"}
@@ -289,13 +293,15 @@ class MockHandler(BaseHTTPRequestHandler):
                 status, f"Mock scripted error (HTTP {status})")
             headers = {**self._limit_headers(kind, 0), **action.get("headers", {})}
             return self._send_json(status, error, headers)
-        problem = (openai_problem if kind == "openai" else anthropic_problem)(self.headers, request)
+        problems = {"openai": openai_problem, "anthropic": anthropic_problem, "responses": responses_problem}
+        problem = problems[kind](self.headers, request)
         if problem:
             status, message = problem
             return self._send_json(status, ERROR_BODIES[kind](status, message),
                                    self._limit_headers(kind, 0))
-        answer = self._answer_openai if kind == "openai" else self._answer_anthropic
-        answer(request, action.get("usage", {}), action.get("headers", {}))
+        answers = {"openai": self._answer_openai, "anthropic": self._answer_anthropic,
+                   "responses": self._answer_responses}
+        answers[kind](request, action.get("usage", {}), action.get("headers", {}))
 
     def _answer_openai(self, request, usage_extra, extra_headers):
         messages = request["messages"]
@@ -330,6 +336,26 @@ class MockHandler(BaseHTTPRequestHandler):
         if not request.get("stream"):
             return self._send_json(200, message, headers)
         self._stream([sse(data["type"], data) for data in anthropic_events(message)], headers)
+
+    def _answer_responses(self, request, usage_extra, extra_headers):
+        messages = responses_messages(request)
+        reply = reply_for(messages)
+        usage = deep_merge({"input_tokens": prompt_tokens(messages, request.get("instructions")),
+                            "input_tokens_details": {"cached_tokens": 0},
+                            "output_tokens": count_words(reply),
+                            "output_tokens_details": {"reasoning_tokens": 0}}, usage_extra)
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        headers = {**self._limit_headers("openai", usage["input_tokens"]), **extra_headers}
+        item = {"id": f"msg_mock{self.number}", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": reply, "annotations": []}]}
+        response = {"id": f"resp_mock{self.number}", "object": "response", "created_at": int(time.time()),
+                    "status": "completed", "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
+                    "output": [item], "usage": usage, "error": None, "incomplete_details": None,
+                    "instructions": request.get("instructions"), "parallel_tool_calls": True,
+                    "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}, "metadata": {}}
+        if not request.get("stream"):
+            return self._send_json(200, response, headers)
+        self._stream([sse(data["type"], data) for data in responses_events(response, reply)], headers)
 
     def _limit_headers(self, kind, tokens):
         remaining = str(max(0, 10000 - self.number))
@@ -456,6 +482,46 @@ def openai_chunks(base, reply, usage):
     if usage:
         chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
     return chunks
+
+
+def responses_problem(headers, request):
+    """(status, message) if the Responses request must be refused, else None."""
+    if not has_bearer(headers):
+        return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
+    if request is None:
+        return 400, "We could not parse the JSON body of your request."
+    for field in ("model", "input"):
+        if field not in request:
+            return 400, f"Missing required parameter: '{field}'."
+    return None
+
+
+def responses_messages(request):
+    """The Responses `input` (a string or a list of items) as chat-style messages."""
+    items = request["input"]
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    return [i for i in items if isinstance(i, dict) and i.get("role")] if isinstance(items, list) else []
+
+
+def responses_events(response, reply):
+    """The Responses streaming event sequence for a finished response, word by word."""
+    item = response["output"][0]
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    events = [{"type": "response.created", "response": start},
+              {"type": "response.in_progress", "response": start},
+              {"type": "response.output_item.added", "output_index": 0,
+               "item": {**item, "status": "in_progress", "content": []}},
+              {"type": "response.content_part.added", **where,
+               "part": {"type": "output_text", "text": "", "annotations": []}}]
+    events += [{"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+               for piece in pieces(reply)]
+    events += [{"type": "response.output_text.done", **where, "text": reply, "logprobs": []},
+               {"type": "response.content_part.done", **where, "part": item["content"][0]},
+               {"type": "response.output_item.done", "output_index": 0, "item": item},
+               {"type": "response.completed", "response": response}]
+    return [{**event, "sequence_number": number} for number, event in enumerate(events)]
 
 
 def anthropic_events(message):

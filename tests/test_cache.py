@@ -121,7 +121,7 @@ def test_one_key_never_gets_another_keys_answer_on_the_proxy_way_in(gateway, moc
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["MISS", "MISS", "HIT"]
     keys = [r["headers"]["authorization"] for r in mock_provider.requests()
-            if r["body"]["messages"][-1]["content"] == question]
+            if r["body"].get("messages", [{}])[-1].get("content") == question]
     assert keys == ["Bearer sk-tenant-a", "Bearer sk-tenant-b"]
 
 

@@ -42,7 +42,7 @@ def test_request_quota_per_user_with_the_window_rolling_over(gateway, mock_provi
     assert row["status"] == 429 and row["attempts"] == 0 and "llmtap_rate_limited" in row["error"]
     time.sleep(2.1)  # the window rolls over
     assert chat(gateway, "per user", {**policy, "Helicone-User-Id": "ann"})["helicone-ratelimit-remaining"] == "2"
-    provider_calls = [r for r in mock_provider.requests() if r["body"]["messages"][-1]["content"] == "per user"]
+    provider_calls = [r for r in mock_provider.requests() if r["body"].get("messages", [{}])[-1].get("content") == "per user"]
     assert len(provider_calls) >= 5  # ann 3 + bob 1 + ann 1; the refused call never left
 
 

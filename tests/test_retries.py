@@ -29,7 +29,7 @@ def chat(gateway, content: str, headers: dict, model: str = "gpt-4o-mini"):
 
 def seen(mock_provider, content: str) -> list[dict]:
     return [r for r in mock_provider.requests()
-            if isinstance(r["body"], dict) and r["body"]["messages"][-1]["content"] == content]
+            if isinstance(r["body"], dict) and r["body"].get("messages", [{}])[-1].get("content") == content]
 
 
 def test_429_then_503_then_200_is_one_success_after_backoff(gateway, mock_provider):

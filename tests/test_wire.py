@@ -398,3 +398,30 @@ def test_tap_records_first_token_time_at_the_first_content_chunk():
     assert tap.first_token_at is None
     pass_on(tap, hel)
     assert tap.first_token_at is not None
+
+
+@pytest.mark.parametrize("name, answer", [
+    ("openai_chat", {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi there"},
+                                  "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}),
+    ("anthropic_messages", {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                            "content": [{"type": "text", "text": "hi"},
+                                        {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}],
+                            "stop_reason": "tool_use", "stop_sequence": None,
+                            "usage": {"input_tokens": 5, "output_tokens": 7}}),
+    ("openai_responses", {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-4o-mini",
+                          "output": [{"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+                                      "content": [{"type": "output_text", "text": "hello", "annotations": []}]},
+                                     {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f",
+                                      "arguments": "{}", "status": "completed"}],
+                          "usage": {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}}),
+])
+def test_a_replayed_stream_assembles_back_into_the_answer_it_came_from(name, answer):
+    from llmtap.wire import format_named
+
+    wire = format_named(name)
+    assembler = wire.new_assembler()
+    for event in SseParser().feed(wire.replay_stream(answer, {"stream_options": {"include_usage": True}})):
+        assembler.add(event)
+    assert assembler.complete and assembler.result() == answer

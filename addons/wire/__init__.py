@@ -13,8 +13,9 @@ from mitmproxy import http
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
 from .openai_chat import OpenAIChat
+from .openai_responses import OpenAIResponses
 
-FORMATS: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages())
+FORMATS: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
 
 
 def format_for_path(path: str) -> WireFormat | None:
