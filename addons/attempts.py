@@ -46,7 +46,9 @@ class AttemptRunner:
     async def running(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.settings.config.upstream_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, skip_auto_headers=("User-Agent",))
-        self._server = await asyncio.get_running_loop().create_server(web.Server(self._serve, access_log=None, handler_cancellation=True), "127.0.0.1", 0)
+        # handler_cancellation: when the client goes away, so does the relay's work for it (no more tries).
+        relay = web.Server(self._serve, access_log=None, handler_cancellation=True)
+        self._server = await asyncio.get_running_loop().create_server(relay, "127.0.0.1", 0)
         self._port = self._server.sockets[0].getsockname()[1]
 
     def request(self, flow: http.HTTPFlow) -> None:

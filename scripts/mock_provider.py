@@ -194,6 +194,7 @@ class MockState:
 
 class MockServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default backlog of 5 refuses bursts of new connections a provider takes
 
     def __init__(self, host, port, latency_ms=0, chunk_delay_ms=0):
         if ":" in host:
