@@ -136,16 +136,16 @@ def has_bearer(headers) -> bool:
     return auth.startswith("Bearer ") and bool(auth[7:].strip())
 
 
-def openai_problem(headers, request):
-    """(status, message) if the OpenAI request must be refused, else None."""
+def openai_problem(headers, request, required=("model", "messages")):
+    """(status, message) if the OpenAI request (chat, or Responses with its own `required`) must be refused."""
     if not has_bearer(headers):
         return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
     if request is None:
         return 400, "We could not parse the JSON body of your request."
-    for field in ("model", "messages"):
+    for field in required:
         if field not in request:
             return 400, f"Missing required parameter: '{field}'."
-    if not isinstance(request["messages"], list):
+    if "messages" in required and not isinstance(request["messages"], list):
         return 400, "Invalid type for 'messages': expected an array."
     return None
 
@@ -294,7 +294,8 @@ class MockHandler(BaseHTTPRequestHandler):
                 status, f"Mock scripted error (HTTP {status})")
             headers = {**self._limit_headers(kind, 0), **action.get("headers", {})}
             return self._send_json(status, error, headers)
-        problems = {"openai": openai_problem, "anthropic": anthropic_problem, "responses": responses_problem}
+        problems = {"openai": openai_problem, "anthropic": anthropic_problem,
+                    "responses": lambda headers, request: openai_problem(headers, request, ("model", "input"))}
         problem = problems[kind](self.headers, request)
         if problem:
             status, message = problem
@@ -483,18 +484,6 @@ def openai_chunks(base, reply, usage):
     if usage:
         chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
     return chunks
-
-
-def responses_problem(headers, request):
-    """(status, message) if the Responses request must be refused, else None."""
-    if not has_bearer(headers):
-        return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
-    if request is None:
-        return 400, "We could not parse the JSON body of your request."
-    for field in ("model", "input"):
-        if field not in request:
-            return 400, f"Missing required parameter: '{field}'."
-    return None
 
 
 def responses_messages(request):
