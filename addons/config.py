@@ -70,6 +70,9 @@ PROVIDER_KEYS = {
     "inject_stream_usage",
 }
 DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
+STORAGE_KEYS = {"path", "spool_fsync_interval_s", "max_memory_rows"}
+LIMIT_KEYS = {"max_header_count", "max_header_bytes", "max_request_bytes", "max_logged_body_bytes",
+              "client_idle_timeout_s"}
 PRICE_KEYS = {"model", "provider", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
 
 
@@ -170,6 +173,25 @@ class RateLimitRule:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one call may cost llmtap before anything else is done with it (config section `limits`)."""
+
+    max_header_count: int = 200  # more request headers than this: 431
+    max_header_bytes: int = 64 * 1024  # request headers larger than this in all: 431
+    max_request_bytes: int = 32 * 1024 * 1024  # a request body larger than this (decompressed too): 413
+    max_logged_body_bytes: int = 1024 * 1024  # a row keeps at most this much of each body, and says it was cut
+    client_idle_timeout_s: float = 30.0  # a client connection that sends no request this long is closed
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How rows are kept on their way into DuckDB (config section `storage`, beside `path`)."""
+
+    spool_fsync_interval_s: float = 0.0  # 0: never fsync (a process crash loses nothing; power loss may)
+    max_memory_rows: int = 100_000  # rows held in memory while DuckDB cannot take them, before they go to disk
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     proxy_listen: Address | None
@@ -185,6 +207,9 @@ class Config:
     upstream_timeout_s: float = 600.0
     fallback_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # requested model -> fallback chain
     ratelimit_rules: tuple[RateLimitRule, ...] = ()
+    limits: Limits = Limits()
+    storage: StorageOptions = StorageOptions()
+    shutdown_drain_s: float = 10.0  # on SIGTERM/SIGINT, how long calls in flight may take to finish
 
     def provider_named(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -237,9 +262,12 @@ def parse_config(raw: Any, source: Path | None) -> Config:
     """Validate an already-parsed YAML document into a `Config`."""
     root = _mapping(raw, "the top level", {
         "listen", "certs", "storage", "providers", "gateway", "pricing", "cache", "retries", "fallbacks", "ratelimit",
+        "limits", "shutdown",
     })
     listen = _mapping(root.get("listen", {}), "listen", {"proxy", "gateway"})
-    storage = _mapping(root.get("storage", {}), "storage", {"path"})
+    storage = _mapping(root.get("storage", {}), "storage", STORAGE_KEYS)
+    limits = _mapping(root.get("limits", {}), "limits", LIMIT_KEYS)
+    shutdown = _mapping(root.get("shutdown", {}), "shutdown", {"drain_s"})
     gateway = _mapping(root.get("gateway", {}), "gateway", {"keys"})
     cache = _mapping(root.get("cache", {}), "cache", {"path", "max_bytes"})
     retries = _mapping(root.get("retries", {}), "retries", {
@@ -270,15 +298,33 @@ def parse_config(raw: Any, source: Path | None) -> Config:
         upstream_timeout_s=_number(retries.get("upstream_timeout_s", 600), "retries.upstream_timeout_s", 0.1, 86400),
         fallback_models=_fallback_models(fallbacks.get("models", {})),
         ratelimit_rules=_ratelimit_rules(ratelimit.get("policies", [])),
+        limits=Limits(
+            max_header_count=_number(limits.get("max_header_count", Limits.max_header_count),
+                                     "limits.max_header_count", 16, 10_000, whole=True),
+            max_header_bytes=_size(limits.get("max_header_bytes", Limits.max_header_bytes), "limits.max_header_bytes"),
+            max_request_bytes=_size(limits.get("max_request_bytes", Limits.max_request_bytes),
+                                    "limits.max_request_bytes"),
+            max_logged_body_bytes=_size(limits.get("max_logged_body_bytes", Limits.max_logged_body_bytes),
+                                        "limits.max_logged_body_bytes"),
+            client_idle_timeout_s=_number(limits.get("client_idle_timeout_s", Limits.client_idle_timeout_s),
+                                          "limits.client_idle_timeout_s", 1, 3600),
+        ),
+        storage=StorageOptions(
+            spool_fsync_interval_s=_number(storage.get("spool_fsync_interval_s", 0), "storage.spool_fsync_interval_s",
+                                           0, 3600),
+            max_memory_rows=_number(storage.get("max_memory_rows", StorageOptions.max_memory_rows),
+                                    "storage.max_memory_rows", 100, 10_000_000, whole=True),
+        ),
+        shutdown_drain_s=_number(shutdown.get("drain_s", 10), "shutdown.drain_s", 0, 600),
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
-    gw = config.gateway_listen
-    if gw is not None and not gw.is_loopback and not config.gateway_keys:
-        raise ConfigError(
-            f"listen.gateway: {gw} is reachable from other machines, so gateway.keys must be set "
-            "(anyone could spend your provider keys otherwise)"
-        )
+    for where, address in (("listen.gateway", config.gateway_listen), ("listen.proxy", config.proxy_listen)):
+        if address is not None and not address.is_loopback and not config.gateway_keys:
+            raise ConfigError(
+                f"{where}: {address} is reachable from other machines, so gateway.keys must be set "
+                "(anyone could use the gateway and your provider keys otherwise)"
+            )
     return config
 
 

@@ -170,6 +170,21 @@ def test_a_gateway_reachable_from_other_machines_needs_gateway_keys(tmp_path):
     assert "gateway.keys" in message
 
 
+def test_a_proxy_reachable_from_other_machines_needs_gateway_keys(tmp_path):
+    message = config_error(write_config(tmp_path, "listen:\n  proxy: 0.0.0.0:8080\n"))
+
+    assert "listen.proxy" in message
+    assert "gateway.keys" in message
+
+
+def test_limits_accept_sizes_with_units_and_name_a_bad_one(tmp_path):
+    config = load_config(write_config(tmp_path, "limits:\n  max_request_bytes: 2 MiB\n"))
+    assert config.limits.max_request_bytes == 2 * 1024 * 1024
+
+    message = config_error(write_config(tmp_path, "limits:\n  max_header_bytes: lots\n"))
+    assert "limits.max_header_bytes" in message and "'lots'" in message
+
+
 def test_a_gateway_reachable_from_other_machines_is_accepted_with_keys(tmp_path):
     path = write_config(tmp_path, "listen:\n  gateway: 0.0.0.0:8787\ngateway:\n  keys:\n    - {owner: ci, key: gk-1}\n")
 
