@@ -48,6 +48,7 @@ class CallState:
     key_hash: str | None = None
     key_owner: str | None = None
     error: str | None = None  # why llmtap answered or the call failed, in words
+    refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
     tap: StreamTapState | None = None
     first_byte_at: float | None = None
     client_host: str | None = None  # where the client sent the call, before routing

@@ -469,7 +469,7 @@ def _ratelimit_rules(value: Any) -> tuple[RateLimitRule, ...]:
             policy=policy,
             user=_string(entry["user"], f"{where}.user") if "user" in entry else None,
             key_owner=_string(entry["key_owner"], f"{where}.key_owner") if "key_owner" in entry else None,
-            properties=tuple((str(k), str(v)) for k, v in properties.items()),
+            properties=tuple((str(k).lower(), str(v)) for k, v in properties.items()),  # stored lower-cased
         ))
     return tuple(rules)
 

@@ -94,7 +94,8 @@ class RequestDefaults:
 
 
 def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestDefaults = RequestDefaults()) -> HeliconeOptions:
-    """Parse request headers into `HeliconeOptions`; names are case-insensitive, `Property-<Name>` keeps its case."""
+    """Parse request headers into `HeliconeOptions`. Names are case-insensitive: properties are stored under their
+    lower-cased names, as Helicone stores them, and one header sent twice with different values is malformed."""
     values: dict[str, tuple[str, str]] = {}  # lower-case name -> (name as sent, value)
     properties: dict[str, str] = {}
     cache_control = None
@@ -102,13 +103,15 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
         lower = name.lower()
         if lower == "cache-control":
             cache_control = value
-        elif lower.startswith(PROPERTY_PREFIX):
-            prop = name[len(PROPERTY_PREFIX):]
-            if not prop:
-                raise HeaderError(name, "a property needs a name: Helicone-Property-<Name>")
-            properties[prop] = value
         elif lower.startswith(PREFIX):
+            if lower in values and values[lower][1] != value:
+                raise HeaderError(name, f"sent twice with different values ({values[lower][1]!r} and {value!r}); "
+                                        "send it once")
             values[lower] = (name, value)
+            if lower.startswith(PROPERTY_PREFIX):
+                if not lower[len(PROPERTY_PREFIX):]:
+                    raise HeaderError(name, "a property needs a name: Helicone-Property-<Name>")
+                properties[lower[len(PROPERTY_PREFIX):]] = value
 
     def text(key: str) -> str | None:
         return values[key][1].strip() if key in values else None
@@ -155,7 +158,7 @@ def tags_only(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
     """What can be read of a request whose Helicone headers did not parse: its tags, and its omit flags taken as
     'omit' unless plainly 'false' (a body the client may have asked to keep out is kept out). Never raises."""
     values = {name.lower(): value.strip() for name, value in fields}
-    properties = {name[len(PROPERTY_PREFIX):]: value for name, value in fields
+    properties = {name[len(PROPERTY_PREFIX):].lower(): value for name, value in fields
                   if name.lower().startswith(PROPERTY_PREFIX) and len(name) > len(PROPERTY_PREFIX)}
     return HeliconeOptions(
         properties=properties,
@@ -176,7 +179,7 @@ def _is_number(text: str) -> bool:
 
 def _property_user_id(properties: dict[str, str]) -> str | None:
     # Helicone's tutorials tag users with Helicone-Property-UserId; it means the same as Helicone-User-Id.
-    return next((v for k, v in properties.items() if k.lower() == "userid"), None)
+    return properties.get("userid")
 
 
 def _name(values: dict[str, tuple[str, str]], key: str) -> str:

@@ -1,30 +1,53 @@
-"""The first addon of the pipeline: decides which flows are LLM calls and builds their `CallState`.
+"""The first addon of the pipeline: decides which flows are LLM calls, builds their `CallState`, and refuses what
+llmtap will not carry, as cheaply as it can.
 
 A flow is an LLM call when it arrives at the gateway listener, or through the proxy listener for a provider host named
-in config; anything else is left alone. `Helicone-*` headers are parsed once here, answered with 400 when malformed,
-and removed so they never reach a provider. Every answer leaves with `Helicone-Id`, the key of the call's row.
+in config; anything else is left alone. Work on a call is done in this order, each step bounded, so that a caller
+without a key costs llmtap almost nothing:
+
+1. `requestheaders` (the body has not been read): headers over `limits.max_header_count` or `max_header_bytes` get
+   431; `Helicone-*` headers are removed in one pass and parsed once; on the gateway way in the gateway key is checked
+   (401); a declared body over `limits.max_request_bytes` gets 413; a malformed `Helicone-*` header gets 400; a
+   `Helicone-Request-Id` this gateway has already logged gets 409.
+2. `request` (the body has arrived): it is decoded within `max_request_bytes` (a compressed body that grows past it
+   gets 413) and parsed as JSON once.
+
+A refused call is still logged, with its tags, and without any body. Every answer leaves with `Helicone-Id`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from .access import gateway_key_for, presented_key
+from .bodies import BodyTooLarge, UnsupportedEncoding, decoded_body, parse_json_or_text
 from .callstate import CallState, attach_state, get_state
-from .credentials import masked_path
+from .credentials import bearer, client_key, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
 from .replies import reply_with_error
 from .settings import Settings
-from .wire import format_for_path, read_body
+from .wire import WireFormat, format_for_path
+
+# Client-chosen request ids already used, so a repeated one is refused rather than logged twice (newest kept).
+REMEMBERED_REQUEST_IDS = 200_000
+# Bodies larger than this are decoded and parsed on a worker thread, so a large one never stalls other calls.
+INLINE_BODY_BYTES = 256 * 1024
 
 
 class Intake:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._used_request_ids: OrderedDict[str, None] = OrderedDict()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or get_state(flow):
             return
         config = self.settings.config
@@ -37,23 +60,64 @@ class Intake:
         attach_state(flow, state)
         state.set_arrival(flow.request.timestamp_start)
         state.client_host, state.client_path = flow.request.pretty_host, masked_path(flow.request.path)
-        header_fields = [(k, v) for k, v in flow.request.headers.items(multi=True)]
-        for name in {k for k, _ in header_fields if k.lower().startswith(PREFIX)}:
-            del flow.request.headers[name]
-        state.wire = format_for_path(flow.request.path)
-        if state.wire is not None or "json" in flow.request.headers.get("content-type", ""):
-            state.request_body = read_body(flow.request)  # (uploads, audio and the like are not logged)
+        limits = config.limits
+        fields = flow.request.headers.fields
+        if len(fields) > limits.max_header_count or sum(len(k) + len(v) + 4 for k, v in fields) > limits.max_header_bytes:
+            state.refused = True
+            reply_with_error(flow, 431, "llmtap_headers_too_large",
+                             f"the request has more than {limits.max_header_count} headers or more than "
+                             f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
+            return
+        helicone_fields = self._take_helicone_headers(flow.request)
+        try:
+            cache_control = [("cache-control", v) for v in flow.request.headers.get_all("cache-control")]
+            options = parse_helicone_headers(helicone_fields + cache_control, config.request_defaults)
+            header_error = None
+        except HeaderError as e:
+            options, header_error = tags_only(helicone_fields), e  # the row keeps its tags and honours omit flags
+        state.options = options
+        helicone_auth = bearer(next((v for k, v in helicone_fields if k.lower() == "helicone-auth"), None))
+        if not self._authorize(flow, state, helicone_auth):
+            return
+        declared = flow.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_request_bytes:
+            state.refused = True
+            reply_with_error(flow, 413, "llmtap_request_too_large", str(BodyTooLarge(limits.max_request_bytes)))
+            return
+        if header_error is not None:
+            reply_with_error(flow, 400, "llmtap_invalid_header", header_error.message, header=header_error.header)
+            return
+        if options.request_id:
+            if options.request_id in self._used_request_ids:
+                reply_with_error(flow, 409, "llmtap_duplicate_request_id",
+                                 f"Helicone-Request-Id {options.request_id} was already used for another call; "
+                                 "send a new UUID for each call", header="Helicone-Request-Id")
+                return
+            self._remember_request_id(options.request_id)
+            state.request_id = options.request_id
+
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        state = get_state(flow)
+        if flow.response or flow.error or state is None:
+            return None
+        limit = self.settings.config.limits.max_request_bytes
+        if len(flow.request.raw_content or b"") > INLINE_BODY_BYTES:
+            return self._read_in_thread(flow, state, limit)  # mitmproxy awaits it; other calls go on meanwhile
+        self._take_body(flow, state, read_request_body(flow.request, limit))
+        return None
+
+    async def _read_in_thread(self, flow: http.HTTPFlow, state: CallState, limit: int) -> None:
+        self._take_body(flow, state, await asyncio.to_thread(read_request_body, flow.request, limit))
+
+    def _take_body(self, flow: http.HTTPFlow, state: CallState, body: RequestBody) -> None:
+        if body.refusal is not None:
+            state.refused = True
+            reply_with_error(flow, *body.refusal)
+            return
+        state.wire, state.request_body = body.wire, body.parsed
         state.model_requested, state.stream = (
             state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
         )
-        try:
-            state.options = parse_helicone_headers(header_fields, config.request_defaults)
-        except HeaderError as e:
-            state.options = tags_only(header_fields)  # the row keeps its tags and honours its omit flags
-            reply_with_error(flow, 400, "llmtap_invalid_header", e.message, header=e.header)
-            return
-        if state.options.request_id:
-            state.request_id = state.options.request_id
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
 
@@ -63,3 +127,65 @@ class Intake:
         state.first_byte_at = time.monotonic()
         flow.response.headers["helicone-id"] = state.request_id  # the key of the call's row
 
+    def _take_helicone_headers(self, request: http.Request) -> list[tuple[str, str]]:
+        """Remove every `Helicone-*` header in one pass (deleting them one by one rescans all headers each time) and
+        return them, decoded, in the order sent."""
+        taken, kept = [], []
+        for name, value in request.headers.fields:
+            if name[:len(PREFIX)].lower() == PREFIX.encode():
+                taken.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
+            else:
+                kept.append((name, value))
+        if taken:
+            request.headers.fields = tuple(kept)
+        return taken
+
+    def _authorize(self, flow: http.HTTPFlow, state: CallState, helicone_auth: str | None) -> bool:
+        """Name the caller's key in the state; on the gateway way in with `gateway.keys` set, refuse (401) a caller
+        without a valid one."""
+        if state.way == "proxy":
+            state.key_hash = fingerprint(client_key(flow.request))  # the client's own key, always what goes upstream
+            return True
+        presented = presented_key(flow.request, helicone_auth)
+        keys = self.settings.config.gateway_keys
+        if not keys:
+            state.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
+            return True
+        if (key := gateway_key_for(presented, keys)) is not None:
+            state.key_hash, state.key_owner = fingerprint(presented), key.owner
+            return True
+        state.refused = True
+        reply_with_error(
+            flow, 401, "llmtap_unauthorized",
+            "a valid llmtap gateway key is required: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
+        )
+        return False
+
+    def _remember_request_id(self, request_id: str) -> None:
+        self._used_request_ids[request_id] = None
+        if len(self._used_request_ids) > REMEMBERED_REQUEST_IDS:
+            self._used_request_ids.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    """What reading a request's body gave: its wire format and parsed body, or why it is refused."""
+
+    wire: WireFormat | None = None
+    parsed: Any = None
+    refusal: tuple[int, str, str] | None = None  # (status, error type, message)
+
+
+def read_request_body(request: http.Request, limit_bytes: int) -> RequestBody:
+    """Decode `request`'s body within `limit_bytes` and parse it once (JSON for APIs llmtap reads; uploads, audio
+    and the like are not parsed). Touches nothing, so it may run on a worker thread."""
+    try:
+        content = decoded_body(request, limit_bytes)
+    except BodyTooLarge as e:
+        return RequestBody(refusal=(413, "llmtap_request_too_large", str(e)))
+    except UnsupportedEncoding as e:
+        return RequestBody(refusal=(415, "llmtap_unsupported_encoding", str(e)))
+    wire = format_for_path(request.path)
+    if wire is None and "json" not in request.headers.get("content-type", ""):
+        return RequestBody(wire=None)
+    return RequestBody(wire=wire, parsed=parse_json_or_text(content))

@@ -1,6 +1,7 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
-Order matters: Intake builds each call's state, Router sends it to its provider, RateLimiter refuses calls over their
+Order matters: Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
+exposed proxy listener for a gateway key, Router sends it to its provider, RateLimiter refuses calls over their
 policies, ResponseCache answers from the cache (or stores the answer), StreamTap reads answers as they stream,
 AttemptRunner takes over calls with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost
 towards cents policies, WebView writes what mitmweb shows.
@@ -16,6 +17,7 @@ from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
 from .intake import Intake
+from .proxy_access import ProxyAccess
 from .ratelimit import RateLimiter, RateLimitUsage, Windows
 from .recorder import Recorder
 from .routing import Router
@@ -33,7 +35,7 @@ def make_addons() -> list[object]:
     settings = Settings()
     windows = Windows()
     return [
-        settings, Intake(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
+        settings, Intake(settings), ProxyAccess(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
         StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
     ]
 

@@ -6,7 +6,6 @@ It owns the `RecordStore` (opened when mitmproxy starts, flushed when it stops),
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from decimal import Decimal
@@ -15,6 +14,7 @@ from typing import Any
 from mitmproxy import exceptions, http
 
 from .callstate import CallState, get_state
+from .bodies import capped_json_text
 from .pricing import Priced, price_call
 from .settings import Settings
 from .store import RecordStore
@@ -80,6 +80,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         priced = replace(priced, cost_usd=Decimal(0), price_source="cache-hit")
     error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
     options = state.options
+    cap = settings.config.limits.max_logged_body_bytes
     return {
         "request_id": state.request_id,
         "created_at": state.created_at,
@@ -120,8 +121,9 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "key_hash": state.key_hash,
         "key_owner": state.key_owner,
         "ratelimit": ratelimit_headers(response),
-        "request_body": None if options.omit_request else _json_text(state.request_body),
-        "response_body": None if options.omit_response else _json_text(answer),
+        # A refused call keeps no body: a caller without a key must not be able to fill the log.
+        "request_body": None if options.omit_request or state.refused else capped_json_text(state.request_body, cap),
+        "response_body": None if options.omit_response else capped_json_text(answer, cap),
     }
 
 
@@ -200,16 +202,3 @@ def ratelimit_headers(response: http.Response | None) -> dict[str, str]:
         for name, value in response.headers.items()
         if name.lower().startswith(RATELIMIT_PREFIXES) or name.lower() in RATELIMIT_HEADERS
     }
-
-
-def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = json.dumps(value, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON, not valid UTF-8): store U+FFFD instead
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-

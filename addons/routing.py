@@ -3,20 +3,19 @@
 - Proxy way in: the client named the provider host; the request goes to that provider's `upstream` as it is, with
   the client's own key.
 - Gateway way in: one OpenAI-compatible endpoint. The body's `model` picks the provider (config patterns, or an
-  explicit `provider/model`), and the provider key comes from the environment. With `gateway.keys` set, a request
-  without a valid key is answered 401 and reaches no provider.
+  explicit `provider/model`), and the provider key comes from the environment. (A caller without a valid gateway key
+  never gets here: Intake refuses it before its body is read; see access.py.)
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 
 from mitmproxy import http
 
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
-from .credentials import CLIENT_KEY_HEADERS, client_key, fingerprint
+from .credentials import CLIENT_KEY_HEADERS
 from .replies import reply_with_error
 from .settings import Settings
 from .wire import format_named
@@ -39,15 +38,12 @@ class Router:
             return
         if state.way == "proxy":
             assert state.provider is not None
-            state.key_hash = fingerprint(client_key(flow.request))
             send_to_upstream(flow.request, state.provider, flow.request.path)
         else:
             self._route_gateway(flow, state, self.settings.config)
 
     def _route_gateway(self, flow: http.HTTPFlow, state: CallState, config: Config) -> None:
         path = flow.request.path.split("?", 1)[0].rstrip("/")
-        if not self._authorize(flow, state, config):
-            return
         if flow.request.method != "POST" or path not in GATEWAY_ENDPOINTS:
             reply_with_error(
                 flow, 404, "llmtap_unknown_endpoint",
@@ -84,22 +80,6 @@ class Router:
             return
         query = flow.request.path.partition("?")[2]
         send_to_upstream(flow.request, provider, upstream_path + (f"?{query}" if query else ""))
-
-    def _authorize(self, flow: http.HTTPFlow, state: CallState, config: Config) -> bool:
-        # The gateway key in any header an SDK puts its api_key in (Authorization, Anthropic's x-api-key, ...).
-        presented = state.options.auth_key or client_key(flow.request)
-        if not config.gateway_keys:
-            state.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
-            return True
-        for key in config.gateway_keys:
-            if presented is not None and hmac.compare_digest(presented.encode(), key.key.encode()):
-                state.key_hash, state.key_owner = fingerprint(presented), key.owner
-                return True
-        reply_with_error(
-            flow, 401, "llmtap_unauthorized",
-            "a valid llmtap gateway key is required: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
-        )
-        return False
 
     def _inject_provider_key(self, flow: http.HTTPFlow, state: CallState, provider: ProviderConfig) -> bool:
         key = provider.api_key()

@@ -44,6 +44,7 @@ Each chat/messages request pops the first queued action whose optional
 """
 
 import argparse
+import gzip
 import ipaddress
 import json
 import re
@@ -391,7 +392,10 @@ class MockHandler(BaseHTTPRequestHandler):
                 pass
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":  # as an HTTP front end of a provider does
+            body = gzip.decompress(body)
+        return body
 
     def _send_json(self, status, obj, headers=None):
         data = json.dumps(obj).encode()

@@ -220,11 +220,13 @@ class Gateway:
 
 
 def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None = None, env: dict | None = None,
-                  args: tuple[str, ...] = ()) -> Gateway:
+                  args: tuple[str, ...] = (), proxy_bind: str = "127.0.0.1") -> Gateway:
+    """`proxy_bind` "0.0.0.0" makes the proxy listener one other machines could reach (tests still connect to it
+    on loopback only)."""
     workdir.mkdir(parents=True, exist_ok=True)
     proxy_port, gateway_port = free_port(), free_port()
     config = {
-        "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+        "listen": {"proxy": f"{proxy_bind}:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
         "certs": "certs",
         "storage": {"path": "data/llmtap.duckdb"},
         "providers": {"openai": {"upstream": mock.url}, "anthropic": {"upstream": mock.url}},
@@ -254,8 +256,8 @@ def fresh_gateway(tmp_path, mock_provider):
     started: list[Gateway] = []
 
     def start(extra_config: dict | None = None, env: dict | None = None, args: tuple[str, ...] = (),
-              mock: MockProvider | None = None) -> Gateway:
-        gw = start_gateway(tmp_path / f"gw{len(started)}", mock or mock_provider, extra_config, env, args)
+              mock: MockProvider | None = None, proxy_bind: str = "127.0.0.1") -> Gateway:
+        gw = start_gateway(tmp_path / f"gw{len(started)}", mock or mock_provider, extra_config, env, args, proxy_bind)
         started.append(gw)
         return gw
 

@@ -222,7 +222,7 @@ def test_body_that_is_not_json_gets_400_and_is_logged(gateway, mock_provider):
                   "-d", "this is not json")
     assert result.status == 400 and result.json()["error"]["type"] == "llmtap_invalid_body"
     assert mock_provider.requests() == []
-    (row,) = gateway.rows("properties['BodyCase'] = 'bad-body'")  # curl keeps the property name's case
+    (row,) = gateway.rows("properties['bodycase'] = 'bad-body'")  # stored lower-cased, as Helicone does
     assert row["status"] == 400 and json.loads(row["request_body"]) == "this is not json"
 
 
@@ -299,6 +299,6 @@ def test_unreachable_upstream_is_a_502_and_still_logged(fresh_gateway):
     result = curl(f"{gateway.base_url}/chat/completions", "-H", "Helicone-Property-Case: unreachable",
                   "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}')
     assert result.status == 502
-    (row,) = gateway.rows("properties['Case'] = 'unreachable'")
+    (row,) = gateway.rows("properties['case'] = 'unreachable'")
     assert row["status"] == 502 and "connect" in row["error"].lower()
     assert row["cost_usd"] == 0 and row["price_source"] == "not-billed"

@@ -46,7 +46,7 @@ def test_every_documented_header_is_parsed_into_typed_options():
     ])
 
     assert options == HeliconeOptions(
-        properties={"Team": "search"},
+        properties={"team": "search"},
         user_id="alice",
         session_id="run-42",
         session_path="/plan/step-1",
@@ -101,10 +101,10 @@ def test_header_names_are_case_insensitive():
 
 
 @pytest.mark.parametrize("sent", ["Helicone-Property-Feature-Name", "helicone-property-Feature-Name"])
-def test_property_header_keeps_the_name_case_as_sent(sent):
+def test_property_name_is_stored_lower_cased_whatever_case_was_sent(sent):
     options = parse_helicone_headers([(sent, "Checkout Flow")])
 
-    assert options.properties == {"Feature-Name": "Checkout Flow"}
+    assert options.properties == {"feature-name": "Checkout Flow"}
 
 
 def test_property_userid_is_the_user_when_no_user_id_header_is_sent():
@@ -205,3 +205,17 @@ def test_malformed_ratelimit_policy_raises_header_error_with_the_accepted_form(p
 
     assert error.value.header == "Helicone-RateLimit-Policy"
     assert "[quota];w=[window seconds]" in error.value.message
+
+
+def test_one_header_sent_twice_in_two_cases_with_different_values_is_malformed():
+    with pytest.raises(HeaderError) as caught:
+        parse_helicone_headers([("Helicone-Property-Dup", "a"), ("helicone-property-dup", "b")])
+
+    assert caught.value.header.lower() == "helicone-property-dup"
+    assert "twice" in caught.value.message
+
+
+def test_one_header_sent_twice_with_the_same_value_is_accepted():
+    options = parse_helicone_headers([("Helicone-User-Id", "alice"), ("helicone-user-id", "alice")])
+
+    assert options.user_id == "alice"

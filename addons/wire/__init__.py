@@ -5,11 +5,11 @@ Nothing outside this package branches on a provider's format.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mitmproxy import http
 
+from ..bodies import parse_json_or_text
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
 from .openai_chat import OpenAIChat
@@ -30,13 +30,7 @@ def format_named(name: str) -> WireFormat:
 
 def read_body(message: http.Message) -> Any:
     """A request's or response's body as JSON when it is JSON, else its text (None when empty)."""
-    content = message.get_content(strict=False) or b""
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
-        return content.decode("utf-8", errors="replace")
+    return parse_json_or_text(message.get_content(strict=False) or b"")
 
 
 __all__ = ["FORMATS", "StreamAssembler", "WireFormat", "format_for_path", "format_named", "read_body"]

@@ -1,0 +1,126 @@
+"""Bodies within bounds: decoding a request body without letting a small compressed body grow without limit, and
+cutting what a row keeps of a large body.
+
+A client's body is decompressed only up to `limits.max_request_bytes` (a gzip bomb stops there, with `BodyTooLarge`),
+and a row keeps at most `limits.max_logged_body_bytes` of each body: a longer one is stored as a JSON object that says
+it was cut, so the `JSON` column still holds valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import brotli
+
+try:
+    from compression import zstd  # Python 3.14
+except ImportError:  # pragma: no cover - mitmproxy depends on the backport before 3.14
+    from backports import zstd
+
+from mitmproxy import http
+
+TRUNCATED_KEY = "llmtap_truncated"
+
+
+class BodyTooLarge(ValueError):
+    """A body over the limit, before or after decoding it."""
+
+    def __init__(self, limit_bytes: int, encoding: str | None = None):
+        after = f" once decoded from {encoding}" if encoding else ""
+        super().__init__(f"the request body is larger than llmtap's limit of {limit_bytes:,} bytes{after} "
+                         "(limits.max_request_bytes)")
+        self.limit_bytes = limit_bytes
+
+
+class UnsupportedEncoding(ValueError):
+    """A content-encoding llmtap cannot decode within bounds."""
+
+
+def decoded_body(message: http.Message, max_bytes: int) -> bytes:
+    """The body of `message` with its content-encoding undone, never more than `max_bytes` of it.
+
+    Raises `BodyTooLarge` when the body (raw, or decoded) passes `max_bytes`, and `UnsupportedEncoding` for an
+    encoding llmtap does not decode. Nothing larger than `max_bytes` + one read's worth is ever held.
+    """
+    raw = message.raw_content or b""
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(max_bytes)
+    encodings = [e.strip().lower() for e in message.headers.get("content-encoding", "").split(",") if e.strip()]
+    body = raw
+    for encoding in reversed(encodings):  # the last encoding applied is undone first
+        if encoding == "identity":
+            continue
+        decode = _DECODERS.get(encoding)
+        if decode is None:
+            raise UnsupportedEncoding(f"content-encoding {encoding!r} is not supported; send gzip, deflate, br, zstd "
+                                      "or an uncompressed body")
+        try:
+            body = decode(body, max_bytes + 1)
+        except BodyTooLarge:
+            raise
+        except Exception as e:  # a corrupt stream: the client's mistake, said plainly
+            raise UnsupportedEncoding(f"the body is not valid {encoding}: {e}") from None
+        if len(body) > max_bytes:
+            raise BodyTooLarge(max_bytes, encoding)
+    return body
+
+
+def _zlib(wbits: int) -> Callable[[bytes, int], bytes]:
+    def decode(data: bytes, limit: int) -> bytes:
+        return zlib.decompressobj(wbits).decompress(data, limit)
+    return decode
+
+
+def _deflate(data: bytes, limit: int) -> bytes:
+    # "deflate" is meant to be zlib-wrapped, but many clients send raw deflate: accept both, as mitmproxy does.
+    try:
+        return _zlib(zlib.MAX_WBITS)(data, limit)
+    except zlib.error:
+        return _zlib(-zlib.MAX_WBITS)(data, limit)
+
+
+def _brotli(data: bytes, limit: int) -> bytes:
+    return brotli.Decompressor().process(data, output_buffer_limit=limit)
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    return zstd.ZstdDecompressor().decompress(data, max_length=limit)
+
+
+_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+    "gzip": _zlib(16 + zlib.MAX_WBITS), "x-gzip": _zlib(16 + zlib.MAX_WBITS), "deflate": _deflate,
+    "br": _brotli, "zstd": _zstd,
+}
+
+
+def parse_json_or_text(content: bytes) -> Any:
+    """A body as JSON when it is JSON, else its text (None when empty). Never raises."""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
+        return content.decode("utf-8", errors="replace")
+
+
+def capped_json_text(value: Any, max_bytes: int) -> str | None:
+    """`value` as JSON text for a row, at most about `max_bytes` long: a longer one becomes
+    `{"llmtap_truncated": true, "bytes": <full length>, "head": "<its first max_bytes characters>"}`."""
+    if value is None:
+        return None
+    text = _valid_utf8(json.dumps(value, ensure_ascii=False))
+    if len(text) <= max_bytes:
+        return text
+    return json.dumps({TRUNCATED_KEY: True, "bytes": len(text.encode("utf-8")), "head": text[:max_bytes]},
+                      ensure_ascii=False)
+
+
+def _valid_utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON, not valid UTF-8): store U+FFFD instead
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -1,0 +1,197 @@
+"""What a call may cost llmtap before it is let in (issue 8): bounded headers and bodies, the gateway key checked
+before the body is read, header case twins, repeated request ids, and rows that keep at most a capped body.
+
+Every case goes through the real gateway process; the refused calls are still logged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import http.client
+import json
+import time
+import uuid
+from pathlib import Path
+
+import openai
+import pytest
+
+from conftest import curl
+
+GATEWAY_KEY = "gk-intake-limits-0123456789"
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def post(gateway, body: bytes, headers: dict[str, str], path: str = "/v1/chat/completions",
+         header_list: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], dict]:
+    """A raw HTTP/1.1 POST to the gateway listener: status, headers (lower-cased) and the JSON answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.gateway_port, timeout=60)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in [*headers.items(), *(header_list or [])]:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def call_through_proxy(gateway, *headers: str):
+    """curl through the proxy way in to OpenAI, with a Helicone-Auth that must never reach the provider."""
+    extra = [arg for header in headers for arg in ("-H", header)]
+    return curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert),
+                "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-twins",
+                "-H", "Content-Type: application/json", "-H", "Helicone-Auth: Bearer gk-secret-twin", *extra,
+                "-d", json.dumps(CHAT))
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def keyed_gateway(fresh_gateway):
+    return fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+
+
+def test_a_header_flood_gets_431_at_once_and_never_holds_up_other_calls(gateway):
+    flood = [(f"Helicone-Property-P{i}", "x") for i in range(10_000)]
+    answers: dict[str, float] = {}
+
+    def flood_call():
+        status, headers, body = post(gateway, json.dumps(CHAT).encode(), {"Content-Type": "application/json"}, header_list=flood)
+        answers["flood"] = status
+        return headers, body
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        flooding = pool.submit(flood_call)
+        started = time.monotonic()
+        client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "beside a flood"}])
+        beside_s = time.monotonic() - started
+        headers, body = flooding.result()
+
+    assert answers["flood"] == 431
+    assert body["error"]["type"] == "llmtap_headers_too_large"
+    assert beside_s < 3, f"a normal call took {beside_s:.1f} s beside a 10,000-header request"
+    row = gateway.row(headers["helicone-id"])
+    assert row["status"] == 431 and row["request_body"] is None and row["attempts"] == 0
+
+
+def test_a_caller_without_a_key_gets_401_before_its_compressed_body_is_opened(keyed_gateway, mock_provider):
+    bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
+    assert len(bomb) < 300_000
+    before = resident_kib(keyed_gateway.process.pid)
+    mock_provider.reset()
+
+    status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                                                       "Authorization": "Bearer not-a-gateway-key"})
+
+    assert status == 401 and body["error"]["type"] == "llmtap_unauthorized"
+    assert resident_kib(keyed_gateway.process.pid) - before < 50_000, "the refused body was decompressed"
+    row = keyed_gateway.row(headers["helicone-id"])
+    assert row["status"] == 401 and row["request_body"] is None and row["key_owner"] is None
+    assert mock_provider.requests() == []
+
+
+def test_a_compressed_body_that_grows_past_the_limit_gets_413_and_is_never_stored(keyed_gateway, mock_provider):
+    bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
+    before = resident_kib(keyed_gateway.process.pid)
+    mock_provider.reset()
+
+    status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                                                       "Authorization": f"Bearer {GATEWAY_KEY}"})
+
+    assert status == 413 and body["error"]["type"] == "llmtap_request_too_large"
+    assert "max_request_bytes" in body["error"]["message"]
+    assert resident_kib(keyed_gateway.process.pid) - before < 150_000, "the body was decompressed without a bound"
+    row = keyed_gateway.row(headers["helicone-id"])
+    assert row["status"] == 413 and row["request_body"] is None and row["key_owner"] == "ci"
+    assert mock_provider.requests() == []
+
+
+def test_a_compressed_body_within_the_limit_is_read_and_forwarded(keyed_gateway):
+    body = gzip.compress(json.dumps({**CHAT, "messages": [{"role": "user", "content": "zipped hello"}]}).encode())
+
+    status, headers, answer = post(keyed_gateway, body, {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                                                         "Authorization": f"Bearer {GATEWAY_KEY}"})
+
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "Mock reply to: zipped hello"
+    row = keyed_gateway.row(headers["helicone-id"])
+    assert row["model_requested"] == "gpt-4o-mini" and "zipped hello" in row["request_body"]
+
+
+def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(fresh_gateway, mock_provider):
+    gateway = fresh_gateway({"limits": {"max_request_bytes": "64 KiB"}})
+    mock_provider.reset()
+    big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+
+    status, headers, body = post(gateway, big, {"Content-Type": "application/json"})
+
+    assert status == 413 and "65,536 bytes" in body["error"]["message"]
+    assert gateway.row(headers["helicone-id"])["request_body"] is None
+    assert mock_provider.requests() == []
+
+
+def test_an_unknown_content_encoding_gets_415(gateway):
+    status, headers, body = post(gateway, b"\x00\x01", {"Content-Type": "application/json", "Content-Encoding": "lzma"})
+
+    assert status == 415 and "lzma" in body["error"]["message"]
+    assert gateway.row(headers["helicone-id"])["status"] == 415
+
+
+def test_header_case_twins_with_different_values_get_400_and_nothing_reaches_the_provider(gateway, mock_provider):
+    mock_provider.reset()
+    result = call_through_proxy(gateway, "Helicone-Property-Dup: a", "helicone-property-dup: b")
+
+    assert result.status == 400 and result.json()["error"]["header"].lower() == "helicone-property-dup"
+    assert mock_provider.requests() == []
+    row = gateway.row(result.headers["helicone-id"])
+    assert row["status"] == 400 and row["way"] == "proxy"
+
+
+def test_header_case_twins_that_agree_are_one_tag_and_no_helicone_header_reaches_the_provider(gateway, mock_provider):
+    mock_provider.reset()
+    result = call_through_proxy(gateway, "Helicone-Property-Twin: same", "helicone-property-TWIN: same")
+
+    assert result.status == 200
+    (received,) = mock_provider.requests()
+    assert not [name for name in received["headers"] if name.startswith("helicone-")]
+    assert gateway.row(result.headers["helicone-id"])["properties"] == {"twin": "same"}
+
+
+def test_a_repeated_request_id_is_refused_with_409_and_the_first_row_stays_the_only_one(gateway):
+    request_id = str(uuid.uuid4())
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "first"}],
+        extra_headers={"Helicone-Request-Id": request_id})
+    assert first.headers["helicone-id"] == request_id
+
+    with pytest.raises(openai.ConflictError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "again"}],
+                                       extra_headers={"Helicone-Request-Id": request_id})
+
+    assert caught.value.body["type"] == "llmtap_duplicate_request_id"
+    refused_id = caught.value.response.headers["helicone-id"]
+    assert refused_id != request_id and gateway.row(refused_id)["status"] == 409
+    assert len(gateway.rows("request_id = ?", [request_id])) == 1
+
+
+def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(fresh_gateway):
+    gateway = fresh_gateway({"limits": {"max_logged_body_bytes": "4 KiB"}})
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "long " * 10_000}])
+
+    assert raw.parse().choices[0].message.content.startswith("Mock reply to: long")
+    row = gateway.row(raw.headers["helicone-id"])
+    stored = json.loads(row["request_body"])
+    assert stored["llmtap_truncated"] is True and stored["bytes"] > 50_000 and len(stored["head"]) == 4096
+    assert row["input_tokens"] > 0 and row["cost_usd"] > 0  # usage and cost are read from the whole call
