@@ -114,8 +114,19 @@ def capped_json_text(value: Any, max_bytes: int) -> str | None:
     text = _valid_utf8(json.dumps(value, ensure_ascii=False))
     if len(text) <= max_bytes:
         return text
-    return json.dumps({TRUNCATED_KEY: True, "bytes": len(text.encode("utf-8")), "head": text[:max_bytes]},
-                      ensure_ascii=False)
+    return _cut(text[:max_bytes], len(text.encode("utf-8")))
+
+
+def cut_body_text(content: bytes, max_bytes: int) -> str | None:
+    """The row's text for a body already known to be over `max_bytes`, cut from its bytes as they came (no JSON
+    round trip of a large body); None when it is within the cap."""
+    if len(content) <= max_bytes:
+        return None
+    return _cut(_valid_utf8(content[:max_bytes].decode("utf-8", errors="replace")), len(content))
+
+
+def _cut(head: str, total_bytes: int) -> str:
+    return json.dumps({TRUNCATED_KEY: True, "bytes": total_bytes, "head": head}, ensure_ascii=False)
 
 
 def _valid_utf8(text: str) -> str:

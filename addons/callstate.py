@@ -42,6 +42,7 @@ class CallState:
     provider: ProviderConfig | None = None
     wire: WireFormat | None = None
     request_body: Any = None  # the parsed JSON the client sent (or its text when it is not JSON)
+    request_body_logged: str | None = None  # the row's request_body, cut early when the body is over the logged cap
     model_requested: str | None = None
     stream: bool = False
     stream_usage_requested_by_llmtap: bool = False

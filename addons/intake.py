@@ -28,7 +28,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .access import gateway_key_for, presented_key
-from .bodies import BodyTooLarge, UnsupportedEncoding, decoded_body, parse_json_or_text
+from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
 from .callstate import CallState, attach_state, get_state
 from .credentials import bearer, client_key, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
@@ -100,21 +100,22 @@ class Intake:
         state = get_state(flow)
         if flow.response or flow.error or state is None:
             return None
-        limit = self.settings.config.limits.max_request_bytes
+        limits = self.settings.config.limits
+        reading = (flow.request, limits.max_request_bytes, limits.max_logged_body_bytes)
         if len(flow.request.raw_content or b"") > INLINE_BODY_BYTES:
-            return self._read_in_thread(flow, state, limit)  # mitmproxy awaits it; other calls go on meanwhile
-        self._take_body(flow, state, read_request_body(flow.request, limit))
+            return self._read_in_thread(flow, state, reading)  # mitmproxy awaits it; other calls go on meanwhile
+        self._take_body(flow, state, read_request_body(*reading))
         return None
 
-    async def _read_in_thread(self, flow: http.HTTPFlow, state: CallState, limit: int) -> None:
-        self._take_body(flow, state, await asyncio.to_thread(read_request_body, flow.request, limit))
+    async def _read_in_thread(self, flow: http.HTTPFlow, state: CallState, reading: tuple) -> None:
+        self._take_body(flow, state, await asyncio.to_thread(read_request_body, *reading))
 
     def _take_body(self, flow: http.HTTPFlow, state: CallState, body: RequestBody) -> None:
         if body.refusal is not None:
             state.refused = True
             reply_with_error(flow, *body.refusal)
             return
-        state.wire, state.request_body = body.wire, body.parsed
+        state.wire, state.request_body, state.request_body_logged = body.wire, body.parsed, body.logged
         state.model_requested, state.stream = (
             state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
         )
@@ -173,12 +174,14 @@ class RequestBody:
 
     wire: WireFormat | None = None
     parsed: Any = None
+    logged: str | None = None  # the row's request_body when the body is over the logged cap, already cut
     refusal: tuple[int, str, str] | None = None  # (status, error type, message)
 
 
-def read_request_body(request: http.Request, limit_bytes: int) -> RequestBody:
+def read_request_body(request: http.Request, limit_bytes: int, logged_cap_bytes: int) -> RequestBody:
     """Decode `request`'s body within `limit_bytes` and parse it once (JSON for APIs llmtap reads; uploads, audio
-    and the like are not parsed). Touches nothing, so it may run on a worker thread."""
+    and the like are not parsed); a body over `logged_cap_bytes` is cut for the row here too. Touches nothing, so it
+    may run on a worker thread."""
     try:
         content = decoded_body(request, limit_bytes)
     except BodyTooLarge as e:
@@ -188,4 +191,4 @@ def read_request_body(request: http.Request, limit_bytes: int) -> RequestBody:
     wire = format_for_path(request.path)
     if wire is None and "json" not in request.headers.get("content-type", ""):
         return RequestBody(wire=None)
-    return RequestBody(wire=wire, parsed=parse_json_or_text(content))
+    return RequestBody(wire=wire, parsed=parse_json_or_text(content), logged=cut_body_text(content, logged_cap_bytes))

@@ -122,7 +122,8 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
         "key_owner": state.key_owner,
         "ratelimit": ratelimit_headers(response),
         # A refused call keeps no body: a caller without a key must not be able to fill the log.
-        "request_body": None if options.omit_request or state.refused else capped_json_text(state.request_body, cap),
+        "request_body": None if options.omit_request or state.refused else (
+            state.request_body_logged or capped_json_text(state.request_body, cap)),
         "response_body": None if options.omit_response else capped_json_text(answer, cap),
     }
 
