@@ -50,6 +50,7 @@ class CallState:
     key_owner: str | None = None
     error: str | None = None  # why llmtap answered or the call failed, in words
     refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
+    held_destination: Any = None  # refusals.Destination while a body of unknown length is checked against the limit
     tap: StreamTapState | None = None
     first_byte_at: float | None = None
     client_host: str | None = None  # where the client sent the call, before routing

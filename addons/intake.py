@@ -32,6 +32,7 @@ from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_bo
 from .callstate import CallState, attach_state, get_state
 from .credentials import bearer, client_key, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
+from .refusals import RefusalSink
 from .replies import reply_with_error
 from .settings import Settings
 from .wire import WireFormat, format_for_path
@@ -43,8 +44,9 @@ INLINE_BODY_BYTES = 256 * 1024
 
 
 class Intake:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, refusals: RefusalSink):
         self.settings = settings
+        self.refusals = refusals
         self._used_request_ids: OrderedDict[str, None] = OrderedDict()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -63,10 +65,9 @@ class Intake:
         limits = config.limits
         fields = flow.request.headers.fields
         if len(fields) > limits.max_header_count or sum(len(k) + len(v) + 4 for k, v in fields) > limits.max_header_bytes:
-            state.refused = True
-            reply_with_error(flow, 431, "llmtap_headers_too_large",
-                             f"the request has more than {limits.max_header_count} headers or more than "
-                             f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
+            self.refusals.refuse(flow, 431, "llmtap_headers_too_large",
+                                 f"the request has more than {limits.max_header_count} headers or more than "
+                                 f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
             return
         helicone_fields = self._take_helicone_headers(flow.request)
         try:
@@ -81,25 +82,26 @@ class Intake:
             return
         declared = flow.request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_request_bytes:
-            state.refused = True
-            reply_with_error(flow, 413, "llmtap_request_too_large", str(BodyTooLarge(limits.max_request_bytes)))
+            self.refusals.refuse(flow, 413, "llmtap_request_too_large", str(BodyTooLarge(limits.max_request_bytes)))
             return
         if header_error is not None:
-            reply_with_error(flow, 400, "llmtap_invalid_header", header_error.message, header=header_error.header)
+            self.refusals.refuse(flow, 400, "llmtap_invalid_header", header_error.message, header=header_error.header)
             return
         if options.request_id:
             if options.request_id in self._used_request_ids:
-                reply_with_error(flow, 409, "llmtap_duplicate_request_id",
-                                 f"Helicone-Request-Id {options.request_id} was already used for another call; "
-                                 "send a new UUID for each call", header="Helicone-Request-Id")
+                self.refusals.refuse(flow, 409, "llmtap_duplicate_request_id",
+                                     f"Helicone-Request-Id {options.request_id} was already used for another call; "
+                                     "send a new UUID for each call", header="Helicone-Request-Id")
                 return
             self._remember_request_id(options.request_id)
             state.request_id = options.request_id
+        self.refusals.guard_unknown_length(flow, state, limits.max_request_bytes)
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         state = get_state(flow)
         if flow.response or flow.error or state is None:
             return None
+        self.refusals.release(flow, state)  # the body arrived within the limit
         limits = self.settings.config.limits
         reading = (flow.request, limits.max_request_bytes, limits.max_logged_body_bytes)
         if len(flow.request.raw_content or b"") > INLINE_BODY_BYTES:
@@ -155,8 +157,7 @@ class Intake:
         if (key := gateway_key_for(presented, keys)) is not None:
             state.key_hash, state.key_owner = fingerprint(presented), key.owner
             return True
-        state.refused = True
-        reply_with_error(
+        self.refusals.refuse(
             flow, 401, "llmtap_unauthorized",
             "a valid llmtap gateway key is required: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
         )

@@ -1,6 +1,7 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
-Order matters: Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
+Order matters: RefusalSink comes first (it hides a refused call's state from the rest while its body drains),
+Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, Router sends it to its provider, RateLimiter refuses calls over their
 policies, ResponseCache answers from the cache (or stores the answer), StreamTap reads answers as they stream,
 AttemptRunner takes over calls with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost
@@ -18,6 +19,7 @@ from .cache import ResponseCache
 from .config import Config
 from .intake import Intake
 from .proxy_access import ProxyAccess
+from .refusals import RefusalSink
 from .ratelimit import RateLimiter, RateLimitUsage, Windows
 from .recorder import Recorder
 from .routing import Router
@@ -34,8 +36,9 @@ def make_addons() -> list[object]:
     contentviews.add(LlmCallView)
     settings = Settings()
     windows = Windows()
+    refusals = RefusalSink()
     return [
-        settings, Intake(settings), ProxyAccess(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
+        settings, refusals, Intake(settings, refusals), ProxyAccess(settings, refusals), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
         StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
     ]
 
@@ -56,6 +59,8 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[s
         "--set", "connection_strategy=lazy",
         "--set", "upstream_cert=false",
         "--set", f"llmtap_config={config_path or ''}",
+        # A body that grows past the limit is streamed (to RefusalSink, which answers 413), never held whole.
+        "--set", f"stream_large_bodies={config.limits.max_request_bytes}",
     ]
     if web:
         args += ["--set", "store_streamed_bodies=true", "--set", "web_open_browser=false"]

@@ -21,7 +21,7 @@ from .access import gateway_key_for
 from .callstate import get_state
 from .config import GatewayKey
 from .credentials import bearer
-from .replies import reply_with_error
+from .refusals import RefusalSink, is_refused
 from .settings import Settings
 
 PROXY_AUTHORIZATION = "proxy-authorization"
@@ -31,8 +31,9 @@ REQUIRED = ("this proxy is reachable from other machines: present an llmtap gate
 
 
 class ProxyAccess:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, refusals: RefusalSink):
         self.settings = settings
+        self.refusals = refusals
         self._owners: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -47,16 +48,14 @@ class ProxyAccess:
         self._owners[flow.client_conn] = key.owner
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not self._guards(flow):
+        if is_refused(flow) or flow.error or not self._guards(flow):
             return
         owner = self._owners.get(flow.client_conn)
         if owner is None and (key := self._presented(flow)) is not None:
             owner = key.owner
         state = get_state(flow)
         if owner is None:
-            reply_with_error(flow, 407, "llmtap_proxy_auth_required", REQUIRED, headers=CHALLENGE)
-            if state is not None:
-                state.refused = True
+            self.refusals.refuse(flow, 407, "llmtap_proxy_auth_required", REQUIRED, headers=CHALLENGE)
             return
         if state is not None:
             state.key_owner = owner

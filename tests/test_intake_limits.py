@@ -195,3 +195,66 @@ def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(fresh_gatew
     stored = json.loads(row["request_body"])
     assert stored["llmtap_truncated"] is True and stored["bytes"] > 50_000 and len(stored["head"]) == 4096
     assert row["input_tokens"] > 0 and row["cost_usd"] > 0  # usage and cost are read from the whole call
+
+
+def stream_post(gateway, headers: dict[str, str], total_bytes: int, chunked: bool) -> tuple[int, dict[str, str], dict]:
+    """POST `total_bytes` of a JSON-looking body, sent 1 MiB at a time (never held whole by the client either)."""
+    chunk = b"a" * (1024 * 1024)
+
+    def body():
+        yield b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
+        for _ in range(total_bytes // len(chunk)):
+            yield chunk
+        yield b'"}]}'
+
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.gateway_port, timeout=120)
+    try:
+        connection.putrequest("POST", "/v1/chat/completions")
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+            connection.endheaders()
+            for part in body():
+                connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+            connection.send(b"0\r\n\r\n")
+        else:
+            connection.putheader("Content-Length", str(sum(len(part) for part in body())))
+            connection.endheaders()
+            for part in body():
+                connection.send(part)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gateway, mock_provider):
+    before = resident_kib(keyed_gateway.process.pid)
+    mock_provider.reset()
+
+    status, headers, body = stream_post(keyed_gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024,
+                                        chunked=False)
+
+    assert status == 401 and body["error"]["type"] == "llmtap_unauthorized"
+    assert resident_kib(keyed_gateway.process.pid) - before < 50_000, "the refused body was held in memory"
+    assert keyed_gateway.row(headers["helicone-id"])["request_body"] is None
+    assert mock_provider.requests() == []
+
+
+def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(fresh_gateway, mock_provider):
+    gateway = fresh_gateway({"limits": {"max_request_bytes": "4 MiB"}})
+    before = resident_kib(gateway.process.pid)
+    mock_provider.reset()
+
+    status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024, chunked=True)
+
+    assert status == 413 and "4,194,304 bytes" in body["error"]["message"]
+    assert resident_kib(gateway.process.pid) - before < 50_000, "the chunked body was held in memory"
+    row = gateway.row(headers["helicone-id"])
+    assert row["status"] == 413 and row["request_body"] is None
+    assert mock_provider.requests() == []
+
+    status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 2 * 1024 * 1024, chunked=True)
+    assert status == 200, "a chunked body within the limit goes to the provider as before"
+    assert gateway.row(headers["helicone-id"])["model_requested"] == "gpt-4o-mini"
