@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
@@ -104,6 +104,7 @@ class ResponsesStreamAssembler(StreamAssembler):
         if data is None:
             return
         kind = data.get("type") or event.name or ""
+        kind = kind if isinstance(kind, str) else ""
         if isinstance(data.get("response"), dict):
             self._response = data["response"]
             if kind == "response.completed":
@@ -111,10 +112,11 @@ class ResponsesStreamAssembler(StreamAssembler):
         elif kind.endswith(".delta"):
             self.first_token_seen = True
             if kind == "response.output_text.delta":
-                key = (data.get("output_index", 0), data.get("content_index", 0))
-                self._text.setdefault(key, []).append(data.get("delta", ""))
+                key = (index_of(data.get("output_index")), index_of(data.get("content_index")))
+                self._text.setdefault(key, []).append(self.keep(data.get("delta")))
         elif kind == "response.output_item.done" and isinstance(data.get("item"), dict):
-            self._items[data.get("output_index", 0)] = data["item"]
+            if self.fits(len(event.raw)):  # an item repeats its deltas whole: keep it while it fits the cap
+                self._items[index_of(data.get("output_index"))] = data["item"]
         elif kind == "error":
             self._error = {k: v for k, v in data.items() if k not in ("type", "sequence_number")}
             self.complete = False
