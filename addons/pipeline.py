@@ -34,7 +34,7 @@ def make_addons() -> list[object]:
     windows = Windows()
     return [
         settings, Intake(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
-        StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        StreamTap(settings), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
     ]
 
 
