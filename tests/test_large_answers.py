@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 from mitmproxy.test.tutils import tresp
 
-from llmtap.callstate import BodyTapState, StreamTapState
+from mitmproxy.test.tflow import tflow
+
+from llmtap.callstate import BodyTapState, CallState, StreamTapState, attach_state
+from llmtap.config import load_config
+from llmtap.recorder import build_record
+from llmtap.settings import Settings
 from llmtap.streaming import cut_answer, pass_body_on, pass_on
 from llmtap.wire.anthropic_messages import AnthropicMessages
 from llmtap.wire.base import sse_bytes
@@ -125,6 +130,34 @@ def _text_stream(wire, pieces: int, piece: str) -> list[SseEvent]:
         events += [sse_bytes({"type": "response.incomplete", "response": {
             **start, "status": "incomplete", "usage": {"input_tokens": 1, "output_tokens": 5000}}})]
     return parser.feed(b"".join(events))
+
+
+def test_a_responses_stream_past_the_cap_is_whole_when_its_final_response_comes():
+    wire = OpenAIResponses()
+    assembler = wire.new_assembler()
+    assembler.max_kept_bytes = 100
+    text = "word " * 100
+    final = {"id": "r", "model": "m", "status": "completed", "usage": {"input_tokens": 1, "output_tokens": 100},
+             "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+    stream = [sse_bytes({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "word "})
+              for _ in range(100)] + [sse_bytes({"type": "response.completed", "response": final})]
+    for event in SseParser().feed(b"".join(stream)):
+        assembler.add(event)
+
+    assert assembler.result() == final and assembler.complete  # the final event holds it all: cacheable
+
+
+def test_a_row_says_when_an_answer_was_too_large_to_read_usage_from():
+    settings = Settings()
+    settings.config = load_config(None)
+    flow = tflow(resp=True)
+    state = attach_state(flow, CallState(way="gateway", provider=settings.config.providers[0], wire=OpenAIChat()))
+    state.body_tap = BodyTapState(max_kept_bytes=10, holding=False, head=bytearray(b'{"id": "x", '), total_bytes=5000)
+
+    row = build_record(flow, state, settings)
+
+    assert row["cost_usd"] is None and "too large" in row["price_error"]
+    assert "5000 bytes" in row["response_body"]
 
 
 # --- non-SSE answers: held while small, streamed once large ---

@@ -36,9 +36,10 @@ class StreamAssembler(ABC):
     @abstractmethod
     def result(self) -> dict[str, Any] | None: ...
 
-    def keep(self, text: Any) -> str:
+    def keep(self, text: Any, *, cut_when_full: bool = True) -> str:
         """The part of a piece of generated `text` that still fits in max_kept_bytes ("" once full): a huge answer
-        costs llmtap no more than its cap, while counts (usage) are read from the events as before."""
+        costs llmtap no more than its cap, while counts (usage) are read from the events as before. Leaving text
+        out makes the result `cut`, unless the caller will know whether the text was needed (`cut_when_full`)."""
         if not isinstance(text, str) or not text:
             return ""
         room = self.max_kept_bytes - self._kept_bytes
@@ -46,17 +47,9 @@ class StreamAssembler(ABC):
         if size <= room:
             self._kept_bytes += size
             return text
-        self.cut = True
+        self.cut = self.cut or cut_when_full
         self._kept_bytes = self.max_kept_bytes
         return text.encode()[:max(room, 0)].decode("utf-8", errors="ignore")
-
-    def fits(self, size_bytes: int) -> bool:
-        """Whether a whole piece of `size_bytes` (an output item) may still be kept; counts it when it may."""
-        if self._kept_bytes + size_bytes <= self.max_kept_bytes:
-            self._kept_bytes += size_bytes
-            return True
-        self.cut = True
-        return False
 
     def is_usage_only(self, event: SseEvent) -> bool:
         """True for an event that only reports usage (one llmtap asked for and the client did not)."""
