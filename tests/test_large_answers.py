@@ -15,9 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mitmproxy.test.tutils import tresp
-
 from mitmproxy.test.tflow import tflow
+from mitmproxy.test.tutils import tresp
 
 from llmtap.callstate import BodyTapState, CallState, StreamTapState, attach_state
 from llmtap.config import load_config
