@@ -90,6 +90,21 @@ def test_a_deeply_nested_event_is_unreadable_not_an_error():
     assert b"".join(pass_on(tap, stream) + pass_on(tap, b"")) == stream
 
 
+def test_a_stream_the_tap_cannot_read_still_reaches_the_client_byte_for_byte():
+    class BrokenAssembler(type(OpenAIChat().new_assembler())):  # stands for a bug nobody has found yet
+        def add(self, event):
+            raise KeyError("a bug")
+
+    tap = StreamTapState(SseParser(), BrokenAssembler(), drop_usage_only_events=True)
+    stream = b"data: {\"a\": 1}\n\ndata: {\"b\": 2}\n\ndata: [DONE]\n\n"
+    chunks = [stream[i:i + 5] for i in range(0, len(stream), 5)]
+
+    out = [piece for chunk in chunks for piece in pass_on(tap, chunk)] + pass_on(tap, b"")
+
+    assert b"".join(out) == stream and b"" not in out
+    assert tap.assembler.cut
+
+
 # --- assemblers keep at most the cap of generated content ---
 
 
