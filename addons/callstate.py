@@ -30,6 +30,24 @@ class StreamTapState:
     assembler: StreamAssembler
     drop_usage_only_events: bool
     first_token_at: float | None = None
+    request_id: str = ""  # the call's, for what the tap logs
+
+
+@dataclass
+class BodyTapState:
+    """What llmtap keeps of a non-SSE answer too large to hold whole: it streams on to the client, and only its
+    first `max_kept_bytes` (and last bytes, where usage usually is) stay for the log."""
+
+    max_kept_bytes: int
+    holding: bool  # no length was announced: held back (as mitmproxy would buffer it) until it outgrows the cap
+    head: bytearray = field(default_factory=bytearray)
+    tail: bytes = b""
+    total_bytes: int = 0
+
+    @property
+    def cut(self) -> bool:
+        """True when the answer was larger than what was kept of it."""
+        return self.total_bytes > self.max_kept_bytes
 
 
 @dataclass
@@ -52,6 +70,7 @@ class CallState:
     refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
     held_destination: Any = None  # refusals.Destination while a body of unknown length is checked against the limit
     tap: StreamTapState | None = None
+    body_tap: BodyTapState | None = None  # set when a non-SSE answer streams on because it is larger than the cap
     first_byte_at: float | None = None
     client_host: str | None = None  # where the client sent the call, before routing
     client_path: str | None = None

@@ -38,8 +38,9 @@ def make_addons() -> list[object]:
     windows = Windows()
     refusals = RefusalSink()
     return [
-        settings, refusals, Intake(settings, refusals), ProxyAccess(settings, refusals), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
-        StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        settings, refusals, Intake(settings, refusals), ProxyAccess(settings, refusals), Router(settings),
+        RateLimiter(settings, windows), ResponseCache(settings), StreamTap(settings), AttemptRunner(settings),
+        Recorder(settings), RateLimitUsage(windows), WebView(),
     ]
 
 

@@ -18,6 +18,7 @@ from .bodies import capped_json_text
 from .pricing import Priced, price_call
 from .settings import Settings
 from .store import RecordStore
+from .streaming import cut_answer
 from .wire import read_body
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ def _answer(response: http.Response | None, state: CallState) -> Any:
         return state.cached_answer
     if state.tap is not None:
         return state.tap.assembler.result()
+    if state.body_tap is not None and state.body_tap.cut:  # too large to keep: its ends, streamed on to the client
+        return cut_answer(state.body_tap, response.headers.get("content-encoding", ""))
     return read_body(response)
 
 
@@ -168,9 +171,16 @@ def _price(state: CallState, status: int | None, answer: Any, model: str | None,
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
     if state.provider is None:
         return Priced(price_error="no provider")
+    if usage is None and _cut(state):
+        return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(
         usage, model or state.model_requested, state.provider.prices_provider, settings.config.pricing, state.created_at
     )
+
+
+def _cut(state: CallState) -> bool:
+    """True when llmtap kept only part of the answer (it was larger than limits.max_logged_body_bytes)."""
+    return (state.body_tap is not None and state.body_tap.cut) or (state.tap is not None and state.tap.assembler.cut)
 
 
 def _attempts(state: CallState) -> int:

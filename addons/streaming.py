@@ -1,23 +1,46 @@
-"""The `StreamTap` addon: SSE answers stream to the client as they arrive, while llmtap reads them on the way.
+"""The `StreamTap` addon: answers stream to the client as they arrive, while llmtap reads them on the way.
 
-Each event passes through at once (never buffered); a copy is assembled into the JSON answer the same call would
-have returned unstreamed, so a streamed call's row has the same tokens, cost and response as an unstreamed one.
-For an OpenAI-format stream whose client did not ask for usage, llmtap asks the provider for it and leaves that
-one extra event out, so the client sees only what it asked for.
+SSE answers: each event passes through at once (never buffered); a copy is assembled into the JSON answer the same call
+would have returned unstreamed, so a streamed call's row has the same tokens, cost and response as an unstreamed one.
+For an OpenAI-format stream whose client did not ask for usage, llmtap asks the provider for it and leaves that one
+extra event out, so the client sees only what it asked for.
+
+What llmtap keeps of an answer is bounded by `limits.max_logged_body_bytes` (the cap), whatever its size:
+- an SSE answer keeps at most the cap of generated text and arguments (usage and other counts are still read from
+  every event), and an event that grows past 4 × the cap without ending passes on unread;
+- a non-SSE answer announced larger than the cap streams on as it arrives; one with no length is held back as
+  mitmproxy would buffer it, and streams on once it outgrows the cap. Only its first cap bytes and last
+  `TAIL_BYTES` (where JSON answers put usage) stay for the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+from typing import Any
 
 from mitmproxy import http
 
-from .callstate import StreamTapState, get_state
+from .callstate import BodyTapState, CallState, StreamTapState, get_state
+from .config import Limits
+from .settings import Settings
 from .wire.sse import SseParser
+
+logger = logging.getLogger(__name__)
+
+TAIL_BYTES = 64 * 1024  # what is kept of the end of a too-large answer: its usage, in JSON answers
+EVENT_BOUND_TIMES_CAP = 4  # an SSE event may grow to this many times the cap before it is passed on unread
+
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
 
 
 class StreamTap:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if flow.response or flow.error or state is None or not state.stream or state.wire is None:
@@ -31,37 +54,146 @@ class StreamTap:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or flow.response is None:
+        if state is None or flow.response is None or state.cached_answer is not None:
+            return  # not a call llmtap handles, or llmtap's own answer (a cache hit's replay)
+        cap_bytes = self._limits().max_logged_body_bytes
+        if not flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+            tap_large_body(flow, state, cap_bytes)
             return
-        content_type = flow.response.headers.get("content-type", "")
-        if state.cached_answer is not None or not content_type.startswith("text/event-stream"):
-            return  # not a stream, or llmtap's own (a cache hit's replay)
         state.stream = True
         if state.wire is None:
             flow.response.stream = True  # an API llmtap does not read: stream it on, untouched
             return
+        assembler = state.wire.new_assembler()
+        assembler.max_kept_bytes = cap_bytes
         tap = state.tap = StreamTapState(
-            parser=SseParser(),
-            assembler=state.wire.new_assembler(),
+            parser=SseParser(max_event_bytes=EVENT_BOUND_TIMES_CAP * cap_bytes),
+            assembler=assembler,
             drop_usage_only_events=state.stream_usage_requested_by_llmtap,
+            request_id=state.request_id,
         )
         flow.response.stream = lambda chunk: pass_on(tap, chunk)
+
+    def _limits(self) -> Limits:
+        config = self.settings.config if self.settings is not None else None
+        return config.limits if config is not None else Limits()
 
 
 def pass_on(tap: StreamTapState, chunk: bytes) -> list[bytes]:
     """Read `chunk` into the tap; return the chunks the client gets now (b"" in marks the end of the stream).
 
-    Never an empty chunk out: mitmproxy would send it as a chunked body's last chunk, ending the stream early.
+    Never an empty chunk out: mitmproxy would send it as a chunked body's last chunk, ending the stream early. Never
+    an exception out either: it would end the client's connection, so an answer llmtap cannot read still goes on.
     """
     if not chunk:
         rest = tap.parser.rest()  # an unfinished last event: already passed on, unless events are being picked
         return [rest] if rest and tap.drop_usage_only_events else []
     events = tap.parser.feed(chunk)
-    for event in events:
-        tap.assembler.add(event)
-    if tap.first_token_at is None and tap.assembler.first_token_seen:
-        tap.first_token_at = time.monotonic()
-    if not tap.drop_usage_only_events:
-        return [chunk]
-    kept = b"".join(event.raw for event in events if not tap.assembler.is_usage_only(event))
+    try:
+        for event in events:
+            if event.too_large:
+                _note_too_large_event(tap)
+            else:
+                tap.assembler.add(event)
+        if tap.first_token_at is None and tap.assembler.first_token_seen:
+            tap.first_token_at = time.monotonic()
+        if not tap.drop_usage_only_events:
+            return [chunk]
+        kept = b"".join(event.raw for event in events if event.too_large or not tap.assembler.is_usage_only(event))
+    except Exception:  # a bug or an event nobody foresaw: pass every byte on, stop reading this stream
+        logger.exception(f"llmtap: reading the stream of {tap.request_id} failed; passing the rest on unread")
+        tap.assembler.cut = True
+        unsent = b"".join(event.raw for event in events) + tap.parser.rest() if tap.drop_usage_only_events else chunk
+        tap.drop_usage_only_events = False
+        tap.parser = _PassThrough()
+        return [unsent] if unsent else []
     return [kept] if kept else []
+
+
+def _note_too_large_event(tap: StreamTapState) -> None:
+    if not tap.assembler.cut:
+        logger.warning(f"llmtap: an SSE event of {tap.request_id} grew past {tap.parser.max_event_bytes} bytes "
+                       "without ending; it is passed on unread and the row lacks what it held")
+    tap.assembler.cut = True
+
+
+class _PassThrough(SseParser):
+    """The parser of a stream llmtap stopped reading: every byte is an unread piece, passed on as it came."""
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        return []
+
+    def rest(self) -> bytes:
+        return b""
+
+
+def tap_large_body(flow: http.HTTPFlow, state: CallState, cap_bytes: int) -> None:
+    """Stream a non-SSE answer on when it is (or may be) larger than `cap_bytes`, keeping only its ends for the log."""
+    assert flow.response is not None
+    length = _content_length(flow.response)
+    if length is not None and length <= cap_bytes:
+        return  # read whole, as any answer
+    tap = state.body_tap = BodyTapState(max_kept_bytes=cap_bytes, holding=length is None)
+    response = flow.response
+    flow.response.stream = lambda chunk: pass_body_on(response, tap, chunk)
+
+
+def _content_length(response: http.Response) -> int | None:
+    """The body size a response announced, or None (chunked, read until close, or a length that is not one)."""
+    if "chunked" in response.headers.get("transfer-encoding", "").lower():
+        return None
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def pass_body_on(response: http.Response, tap: BodyTapState, chunk: bytes) -> list[bytes]:
+    """Keep the ends of `chunk` in the tap; return the chunks the client gets now (b"" in marks the end)."""
+    if not chunk:
+        if tap.holding:  # it all fit: it becomes the response's content, as if mitmproxy had read it whole
+            response.data.content = bytes(tap.head)
+            return [response.data.content] if tap.head else []
+        return []
+    held_bytes = tap.total_bytes
+    tap.total_bytes += len(chunk)
+    if (room := tap.max_kept_bytes - len(tap.head)) > 0:
+        tap.head += chunk[:room]
+    tap.tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (tap.tail + chunk)[-TAIL_BYTES:]
+    if not tap.holding:
+        return [chunk]
+    if not tap.cut:
+        return []
+    tap.holding = False  # it outgrew the cap: what was held, then everything as it comes
+    return [bytes(tap.head[:held_bytes]) + chunk]
+
+
+def cut_answer(tap: BodyTapState, content_encoding: str) -> dict[str, Any]:
+    """What the log keeps of a non-SSE answer larger than the cap: its first bytes as text (unless compressed), and
+    the model and usage read from its first and last bytes when they are there (JSON answers put usage last)."""
+    answer: dict[str, Any] = {
+        "llmtap_cut": f"the answer was {tap.total_bytes} bytes, more than limits.max_logged_body_bytes "
+                      f"({tap.max_kept_bytes}); only its first bytes are kept",
+    }
+    if content_encoding.strip().lower() not in ("", "identity"):
+        return answer  # compressed: its first bytes say nothing readable
+    answer["head"] = tap.head.decode("utf-8", errors="replace")
+    if (model := _MODEL.search(tap.head)) is not None:
+        answer["model"] = model.group(1).decode("utf-8", errors="replace")
+    if (usage := _last_usage(tap.tail)) is not None:
+        answer["usage"] = usage
+    return answer
+
+
+def _last_usage(tail: bytes) -> dict[str, Any] | None:
+    """The last `"usage": {...}` object in `tail`, or None."""
+    for match in reversed(list(_USAGE_KEY.finditer(tail))):
+        try:
+            usage, _ = json.JSONDecoder().raw_decode(tail[match.end():].decode("utf-8", errors="replace"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(usage, dict):
+            return usage
+    return None
+
+

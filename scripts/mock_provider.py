@@ -41,6 +41,11 @@ Each chat/messages request pops the first queued action whose optional
     {"headers": {...}}    without "status": added to the success answer's headers
     {"cut_after": 3}      a stream breaks off (TCP RST) after its first 3 events
     {"model": "x"}        only applies to requests for model "x"
+    {"huge_body_bytes": N}  (chat) the reply is N "~" characters: JSON in 1 MiB writes, or a stream of
+                          16 KiB deltas; usage says N // 4 completion tokens
+    {"chunked": true}     with huge_body_bytes: a JSON answer without Content-Length (chunked)
+    {"insert_raw": "s", "insert_raw_times": 1}  a stream sends "s" * times (in 64 KiB chunks) after its
+                          first event, as is (unterminated or malformed events)
 """
 
 import argparse
@@ -282,6 +287,7 @@ class MockHandler(BaseHTTPRequestHandler):
         self.number = self.server.state.next_id()
         action = self.server.state.pop_action(request.get("model") if request else None)
         self.cut_after = action.get("cut_after")
+        self.action = action
         delay_ms = self.server.latency_ms + action.get("delay_ms", 0)
         if delay_ms:
             time.sleep(delay_ms / 1000)
@@ -309,20 +315,26 @@ class MockHandler(BaseHTTPRequestHandler):
     def _answer_openai(self, request, usage_extra, extra_headers):
         messages = request["messages"]
         reply = reply_for(messages)
-        usage = openai_usage(prompt_tokens(messages), count_words(reply), usage_extra)
+        huge_bytes = self.action.get("huge_body_bytes")
+        completion = huge_bytes // 4 if huge_bytes else count_words(reply)
+        usage = openai_usage(prompt_tokens(messages), completion, usage_extra)
         headers = {**self._limit_headers("openai", usage["prompt_tokens"]), **extra_headers}
         base = {"id": f"chatcmpl-mock{self.number}", "object": "chat.completion",
                 "created": int(time.time()),
                 "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
                 "system_fingerprint": "fp_mock"}
         if not request.get("stream"):
-            message = {"role": "assistant", "content": reply, "refusal": None}
+            message = {"role": "assistant", "content": "~" if huge_bytes else reply, "refusal": None}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-            return self._send_json(200, {**base, "choices": [choice],
-                                         "usage": usage, "service_tier": "default"}, headers)
+            answer = {**base, "choices": [choice], "usage": usage, "service_tier": "default"}
+            if huge_bytes:
+                return self._send_huge_json(answer, huge_bytes, headers)
+            return self._send_json(200, answer, headers)
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        if huge_bytes:
+            reply = "~" * huge_bytes
         events = [sse(None, data) for data in
-                  openai_chunks(base, reply, usage if include_usage else None)]
+                  openai_chunks(base, reply, usage if include_usage else None, 16384 if huge_bytes else None)]
         self._stream(events + [b"data: [DONE]\n\n"], headers)
 
     def _answer_anthropic(self, request, usage_extra, extra_headers):
@@ -407,8 +419,39 @@ class MockHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_huge_json(self, answer, huge_bytes, headers):
+        """`answer` with its one "~" reply grown to `huge_bytes` of "~", written 1 MiB at a time."""
+        head, tail = json.dumps(answer).encode().split(b'"~"', 1)
+        head += b'"'
+        tail = b'"' + tail
+        chunked = bool(self.action.get("chunked"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(head) + huge_bytes + len(tail)))
+        for name, value in headers.items():
+            self.send_header(name, str(value))
+        self.end_headers()
+        piece = b"~" * (1 << 20)
+        parts = [head] + [piece] * (huge_bytes // len(piece)) + [piece[:huge_bytes % len(piece)], tail]
+        for part in parts:
+            if part:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _raw_insert(self):
+        """The bytes an `insert_raw` action sends after a stream's first event, in 64 KiB chunks."""
+        raw = (self.action.get("insert_raw", "") * int(self.action.get("insert_raw_times", 1))).encode()
+        return [raw[i:i + 65536] for i in range(0, len(raw), 65536)]
+
     def _stream(self, events, headers):
         """Send events as a chunked text/event-stream, one flushed chunk each."""
+        if self.action.get("insert_raw"):
+            events = events[:1] + self._raw_insert() + events[1:]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -475,15 +518,18 @@ def openai_usage(prompt, completion, extra) -> dict:
     return usage
 
 
-def openai_chunks(base, reply, usage):
-    """chat.completion.chunk objects; usage=None means include_usage was not requested."""
+def openai_chunks(base, reply, usage, piece_chars=None):
+    """chat.completion.chunk objects; usage=None means include_usage was not requested. The reply comes word by
+    word, or in pieces of `piece_chars`."""
     def chunk(delta, finish_reason=None):
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         data = {**base, "object": "chat.completion.chunk", "choices": [choice]}
         return {**data, "usage": None} if usage else data
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": piece}) for piece in pieces(reply)]
+    parts = pieces(reply) if piece_chars is None else [reply[i:i + piece_chars]
+                                                         for i in range(0, len(reply), piece_chars)]
+    chunks += [chunk({"content": piece}) for piece in parts]
     chunks.append(chunk({}, "stop"))
     if usage:
         chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 
@@ -94,7 +94,8 @@ class MessagesStreamAssembler(StreamAssembler):
     def __init__(self) -> None:
         self._message: dict[str, Any] | None = None
         self._blocks: dict[int, dict[str, Any]] = {}
-        self._partial_json: dict[int, str] = {}
+        self._partial_json: dict[int, list[str]] = {}
+        self._text: dict[tuple[int, str], list[str]] = {}  # (block index, "text" or "thinking") -> its pieces
         self._error: Any = None
 
     def add(self, event: SseEvent) -> None:
@@ -104,40 +105,46 @@ class MessagesStreamAssembler(StreamAssembler):
         kind = data.get("type")
         if kind == "message_start" and isinstance(data.get("message"), dict):
             self._message = dict(data["message"])
-            self._message["usage"] = dict(self._message.get("usage") or {})
+            self._message["usage"] = dict(as_dict(self._message.get("usage")))
         elif kind == "content_block_start":
-            self._blocks[data.get("index", 0)] = dict(data.get("content_block") or {})
+            self._blocks[index_of(data.get("index"))] = dict(as_dict(data.get("content_block")))
         elif kind == "content_block_delta":
-            self._add_delta(data.get("index", 0), data.get("delta") or {})
+            self._add_delta(index_of(data.get("index")), data.get("delta"))
         elif kind == "message_delta" and self._message is not None:
-            self._message.update({k: v for k, v in (data.get("delta") or {}).items() if v is not None})
-            self._message["usage"].update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+            self._message.update({k: v for k, v in as_dict(data.get("delta")).items() if v is not None})
+            self._message["usage"].update({k: v for k, v in as_dict(data.get("usage")).items() if v is not None})
         elif kind == "message_stop":
             self.complete = self._message is not None and self._error is None
         elif kind == "error":
             self._error = data.get("error")
             self.complete = False
 
-    def _add_delta(self, index: int, delta: dict[str, Any]) -> None:
-        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+    def _add_delta(self, index: int, delta: Any) -> None:
+        if not isinstance(delta, dict):
+            return
+        self._blocks.setdefault(index, {"type": "text", "text": ""})
         self.first_token_seen = True
         kind = delta.get("type")
-        if kind == "text_delta":
-            block["text"] = block.get("text", "") + delta.get("text", "")
-        elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+        if kind in ("text_delta", "thinking_delta"):
+            field = kind.removesuffix("_delta")
+            self._text.setdefault((index, field), []).append(self.keep(delta.get(field)))
         elif kind == "input_json_delta":
-            self._partial_json[index] = self._partial_json.get(index, "") + delta.get("partial_json", "")
+            self._partial_json.setdefault(index, []).append(self.keep(delta.get("partial_json")))
 
     def result(self) -> dict[str, Any] | None:
         if self._message is None:
             return {"type": "error", "error": self._error} if self._error is not None else None
-        for index, text in self._partial_json.items():
+        blocks = {index: dict(block) for index, block in self._blocks.items()}
+        for (index, field), pieces in self._text.items():
+            blocks[index][field] = (blocks[index].get(field) if isinstance(blocks[index].get(field), str) else "") \
+                + "".join(pieces)
+        for index, pieces in self._partial_json.items():
+            text = "".join(pieces)
             try:
-                self._blocks[index]["input"] = json.loads(text) if text else {}
-            except ValueError:
-                self._blocks[index]["input"] = text
-        answer = {**self._message, "content": [self._blocks[i] for i in sorted(self._blocks)]}
+                blocks[index]["input"] = json.loads(text) if text else {}
+            except (ValueError, RecursionError):  # cut, or not JSON: keep what came
+                blocks[index]["input"] = text
+        answer = {**self._message, "content": [blocks[i] for i in sorted(blocks)]}
         if self._error is not None:
             answer["error"] = self._error
         return answer

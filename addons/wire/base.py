@@ -16,13 +16,40 @@ class StreamAssembler(ABC):
     """Builds, from a response's SSE events, the JSON answer the same call would have returned unstreamed."""
 
     first_token_seen = False  # becomes True at the first event that carries generated content
-    complete = False  # becomes True when the stream ended as the provider ends a whole answer
+    max_kept_bytes = 1024 * 1024  # generated text and arguments kept for the result (StreamTap sets the config's)
+    cut = False  # becomes True when generated content past max_kept_bytes (or an unread event) was left out
+    _kept_bytes = 0
+    _ended_whole = False
+
+    @property
+    def complete(self) -> bool:
+        """True when the stream ended as the provider ends a whole answer, and the result holds all of it."""
+        return self._ended_whole and not self.cut
+
+    @complete.setter
+    def complete(self, ended_whole: bool) -> None:
+        self._ended_whole = ended_whole
 
     @abstractmethod
     def add(self, event: SseEvent) -> None: ...
 
     @abstractmethod
     def result(self) -> dict[str, Any] | None: ...
+
+    def keep(self, text: Any, *, cut_when_full: bool = True) -> str:
+        """The part of a piece of generated `text` that still fits in max_kept_bytes ("" once full): a huge answer
+        costs llmtap no more than its cap, while counts (usage) are read from the events as before. Leaving text
+        out makes the result `cut`, unless the caller will know whether the text was needed (`cut_when_full`)."""
+        if not isinstance(text, str) or not text:
+            return ""
+        room = self.max_kept_bytes - self._kept_bytes
+        size = len(text) if text.isascii() else len(text.encode())
+        if size <= room:
+            self._kept_bytes += size
+            return text
+        self.cut = self.cut or cut_when_full
+        self._kept_bytes = self.max_kept_bytes
+        return text.encode()[:max(room, 0)].decode("utf-8", errors="ignore")
 
     def is_usage_only(self, event: SseEvent) -> bool:
         """True for an event that only reports usage (one llmtap asked for and the client did not)."""
@@ -70,9 +97,20 @@ class WireFormat(ABC):
         provider = get_snapshot().find_provider(None, self.usage_provider_id, None)
         try:
             _, usage = provider.extract_usage(response, api_flavor=self.usage_flavor)
-        except ValueError:
-            return None
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+            return None  # usage in a shape genai-prices does not read: the row says so, the call goes on
         return usage
+
+
+def index_of(value: Any) -> int:
+    """A stream event's `index`-like field as an int (0 when a provider sent something else)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a stream's fields are read as the format documents
+    them, and anything else is skipped rather than trusted."""
+    return value if isinstance(value, dict) else {}
 
 
 def sse_bytes(data: Any, event: str | None = None) -> bytes:

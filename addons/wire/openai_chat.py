@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 
@@ -100,27 +100,32 @@ class ChatStreamAssembler(StreamAssembler):
                 self._head[key] = chunk[key]
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            self._add_choice(choice)
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if isinstance(choice, dict):
+                self._add_choice(choice)
 
     def _add_choice(self, choice: dict[str, Any]) -> None:
-        index = choice.get("index", 0)
+        index = index_of(choice.get("index"))
         slot = self._choices.setdefault(index, {"role": "assistant", "content": [], "tool_calls": {}, "finish": None})
-        delta = choice.get("delta") or {}
+        delta = as_dict(choice.get("delta"))
         if delta.get("role"):
             slot["role"] = delta["role"]
         if delta.get("content"):
-            slot["content"].append(delta["content"])
+            slot["content"].append(self.keep(delta["content"]))
             self.first_token_seen = True
-        for call in delta.get("tool_calls") or []:
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            if not isinstance(call, dict):
+                continue
             self.first_token_seen = True
             merged = slot["tool_calls"].setdefault(
-                call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                index_of(call.get("index")), {"id": None, "type": "function", "function": {"name": [], "arguments": []}}
             )
             merged["id"] = call.get("id") or merged["id"]
-            function = call.get("function") or {}
-            merged["function"]["name"] += function.get("name") or ""
-            merged["function"]["arguments"] += function.get("arguments") or ""
+            function = as_dict(call.get("function"))
+            merged["function"]["name"].append(self.keep(function.get("name")))
+            merged["function"]["arguments"].append(self.keep(function.get("arguments")))
         if choice.get("finish_reason"):
             slot["finish"] = choice["finish_reason"]
 
@@ -135,7 +140,7 @@ class ChatStreamAssembler(StreamAssembler):
         for index, slot in sorted(self._choices.items()):
             message: dict[str, Any] = {"role": slot["role"], "content": "".join(slot["content"]) or None}
             if slot["tool_calls"]:
-                message["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
+                message["tool_calls"] = [_joined_call(slot["tool_calls"][i]) for i in sorted(slot["tool_calls"])]
             choices.append({"index": index, "message": message, "finish_reason": slot["finish"]})
         answer = {**self._head, "object": "chat.completion", "choices": choices}
         if self._usage is not None:
@@ -144,3 +149,8 @@ class ChatStreamAssembler(StreamAssembler):
             answer["error"] = self._error
         return answer
 
+
+def _joined_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call whose name and arguments were gathered piece by piece (a list, not repeated string copies)."""
+    function = {key: "".join(pieces) for key, pieces in call["function"].items()}
+    return {**call, "function": function}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
@@ -97,6 +97,8 @@ class ResponsesStreamAssembler(StreamAssembler):
         self._response: dict[str, Any] | None = None
         self._text: dict[tuple[int, int], list[str]] = {}
         self._items: dict[int, dict[str, Any]] = {}
+        self._item_bytes = 0
+        self._left_out = False  # deltas or items past the cap; they matter only if the final response never comes
         self._error: Any = None
 
     def add(self, event: SseEvent) -> None:
@@ -104,6 +106,7 @@ class ResponsesStreamAssembler(StreamAssembler):
         if data is None:
             return
         kind = data.get("type") or event.name or ""
+        kind = kind if isinstance(kind, str) else ""
         if isinstance(data.get("response"), dict):
             self._response = data["response"]
             if kind == "response.completed":
@@ -111,10 +114,18 @@ class ResponsesStreamAssembler(StreamAssembler):
         elif kind.endswith(".delta"):
             self.first_token_seen = True
             if kind == "response.output_text.delta":
-                key = (data.get("output_index", 0), data.get("content_index", 0))
-                self._text.setdefault(key, []).append(data.get("delta", ""))
+                key = (index_of(data.get("output_index")), index_of(data.get("content_index")))
+                delta = data.get("delta")
+                kept = self.keep(delta, cut_when_full=False)
+                self._left_out = self._left_out or kept != (delta if isinstance(delta, str) else "")
+                self._text.setdefault(key, []).append(kept)
         elif kind == "response.output_item.done" and isinstance(data.get("item"), dict):
-            self._items[data.get("output_index", 0)] = data["item"]
+            # An item repeats its deltas whole; the final response repeats the items. Keep items up to the cap.
+            if self._item_bytes + len(event.raw) <= self.max_kept_bytes:
+                self._item_bytes += len(event.raw)
+                self._items[index_of(data.get("output_index"))] = data["item"]
+            else:
+                self._left_out = True
         elif kind == "error":
             self._error = {k: v for k, v in data.items() if k not in ("type", "sequence_number")}
             self.complete = False
@@ -124,6 +135,7 @@ class ResponsesStreamAssembler(StreamAssembler):
             return {"error": self._error} if self._error is not None else None
         answer = dict(self._response)
         if not answer.get("output") and (self._items or self._text):  # a stream that never finished
+            self.cut = self.cut or self._left_out
             answer["output"] = [self._items[i] for i in sorted(self._items)] or [
                 {"type": "message", "role": "assistant",
                  "content": [{"type": "output_text", "text": "".join(parts)} for _, parts in sorted(self._text.items())]}
