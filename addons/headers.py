@@ -173,8 +173,9 @@ def tags_only(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
 
 
 def _is_number(text: str) -> bool:
-    # ASCII digits only: str.isdigit() accepts characters such as "²" that int() then rejects.
-    return re.fullmatch(r"[0-9]+", text) is not None
+    # ASCII digits only: str.isdigit() accepts characters such as "²" that int() then rejects. At most 12 of them:
+    # no value here needs more, and int() refuses strings over 4,300 digits with a bare ValueError.
+    return re.fullmatch(r"[0-9]{1,12}", text) is not None
 
 
 def _property_user_id(properties: dict[str, str]) -> str | None:
@@ -255,7 +256,10 @@ def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
 def _max_age(cache_control: str | None) -> int:
     # Clients send Cache-Control for their own reasons (no-cache, ...): only a max-age sets the cache's TTL.
     match = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]+)\"?", cache_control or "", re.IGNORECASE)
-    return min(int(match.group(1)), MAX_CACHE_AGE_S) if match else DEFAULT_CACHE_AGE_S
+    if not match:
+        return DEFAULT_CACHE_AGE_S
+    digits = match.group(1)
+    return MAX_CACHE_AGE_S if len(digits) > 12 else min(int(digits), MAX_CACHE_AGE_S)
 
 
 def _session_path(values: dict[str, tuple[str, str]]) -> str | None:
