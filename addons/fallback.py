@@ -4,9 +4,9 @@ Fallbacks come from `Helicone-Fallback-Model` (one model or a comma-separated ch
 `Helicone-Fallbacks`, or config (`fallbacks.models`). A fallback re-sends the same request with only the model (and
 what `bodyKeyOverride` names) rewritten. It stays with the same provider, unless the gateway routes its model
 elsewhere or a Helicone-Fallbacks `target-url` names another configured provider; another provider gets its own
-endpoint and its own key (the target's own `Authorization`, else the key llmtap has for it) — a key is never sent to
-a provider it does not belong to. Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot
-send.
+endpoint and its own key — the target's own `Authorization`, else, on the gateway way in only, the key llmtap has
+for it. A key is never sent to a provider it does not belong to, and a proxy call never spends llmtap's own keys: its
+client brings them. Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot send.
 """
 
 from __future__ import annotations
@@ -132,6 +132,10 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
                  if k.lower() not in CLIENT_KEY_HEADERS and not k.lower().startswith(PROVIDER_HEADER_PREFIXES))
     if any(name in extra for name in CLIENT_KEY_HEADERS):
         return kept
+    if state.way == "proxy":  # the client brings its own keys: llmtap never spends its own for a proxy call
+        raise ValueError(f"fallback to provider {provider.name!r} on the proxy way in: name its key in the "
+                         "Helicone-Fallbacks target's headers (llmtap spends its own provider keys only for gateway "
+                         "calls)")
     if (key := provider.api_key()) is None:
         raise ValueError(f"fallback to provider {provider.name!r}: llmtap has no key for it (set "
                          f"{provider.api_key_env}) and the target names none")
