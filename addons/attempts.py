@@ -58,8 +58,8 @@ class AttemptRunner:
         options = state.options
         has_fallbacks = options.fallback.models or options.fallback.targets or (
             state.model_requested in self.settings.config.fallback_models)
-        if not options.retry.enabled and not has_fallbacks:
-            return
+        if not options.retry.enabled and not has_fallbacks and state.provider_auth_headers is None:
+            return  # mitmproxy sends it; the relay takes calls that retry, fall back, or carry a key kept off the flow
         try:
             targets = plan_targets(flow.request, state, self.settings.config)
         except ValueError as e:

@@ -159,7 +159,7 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
-    from .pipeline import make_addons, mitmproxy_args
+    from .pipeline import install, mitmproxy_args
 
     ensure_ca(config)
     print(banner(config, web), flush=True)
@@ -175,7 +175,7 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
     class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
         def __init__(self, options, *a, **kw):
             super().__init__(options, *a, **kw)
-            self.addons.add(*make_addons())
+            install(self)
 
     source = str(config.source) if config.source else None
     run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web) + extra)

@@ -43,6 +43,7 @@ def plan_targets(request: http.Request, state: CallState, config: Config) -> lis
     assert state.provider is not None
     content = request.get_content() or b""
     headers = tuple((k, v) for k, v in request.headers.items(multi=True) if k.lower() not in PASSED_OVER_HEADERS)
+    headers += tuple((state.provider_auth_headers or {}).items())  # the key that was kept off the flow
     options = state.options.fallback
     model = state.request_body.get("model") if isinstance(state.request_body, dict) else None
     primary = Target(state.provider, model, request.url, headers, content, options.on_codes)

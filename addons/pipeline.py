@@ -44,6 +44,24 @@ def make_addons() -> list[object]:
     ]
 
 
+# mitmproxy's own addons that show, print or save flows. llmtap's addons run before them, so that they only ever see
+# a call whose keys are masked and whose row is written (a flow in mitmweb, a line of mitmdump at any flow_detail, a
+# saved flow file). The built-in addons before these (map/modify options, scripts) still act before llmtap's.
+SHOWS_FLOWS = ("Save", "SaveHar", "Dumper", "View")
+
+
+def install(master) -> list[object]:
+    """Add llmtap's addons to `master`'s chain, before the first addon that shows or saves flows."""
+    addons = make_addons()
+    master.addons.add(*addons)
+    chain = master.addons.chain
+    for addon in addons:
+        chain.remove(addon)
+    at = next((i for i, a in enumerate(chain) if type(a).__name__ in SHOWS_FLOWS), len(chain))
+    chain[at:at] = addons
+    return addons
+
+
 def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[str]:
     """Command-line arguments for mitmdump/mitmweb that make it llmtap as `config` describes."""
     args = []

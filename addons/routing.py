@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
@@ -31,6 +31,10 @@ GATEWAY_ENDPOINTS = {
 class Router:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.flows_shown_in_flight = False  # under mitmweb (its `view` addon), not mitmdump
+
+    def running(self) -> None:
+        self.flows_shown_in_flight = ctx.master.addons.get("view") is not None
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
@@ -94,7 +98,12 @@ class Router:
         for name in CLIENT_KEY_HEADERS:
             flow.request.headers.pop(name, None)
         assert state.wire is not None
-        flow.request.headers.update(state.wire.auth_headers(key))
+        if self.flows_shown_in_flight:
+            # mitmweb shows the live flow while the call is under way: the key goes only on the request llmtap's
+            # relay sends (AttemptRunner), never on the flow.
+            state.provider_auth_headers = state.wire.auth_headers(key)
+        else:
+            flow.request.headers.update(state.wire.auth_headers(key))
         return True
 
 

@@ -13,11 +13,11 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from mitmproxy import contentviews, ctx, http
+from mitmproxy import contentviews, http
 
 from .attempts import TOKEN_HEADER
 from .callstate import METADATA_KEY, get_state
-from .credentials import redact_secrets
+from .credentials import masked_path, redact_secrets
 from .wire import format_for_path, format_named
 from .wire.sse import SseParser
 
@@ -45,6 +45,7 @@ class WebView:
             flow.comment = describe(state.record)
         if state.answered_url:  # show where the answer came from, not llmtap's own retry relay
             flow.request.url = state.answered_url
+            flow.request.path = masked_path(flow.request.path)
             flow.request.headers.pop(TOKEN_HEADER, None)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
@@ -52,9 +53,6 @@ class WebView:
             "comment": flow.comment,
         }
         del flow.metadata[METADATA_KEY]
-        # mitmweb's view addon showed the flow before this one ran: show it again, with the comment.
-        if (view := ctx.master.addons.get("view")) is not None:
-            view.update([flow])
 
 
 def describe(record: dict[str, Any]) -> str:
