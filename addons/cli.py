@@ -89,11 +89,15 @@ def duration_s(text: str) -> float:
 def storage_status(config: Config, as_json: bool) -> int:
     """Print whether rows are reaching the log; 1 when storage is failing or rows were lost, else 0."""
     from .spool import fallback_spool_dir, spool_dir
-    from .store_health import gateway_running, read_health
+    from .store_health import STALE_AFTER_S, age_s, gateway_running, read_health
 
     fallback = fallback_spool_dir(config.storage_path, config.storage.fallback_spool_dir)
     health = read_health(config.storage_path, fallback)
     running = gateway_running(config.storage_path)
+    if health is not None and running and age_s(health) > STALE_AFTER_S:  # it cannot even write its health
+        health.state, health.reason = "failing", (
+            f"the gateway has not updated its health for {age_s(health):.0f} s: nothing beside the log "
+            f"(nor in {fallback}) can be written; last known: {health.reason or health.state}")
     if as_json:
         print(json.dumps({**(asdict(health) if health else {}), "gateway_running": running}))
         return 1 if health and health.failing else 0

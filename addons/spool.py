@@ -165,7 +165,7 @@ class Spool:
         try:
             written = os.write(fd, line)
             if written != len(line):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (wrote {written} of {len(line)} bytes)")
         except OSError as e:
             try:  # a torn line would spoil the next one: cut it off (the reader also skips a torn last line)
                 os.ftruncate(fd, segment.size)
@@ -192,6 +192,30 @@ class Spool:
             logger.error(f"llmtap: cannot append to the spool in {reason}; {then}")
 
     # -- the writer thread's side ---------------------------------------------------------------------------------
+
+    def retry_primary(self) -> None:
+        """While rows go to the fallback (or nowhere), check now and then whether the log's own directory takes
+        them again, so the spool (and the health it reports) recovers without waiting for the next row."""
+        with self._lock:
+            if self.last_error is None or time.monotonic() < self._retry_primary_at:
+                return
+            self._retry_primary_at = time.monotonic() + PRIMARY_RETRY_S
+        probe = self.primary_dir / "probe"
+        try:  # room for a segment's first rows, not just a new name: a full disk still creates files
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, 64 * 1024)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError:
+            return
+        with self._lock:
+            if self._current is not None and self._current.fallback:
+                self._current.closed = True
+                self._current = None
+            self._retry_primary_at = 0.0
+            self.last_error = None
 
     def seal(self) -> None:
         """Close the current segment: the next row starts a new one (so this one can be removed once written)."""
@@ -283,13 +307,12 @@ def count_rows(segment: Segment) -> int:
 
 def encode_row(record: dict[str, Any]) -> bytes:
     """One row as one JSON line; datetimes and Decimals are tagged so `decode_row` gives them back."""
-    text = json.dumps(record, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8", "surrogatepass") + b"\n"  # a lone surrogate comes back as it went in
+    return json.dumps(record, default=_json_default, separators=(",", ":")).encode() + b"\n"  # ASCII: \u escapes
 
 
 def decode_row(line: bytes) -> dict[str, Any]:
     """The row `encode_row` wrote (a `.pending.jsonl` line of older llmtap too)."""
-    return _revive(json.loads(line.decode("utf-8", "surrogatepass")))
+    return _revive(json.loads(line))
 
 
 def _json_default(value: Any) -> Any:

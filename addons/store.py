@@ -389,6 +389,7 @@ class RecordStore:
         if self.fsync_interval_s > 0 and now - self._synced_at >= self.fsync_interval_s:
             self.spool.sync()
             self._synced_at = now
+        self.spool.retry_primary()
         if self._stuck_segments:
             for segment in self.spool.segments():
                 if segment.seq in self._stuck_segments:
@@ -455,7 +456,7 @@ class RecordStore:
         if self._failing and now - self._failure_logged_at >= LOG_EVERY_S:
             self._failure_logged_at = now
             logger.error(f"llmtap: cannot write to {self.path}: {reason}; {self.rows_waiting:,} rows wait "
-                         f"({self._where_rows_wait()}); retrying at least every {MAX_BACKOFF_S:g} s")
+                         f"{self._where_rows_wait()}; retrying at least every {MAX_BACKOFF_S:g} s")
 
     def _storage_ok(self) -> None:
         if self._failure_started is None:
@@ -472,7 +473,7 @@ class RecordStore:
         where = self.spool.current_dir
         if where is None:
             return "in memory" if self._memory else "in the spool"
-        return f"in the spool {where}" + (" (the fallback)" if where == self.spool.fallback_dir else "")
+        return f"in the {'fallback ' if where == self.spool.fallback_dir else ''}spool {where}"
 
     def _write_health(self, force: bool = False) -> None:
         """The health file, at most once a second unless the state changed."""

@@ -18,6 +18,7 @@ from .spool import spool_dir
 
 HEALTH_BYTES = 4096
 FALLBACK_NAME = "health.json"
+STALE_AFTER_S = 10.0  # a running gateway rewrites its health every second or so; older means it cannot
 
 
 @dataclass
@@ -75,6 +76,14 @@ def read_health(db_path: Path, fallback_dir: Path) -> Health | None:
     """The newest health a gateway wrote for this log, or None when none ever did."""
     found = [h for h in (_read(health_path(db_path)), _read(fallback_dir / FALLBACK_NAME)) if h is not None]
     return max(found, key=lambda h: h.updated_at, default=None)
+
+
+def age_s(health: Health) -> float:
+    """Seconds since the health was written."""
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(health.updated_at)).total_seconds()
+    except ValueError:
+        return float("inf")
 
 
 def gateway_running(db_path: Path) -> bool:

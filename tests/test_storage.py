@@ -117,3 +117,134 @@ def test_kill_9_mid_burst_loses_no_answered_call_and_duplicates_none(fresh_gatew
     assert not missing, f"{len(missing)} answered calls have no row:\n{gateway.output()[-3000:]}"
     assert max(counts.values()) == 1, f"rows written twice: {[i for i, n in counts.items() if n > 1][:5]}"
     print(f"{len(answered)} answered, {len(set(answered) - set(in_log_at_kill))} of them only in the spool at the kill")
+
+
+@dataclass
+class SmallDisk:
+    """A tmpfs of the test's own: filled, freed and remounted read-only under a running gateway."""
+
+    path: Path
+
+    def fill(self) -> None:
+        stat = os.statvfs(self.path)
+        subprocess.run(["fallocate", "-l", str(stat.f_bavail * stat.f_frsize), str(self.path / "filler")], check=True)
+
+    def free(self) -> None:
+        (self.path / "filler").unlink()
+
+    def remount(self, mode: str) -> None:
+        """`ro` or `rw`; retried while a file is open for writing on it (for a moment, during a write)."""
+        for _ in range(200):
+            result = subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], capture_output=True, text=True)
+            if result.returncode == 0:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"remount,{mode} failed: {result.stderr}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"the full/read-only disk tests mount a tmpfs, which is not permitted here "
+                    f"({mounted.stderr.strip() or 'mount failed'}); run them as root or with CAP_SYS_ADMIN")
+    try:
+        yield SmallDisk(mount_point)
+    finally:
+        for _ in range(100):  # a gateway that is still exiting may hold a file for a moment
+            if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "-l", str(mount_point)])
+
+
+def llmtap(gateway, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmtap.cli", *args, "--config", str(gateway.config_path)],
+                          cwd=gateway.workdir, env=gateway.env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def gateway_on(small_disk, fresh_gateway):
+    """Start a gateway whose log is on the small disk (set up before, so torn down after, the gateways)."""
+
+    def start(fallback: Path):
+        db_path = small_disk.path / "llmtap.duckdb"
+        gateway = fresh_gateway({"storage": {"path": str(db_path), "fallback_spool_dir": str(fallback),
+                                             "shutdown_wait_s": 1}})
+        gateway.db_path = db_path
+        return gateway
+
+    return start
+
+
+def calls(gateway, run: str, n: int) -> list[str]:
+    client = client_for(gateway)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda i: ask(client, run, i), range(n)))
+
+
+def wait_for(check, timeout_s: float = 20, every_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(every_s)
+
+
+def test_a_full_disk_fails_loudly_keeps_every_answered_row_and_writing_resumes_when_space_returns(
+        small_disk, gateway_on, tmp_path):
+    fallback = tmp_path / "fallback"
+    gateway = gateway_on(fallback)
+    before = calls(gateway, "full", 10)
+    assert set(wait_for_rows(gateway.db_path, "full", before)) == set(before)
+
+    small_disk.fill()
+    during = calls(gateway, "full", 60)  # every call still answered 200
+    status = wait_for(lambda: (s := llmtap(gateway, "status")).returncode != 0 and "cannot write to" in s.stdout and s)
+    assert status, f"llmtap status did not report the full disk:\n{llmtap(gateway, 'status').stdout}"
+    assert "No space left on device" in status.stdout and str(fallback) in status.stdout, status.stdout
+    sql = llmtap(gateway, "sql", "SELECT count(*) AS n FROM requests")
+    assert "warning: the log is missing rows" in sql.stderr, sql.stderr
+
+    small_disk.free()
+    counts = wait_for_rows(gateway.db_path, "full", before + during)
+    assert set(counts) == set(before + during), f"{len(set(during) - set(counts))} rows missing after space returned"
+    assert max(counts.values()) == 1
+    assert wait_for(lambda: llmtap(gateway, "status").returncode == 0), llmtap(gateway, "status").stdout
+    log = gateway.output()
+    assert "cannot write to" in log and "writing to" in log and "again after" in log, log[-3000:]
+    assert log.count("cannot write to") <= 3, "a storage failure is logged at intervals, not per row or per retry"
+
+
+def test_a_read_only_disk_at_shutdown_keeps_the_rows_for_the_next_start(small_disk, gateway_on, tmp_path):
+    fallback = tmp_path / "fallback"
+    gateway = gateway_on(fallback)
+    answered = calls(gateway, "readonly", 20)
+    small_disk.remount("ro")
+    answered += calls(gateway, "readonly", 20)  # answered while nothing can be written beside the log
+    gateway.process.terminate()
+    assert gateway.process.wait(60) == 0, gateway.output()[-3000:]  # every row was kept somewhere
+    assert list(fallback.glob("*/*.jsonl")), "rows the read-only disk refused wait in the fallback spool"
+    assert "the next start writes them" in gateway.output()
+
+    small_disk.remount("rw")
+    gateway.launch()
+    counts = wait_for_rows(gateway.db_path, "readonly", answered)
+    assert set(counts) == set(answered), f"{len(set(answered) - set(counts))} rows lost:\n{gateway.output()[-3000:]}"
+    assert max(counts.values()) == 1
+    assert wait_for(lambda: not list(fallback.glob("*/*.jsonl"))), "the fallback spool is emptied once written"
+
+
+def test_rows_nothing_could_keep_make_the_exit_status_say_so(small_disk, gateway_on):
+    gateway = gateway_on(small_disk.path / "fallback")  # no way off the disk
+    calls(gateway, "lost", 5)
+    small_disk.remount("ro")
+    calls(gateway, "lost", 10)  # answered; their rows can only wait in memory
+    gateway.process.terminate()
+    assert gateway.process.wait(60) == 1, gateway.output()[-3000:]
+    assert "rows could not be kept anywhere" in gateway.output()
