@@ -218,11 +218,13 @@ class Spool:
             self.last_error = None
 
     def seal(self) -> None:
-        """Close the current segment: the next row starts a new one (so this one can be removed once written)."""
+        """Close the current segment: the next row starts a new one, in the log's own directory if it can be
+        written (and this one can be removed once its rows are in DuckDB)."""
         with self._lock:
             if self._current is not None:
                 self._current.closed = True
                 self._current = None
+            self._retry_primary_at = 0.0
 
     @property
     def current_dir(self) -> Path | None:

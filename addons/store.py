@@ -193,6 +193,8 @@ class RecordStore:
                     break
             except Exception:  # a bug must not end logging: the rows are still in the spool
                 logger.exception("llmtap: the store's writer failed; it carries on")
+                if self._stopping.is_set() and time.monotonic() - self._closing_since > self.shutdown_wait_s:
+                    break
                 time.sleep(MAX_BACKOFF_S)
         try:
             self._finish()
@@ -398,13 +400,12 @@ class RecordStore:
 
     def _finish(self) -> None:
         """After the last batch: rows still in memory go to the spool (or are lost); written segments go."""
+        self.spool.seal()  # and try the log's own directory first again
         with self._memory_lock:
             left, self._memory = list(self._memory), deque()
-        lost = sum(1 for record in left if not self._spool_at_exit(record))
-        self.rows_lost += lost
+        self.rows_lost += sum(1 for record in left if not self._spool_at_exit(record))
         if self.fsync_interval_s > 0:
             self.spool.sync()
-        self.spool.seal()
         for segment in self.spool.segments():
             if self._committed.get(segment.seq, 0) >= self.spool.file_size(segment):
                 self._release(segment)

@@ -23,7 +23,10 @@ from pathlib import Path
 import openai
 import pytest
 
+from llmtap import cli
+from llmtap.spool import Spool, encode_row
 from llmtap.store import RecordStore, connect
+from llmtap.store_health import Health, HealthFile, health_path
 
 
 def row(i: int, **changes) -> dict:
@@ -57,6 +60,56 @@ def test_a_few_refused_rows_in_a_big_batch_cost_one_connection_and_lose_no_good_
     assert (store.rows_salvaged, store.rows_rejected, store.written) == (2, 1, 2999)
     assert store.connections_opened == 1, "refused rows must be found within one connection, not one per row"
     assert not store.spill_path.exists(), "a spool whose rows are all written is removed"
+
+
+def test_a_spool_left_by_a_crash_is_replayed_without_its_torn_last_line_nor_rows_already_written(tmp_path):
+    db_path = tmp_path / "log.duckdb"
+    rows = [row(i) for i in range(5)]
+    first = RecordStore(db_path)
+    first.open()
+    first.append(rows[1])
+    first.close()  # row-1 is in DuckDB; a crashed run leaves its spool behind, written rows included:
+    spool = first.spill_path
+    spool.mkdir()
+    (spool / "000000000007.jsonl").write_bytes(b"".join(encode_row(r) for r in rows[1:3]) + encode_row(rows[3])[:40])
+    db_path.with_name(db_path.name + ".pending.jsonl").write_bytes(encode_row(rows[4]))  # older llmtap's spill
+
+    second = RecordStore(db_path)
+    second.open()
+    second.close()
+    with connect(db_path, read_only=True) as db:
+        ids = sorted(r[0] for r in db.execute("SELECT request_id FROM requests").fetchall())
+    assert ids == ["row-1", "row-2", "row-4"]
+    assert second.rows_already_written == 1
+    assert not spool.exists() and not db_path.with_name(db_path.name + ".pending.jsonl").exists()
+
+
+@pytest.mark.parametrize("interval_s", [0, 0.01])
+def test_the_spool_is_fsynced_only_when_an_interval_is_set(tmp_path, interval_s):
+    store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.01, fsync_interval_s=interval_s)
+    store.open()
+    for i in range(5):
+        store.append(row(i))
+        time.sleep(0.03)
+    store.close()
+    assert (store.spool.fsyncs > 0) == (interval_s > 0)
+
+
+def test_status_fails_when_a_running_gateway_cannot_even_write_its_health(tmp_path, capsys):
+    db_path = tmp_path / "log.duckdb"
+    (tmp_path / "llmtap.yaml").write_text(f"storage: {{path: {db_path}, fallback_spool_dir: {tmp_path / 'fb'}}}\n")
+    holder = Spool(db_path, tmp_path / "fb")
+    holder.open()  # as a running gateway does
+    try:
+        HealthFile(db_path, holder.fallback_dir).write(Health())
+        assert cli.main(["status", "--config", str(tmp_path / "llmtap.yaml")]) == 0
+        stale = json.loads(health_path(db_path).read_text())
+        stale["updated_at"] = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat()
+        health_path(db_path).write_text(json.dumps(stale))
+        assert cli.main(["status", "--config", str(tmp_path / "llmtap.yaml")]) == 1
+        assert "has not updated its health for 60 s" in capsys.readouterr().out
+    finally:
+        holder.close()
 
 
 def ask(client: openai.OpenAI, run: str, i: int) -> str:
