@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -146,7 +147,10 @@ class Spool:
         self._next_seq += 1
         path = directory / f"{seq:012d}.jsonl"
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if fallback:
+                private_dir(directory)
+            else:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except OSError as e:
             self._failed(directory, e)
@@ -296,6 +300,16 @@ class Spool:
 
     def _leftover(self, path: Path, fallback: bool) -> Segment:
         return Segment(int(path.stem), path, fallback, leftover=True, closed=True, size=path.stat().st_size)
+
+
+def private_dir(directory: Path) -> None:
+    """Make `directory` (mode 0700) or check that an existing one is ours alone: a fallback under a shared temp
+    directory could have been made by another user to read the rows (bodies included)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(errno.EPERM, f"not a private directory of this user (mode {stat.filemode(info.st_mode)}, "
+                                   f"owner uid {info.st_uid})")
 
 
 def count_rows(segment: Segment) -> int:

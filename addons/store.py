@@ -40,7 +40,7 @@ from typing import Any
 import duckdb
 
 from .migrations import migrate
-from .spool import Segment, Spool, count_rows, decode_row, encode_row
+from .spool import Segment, Spool, count_rows, decode_row, encode_row, private_dir
 from .store_health import Health, HealthFile, now_iso
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,8 @@ class RecordStore:
             line = (json.dumps(record, default=repr) + "\n").encode()
         for path in (self.rejected_path, self.spool.fallback_dir / self.rejected_path.name):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.parent == self.spool.fallback_dir:
+                    private_dir(path.parent)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
                     if os.write(fd, line) == len(line):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .spool import spool_dir
+from .spool import private_dir, spool_dir
 
 HEALTH_BYTES = 4096
 FALLBACK_NAME = "health.json"
@@ -65,7 +65,7 @@ class HealthFile:
                 self._fallback_used = False
             return True
         try:
-            self.fallback_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.fallback_path.parent)
         except OSError:
             return False
         self._fallback_used = _write_in_place(self.fallback_path, data)
