@@ -130,7 +130,8 @@ def warn_if_storage_unhealthy(config: Config) -> None:
     from .spool import fallback_spool_dir
     from .store_health import read_health
 
-    health = read_health(config.storage_path, fallback_spool_dir(config.storage_path, config.storage.fallback_spool_dir))
+    fallback = fallback_spool_dir(config.storage_path, config.storage.fallback_spool_dir)
+    health = read_health(config.storage_path, fallback)
     if health is not None and health.failing:
         print(f"llmtap: warning: the log is missing rows ({health.reason}); {health.rows_waiting:,} wait, "
               f"{health.rows_lost:,} lost. See `llmtap status`.", file=sys.stderr)

@@ -6,7 +6,6 @@ always unmount it. Every other part is real: the `llmtap start` process, the ope
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
