@@ -16,7 +16,8 @@ spool is removed once all its rows are in DuckDB. The writer never dies; it tell
   `storage.max_memory_rows`; past that they are lost and counted). The state shows in the health file
   (store_health.py, `llmtap status`) and as an ERROR log line every `LOG_EVERY_S`.
 - one row's values (DuckDB refuses them): the batch is bisected within one connection to find the refused rows; each
-  is written without its bodies, saying why, and one still refused is kept in `<log>.rejected.jsonl`.
+  is written without its bodies, saying why, and one still refused is kept in `<log>.rejected.jsonl`
+  (batch_writer.py).
 At shutdown DuckDB has `shutdown_wait_s` to take what is left; rows it did not take stay in the spool for the next
 start. `rows_lost` counts the rows nothing could keep (the gateway then exits with status 1).
 """
@@ -24,59 +25,29 @@ start. `rows_lost` counts the rows nothing could keep (the gateway then exits wi
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from .batch_writer import BatchWriter, Entry, StorageFailure, connect
 from .migrations import migrate
-from .spool import Segment, Spool, count_rows, decode_row, encode_row, private_dir
+from .spool import Segment, Spool, count_rows, decode_row, encode_row
 from .store_health import Health, HealthFile, now_iso
 
 logger = logging.getLogger(__name__)
 
-TABLE = "requests"
 MAX_BACKOFF_S = 2.0  # a storage failure is retried at least this often
 FAILING_AFTER_S = 2.0  # a failure shorter than this (a reader holding the file a moment) is not reported
 LOG_EVERY_S = 30.0
 TICK_S = 1.0  # the writer's pace when idle: health file, fsync, removing written segments
-STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException, duckdb.PermissionException,
-                  duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
-STORAGE_WORDS = ("no space left", "read-only file system", "disk quota", "has been invalidated", "could not write",
-                 "could not read", "input/output error", "could not set lock")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class StorageFailure(Exception):
-    """The file or its disk refused a write: every row waits and is retried, none is blamed."""
-
-
-def is_storage_error(error: BaseException) -> bool:
-    """Whether `error` is about the file or disk (retry later) rather than one row's values (salvage the row)."""
-    return isinstance(error, STORAGE_ERRORS) or any(word in str(error).lower() for word in STORAGE_WORDS)
-
-
-@dataclass
-class _Entry:
-    record: dict[str, Any]
-    from_memory: bool
-    leftover: bool  # from a previous run's spool: DuckDB may have it already
-    done: bool = False  # in DuckDB or in the rejected file
-
-
 @dataclass
 class _Batch:
-    entries: list[_Entry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     read_to: dict[int, int] = field(default_factory=dict)  # spool segment seq -> offset read up to
     finished: list[Segment] = field(default_factory=list)  # closed segments read to their end
     spool_rows: int = 0  # lines read from the spool (unreadable ones included)
@@ -91,7 +62,7 @@ class RecordStore:
                  fallback_spool_dir: Path | None = None, max_batch_bytes: int = 64 * 1024 * 1024):
         self.path = path
         self.spool = Spool(path, fallback_spool_dir)
-        self.rejected_path = path.with_name(path.name + ".rejected.jsonl")  # rows DuckDB refused even without bodies
+        self.batches = BatchWriter(path, path.with_name(path.name + ".rejected.jsonl"), self.spool.fallback_dir)
         self.health_file = HealthFile(path, self.spool.fallback_dir)
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch
@@ -99,13 +70,7 @@ class RecordStore:
         self.shutdown_wait_s = shutdown_wait_s
         self.fsync_interval_s = fsync_interval_s
         self.max_memory_rows = max_memory_rows
-        # Counters a user (and a test) can read; written by the writer thread only, except rows_lost.
-        self.written = 0
-        self.rows_salvaged = 0  # written without their bodies
-        self.rows_rejected = 0  # kept in the rejected file
-        self.rows_lost = 0
-        self.rows_already_written = 0  # replayed rows DuckDB had already
-        self.connections_opened = 0  # by the writer; one per batch (and per retry), however many rows it refuses
+        self.rows_lost = 0  # rows nothing could keep (more counters: `batches`)
         self._memory: deque[dict[str, Any]] = deque()  # rows no spool could take
         self._memory_lock = threading.Lock()
         self._committed: dict[int, int] = {}  # spool segment seq -> offset whose rows are all in DuckDB
@@ -129,6 +94,11 @@ class RecordStore:
     def spill_path(self) -> Path:
         """Where rows DuckDB has not taken yet wait (the spool directory; the name older llmtap used)."""
         return self.spool.primary_dir
+
+    @property
+    def written(self) -> int:
+        """Rows written to DuckDB since `open`."""
+        return self.batches.written
 
     @property
     def rows_waiting(self) -> int:
@@ -231,7 +201,7 @@ class RecordStore:
                 except ValueError as e:
                     logger.warning(f"llmtap: skipping an unreadable line of {segment.path}: {e}")
                     continue
-                batch.entries.append(_Entry(record, from_memory=False, leftover=segment.leftover))
+                batch.entries.append(Entry(record, from_memory=False, leftover=segment.leftover))
             batch.spool_rows += len(lines)
             rows_left -= len(lines)
             bytes_left -= end - offset
@@ -247,7 +217,7 @@ class RecordStore:
         if rows_left > 0:
             with self._memory_lock:
                 waiting = list(itertools.islice(self._memory, rows_left))
-            batch.entries += [_Entry(record, from_memory=True, leftover=False) for record in waiting]
+            batch.entries += [Entry(record, from_memory=True, leftover=False) for record in waiting]
             batch.memory_rows = len(waiting)
         return batch
 
@@ -259,7 +229,7 @@ class RecordStore:
                 self._storage_ok()
                 return True
             try:
-                self._write(pending)
+                self.batches.write(pending)
             except StorageFailure as e:
                 self._storage_failed(str(e))
                 self._tick()
@@ -272,98 +242,6 @@ class RecordStore:
                 time.sleep(wait)
                 wait = min(wait * 2, MAX_BACKOFF_S)
 
-    def _write(self, entries: list[_Entry]) -> None:
-        """Append `entries` through one connection, marking each done as it lands."""
-        try:
-            with connect(self.path, timeout_s=0) as db:
-                self.connections_opened += 1
-                self._skip_already_written(db, entries)
-                self._append_bisecting(db, [e for e in entries if not e.done])
-        except StorageFailure:
-            raise
-        except Exception as e:  # anything else outside one row's values: wait and retry, never drop
-            raise StorageFailure(_first_line(e)) from e
-
-    def _append_bisecting(self, db: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
-        """Append all; when DuckDB refuses a part for its values, split it until the refused rows stand alone."""
-        parts = [entries] if entries else []
-        while parts:
-            part = parts.pop()
-            try:
-                _append(db, [e.record for e in part])
-            except Exception as e:
-                if is_storage_error(e):
-                    raise StorageFailure(_first_line(e)) from e
-                if len(part) == 1:
-                    self._salvage(db, part[0], _first_line(e))
-                else:
-                    middle = len(part) // 2
-                    parts += [part[middle:], part[:middle]]  # the first half is tried first
-                continue
-            for entry in part:
-                entry.done = True
-            self.written += len(part)
-
-    def _salvage(self, db: duckdb.DuckDBPyConnection, entry: _Entry, reason: str) -> None:
-        """A row DuckDB refuses (a body it cannot take as JSON, say) is written without its bodies, saying why;
-        one it still refuses is kept in the rejected file, never retried in a loop."""
-        record = entry.record
-        salvaged = {**record, "request_body": None, "response_body": None,
-                    "error": "; ".join(filter(None, [_text(record.get("error")), f"bodies not stored: {reason}"]))}
-        try:
-            _append(db, [salvaged])
-        except Exception as e:
-            if is_storage_error(e):
-                raise StorageFailure(_first_line(e)) from e
-            self._reject(record, _first_line(e))
-        else:
-            self.written += 1
-            self.rows_salvaged += 1
-        entry.done = True
-
-    def _reject(self, record: dict[str, Any], reason: str) -> None:
-        try:
-            line = encode_row(record)
-        except (TypeError, ValueError):
-            line = (json.dumps(record, default=repr) + "\n").encode()
-        for path in (self.rejected_path, self.spool.fallback_dir / self.rejected_path.name):
-            try:
-                if path.parent == self.spool.fallback_dir:
-                    private_dir(path.parent)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                try:
-                    if os.write(fd, line) == len(line):
-                        break
-                finally:
-                    os.close(fd)
-            except OSError:
-                continue
-        else:
-            raise StorageFailure(f"cannot keep a refused row in {self.rejected_path}")
-        self.rows_rejected += 1
-        logger.error(f"llmtap: DuckDB refused the row of {record.get('request_id')} even without bodies ({reason}); "
-                     f"kept in {path}")
-
-    def _skip_already_written(self, db: duckdb.DuckDBPyConnection, entries: list[_Entry]) -> None:
-        """Replayed rows DuckDB already has (written just before a crash) are not written twice."""
-        keys = {}
-        for entry in entries:
-            request_id, created_at = entry.record.get("request_id"), entry.record.get("created_at")
-            if entry.leftover and not entry.done and isinstance(request_id, str) and isinstance(created_at, datetime):
-                keys[entry.record["request_id"], _epoch_us(created_at)] = entry
-        if not keys:
-            return
-        times = [entry.record["created_at"] for entry in keys.values()]
-        found = db.execute(
-            f"SELECT request_id, epoch_us(created_at) FROM {TABLE} WHERE created_at BETWEEN ? AND ? "
-            "AND request_id IN (SELECT unnest(?::VARCHAR[]))",
-            [min(times), max(times), list({request_id for request_id, _ in keys})],
-        ).fetchall()
-        for key in found:
-            if key in keys and not keys[key].done:
-                keys[key].done = True
-                self.rows_already_written += 1
-
     def _commit(self, batch: _Batch) -> None:
         """The batch is in DuckDB: move past it in the spool and the memory queue, remove finished segments."""
         self._committed.update(batch.read_to)
@@ -375,8 +253,8 @@ class RecordStore:
         for segment in batch.finished:
             self._release(segment)
         if self._leftover_rows and not any(s.leftover for s in self.spool.segments()):
-            logger.info(f"llmtap: replayed the previous run's spool ({self.rows_already_written:,} rows were "
-                        "already in the log)")
+            logger.info(f"llmtap: replayed the previous run's spool "
+                        f"({self.batches.rows_already_written:,} rows were already in the log)")
             self._spool_rows_done -= self._leftover_rows
             self._leftover_rows = 0
 
@@ -501,55 +379,3 @@ class RecordStore:
         self._health_written_at = now
 
 
-def _append(db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
-    """Append rows in one transaction: all land or none."""
-    columns = list(dict.fromkeys(column for record in records for column in record))  # a short row leaves NULLs
-    appender = None
-    db.begin()
-    try:
-        appender = db.appender(TABLE, columns=columns)
-        appender.append_rows([tuple(record.get(c) for c in columns) for record in records])
-        appender.flush()
-        db.commit()
-    except BaseException:
-        if appender is not None:
-            try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
-                appender.clear()
-            except Exception:
-                pass
-        try:
-            db.rollback()
-        except Exception:
-            pass
-        raise
-
-
-@contextmanager
-def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the file, waiting up to `timeout_s` while another process holds it; closed on exit."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            db = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-def _epoch_us(at: datetime) -> int:
-    aware = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    return (aware - EPOCH) // timedelta(microseconds=1)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)

@@ -54,10 +54,10 @@ def test_a_few_refused_rows_in_a_big_batch_cost_one_connection_and_lose_no_good_
     assert set(written) == {f"row-{i}" for i in range(3000)} - {"row-1500"}
     assert "bodies not stored" in written["row-700"] and "bodies not stored" in written["row-2100"]
     assert bodies == (None, None)
-    rejected = [json.loads(line) for line in store.rejected_path.read_text().splitlines()]
+    rejected = [json.loads(line) for line in store.batches.rejected_path.read_text().splitlines()]
     assert [r["request_id"] for r in rejected] == ["row-1500"]
-    assert (store.rows_salvaged, store.rows_rejected, store.written) == (2, 1, 2999)
-    assert store.connections_opened == 1, "refused rows must be found within one connection, not one per row"
+    assert (store.batches.rows_salvaged, store.batches.rows_rejected, store.written) == (2, 1, 2999)
+    assert store.batches.connections_opened == 1, "refused rows must be found within one connection, not one per row"
     assert not store.spill_path.exists(), "a spool whose rows are all written is removed"
 
 
@@ -79,7 +79,7 @@ def test_a_spool_left_by_a_crash_is_replayed_without_its_torn_last_line_nor_rows
     with connect(db_path, read_only=True) as db:
         ids = sorted(r[0] for r in db.execute("SELECT request_id FROM requests").fetchall())
     assert ids == ["row-1", "row-2", "row-4"]
-    assert second.rows_already_written == 1
+    assert second.batches.rows_already_written == 1
     assert not spool.exists() and not db_path.with_name(db_path.name + ".pending.jsonl").exists()
 
 
