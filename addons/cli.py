@@ -7,6 +7,7 @@ import csv
 import json
 import shlex
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     clear_parser.add_argument("--older-than", type=duration_s, metavar="AGE",
                              help="only answers stored longer ago than AGE: 90s, 30m, 12h, 7d")
 
+    status = commands.add_parser("status", help="is every call reaching the log? (exit status 1 when not)")
+    status.add_argument("--config")
+    status.add_argument("--json", action="store_true", help="the health record as JSON")
+
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -57,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         ensure_ca(config)
         print(env_lines(config))
         return 0
+    if args.command == "status":
+        return storage_status(config, args.json)
     if args.command == "cache":
-        return cache_stats(config, args.days) if args.cache_command == "stats" else cache_clear(config, args.older_than)
+        if args.cache_command == "stats":
+            warn_if_storage_unhealthy(config)
+            return cache_stats(config, args.days)
+        return cache_clear(config, args.older_than)
+    warn_if_storage_unhealthy(config)
     return run_sql(config, args.query, args.format)
 
 
@@ -73,6 +84,57 @@ def duration_s(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an age such as 90s, 30m, 12h or 7d, got {text!r}")
     return value
+
+
+def storage_status(config: Config, as_json: bool) -> int:
+    """Print whether rows are reaching the log; 1 when storage is failing or rows were lost, else 0."""
+    from .spool import fallback_spool_dir, spool_dir
+    from .store_health import STALE_AFTER_S, age_s, gateway_running, read_health
+
+    fallback = fallback_spool_dir(config.storage_path, config.storage.fallback_spool_dir)
+    health = read_health(config.storage_path, fallback)
+    running = gateway_running(config.storage_path)
+    if health is not None and running and age_s(health) > STALE_AFTER_S:  # it cannot even write its health
+        health.state, health.reason = "failing", (
+            f"the gateway has not updated its health for {age_s(health):.0f} s: nothing beside the log "
+            f"(nor in {fallback}) can be written; last known: {health.reason or health.state}")
+    if as_json:
+        print(json.dumps({**(asdict(health) if health else {}), "gateway_running": running}))
+        return 1 if health and health.failing else 0
+    lines = [f"log          {config.storage_path.resolve()}"]
+    if health is None:
+        lines.append("state        unknown: no gateway has written this log yet")
+        print("\n".join(lines))
+        return 0
+    pid = f" (pid {health.pid})" if running else ""
+    crashed = not running and health.running  # it never wrote its final state
+    lines += [
+        f"gateway      {'running' if running else 'not running'}{pid}"
+        + (": it stopped without shutting down; the next start replays its spool" if crashed else ""),
+        f"state        {health.state} since {health.since}",
+    ]
+    if health.reason:
+        lines.append(f"reason       {health.reason}")
+    lines += [
+        f"rows         {health.rows_waiting:,} waiting, {health.rows_lost:,} lost, "
+        f"{health.rows_written:,} written since the gateway started",
+        f"spool        {health.spool or spool_dir(config.storage_path)}",
+        f"updated      {health.updated_at}",
+    ]
+    print("\n".join(lines))
+    return 1 if health.failing else 0
+
+
+def warn_if_storage_unhealthy(config: Config) -> None:
+    """One line on stderr when the log is missing rows, so a reader does not take a partial log for the whole."""
+    from .spool import fallback_spool_dir
+    from .store_health import read_health
+
+    fallback = fallback_spool_dir(config.storage_path, config.storage.fallback_spool_dir)
+    health = read_health(config.storage_path, fallback)
+    if health is not None and health.failing:
+        print(f"llmtap: warning: the log is missing rows ({health.reason}); {health.rows_waiting:,} wait, "
+              f"{health.rows_lost:,} lost. See `llmtap status`.", file=sys.stderr)
 
 
 def cache_stats(config: Config, days: int) -> int:
@@ -178,7 +240,12 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
             install(self)
 
     source = str(config.source) if config.source else None
-    run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web) + extra)
+    master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web) + extra)
+    store = getattr(master.addons.get("recorder"), "store", None)
+    if store is not None and store.rows_lost:
+        print(f"llmtap: {store.rows_lost:,} rows could not be kept anywhere (not in {store.path}, its spool or the "
+              "fallback spool): exit status 1", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -70,7 +70,7 @@ PROVIDER_KEYS = {
     "inject_stream_usage",
 }
 DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
-STORAGE_KEYS = {"path", "spool_fsync_interval_s", "max_memory_rows"}
+STORAGE_KEYS = {"path", "spool_fsync_interval_s", "max_memory_rows", "fallback_spool_dir", "shutdown_wait_s"}
 LIMIT_KEYS = {"max_header_count", "max_header_bytes", "max_request_bytes", "max_logged_body_bytes",
               "client_idle_timeout_s"}
 PRICE_KEYS = {"model", "provider", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
@@ -189,6 +189,8 @@ class StorageOptions:
 
     spool_fsync_interval_s: float = 0.0  # 0: never fsync (a process crash loses nothing; power loss may)
     max_memory_rows: int = 100_000  # rows held in memory while DuckDB cannot take them, before they go to disk
+    fallback_spool_dir: Path | None = None  # where rows are spooled when the log's own directory cannot take them
+    shutdown_wait_s: float = 15.0  # at shutdown, how long DuckDB may take the last rows before they wait in the spool
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,10 @@ def parse_config(raw: Any, source: Path | None) -> Config:
                                            0, 3600),
             max_memory_rows=_number(storage.get("max_memory_rows", StorageOptions.max_memory_rows),
                                     "storage.max_memory_rows", 100, 10_000_000, whole=True),
+            fallback_spool_dir=(Path(_string(storage["fallback_spool_dir"], "storage.fallback_spool_dir"))
+                                if storage.get("fallback_spool_dir") is not None else None),
+            shutdown_wait_s=_number(storage.get("shutdown_wait_s", StorageOptions.shutdown_wait_s),
+                                    "storage.shutdown_wait_s", 0, 3600),
         ),
         shutdown_drain_s=_number(shutdown.get("drain_s", 10), "shutdown.drain_s", 0, 600),
     )

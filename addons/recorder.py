@@ -38,7 +38,10 @@ class Recorder:
             return
         if self.store is not None:
             self.store.close()
-        store = RecordStore(path)
+        options = self.settings.config.storage
+        store = RecordStore(path, shutdown_wait_s=options.shutdown_wait_s,
+                            fsync_interval_s=options.spool_fsync_interval_s, max_memory_rows=options.max_memory_rows,
+                            fallback_spool_dir=options.fallback_spool_dir)
         try:
             store.open()
         except Exception as e:  # a locked, corrupt or unwritable file: say so at start-up, not per request
@@ -54,7 +57,10 @@ class Recorder:
     def done(self) -> None:
         if self.store is not None:
             self.store.close()
-            logger.info(f"llmtap: {self.store.written} rows written to {self.store.path}")
+            logger.info(f"llmtap: {self.store.written} rows written to {self.store.path}"
+                        + (f", {self.store.rows_waiting} wait in its spool for the next start"
+                           if self.store.rows_waiting else "")
+                        + (f", {self.store.rows_lost} LOST" if self.store.rows_lost else ""))
 
     def _record(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)

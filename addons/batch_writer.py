@@ -1,0 +1,213 @@
+"""Writing one batch of rows into DuckDB: one connection, refused rows found by bisection, nothing written twice.
+
+`BatchWriter.write` appends a batch in one transaction. When DuckDB refuses it for one row's values, the batch is
+split in halves within the same connection until the refused rows stand alone (a few thousand rows with a couple of
+bad ones cost a few dozen appends, not one open/close per row); each is written without its bodies, saying why, and
+one still refused is kept in the rejected file. A failure of the file or disk instead (`is_storage_error`) raises
+`StorageFailure` and blames no row: the caller retries the rows not yet marked done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .spool import encode_row, private_dir
+
+logger = logging.getLogger(__name__)
+
+TABLE = "requests"
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException, duckdb.PermissionException,
+                  duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
+STORAGE_WORDS = ("no space left", "read-only file system", "disk quota", "has been invalidated", "could not write",
+                 "could not read", "input/output error", "could not set lock")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class StorageFailure(Exception):
+    """The file or its disk refused a write: every row waits and is retried, none is blamed."""
+
+
+def is_storage_error(error: BaseException) -> bool:
+    """Whether `error` is about the file or disk (retry later) rather than one row's values (salvage the row)."""
+    return isinstance(error, STORAGE_ERRORS) or any(word in str(error).lower() for word in STORAGE_WORDS)
+
+
+@dataclass
+class Entry:
+    """One row on its way into DuckDB."""
+
+    record: dict[str, Any]
+    from_memory: bool
+    leftover: bool  # from a previous run's spool: DuckDB may have it already
+    done: bool = False  # in DuckDB or in the rejected file
+
+
+class BatchWriter:
+    """Appends batches of rows to the `requests` table of one DuckDB file, opened per batch."""
+
+    def __init__(self, path: Path, rejected_path: Path, fallback_dir: Path):
+        self.path = path
+        self.rejected_path = rejected_path  # rows DuckDB refused even without bodies
+        self.fallback_dir = fallback_dir  # for the rejected file when the log's directory cannot take it
+        self.written = 0
+        self.rows_salvaged = 0  # written without their bodies
+        self.rows_rejected = 0  # kept in the rejected file
+        self.rows_already_written = 0  # replayed rows DuckDB had already
+        self.connections_opened = 0  # one per batch (and per retry), however many rows DuckDB refuses
+
+    def write(self, entries: list[Entry]) -> None:
+        """Append `entries` through one connection, marking each done as it lands."""
+        try:
+            with connect(self.path, timeout_s=0) as db:
+                self.connections_opened += 1
+                self._skip_already_written(db, entries)
+                self._append_bisecting(db, [e for e in entries if not e.done])
+        except StorageFailure:
+            raise
+        except Exception as e:  # anything else outside one row's values: wait and retry, never drop
+            raise StorageFailure(_first_line(e)) from e
+
+    def _append_bisecting(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
+        """Append all; when DuckDB refuses a part for its values, split it until the refused rows stand alone."""
+        parts = [entries] if entries else []
+        while parts:
+            part = parts.pop()
+            try:
+                _append(db, [e.record for e in part])
+            except Exception as e:
+                if is_storage_error(e):
+                    raise StorageFailure(_first_line(e)) from e
+                if len(part) == 1:
+                    self._salvage(db, part[0], _first_line(e))
+                else:
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]  # the first half is tried first
+                continue
+            for entry in part:
+                entry.done = True
+            self.written += len(part)
+
+    def _salvage(self, db: duckdb.DuckDBPyConnection, entry: Entry, reason: str) -> None:
+        """A row DuckDB refuses (a body it cannot take as JSON, say) is written without its bodies, saying why;
+        one it still refuses is kept in the rejected file, never retried in a loop."""
+        record = entry.record
+        salvaged = {**record, "request_body": None, "response_body": None,
+                    "error": "; ".join(filter(None, [_text(record.get("error")), f"bodies not stored: {reason}"]))}
+        try:
+            _append(db, [salvaged])
+        except Exception as e:
+            if is_storage_error(e):
+                raise StorageFailure(_first_line(e)) from e
+            self._reject(record, _first_line(e))
+        else:
+            self.written += 1
+            self.rows_salvaged += 1
+        entry.done = True
+
+    def _reject(self, record: dict[str, Any], reason: str) -> None:
+        try:
+            line = encode_row(record)
+        except (TypeError, ValueError):
+            line = (json.dumps(record, default=repr) + "\n").encode()
+        for path in (self.rejected_path, self.fallback_dir / self.rejected_path.name):
+            try:
+                if path.parent == self.fallback_dir:
+                    private_dir(path.parent)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    if os.write(fd, line) == len(line):
+                        break
+                finally:
+                    os.close(fd)
+            except OSError:
+                continue
+        else:
+            raise StorageFailure(f"cannot keep a refused row in {self.rejected_path}")
+        self.rows_rejected += 1
+        logger.error(f"llmtap: DuckDB refused the row of {record.get('request_id')} even without bodies ({reason}); "
+                     f"kept in {path}")
+
+    def _skip_already_written(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
+        """Replayed rows DuckDB already has (written just before a crash) are not written twice."""
+        keys = {}
+        for entry in entries:
+            request_id, created_at = entry.record.get("request_id"), entry.record.get("created_at")
+            if entry.leftover and not entry.done and isinstance(request_id, str) and isinstance(created_at, datetime):
+                keys[entry.record["request_id"], _epoch_us(created_at)] = entry
+        if not keys:
+            return
+        times = [entry.record["created_at"] for entry in keys.values()]
+        found = db.execute(
+            f"SELECT request_id, epoch_us(created_at) FROM {TABLE} WHERE created_at BETWEEN ? AND ? "
+            "AND request_id IN (SELECT unnest(?::VARCHAR[]))",
+            [min(times), max(times), list({request_id for request_id, _ in keys})],
+        ).fetchall()
+        for key in found:
+            if key in keys and not keys[key].done:
+                keys[key].done = True
+                self.rows_already_written += 1
+
+
+def _append(db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
+    """Append rows in one transaction: all land or none."""
+    columns = list(dict.fromkeys(column for record in records for column in record))  # a short row leaves NULLs
+    appender = None
+    db.begin()
+    try:
+        appender = db.appender(TABLE, columns=columns)
+        appender.append_rows([tuple(record.get(c) for c in columns) for record in records])
+        appender.flush()
+        db.commit()
+    except BaseException:
+        if appender is not None:
+            try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
+                appender.clear()
+            except Exception:
+                pass
+        try:
+            db.rollback()
+        except Exception:
+            pass
+        raise
+
+
+@contextmanager
+def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the file, waiting up to `timeout_s` while another process holds it; closed on exit."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _epoch_us(at: datetime) -> int:
+    aware = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return (aware - EPOCH) // timedelta(microseconds=1)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
