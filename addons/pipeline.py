@@ -3,7 +3,10 @@
 Order matters: Intake builds each call's state, Router sends it to its provider, RateLimiter refuses calls over their
 policies, ResponseCache answers from the cache (or stores the answer), StreamTap reads answers as they stream,
 AttemptRunner takes over calls with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost
-towards cents policies, WebView writes what mitmweb shows.
+towards cents policies, WebView writes what mitmweb shows. Around them: LogRateLimit holds back repeated log lines,
+ClientIdleTimeout closes connections that send no request, ExposedProxyGuard keeps an exposed proxy listener from
+forwarding to other hosts, ShutdownGate refuses calls that arrive while stopping, and Drain (last, so a call counts as
+finished only once every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from mitmproxy import contentviews
 from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
+from .drain import Drain, ShutdownGate
+from .exposed_proxy import ExposedProxyGuard
+from .idle import ClientIdleTimeout
 from .intake import Intake
+from .loglimit import LogRateLimit
 from .ratelimit import RateLimiter, RateLimitUsage, Windows
 from .recorder import Recorder
 from .routing import Router
@@ -33,8 +40,10 @@ def make_addons() -> list[object]:
     settings = Settings()
     windows = Windows()
     return [
-        settings, Intake(settings), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
+        settings, LogRateLimit(), ClientIdleTimeout(settings), ExposedProxyGuard(settings),
+        Intake(settings), ShutdownGate(), Router(settings), RateLimiter(settings, windows), ResponseCache(settings),
         StreamTap(), AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        Drain(settings),
     ]
 
 
