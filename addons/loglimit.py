@@ -3,7 +3,7 @@
 `RepeatedLineFilter` is a `logging.Filter`: each distinct line (logger, level and message text, whichever client it
 is about) is let through at most `burst` times per `window_s`; further copies are held back and counted. The count
 is reported once per window: on the line that opens the next window, or — when the line stopped coming — by
-`report()`, as "<line> [repeated K more times in the last N s]".
+`report()`, as "<line> [repeated K more times within N s, not shown]".
 
 The `LogRateLimit` addon installs one filter on every handler of the root logger (mitmproxy's terminal log and
 mitmweb's event log) when it is loaded, and reports held-back counts every few seconds and at shutdown.
@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from mitmproxy.utils import human
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +80,18 @@ class RepeatedLineFilter(logging.Filter):
         if getattr(record, SUMMARY_ATTR, False):
             return True
         try:
-            message = record.getMessage()
+            text = message = record.getMessage()
         except Exception:  # a malformed call to the logger: let logging itself report it
             return True
+        if client := getattr(record, "client", None):  # mitmproxy names the client in some lines; still one line
+            message = text.replace(human.format_address(client), "<client>")
         key = (record.name, record.levelno, message)
         now = self.clock()
         with self._lock:
             window = self._windows.get(key)
             if window is not None and now - window.started >= self.window_s:
                 if window.held_back:  # this line opens a new window: it carries the old window's count
-                    record.msg, record.args = f"{message} {_repeated(window.held_back, self.window_s)}", None
+                    record.msg, record.args = f"{text} {_repeated(window.held_back, self.window_s)}", None
                 del self._windows[key]
                 window = None
             if window is None:
