@@ -77,6 +77,14 @@ class Drain:
             self._stop_task.cancel()  # mitmproxy is stopping for another reason
 
     async def _drain_and_shut_down(self) -> None:
+        try:
+            await self._drain()
+        except Exception:  # whatever went wrong, the process must still stop
+            logger.exception("llmtap: stopping gracefully failed; stopping now")
+        finally:
+            ctx.master.shutdown()
+
+    async def _drain(self) -> None:
         drain_s = self.settings.config.shutdown_drain_s
         self.stopping = True
         ctx.options.update(server=False)  # mitmproxy closes its listening sockets; open connections stay
@@ -92,7 +100,7 @@ class Drain:
             await ctx.master.addons.handle_lifecycle(HttpErrorHook(unfinished))
             self._in_flight.pop(unfinished.id, None)
         if cut:
-            logger.warning(f"llmtap: cut {len(cut)} calls still in flight when stopping; each has its row")
+            logger.warning(f"llmtap: cut {len(cut)} calls still in flight after {drain_s:g} s; recorded as cut")
         # Close what is left (idle keep-alive connections, cut calls) while the event loop still runs, so the last
         # bytes go out and mitmproxy ends each connection as it would on a client's close.
         for handler in client_handlers():
@@ -100,7 +108,6 @@ class Drain:
         close_deadline = asyncio.get_running_loop().time() + CLOSE_WAIT_S
         while client_handlers() and asyncio.get_running_loop().time() < close_deadline:
             await asyncio.sleep(POLL_S)
-        ctx.master.shutdown()
 
     async def _wait(self, finished: Callable[[], bool], deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 class ExposedProxyGuard:
+    """Answers 403 to proxy requests for non-provider hosts when `listen.proxy` is not on loopback."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
 

@@ -6,7 +6,9 @@ keep-alive connection waiting for its next request). When `limits.client_idle_ti
 connection is closed. While a call is in flight the connection is off the clock, however long the provider takes to
 answer: mitmproxy's own `tcp_timeout` counts any silence, which a slow model's answer must be allowed, so it is not
 the tool for this. Tunnels llmtap passes through untouched (hosts that are not providers) and WebSockets are never
-timed out here.
+timed out here, once their first bytes have come (a tunnel's client must speak first, as TLS clients do; until it
+has, llmtap cannot tell where the tunnel goes). A request whose head has arrived but whose body is slow is left to
+mitmproxy's `tcp_timeout`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class _Watch:
 
 
 class ClientIdleTimeout:
+    """Closes client connections that have sent no request head within `limits.client_idle_timeout_s`."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self._watches: dict[str, _Watch] = {}  # client connection id -> watch

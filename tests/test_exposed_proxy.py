@@ -9,6 +9,11 @@ import os
 
 import pytest
 import yaml
+from mitmproxy.test import tflow
+
+from llmtap.config import load_config
+from llmtap.exposed_proxy import ExposedProxyGuard
+from llmtap.settings import Settings
 
 from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, Gateway, curl, free_port
 
@@ -68,3 +73,28 @@ def test_a_loopback_proxy_forwards_plain_http_as_before(gateway, mock_provider):
     probe = "/v1/models?probe=loopback-proxy"
     result = curl("--proxy", gateway.proxy_url, mock_provider.url + probe)
     assert result.status == 200 and received(mock_provider, probe)
+
+
+def guard(tmp_path, listen_proxy: str) -> ExposedProxyGuard:
+    config_path = tmp_path / "llmtap.yaml"
+    config_path.write_text(yaml.safe_dump({"listen": {"proxy": listen_proxy},
+                                           "gateway": {"keys": [{"owner": "tests", "key": GATEWAY_KEY}]}}))
+    settings = Settings()
+    settings.config = load_config(config_path)
+    return ExposedProxyGuard(settings)
+
+
+@pytest.mark.parametrize("host, refused", [("example.com", True), ("api.openai.com", False),
+                                           ("API.OPENAI.COM", False), ("llmtap.gateway", True)])
+def test_exposed_guard_refuses_exactly_the_hosts_that_are_not_providers(tmp_path, host, refused):
+    flow = tflow.tflow()
+    flow.request.host = host
+    guard(tmp_path, "0.0.0.0:8080").requestheaders(flow)
+    assert (flow.response is not None and flow.response.status_code == 403) is refused
+
+
+def test_loopback_guard_refuses_nothing(tmp_path):
+    flow = tflow.tflow()
+    flow.request.host = "example.com"
+    guard(tmp_path, "127.0.0.1:8080").requestheaders(flow)
+    assert flow.response is None
