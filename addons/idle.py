@@ -40,7 +40,6 @@ class ClientIdleTimeout:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._watches: dict[str, _Watch] = {}  # client connection id -> watch
-        self.closed_idle = 0  # connections closed for sending no request in time, since start
 
     def client_connected(self, client: connection.Client) -> None:
         self._watches[client.id] = _Watch()
@@ -106,6 +105,5 @@ class ClientIdleTimeout:
         if (handler := client_handler(client_id)) is None:
             return  # already gone
         close_client(handler, "client idle timeout")
-        self.closed_idle += 1
         logger.info(f"llmtap: closed a client connection that sent no request in {timeout_s:g} s "
                     "(limits.client_idle_timeout_s)", extra={"client": handler.client.peername})
