@@ -1,11 +1,16 @@
 """llmtap's addons, composed in one place, and the mitmproxy options a config implies.
 
-Order matters: RefusalSink comes first (it hides a refused call's state from the rest while its body drains),
-Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
-exposed proxy listener for a gateway key, Router sends it to its provider, RateLimiter refuses calls over their
-policies, ResponseCache answers from the cache (or stores the answer), StreamTap reads answers as they stream,
-AttemptRunner takes over calls with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost
-towards cents policies, WebView writes what mitmweb shows.
+Order matters. LogRateLimit holds back repeated log lines and ClientIdleTimeout closes connections that send no
+request. RefusalSink comes before every addon that reads a call's state: it hides a refused call's state while its
+body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
+exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
+ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
+stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
+answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
+with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
+writes what mitmweb shows, and Drain (last, so a call counts as finished only once every other addon has seen it
+end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that
+show or save flows.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from mitmproxy import contentviews
 from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
+from .drain import Drain, ShutdownGate
+from .exposed_proxy import ExposedProxyGuard
+from .idle import ClientIdleTimeout
 from .intake import Intake
+from .loglimit import LogRateLimit
 from .proxy_access import ProxyAccess
 from .refusals import RefusalSink
 from .ratelimit import RateLimiter, RateLimitUsage, Windows
@@ -38,9 +47,10 @@ def make_addons() -> list[object]:
     windows = Windows()
     refusals = RefusalSink()
     return [
-        settings, refusals, Intake(settings, refusals), ProxyAccess(settings, refusals), Router(settings),
+        settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
+        ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
         RateLimiter(settings, windows), ResponseCache(settings), StreamTap(settings), AttemptRunner(settings),
-        Recorder(settings), RateLimitUsage(windows), WebView(),
+        Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
     ]
 
 

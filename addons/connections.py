@@ -1,0 +1,43 @@
+"""mitmproxy's live client connections, as llmtap needs them: to close one, and to know whether answers are unsent.
+
+mitmproxy has no public call for either, so this is the one place that reads its connection handlers (the
+`proxyserver` addon's `connections`, each handler's `transports`); it does what mitmproxy's own inactivity timeout
+does to close a connection.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import ctx
+from mitmproxy.proxy.server import ConnectionHandler
+
+
+def client_handlers() -> list[ConnectionHandler]:
+    """The handlers of the client connections open now."""
+    proxyserver = ctx.master.addons.get("proxyserver")
+    return list(proxyserver.connections.values()) if proxyserver else []
+
+
+def client_handler(client_id: str) -> ConnectionHandler | None:
+    proxyserver = ctx.master.addons.get("proxyserver")
+    return proxyserver.connections.get(client_id) if proxyserver else None
+
+
+def close_client(handler: ConnectionHandler, reason: str) -> None:
+    """Close a client connection: mitmproxy ends its flows (their error hooks fire) and closes the socket."""
+    io = handler.transports.get(handler.client)
+    if io is None:
+        return
+    if io.handler is not None:
+        io.handler.cancel(reason)  # the task reading from the client; as mitmproxy's own timeout does
+    elif io.writer is not None:
+        io.writer.close()
+
+
+def client_bytes_unsent() -> bool:
+    """Whether any client connection still has bytes buffered in llmtap, not yet handed to the kernel."""
+    for handler in client_handlers():
+        io = handler.transports.get(handler.client)
+        transport = getattr(io.writer, "transport", None) if io is not None else None
+        if transport is not None and not transport.is_closing() and transport.get_write_buffer_size():
+            return True
+    return False
