@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -125,3 +126,36 @@ def test_provider_throttling_is_one_query(gateway, mock_provider):
     ]
     per_provider = gateway.query("SELECT provider, count(*) FROM throttling GROUP BY provider")
     assert dict(per_provider)["openai"] >= 2
+
+
+@pytest.mark.parametrize("quota_cents, let_through", [(5, 1), (50, 3)])
+def test_cents_quota_holds_under_100_concurrent_expensive_calls(gateway, mock_provider, quota_cents, let_through):
+    """Each call really costs ~15¢ (15,000 gpt-4o output tokens at $10/M) and asks for at most 16,000 output tokens,
+    so llmtap reserves ~16¢ a call: the calls let through are those whose reservations fit (one always fits an empty
+    window), and their recorded cost stays within the quota plus the documented bound (that one first call)."""
+    user = f"big-spender-{quota_cents}"
+    policy = {"Helicone-RateLimit-Policy": f"{quota_cents};w=60;u=cents;s=user", "Helicone-User-Id": user}
+    mock_provider.script(*[{"model": "gpt-4o", "usage": {"completion_tokens": 15_000}}] * 100)
+
+    def call(_):
+        client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+        try:
+            client.chat.completions.create(model="gpt-4o", max_tokens=16_000, extra_headers=policy,
+                                           messages=[{"role": "user", "content": f"spend {quota_cents}"}])
+            return 200
+        except openai.RateLimitError as e:
+            return e.status_code
+
+    try:
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            statuses = list(pool.map(call, range(100)))
+    finally:
+        mock_provider.reset()  # drop the scripted answers no call consumed
+    assert sorted(statuses) == [200] * let_through + [429] * (100 - let_through)
+    rows = gateway.rows("user_id = ?", [user], count=100)
+    answered = [r for r in rows if r["status"] == 200]
+    assert len(rows) == 100 and len(answered) == let_through
+    spent_cents = sum(r["cost_usd"] for r in answered) * 100
+    assert spent_cents >= 15 * let_through  # the mock's usage was priced: the test measures real cost
+    one_call_estimate_cents = 16_000 * 10 / 1_000_000 * 100 + 1  # output limit at $10/M, plus a small prompt
+    assert spent_cents <= quota_cents + (one_call_estimate_cents if quota_cents < one_call_estimate_cents else 0)
