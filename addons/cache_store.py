@@ -9,6 +9,7 @@ line, also while the gateway runs.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections import OrderedDict
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+
+logger = logging.getLogger(__name__)
+
+MAX_ANSWER_SHARE = 8  # an answer larger than max_bytes / this is not stored: one answer must not flush the cache
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,13 @@ class CacheStore:
         return self._live_entries(key)
 
     def store(self, key: str, answer: dict[str, Any], max_age_s: int, bucket_max: int) -> list[dict[str, Any]] | None:
-        """Add `answer` to the key's bucket unless the bucket is full; the bucket's entries, or None if not stored."""
+        """Add `answer` to the key's bucket unless the bucket is full or the answer is over an eighth of `max_bytes`;
+        the bucket's entries, or None if not stored."""
+        size = len(json.dumps(answer))
+        if size > self.max_bytes // MAX_ANSWER_SHARE:
+            logger.info(f"llmtap: an answer of {size:,} bytes is not cached: over 1/{MAX_ANSWER_SHARE} of the cache's "
+                        f"max_bytes ({self.max_bytes:,})")
+            return None
         now = time.time()
         entries = self._live_entries(key)
         if len(entries) >= bucket_max:

@@ -83,3 +83,62 @@ def test_credential_fingerprint_names_every_credential_and_never_nothing():
     assert len(set(names)) == len(names) and NO_CREDENTIAL not in names
     assert credential_fingerprint(request(("authorization", "Basic YTpi"))) == names[0]  # header case does not count
     assert "YTpi" not in names[0]
+
+
+def ask_cached(gateway, question: str):
+    import openai
+
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": question}],
+        extra_headers={"Helicone-Cache-Enabled": "true"})
+    return raw.parse().choices[0].message.content, raw.headers
+
+
+def test_100_concurrent_identical_calls_make_one_upstream_call(gateway, mock_provider):
+    question = "one upstream call for a hundred"
+    mock_provider.script({"delay_ms": 500})  # the first call is still on its way when the others arrive
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        results = list(pool.map(lambda _: ask_cached(gateway, question), range(100)))
+    assert len(upstream_calls(mock_provider, question)) == 1
+    assert {content for content, _ in results} == {f"Mock reply to: {question}"}
+    ids = ",".join(f"'{headers['helicone-id']}'" for _, headers in results)
+    rows = gateway.rows(f"request_id IN ({ids})", count=100)
+    assert sorted(r["cache_status"] for r in rows) == ["HIT"] * 99 + ["MISS"]
+    assert all(r["status"] == 200 for r in rows)
+
+
+def cache_stats(gateway) -> str:
+    return subprocess.run([sys.executable, "-m", "llmtap.cli", "cache", "stats", "--config", str(gateway.config_path)],
+                          cwd=gateway.workdir, capture_output=True, text=True, timeout=60).stdout
+
+
+def test_an_answer_over_an_eighth_of_the_cache_bound_is_not_stored(fresh_gateway, mock_provider):
+    gateway = fresh_gateway({"cache": {"max_bytes": "1 MiB"}})
+    for question, huge_bytes in (("a 200 KB answer", 200_000), ("a 3 MB answer", 3_000_000)):
+        mock_provider.script({"huge_body_bytes": huge_bytes}, {"huge_body_bytes": huge_bytes})
+        statuses = [ask_cached(gateway, question)[1]["helicone-cache"] for _ in range(2)]
+        assert statuses == ["MISS", "MISS"], question
+        assert len(upstream_calls(mock_provider, question)) == 2
+    assert [ask_cached(gateway, "a small answer")[1]["helicone-cache"] for _ in range(2)] == ["MISS", "HIT"]
+    size_line = next(line for line in cache_stats(gateway).splitlines() if line.startswith("size"))
+    used = int(size_line.split()[1].replace(",", ""))
+    assert used < 1024 * 1024 // 8
+
+
+def test_when_the_first_call_fails_the_waiting_calls_go_upstream_themselves(gateway, mock_provider):
+    import openai
+
+    question = "the leader fails"
+    mock_provider.script({"delay_ms": 400, "status": 503})
+
+    def call(_):
+        try:
+            return ask_cached(gateway, question)[1]["helicone-cache"]
+        except openai.APIStatusError as e:
+            return e.status_code
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        outcomes = list(pool.map(call, range(5)))
+    assert sorted(map(str, outcomes)) == ["503", "MISS", "MISS", "MISS", "MISS"]
+    assert len(upstream_calls(mock_provider, question)) == 5
