@@ -32,9 +32,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import exceptions, http
 
-from .cache_store import CacheStore, HotBuckets, Lookup, choose
+from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
 from .credentials import credential_fingerprint
 from .headers import CacheOptions
@@ -66,7 +66,11 @@ class ResponseCache:
         if self.store is None or self.store.path != config.cache_path or self.store.max_bytes != config.cache_max_bytes:
             if self.store is not None:
                 self.store.close()
-            self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+            try:
+                self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+            except CacheUnreadable as e:
+                self.store = None
+                raise exceptions.OptionsError(f"cache.path: {e}") from None
             self.hot = HotBuckets(min(config.cache_max_bytes // 8, HOT_MAX_BYTES))
             self._generation = self.store.generation()
 

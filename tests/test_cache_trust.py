@@ -142,3 +142,29 @@ def test_when_the_first_call_fails_the_waiting_calls_go_upstream_themselves(gate
         outcomes = list(pool.map(call, range(5)))
     assert sorted(map(str, outcomes)) == ["503", "MISS", "MISS", "MISS", "MISS"]
     assert len(upstream_calls(mock_provider, question)) == 5
+
+
+def test_a_garbage_cache_file_stops_start_up_with_a_message_naming_it(tmp_path, mock_provider):
+    from conftest import free_port, start_gateway
+
+    cache_db = tmp_path / "data" / "llmtap-cache" / "cache.db"  # where the default cache.path puts it
+    cache_db.parent.mkdir(parents=True)
+    cache_db.write_bytes(b"this is not a SQLite database\n" * 1000)
+    config = tmp_path / "llmtap.yaml"
+    config.write_text(f"listen: {{proxy: '127.0.0.1:{free_port()}', gateway: '127.0.0.1:{free_port()}'}}\n"
+                      "certs: certs\nstorage: {path: data/llmtap.duckdb}\n")
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    message = next(line for line in output.splitlines() if "cache.db" in line)
+    assert str(cache_db.resolve()) in message and "llmtap cache clear" in message
+
+    cleared = subprocess.run([sys.executable, "-m", "llmtap.cli", "cache", "clear", "--config", str(config)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert cleared.returncode == 0 and "unreadable" in cleared.stdout
+    gateway = start_gateway(tmp_path, mock_provider)  # the same cache directory, now empty: starts and caches
+    try:
+        assert [ask_cached(gateway, "after a cache reset")[1]["helicone-cache"] for _ in range(2)] == ["MISS", "HIT"]
+    finally:
+        gateway.stop()
