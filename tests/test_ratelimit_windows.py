@@ -66,14 +66,14 @@ def test_running_sum_stays_right_through_many_adds_and_expiries(clock):
 def test_a_check_does_not_walk_the_window(clock):
     policy = parse_ratelimit_policy("2000000;w=3600")
     windows = Windows(clock)
-    for _ in range(1_000_000):
+    for _ in range(300_000):
         windows.add(KEY, 3600, 1, clock.now)
     started = time.perf_counter()
     for _ in range(1000):
         standing = windows.standing(policy, KEY)
     per_check_s = (time.perf_counter() - started) / 1000
-    assert standing.used == 1_000_000
-    assert per_check_s < 0.0005  # summing a million events took ~27 ms a check
+    assert standing.used == 300_000
+    assert per_check_s < 0.0005  # the old sum over the window took ~20 ms a check at this size
 
 
 def test_retry_after_is_when_enough_usage_has_aged_out(clock):
