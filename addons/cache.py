@@ -3,11 +3,23 @@
 The key is the provider, the API and the upstream path (an Azure deployment is part of it), an `anthropic-beta`
 header, the request body in canonical JSON (key order and white space do not matter; `stream` and `stream_options`
 do not count, so a streamed answer serves a later unstreamed request and the other way round;
-`Helicone-Cache-Ignore-Keys` leaves out more), the fingerprint of the key the client presented (its provider key,
-or its gateway key), and `Helicone-Cache-Seed`. One key's answers are never served to another key.
+`Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
+answers are never served to another. Who the caller is takes two parts: the fingerprint of the key it presented to
+llmtap (`state.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
+provider key), and the fingerprint of every credential the request carries as it leaves (`credential_fingerprint`:
+any `Authorization` scheme — Bearer, Basic, a raw token —, `x-api-key` and the like, `proxy-authorization`, `cookie`,
+secret query parameters). Requests without any credential share one "no credential" namespace. (On the gateway way
+in without `gateway.keys`, a caller whose only credential is one llmtap replaces by its own provider key — a Basic
+`Authorization`, say — is not told apart from other such callers: all of them spend the same key.)
 
 A hit is answered by llmtap in the form the client asked for: JSON, or a stream replayed in the provider's own event
-format. Only whole 2xx answers are stored. Disk work runs on one worker thread, never on mitmproxy's event loop;
+format. Only whole 2xx answers are stored, and none larger than an eighth of `cache.max_bytes` (`cache_store.MAX_ANSWER_SHARE`):
+one huge answer would otherwise evict everything else and leave the cache past its bound until the next eviction.
+
+Identical calls coalesce: while one call with a key is on its way to the provider (the leader), later calls with the
+same key wait for it — on the event loop, never blocking it — and are then answered from what it stored. They wait at
+most `retries.upstream_timeout_s`; when the leader fails, its answer is not stored (an error, too large, cut short) or
+its bucket is not full yet, they go to the provider themselves. Disk work runs on one worker thread, never on mitmproxy's event loop;
 buckets used lately also stay in memory, so a repeated hit is answered without waiting for the disk.
 """
 
@@ -20,10 +32,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import exceptions, http
 
-from .cache_store import CacheStore, HotBuckets, Lookup, choose
+from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
+from .credentials import credential_fingerprint
 from .headers import CacheOptions
 from .settings import Settings
 from .wire import read_body
@@ -34,6 +47,7 @@ logger = logging.getLogger(__name__)
 STREAM_KEYS = frozenset({"stream", "stream_options"})
 HOT_MAX_BYTES = 32 * 1024 * 1024  # memory for recently used buckets: an eighth of cache.max_bytes, at most this
 SYNC_INTERVAL_S = 0.5  # how soon a `llmtap cache clear` from another process reaches a running gateway
+LEADER_KEY = "llmtap.cache.leader"  # flow.metadata: the cache key a flow leads, while its answer is on its way
 
 
 class ResponseCache:
@@ -45,13 +59,18 @@ class ResponseCache:
         self._generation = 0
         self._touched: set[str] = set()  # keys served from memory since the disk last heard of them
         self._watch: asyncio.Task | None = None
+        self._in_flight: dict[str, asyncio.Event] = {}  # cache key -> set when its leader's answer is stored or not
 
     def configure(self, updated: set[str]) -> None:
         config = self.settings.config
         if self.store is None or self.store.path != config.cache_path or self.store.max_bytes != config.cache_max_bytes:
             if self.store is not None:
                 self.store.close()
-            self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+            try:
+                self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+            except CacheUnreadable as e:
+                self.store = None
+                raise exceptions.OptionsError(f"cache.path: {e}") from None
             self.hot = HotBuckets(min(config.cache_max_bytes // 8, HOT_MAX_BYTES))
             self._generation = self.store.generation()
 
@@ -74,10 +93,28 @@ class ResponseCache:
         return self._lookup_on_disk(flow, state)  # mitmproxy awaits it; other flows go on meanwhile
 
     async def _lookup_on_disk(self, flow: http.HTTPFlow, state: CallState) -> None:
-        entries = await self._on_disk(self.store.entries, state.cache_key)
-        if entries:
-            self.hot.put(state.cache_key, entries)
-        self._answer(flow, state, choose(entries, state.options.cache.bucket_max_size))
+        key = state.cache_key
+        if key not in self._in_flight:
+            lookup = await self._lookup(key, state)
+            if lookup.hit or key not in self._in_flight:  # no other call with this key went upstream meanwhile
+                if not lookup.hit:
+                    self._in_flight[key] = asyncio.Event()
+                    flow.metadata[LEADER_KEY] = key
+                self._answer(flow, state, lookup)
+                return
+        try:
+            await asyncio.wait_for(self._in_flight[key].wait(), self.settings.config.upstream_timeout_s)
+        except TimeoutError:
+            pass  # the leader is slow: go upstream rather than wait longer than a call may take
+        self._answer(flow, state, await self._lookup(key, state))
+
+    async def _lookup(self, key: str, state: CallState) -> Lookup:
+        entries = self.hot.get(key)
+        if entries is None:
+            entries = await self._on_disk(self.store.entries, key)
+            if entries:
+                self.hot.put(key, entries)
+        return choose(entries, state.options.cache.bucket_max_size)
 
     def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
         state.cache_bucket_idx = lookup.bucket_idx
@@ -96,22 +133,42 @@ class ResponseCache:
 
     def response(self, flow: http.HTTPFlow):
         state = get_state(flow)
+        answer = self._answer_to_store(flow, state)
+        if answer is None:
+            self._release(flow)
+            return None
+        assert state is not None and state.cache_key is not None
+        return self._store(flow, state.cache_key, answer, state.options.cache)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._release(flow)
+
+    def _answer_to_store(self, flow: http.HTTPFlow, state: CallState | None) -> dict[str, Any] | None:
         if state is None or state.cache_status != "MISS" or state.cache_key is None or flow.response is None:
             return None
         if not 200 <= flow.response.status_code < 300:
             return None
         if state.tap is not None:
             answer = state.tap.assembler.result() if state.tap.assembler.complete else None
+        elif state.body_tap is not None and state.body_tap.cut:
+            return None  # larger than what llmtap keeps of an answer: far past what the cache stores
         else:
             answer = read_body(flow.response)
-        if not isinstance(answer, dict):
-            return None
-        return self._store(state.cache_key, answer, state.options.cache)
+        return answer if isinstance(answer, dict) else None
 
-    async def _store(self, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
-        entries = await self._on_disk(self.store.store, key, answer, options.max_age_s, options.bucket_max_size)
-        if entries is not None:
-            self.hot.put(key, entries)
+    async def _store(self, flow: http.HTTPFlow, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
+        try:
+            entries = await self._on_disk(self.store.store, key, answer, options.max_age_s, options.bucket_max_size)
+            if entries is not None:
+                self.hot.put(key, entries)
+        finally:
+            self._release(flow)
+
+    def _release(self, flow: http.HTTPFlow) -> None:
+        """Wake the calls waiting for this flow's answer, once it is stored or will not be."""
+        key = flow.metadata.pop(LEADER_KEY, None)
+        if key is not None and (waiting := self._in_flight.pop(key, None)) is not None:
+            waiting.set()
 
     async def _sync_with_disk(self) -> None:
         """Twice a second: tell the disk which keys memory served (its least-recently-used order stays true), and
@@ -151,7 +208,7 @@ def cache_key(state: CallState, request: http.Request) -> str:
     relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     parts = [state.provider.name, state.wire.name, request.path, request.headers.get("anthropic-beta", ""),
-             canonical, state.key_hash or "", state.options.cache.seed or ""]
+             canonical, state.key_hash or "", credential_fingerprint(request), state.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

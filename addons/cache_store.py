@@ -9,7 +9,11 @@ line, also while the gateway runs.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
+import shutil
+import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+
+logger = logging.getLogger(__name__)
+
+DB_FILE = "cache.db"  # diskcache's SQLite index; larger values live in files under two-hex-digit directories
+MAX_ANSWER_SHARE = 8  # an answer larger than max_bytes / this is not stored: one answer must not flush the cache
 
 
 @dataclass(frozen=True)
@@ -40,12 +49,24 @@ def choose(entries: list[dict[str, Any]], bucket_max: int) -> Lookup:
     return Lookup(live[index]["answer"], index)
 
 
+class CacheUnreadable(Exception):
+    """The cache's files are not a cache (garbage, or damaged): the message says which file and what to do."""
+
+
 class CacheStore:
     def __init__(self, path: Path, max_bytes: int):
         self.path = path
         self.max_bytes = max_bytes
         path.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(path), size_limit=max_bytes, eviction_policy="least-recently-used")
+        try:
+            self._cache = diskcache.Cache(str(path), size_limit=max_bytes, eviction_policy="least-recently-used")
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, out of space...: not something a reset fixes
+                raise
+            raise CacheUnreadable(
+                f"the response cache {(path / DB_FILE).resolve()} is unreadable ({e}): run `llmtap cache clear` or "
+                f"delete the directory {path.resolve()}, then start llmtap again"
+            ) from None
         self._cleared_marker = path / "cleared"
 
     def entries(self, key: str) -> list[dict[str, Any]]:
@@ -53,7 +74,13 @@ class CacheStore:
         return self._live_entries(key)
 
     def store(self, key: str, answer: dict[str, Any], max_age_s: int, bucket_max: int) -> list[dict[str, Any]] | None:
-        """Add `answer` to the key's bucket unless the bucket is full; the bucket's entries, or None if not stored."""
+        """Add `answer` to the key's bucket unless the bucket is full or the answer is over an eighth of `max_bytes`;
+        the bucket's entries, or None if not stored."""
+        size = len(json.dumps(answer))
+        if size > self.max_bytes // MAX_ANSWER_SHARE:
+            logger.info(f"llmtap: an answer of {size:,} bytes is not cached: over 1/{MAX_ANSWER_SHARE} of the cache's "
+                        f"max_bytes ({self.max_bytes:,})")
+            return None
         now = time.time()
         entries = self._live_entries(key)
         if len(entries) >= bucket_max:
@@ -112,6 +139,16 @@ class CacheStore:
             return []
         now = time.time()
         return [e for e in json.loads(raw) if e["expires_at"] > now]
+
+
+def discard_unreadable(path: Path) -> None:
+    """Remove what diskcache keeps in `path` (its index and value files), for a cache that cannot be opened; other
+    files in the directory are left alone."""
+    for name in (DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm"):
+        (path / name).unlink(missing_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and re.fullmatch(r"[0-9a-f]{2}", child.name):
+            shutil.rmtree(child)
 
 
 class HotBuckets:

@@ -85,6 +85,7 @@ class CallState:
     fallback_from: str | None = None  # the model first asked for, when a fallback answered
     answered_url: str | None = None  # where the answer came from, when AttemptRunner relayed it
     ratelimit_standings: list[Any] = field(default_factory=list)  # ratelimit.Standing per policy the call passed
+    ratelimit_reservations: list[Any] = field(default_factory=list)  # (window key, window_s, ratelimit.Event) per cents policy
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""

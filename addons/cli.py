@@ -175,9 +175,14 @@ def cache_stats(config: Config, days: int) -> int:
 
 
 def cache_clear(config: Config, older_than_s: float | None) -> int:
-    from .cache_store import CacheStore
+    from .cache_store import CacheStore, CacheUnreadable, discard_unreadable
 
-    store = CacheStore(config.cache_path, config.cache_max_bytes)
+    try:
+        store = CacheStore(config.cache_path, config.cache_max_bytes)
+    except CacheUnreadable:
+        discard_unreadable(config.cache_path)  # nothing in it can be read: clearing it is starting afresh
+        print(f"removed the unreadable cache in {config.cache_path}")
+        return 0
     removed = store.clear(older_than_s)
     store.close()
     print(f"removed {removed:,} cached answers" + (f" older than {older_than_s:,.0f} s" if older_than_s else ""))

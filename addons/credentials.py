@@ -33,6 +33,23 @@ def client_key(request: http.Request) -> str | None:
     return next((value for name, value in request.query.items(multi=True) if name.lower() in SECRET_QUERY_PARAMS), None)
 
 
+# Every header that can carry a credential, whatever its scheme (Bearer, Basic, a raw token, a session cookie).
+AUTH_HEADERS = CLIENT_KEY_HEADERS + ("proxy-authorization", "cookie")
+NO_CREDENTIAL = "no-credential"
+
+
+def credential_fingerprint(request: http.Request) -> str:
+    """A stable, non-reversible name for everything in `request` that could be a credential: every auth-bearing
+    header (all values, any scheme) and every secret query parameter. Two requests get the same name only when they
+    carry the same credentials; requests with none all get `NO_CREDENTIAL`, never an empty name."""
+    found = [(name, value) for name in AUTH_HEADERS for value in request.headers.get_all(name)]
+    found += [(name.lower(), value) for name, value in request.query.items(multi=True)
+              if name.lower() in SECRET_QUERY_PARAMS]
+    if not found:
+        return NO_CREDENTIAL
+    return fingerprint("\0".join(f"{name}\0{value}" for name, value in sorted(found)))
+
+
 def fingerprint(key: str | None) -> str | None:
     """A stable, non-reversible name for a key: enough to group calls by key, useless to spend it."""
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else None

@@ -6,8 +6,29 @@ value of a property (`s=`). A call over any of its policies is answered 429 with
 `Helicone-RateLimit-Limit`, `-Remaining`, `-Policy` and `retry-after`; a call within them gets the same headers,
 reporting the policy with the least left.
 
-`RateLimiter` decides before the call; `RateLimitUsage`, placed after the Recorder, counts what a finished call cost
-towards `u=cents` policies. Both share one `Windows`; state is in memory, for one gateway process.
+`RateLimiter` decides before the call; `RateLimitUsage`, placed after the Recorder, settles what a finished call cost.
+Both share one `Windows`; state is in memory, for one gateway process. A check costs O(1) amortised: each window keeps
+a running sum (added to on each event, subtracted from as events expire), never a sum over its events.
+
+Cents policies (`u=cents`) reserve before they let a call go, so that concurrent calls cannot all pass on an empty
+window: when a call starts it reserves an estimate of its cost, `estimated_cents`, which is
+
+- input: the request body's size in bytes / 4 as tokens (`CHARS_PER_TOKEN`), at the model's input price, plus
+- output: the request's `max_tokens` / `max_completion_tokens` / `max_output_tokens`, or `DEFAULT_OUTPUT_TOKENS`
+  (4,096) when it sets none, at the model's output price,
+
+priced like the call's row (genai-prices, or a `pricing` override in config); a model without a known price reserves
+`UNPRICED_RESERVATION_CENTS` (10 cents). A call is refused (429) when what its window has used and reserved plus its
+own reservation would pass the quota — except into a window with nothing used or reserved, so that a quota smaller
+than one call's estimate still lets one call through per window. When the call's row is final its reservation is
+replaced by its priced cost (counted at the time it finished, as before); a failed or refused call releases it; an
+answered call whose cost cannot be priced keeps it.
+
+What can still pass a cents quota: the call let into an empty window (up to its whole cost), plus, for the calls in
+flight at once, what each one's real cost exceeds its estimate by — a prompt of more than one token per 4 bytes (much
+non-English text, images, audio), output past the default 4,096 tokens when the request sets no limit, or cache-write
+and tool charges the estimate leaves out. With honest estimates (text prompts, an output limit set) spend stays within
+the quota plus that one first call.
 """
 
 from __future__ import annotations
@@ -15,13 +36,16 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from genai_prices import Usage
 from mitmproxy import http
 
 from .callstate import CallState, get_state
 from .headers import RateLimitPolicy
+from .pricing import price_call
 from .replies import reply_with_error
 from .settings import Settings
 
@@ -29,6 +53,10 @@ from .settings import Settings
 # one tenant's header never spends another's quota; each config rule counts on its own.
 WindowKey = tuple[str, str, str, str | None]
 SWEEP_INTERVAL_S = 60.0
+CHARS_PER_TOKEN = 4  # a rough count of input tokens from the body's size: about right for English text and JSON
+DEFAULT_OUTPUT_TOKENS = 4096  # reserved for output when a request sets no limit on it
+UNPRICED_RESERVATION_CENTS = 10.0  # reserved for a call to a model without a known price
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -37,59 +65,106 @@ class Standing:
 
     policy: RateLimitPolicy
     key: WindowKey
-    used: float
+    used: float  # used and reserved in the window, this call's own reservation left out
     retry_after_s: float  # until enough of the window's usage expires to allow a call again
+    over: bool = False  # whether this call would break the policy
 
     @property
     def remaining(self) -> int:
         return max(0, math.floor(self.policy.quota - self.used))
 
-    @property
-    def over(self) -> bool:
-        return is_over(self.policy, self.used)
+
+class Event:
+    """An amount counted in a window at a time; a reservation is an event whose amount may still be released."""
+
+    __slots__ = ("at", "amount", "window")
+
+    def __init__(self, at: float, amount: float, window: "Window"):
+        self.at, self.amount, self.window = at, amount, window
+
+
+class Window:
+    """One key's events younger than its window, oldest first, and their running sum."""
+
+    __slots__ = ("window_s", "events", "total")
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self.events: deque[Event] = deque()
+        self.total = 0.0
+
+    def expire(self, now: float) -> None:
+        events = self.events
+        while events and events[0].at <= now - self.window_s:
+            event = events.popleft()
+            self.total -= event.amount
+            event.window = None  # expired: releasing it later changes nothing
+        if not events:
+            self.total = 0.0  # forget the rounding left by adding and subtracting floats
 
 
 class Windows:
-    """Sliding windows of usage: per key, (time, amount) events younger than the policy's window."""
+    """Sliding windows of usage, per key. `clock` (seconds, monotonic) is injectable so tests need no sleeps."""
 
-    def __init__(self) -> None:
-        self._events: dict[WindowKey, tuple[float, deque[tuple[float, float]]]] = {}  # key -> (window, events)
-        self._swept = time.monotonic()
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._windows: dict[WindowKey, Window] = {}
+        self._swept = clock()
 
-    def standing(self, policy: RateLimitPolicy, key: WindowKey, now: float) -> Standing:
+    def standing(self, policy: RateLimitPolicy, key: WindowKey, now: float | None = None, need: float = 1) -> Standing:
+        """Where a call that needs `need` (1 request, or its reserved cents) stands against `policy` at `now`."""
+        now = self.clock() if now is None else now
         if now - self._swept > SWEEP_INTERVAL_S:
             self._sweep(now)
-        _, events = self._events.get(key, (policy.window_s, deque()))
-        while events and events[0][0] <= now - policy.window_s:
-            events.popleft()
-        used = sum(amount for _, amount in events)
-        return Standing(policy, key, used, self._retry_after(policy, events, used, now))
+        window = self._windows.get(key)
+        if window is None:
+            return Standing(policy, key, 0.0, 0.0, is_over(policy, 0.0, need))
+        window.expire(now)
+        used = max(0.0, window.total)
+        over = is_over(policy, used, need)
+        return Standing(policy, key, used, self._retry_after(policy, window, used, need, now) if over else 0.0, over)
 
-    def add(self, key: WindowKey, window_s: float, amount: float, now: float) -> None:
-        self._events.setdefault(key, (window_s, deque()))[1].append((now, amount))
+    def add(self, key: WindowKey, window_s: float, amount: float, now: float | None = None) -> Event:
+        """Count `amount` in `key`'s window at `now`; the event can be `release`d while it is in the window."""
+        now = self.clock() if now is None else now
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = Window(window_s)
+        event = Event(now, amount, window)
+        window.events.append(event)
+        window.total += amount
+        return event
+
+    @staticmethod
+    def release(event: Event) -> None:
+        """Stop counting `event` (a reservation no longer needed); nothing happens once it has expired."""
+        if event.window is not None:
+            event.window.total -= event.amount
+            event.amount = 0.0
 
     def _sweep(self, now: float) -> None:
         """Forget windows with nothing left in them: users and property values come and go."""
         self._swept = now
-        for key, (window_s, events) in list(self._events.items()):
-            if not events or events[-1][0] <= now - window_s:
-                del self._events[key]
+        for key, window in list(self._windows.items()):
+            if not window.events or window.events[-1].at <= now - window.window_s:
+                window.expire(now)
+                del self._windows[key]
 
     @staticmethod
-    def _retry_after(policy: RateLimitPolicy, events: deque[tuple[float, float]], used: float, now: float) -> float:
-        if not is_over(policy, used):
-            return 0.0
-        for at, amount in events:  # oldest first: the window frees as they age out
-            used -= amount
-            if not is_over(policy, used):
-                return max(0.0, at + policy.window_s - now)
+    def _retry_after(policy: RateLimitPolicy, window: Window, used: float, need: float, now: float) -> float:
+        # Only when over: for request quotas the window holds at most `quota` events, so this walks a few.
+        for event in window.events:  # oldest first: the window frees as they age out
+            used -= event.amount
+            if not is_over(policy, max(0.0, used), need):
+                return max(0.0, event.at + policy.window_s - now)
         return float(policy.window_s)
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings, windows: Windows):
+    def __init__(self, settings: Settings, windows: Windows, clock: Callable[[], float] | None = None):
         self.settings = settings
         self.windows = windows
+        self.clock = clock or windows.clock
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
@@ -98,8 +173,13 @@ class RateLimiter:
         policies = self._policies(state)
         if not policies:
             return
-        now = time.monotonic()
-        standings = [self.windows.standing(p, window_key(source, p, state), now) for source, p in policies]
+        now = self.clock()
+        reserve = (estimated_cents(flow.request, state, self.settings)
+                   if any(p.unit == "cents" for _, p in policies) else 0.0)
+        standings = [
+            self.windows.standing(p, window_key(source, p, state), now, 1 if p.unit == "request" else reserve)
+            for source, p in policies
+        ]
         over = [s for s in standings if s.over]
         if over:
             worst = max(over, key=lambda s: s.retry_after_s)
@@ -116,6 +196,9 @@ class RateLimiter:
         for standing in standings:
             if standing.policy.unit == "request":
                 self.windows.add(standing.key, standing.policy.window_s, 1, now)
+            else:
+                event = self.windows.add(standing.key, standing.policy.window_s, reserve, now)
+                state.ratelimit_reservations.append((standing.key, standing.policy.window_s, event))
         state.ratelimit_standings = [
             Standing(s.policy, s.key, s.used + (1 if s.policy.unit == "request" else 0), s.retry_after_s)
             for s in standings
@@ -125,7 +208,7 @@ class RateLimiter:
         state = get_state(flow)
         if state is None or flow.response is None or not state.ratelimit_standings:
             return
-        least = min(state.ratelimit_standings, key=lambda s: s.remaining / s.policy.quota)
+        least = min(state.ratelimit_standings, key=lambda s: s.remaining / s.policy.quota if s.policy.quota else 0)
         flow.response.headers.update(report_headers(least))
 
     def _policies(self, state: CallState) -> list[tuple[str, RateLimitPolicy]]:
@@ -140,33 +223,61 @@ class RateLimiter:
 
 
 class RateLimitUsage:
-    """Counts a finished call's priced cost towards the cents policies it was checked against."""
+    """Settles a finished call's cents reservations: replaced by its priced cost, released when the call failed."""
 
-    def __init__(self, windows: Windows):
+    def __init__(self, windows: Windows, clock: Callable[[], float] | None = None):
         self.windows = windows
+        self.clock = clock or windows.clock
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self._count(flow)
+        self._settle(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._count(flow)
+        self._settle(flow)
 
-    def _count(self, flow: http.HTTPFlow) -> None:
+    def _settle(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.record is None or not state.ratelimit_standings:
+        if state is None or not state.ratelimit_reservations:
             return
-        cost = state.record.get("cost_usd")
-        if not cost:
-            return
-        cents = float(Decimal(cost) * 100)
-        for standing in state.ratelimit_standings:
-            if standing.policy.unit == "cents":
-                self.windows.add(standing.key, standing.policy.window_s, cents, time.monotonic())
+        if state.record is None and flow.error is None:
+            return  # the row is not final yet
+        reservations, state.ratelimit_reservations = state.ratelimit_reservations, []
+        cost = state.record.get("cost_usd") if state.record is not None else None
+        failed = flow.error is not None or flow.response is None or flow.response.status_code >= 400
+        for key, window_s, event in reservations:
+            if cost is None and not failed:
+                continue  # answered, but its cost cannot be priced: the reservation stands for it
+            self.windows.release(event)
+            if cost:
+                self.windows.add(key, window_s, float(Decimal(cost) * 100), self.clock())
 
 
-def is_over(policy: RateLimitPolicy, used: float) -> bool:
-    """Whether one more call breaks the policy: a request counts when it starts, cents when the call has finished."""
-    return used + 1 > policy.quota if policy.unit == "request" else used >= policy.quota
+def is_over(policy: RateLimitPolicy, used: float, need: float = 1) -> bool:
+    """Whether a call that needs `need` breaks the policy when `used` is already used or reserved. A request counts
+    1; a cents reservation may pass the quota only in a window with nothing used, so one call always fits."""
+    if policy.unit == "request":
+        return used + 1 > policy.quota
+    return used >= policy.quota or (used > 0 and used + need > policy.quota)
+
+
+def estimated_cents(request: http.Request, state: CallState, settings: Settings) -> float:
+    """What a call may cost, in cents, before it is sent: see the module docstring for the estimate."""
+    body = state.request_body if isinstance(state.request_body, dict) else {}
+    limits = [body.get(name) for name in OUTPUT_LIMIT_FIELDS]
+    output_tokens = next((n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n >= 0),
+                         DEFAULT_OUTPUT_TOKENS)
+    size = len(request.raw_content or b"") if "content-encoding" not in request.headers else len(request.content or b"")
+    usage = Usage(input_tokens=math.ceil(size / CHARS_PER_TOKEN), output_tokens=output_tokens)
+    if state.provider is None:
+        return UNPRICED_RESERVATION_CENTS
+    model = state.model_requested or (body.get("model") if isinstance(body.get("model"), str) else None)
+    for name in dict.fromkeys([model, model.rpartition("/")[2] if model else None]):  # "openai/gpt-4o" too
+        if not name:
+            continue
+        priced = price_call(usage, name, state.provider.prices_provider, settings.config.pricing, state.created_at)
+        if priced.cost_usd is not None:
+            return float(priced.cost_usd * 100)
+    return UNPRICED_RESERVATION_CENTS
 
 
 def window_key(source: str, policy: RateLimitPolicy, state: CallState) -> WindowKey:

@@ -41,6 +41,7 @@ Each chat/messages request pops the first queued action whose optional
     {"headers": {...}}    without "status": added to the success answer's headers
     {"cut_after": 3}      a stream breaks off (TCP RST) after its first 3 events
     {"model": "x"}        only applies to requests for model "x"
+    {"any_auth": true}    any credential (or none) is accepted, as by an upstream behind Basic auth or a raw token
     {"huge_body_bytes": N}  (chat) the reply is N "~" characters: JSON in 1 MiB writes, or a stream of
                           16 KiB deltas; usage says N // 4 completion tokens
     {"chunked": true}     with huge_body_bytes: a JSON answer without Content-Length (chunked)
@@ -303,7 +304,7 @@ class MockHandler(BaseHTTPRequestHandler):
             return self._send_json(status, error, headers)
         problems = {"openai": openai_problem, "anthropic": anthropic_problem,
                     "responses": lambda headers, request: openai_problem(headers, request, ("model", "input"))}
-        problem = problems[kind](self.headers, request)
+        problem = None if action.get("any_auth") and request is not None else problems[kind](self.headers, request)
         if problem:
             status, message = problem
             return self._send_json(status, ERROR_BODIES[kind](status, message),

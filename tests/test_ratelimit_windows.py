@@ -1,0 +1,119 @@
+"""Sliding windows of rate-limit usage, driven by a fake clock: exact edges, running sums, retry-after, reservations.
+
+No sleeps and no proxy: `Windows` takes its clock, so a test moves time by hand.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from addons.headers import parse_ratelimit_policy
+from addons.ratelimit import Windows, is_over
+
+KEY = ("header:k", "policy", "all", None)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_an_event_expires_exactly_at_the_window_edge(clock):
+    policy = parse_ratelimit_policy("2;w=10")
+    windows = Windows(clock)
+    windows.add(KEY, 10, 1)
+    clock.now += 4
+    windows.add(KEY, 10, 1)
+    assert windows.standing(policy, KEY).over
+    clock.now += 5.999  # the first event is 9.999 s old: still in
+    standing = windows.standing(policy, KEY)
+    assert standing.used == 2 and standing.over and standing.retry_after_s == pytest.approx(0.001)
+    clock.now += 0.001  # exactly 10 s old: out
+    standing = windows.standing(policy, KEY)
+    assert standing.used == 1 and not standing.over and standing.retry_after_s == 0
+    clock.now += 4  # both out
+    assert windows.standing(policy, KEY).used == 0
+
+
+def test_running_sum_stays_right_through_many_adds_and_expiries(clock):
+    policy = parse_ratelimit_policy("1000000;w=60;u=cents")
+    windows = Windows(clock)
+    added: list[tuple[float, float]] = []
+    for i in range(20_000):
+        amount = (i % 7) * 0.37 + 0.01
+        windows.add(KEY, 60, amount)
+        added.append((clock.now, amount))
+        clock.now += 0.01
+        if i % 997 == 0:
+            expected = sum(a for at, a in added if at > clock.now - 60)
+            assert windows.standing(policy, KEY).used == pytest.approx(expected, rel=1e-9)
+    expected = sum(a for at, a in added if at > clock.now - 60)
+    assert windows.standing(policy, KEY).used == pytest.approx(expected, rel=1e-9)
+    clock.now += 60
+    assert windows.standing(policy, KEY).used == 0.0  # emptied: no float residue
+
+
+def test_a_check_does_not_walk_the_window(clock):
+    policy = parse_ratelimit_policy("2000000;w=3600")
+    windows = Windows(clock)
+    for _ in range(300_000):
+        windows.add(KEY, 3600, 1, clock.now)
+    started = time.perf_counter()
+    for _ in range(1000):
+        standing = windows.standing(policy, KEY)
+    per_check_s = (time.perf_counter() - started) / 1000
+    assert standing.used == 300_000
+    assert per_check_s < 0.0005  # the old sum over the window took ~20 ms a check at this size
+
+
+def test_retry_after_is_when_enough_usage_has_aged_out(clock):
+    policy = parse_ratelimit_policy("3;w=60")
+    windows = Windows(clock)
+    for step in (0, 10, 20):
+        clock.now = 1000.0 + step
+        windows.add(KEY, 60, 1)
+    clock.now = 1030.0
+    standing = windows.standing(policy, KEY)
+    assert standing.over and standing.retry_after_s == pytest.approx(30)  # the first call leaves at 1060
+    assert standing.remaining == 0
+
+
+def test_cents_reservation_is_refused_when_it_would_pass_the_quota(clock):
+    policy = parse_ratelimit_policy("5;w=60;u=cents")
+    windows = Windows(clock)
+    assert not windows.standing(policy, KEY, need=16).over  # an empty window lets one call through
+    first = windows.add(KEY, 60, 16)
+    assert windows.standing(policy, KEY, need=0.5).over  # 16 reserved already
+    windows.release(first)
+    assert not windows.standing(policy, KEY, need=4).over and windows.standing(policy, KEY).used == 0
+    windows.add(KEY, 60, 2)
+    assert not windows.standing(policy, KEY, need=3).over  # 2 + 3 = 5: fits exactly
+    assert windows.standing(policy, KEY, need=3.01).over
+
+
+def test_releasing_an_expired_reservation_changes_nothing(clock):
+    policy = parse_ratelimit_policy("5;w=10;u=cents")
+    windows = Windows(clock)
+    old = windows.add(KEY, 10, 4)
+    clock.now += 10
+    windows.add(KEY, 10, 1)
+    assert windows.standing(policy, KEY).used == 1
+    windows.release(old)
+    assert windows.standing(policy, KEY).used == 1
+
+
+def test_request_and_cents_quotas_count_as_documented():
+    requests, cents = parse_ratelimit_policy("2;w=1"), parse_ratelimit_policy("2;w=1;u=cents")
+    assert [is_over(requests, used) for used in (0, 1, 2)] == [False, False, True]
+    assert [is_over(cents, used, need=1) for used in (0, 0.5, 1, 1.5, 2)] == [False, False, False, True, True]
+    assert not is_over(cents, 0, need=100)  # one call always fits an empty window
