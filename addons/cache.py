@@ -6,11 +6,10 @@ do not count, so a streamed answer serves a later unstreamed request and the oth
 `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
 answers are never served to another. Who the caller is takes two parts: the fingerprint of the key it presented to
 llmtap (`state.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
-provider key), and the fingerprint of every credential the request carries as it leaves (`credential_fingerprint`:
-any `Authorization` scheme — Bearer, Basic, a raw token —, `x-api-key` and the like, `proxy-authorization`, `cookie`,
-secret query parameters). Requests without any credential share one "no credential" namespace. (On the gateway way
-in without `gateway.keys`, a caller whose only credential is one llmtap replaces by its own provider key — a Basic
-`Authorization`, say — is not told apart from other such callers: all of them spend the same key.)
+provider key), and the fingerprint of every credential the request arrived with (`state.credential_hash`, taken
+by Intake before llmtap changes anything: any `Authorization` scheme — Bearer, Basic, a raw token —, `x-api-key` and
+the like, `proxy-authorization`, `cookie`, secret query parameters). Requests without any credential share one
+"no credential" namespace.
 
 A hit is answered by llmtap in the form the client asked for: JSON, or a stream replayed in the provider's own event
 format. Only whole 2xx answers are stored, and none larger than an eighth of `cache.max_bytes` (`cache_store.MAX_ANSWER_SHARE`):
@@ -36,7 +35,6 @@ from mitmproxy import exceptions, http
 
 from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
-from .credentials import credential_fingerprint
 from .headers import CacheOptions
 from .settings import Settings
 from .wire import read_body
@@ -208,7 +206,7 @@ def cache_key(state: CallState, request: http.Request) -> str:
     relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     parts = [state.provider.name, state.wire.name, request.path, request.headers.get("anthropic-beta", ""),
-             canonical, state.key_hash or "", credential_fingerprint(request), state.options.cache.seed or ""]
+             canonical, state.key_hash or "", state.credential_hash, state.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -66,6 +66,7 @@ class CallState:
     stream_usage_requested_by_llmtap: bool = False
     key_hash: str | None = None
     key_owner: str | None = None
+    credential_hash: str = ""  # every credential the request arrived with (credentials.credential_fingerprint)
     provider_auth_headers: dict[str, str] | None = None  # a provider key llmtap adds only as its relay sends the call
     error: str | None = None  # why llmtap answered or the call failed, in words
     refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body

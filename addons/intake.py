@@ -30,7 +30,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 from .access import gateway_key_for, presented_key
 from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
 from .callstate import CallState, attach_state, get_state
-from .credentials import bearer, client_key, fingerprint, masked_path
+from .credentials import bearer, client_key, credential_fingerprint, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
 from .refusals import RefusalSink
 from .replies import reply_with_error
@@ -69,6 +69,8 @@ class Intake:
                                  f"the request has more than {limits.max_header_count} headers or more than "
                                  f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
             return
+        # Named as the call arrived: Router may replace the caller's credential with llmtap's own provider key.
+        state.credential_hash = credential_fingerprint(flow.request)
         helicone_fields = self._take_helicone_headers(flow.request)
         try:
             cache_control = [("cache-control", v) for v in flow.request.headers.get_all("cache-control")]

@@ -49,6 +49,18 @@ def test_basic_and_raw_token_callers_never_share_cached_answers(gateway, mock_pr
         assert len(upstream_calls(mock_provider, question)) == 2, name
 
 
+def test_gateway_callers_whose_credentials_llmtap_replaces_still_never_share_answers(gateway, mock_provider):
+    # No gateway keys: llmtap sends its own provider key in place of whatever the caller sent.
+    question = "cache isolation on the gateway way in"
+    url = f"http://127.0.0.1:{gateway.gateway_port}/v1/chat/completions"
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]})
+    statuses = [curl(url, "-H", "Content-Type: application/json", "-H", CACHE_ON, "-H", header, "-d", body)
+                .headers["helicone-cache"] for header in (basic("ann", "pw-ann"), basic("bob", "pw-bob"),
+                                                          basic("bob", "pw-bob"))]
+    assert statuses == ["MISS", "MISS", "HIT"]
+    assert len(upstream_calls(mock_provider, question)) == 2
+
+
 def test_callers_without_a_credential_share_only_the_no_credential_namespace(gateway, mock_provider):
     question = "cache without any credential"
     mock_provider.script(*[{"any_auth": True}] * 2)
