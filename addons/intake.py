@@ -125,6 +125,11 @@ class Intake:
         )
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
+        headers = flow.request.headers
+        if flow.request.raw_content and "content-length" not in headers and "transfer-encoding" not in headers:
+            # An HTTP/2 client need not send a length; mitmproxy relays to an HTTP/1 provider without adding one,
+            # and the provider would read no body.
+            headers["content-length"] = str(len(flow.request.raw_content))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if (state := get_state(flow)) is None or flow.response is None:

@@ -88,7 +88,7 @@ class RefusalSink:
         state.held_destination = _destination(flow.request)
         message = str(BodyTooLarge(limit_bytes))
         body = json.dumps({"error": {"type": "llmtap_request_too_large", "message": message}}).encode()
-        self._send_to_sink(flow, Refusal(413, body, (("content-type", "application/json"),)), stream=False)
+        self._send_to_sink(flow, Refusal(413, body, (("content-type", "application/json"),)), now=False)
         state.error = f"llmtap_request_too_large: {message}"  # stands unless release() is called
         state.refused = True
 
@@ -115,24 +115,26 @@ class RefusalSink:
         if token := flow.request.headers.get(TOKEN_HEADER):
             self._pending.pop(token, None)
 
-    def _send_to_sink(self, flow: http.HTTPFlow, refusal: Refusal, stream: bool = True) -> bool:
-        """Point `flow` at the sink, which will answer `refusal`; False when the sink is not running (a unit test
-        of one addon), where the answer is set at once and mitmproxy sends it once the body is read."""
+    def _send_to_sink(self, flow: http.HTTPFlow, refusal: Refusal, now: bool = True) -> bool:
+        """Point `flow` at the sink, which will answer `refusal`: `now`, streaming the body there as it arrives; else
+        only should mitmproxy stream it (a body past the limit), the call keeping its headers in case it is released.
+        False when the sink is not running (a unit test of one addon), where the answer is set at once and mitmproxy
+        sends it once the body is read."""
         if self._port is None:
             flow.response = http.Response.make(refusal.status, refusal.body, dict(refusal.headers))
             return False
         self._pending.pop(flow.request.headers.get(TOKEN_HEADER, ""), None)  # a later refusal replaces an earlier
         token = secrets.token_urlsafe(16)
         self._pending[token] = refusal
-        # The sink needs only the body's framing: the caller's other headers (a flood of them, keys) stay behind.
-        framing = [(k, v) for k, v in flow.request.headers.fields if k.lower() in BODY_FRAMING]
-        flow.request.headers = http.Headers(framing)
+        if now:
+            # The sink needs only the body's framing: the caller's other headers (a flood of them, keys) stay behind.
+            framing = [(k, v) for k, v in flow.request.headers.fields if k.lower() in BODY_FRAMING]
+            flow.request.headers = http.Headers(framing)
+            flow.request.headers["host"] = f"127.0.0.1:{self._port}"
+            flow.request.stream = True  # every chunk goes on to the sink as it arrives; none is kept
         flow.request.headers[TOKEN_HEADER] = token
-        flow.request.headers["host"] = f"127.0.0.1:{self._port}"
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self._port
         flow.request.path = "/refused"
-        if stream:
-            flow.request.stream = True  # every chunk goes on to the sink as it arrives; none is kept
         return True
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:

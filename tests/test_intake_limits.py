@@ -258,3 +258,21 @@ def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(fre
     status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 2 * 1024 * 1024, chunked=True)
     assert status == 200, "a chunked body within the limit goes to the provider as before"
     assert gateway.row(headers["helicone-id"])["model_requested"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize("http_version", ["--http1.1", "--http2"])  # HTTP/2 sends no length at all here
+def test_a_body_of_unknown_length_within_the_limit_keeps_every_header_on_the_proxy_way_in(
+        gateway, mock_provider, tmp_path, http_version):
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({**CHAT, "messages": [{"role": "user", "content": "chunked through the proxy"}]}))
+    mock_provider.reset()
+
+    result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert), http_version,
+                  "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-chunked-client",
+                  "-H", "Content-Type: application/json", "-H", "Transfer-Encoding: chunked",
+                  "--data-binary", f"@{body}")
+
+    assert result.status == 200
+    (received,) = mock_provider.requests()
+    assert received["headers"]["authorization"] == "Bearer sk-chunked-client"
+    assert received["body"]["messages"][0]["content"] == "chunked through the proxy"
