@@ -11,6 +11,7 @@ import urllib.request
 
 import openai
 import pytest
+from mitmproxy import io
 
 from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port
 
@@ -133,6 +134,9 @@ def test_no_key_in_any_artefact_of_a_run_at_the_highest_verbosity(fresh_gateway,
     assert gateway.stop() == 0
 
     assert leaks(in_duckdb) == []
+    assert "Addon error" not in gateway.output()
+    with saved.open("rb") as flows:  # saved flows are whole (llmtap's live state is gone before they are written)
+        assert len(list(io.FlowReader(flows).stream())) >= 9
     received = json.dumps(mock_provider.requests())
     assert OPENAI_ENV_KEY in received and CLIENT_BEARER in received, "the keys did reach the provider"
     artefacts = [gateway.log_path, saved, *(p for p in (gateway.workdir / "data").rglob("*") if p.is_file())]
