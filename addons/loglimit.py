@@ -59,6 +59,7 @@ class RepeatedLineFilter(logging.Filter):
         self.clock = clock
         self.max_tracked_lines = max_tracked_lines
         self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._ended: dict[tuple[str, int, str], _Window] = {}  # closed to make room, with counts still to report
         self._lock = threading.Lock()  # records also come from worker threads (the log writer)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -73,7 +74,8 @@ class RepeatedLineFilter(logging.Filter):
         now = self.clock()
         with self._lock:
             ended = [key for key, w in self._windows.items() if everything or now - w.started >= self.window_s]
-            windows = [(key, self._windows.pop(key)) for key in ended]
+            windows = [(key, self._windows.pop(key)) for key in ended] + list(self._ended.items())
+            self._ended.clear()
         return [HeldBack(name, level, message, w.held_back) for (name, level, message), w in windows if w.held_back]
 
     def _decide(self, record: logging.LogRecord) -> bool:
@@ -105,10 +107,18 @@ class RepeatedLineFilter(logging.Filter):
             return False
 
     def _forget_quiet_lines(self, now: float) -> bool:
-        quiet = [k for k, w in self._windows.items() if not w.held_back and now - w.started >= self.window_s]
-        for key in quiet:
+        """Make room by closing windows that have ended, oldest first (the dict keeps them in the order they opened,
+        so this looks at no more windows than it closes, plus one); a closed window's count waits for `report`."""
+        freed = False
+        while self._windows:
+            key, window = next(iter(self._windows.items()))
+            if now - window.started < self.window_s:
+                break
             del self._windows[key]
-        return bool(quiet)
+            if window.held_back:
+                self._ended[key] = window
+            freed = True
+        return freed
 
 
 class LogRateLimit:
