@@ -10,8 +10,9 @@ from __future__ import annotations
 import hmac
 
 from mitmproxy import http
+from mitmproxy.proxy.mode_specs import RegularMode
 
-from .config import GatewayKey
+from .config import Config, GatewayKey
 from .credentials import client_key
 
 
@@ -28,3 +29,10 @@ def gateway_key_for(presented: str | None, keys: tuple[GatewayKey, ...]) -> Gate
         if hmac.compare_digest(presented.encode(), key.key.encode()):
             return key
     return None
+
+
+def through_exposed_proxy(flow: http.HTTPFlow, config: Config) -> bool:
+    """True when `flow` came in through a proxy listener that other machines can reach (`listen.proxy` not on
+    loopback): such a listener asks for a gateway key and forwards plain HTTP only to provider hosts."""
+    listen = config.proxy_listen
+    return isinstance(flow.client_conn.proxy_mode, RegularMode) and listen is not None and not listen.is_loopback

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 
 from mitmproxy import http
-from mitmproxy.proxy.mode_specs import RegularMode
 
+from .access import through_exposed_proxy
 from .refusals import RefusalSink, is_refused
 from .settings import Settings
 
@@ -29,10 +29,8 @@ class ExposedProxyGuard:
         self.refusals = refusals
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if is_refused(flow) or flow.error or not isinstance(flow.client_conn.proxy_mode, RegularMode):
-            return
         config = self.settings.config
-        if config.proxy_listen is None or config.proxy_listen.is_loopback:
+        if is_refused(flow) or flow.error or not through_exposed_proxy(flow, config):
             return
         host = flow.request.pretty_host  # the host Intake routes by
         if config.provider_for_host(host) is not None:

@@ -15,9 +15,8 @@ import weakref
 
 from mitmproxy import connection, http
 from mitmproxy.addons.proxyauth import parse_http_basic_auth
-from mitmproxy.proxy.mode_specs import RegularMode
 
-from .access import gateway_key_for
+from .access import gateway_key_for, through_exposed_proxy
 from .callstate import get_state
 from .config import GatewayKey
 from .credentials import bearer
@@ -37,7 +36,7 @@ class ProxyAccess:
         self._owners: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if not self._guards(flow):
+        if not through_exposed_proxy(flow, self.settings.config):
             return
         key = self._presented(flow)
         if key is None:
@@ -48,7 +47,7 @@ class ProxyAccess:
         self._owners[flow.client_conn] = key.owner
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if is_refused(flow) or flow.error or not self._guards(flow):
+        if is_refused(flow) or flow.error or not through_exposed_proxy(flow, self.settings.config):
             return
         owner = self._owners.get(flow.client_conn)
         if owner is None and (key := self._presented(flow)) is not None:
@@ -59,11 +58,6 @@ class ProxyAccess:
             return
         if state is not None:
             state.key_owner = owner
-
-    def _guards(self, flow: http.HTTPFlow) -> bool:
-        """True when this flow came in through a proxy listener that other machines can reach."""
-        listen = self.settings.config.proxy_listen
-        return isinstance(flow.client_conn.proxy_mode, RegularMode) and listen is not None and not listen.is_loopback
 
     def _presented(self, flow: http.HTTPFlow) -> GatewayKey | None:
         """The gateway key in the request's Proxy-Authorization (Basic with the key as password, or Bearer), which
