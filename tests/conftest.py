@@ -31,9 +31,20 @@ ANTHROPIC_ENV_KEY = "sk-ant-llmtap-test-env-key"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all are held open until all are chosen (one at a time, the kernel can hand out
+    the same port twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
@@ -224,7 +235,7 @@ def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None =
     """`proxy_bind` "0.0.0.0" makes the proxy listener one other machines could reach (tests still connect to it
     on loopback only)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    proxy_port, gateway_port = free_port(), free_port()
+    proxy_port, gateway_port = free_ports(2)
     config = {
         "listen": {"proxy": f"{proxy_bind}:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
         "certs": "certs",

@@ -157,13 +157,14 @@ def test_when_the_first_call_fails_the_waiting_calls_go_upstream_themselves(gate
 
 
 def test_a_garbage_cache_file_stops_start_up_with_a_message_naming_it(tmp_path, mock_provider):
-    from conftest import free_port, start_gateway
+    from conftest import free_ports, start_gateway
 
     cache_db = tmp_path / "data" / "llmtap-cache" / "cache.db"  # where the default cache.path puts it
     cache_db.parent.mkdir(parents=True)
     cache_db.write_bytes(b"this is not a SQLite database\n" * 1000)
     config = tmp_path / "llmtap.yaml"
-    config.write_text(f"listen: {{proxy: '127.0.0.1:{free_port()}', gateway: '127.0.0.1:{free_port()}'}}\n"
+    proxy_port, gateway_port = free_ports(2)
+    config.write_text(f"listen: {{proxy: '127.0.0.1:{proxy_port}', gateway: '127.0.0.1:{gateway_port}'}}\n"
                       "certs: certs\nstorage: {path: data/llmtap.duckdb}\n")
     result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=30)
