@@ -112,8 +112,8 @@ def capped_json_text(value: Any, max_bytes: int) -> str | None:
     if value is None:
         return None
     text = _valid_utf8(json.dumps(value, ensure_ascii=False))
-    if len(text) <= max_bytes:
-        return text
+    if len(text) <= max_bytes or (isinstance(value, dict) and value.get(TRUNCATED_KEY) is True):
+        return text  # within the cap, or already cut (a streamed answer's kept ends): never wrapped twice
     return _cut(text[:max_bytes], len(text.encode("utf-8")))
 
 

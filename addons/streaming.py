@@ -23,6 +23,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from .bodies import TRUNCATED_KEY
 from .callstate import BodyTapState, CallState, StreamTapState, get_state
 from .config import Limits
 from .settings import Settings
@@ -171,10 +172,7 @@ def pass_body_on(response: http.Response, tap: BodyTapState, chunk: bytes) -> li
 def cut_answer(tap: BodyTapState, content_encoding: str) -> dict[str, Any]:
     """What the log keeps of a non-SSE answer larger than the cap: its first bytes as text (unless compressed), and
     the model and usage read from its first and last bytes when they are there (JSON answers put usage last)."""
-    answer: dict[str, Any] = {
-        "llmtap_cut": f"the answer was {tap.total_bytes} bytes, more than limits.max_logged_body_bytes "
-                      f"({tap.max_kept_bytes}); only its first bytes are kept",
-    }
+    answer: dict[str, Any] = {TRUNCATED_KEY: True, "bytes": tap.total_bytes}  # the mark every cut body carries
     if content_encoding.strip().lower() not in ("", "identity"):
         return answer  # compressed: its first bytes say nothing readable
     answer["head"] = tap.head.decode("utf-8", errors="replace")

@@ -171,7 +171,8 @@ def test_a_row_says_when_an_answer_was_too_large_to_read_usage_from():
     row = build_record(flow, state, settings)
 
     assert row["cost_usd"] is None and "too large" in row["price_error"]
-    assert "5000 bytes" in row["response_body"]
+    stored = json.loads(row["response_body"])  # marked as cut the same way as any body over the cap
+    assert stored["llmtap_truncated"] is True and stored["bytes"] == 5000
 
 
 # --- non-SSE answers: held while small, streamed once large ---
