@@ -149,7 +149,7 @@ class AttemptRunner:
                                                 allow_redirects=False)
             # An error answer is small and read whole (its text goes in the log); a good one streams on.
             answer = Answer(upstream, await upstream.read() if upstream.status >= 400 else None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             record["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if answer is not None:
             headers = answer.upstream.headers

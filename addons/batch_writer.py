@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalE
                   duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
 STORAGE_WORDS = ("no space left", "read-only file system", "disk quota", "has been invalidated", "could not write",
                  "could not read", "input/output error", "could not set lock")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class StorageFailure(Exception):
@@ -201,7 +201,7 @@ def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Ite
 
 
 def _epoch_us(at: datetime) -> int:
-    aware = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
     return (aware - EPOCH) // timedelta(microseconds=1)
 
 

@@ -39,7 +39,6 @@ from .headers import CacheOptions
 from .settings import Settings
 from .wire import read_body
 
-
 logger = logging.getLogger(__name__)
 
 STREAM_KEYS = frozenset({"stream", "stream_options"})

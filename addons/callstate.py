@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mitmproxy import http
@@ -16,8 +16,8 @@ from mitmproxy import http
 from .config import ProviderConfig
 from .headers import HeliconeOptions
 from .wire import WireFormat
-from .wire.sse import SseParser
 from .wire.base import StreamAssembler
+from .wire.sse import SseParser
 
 METADATA_KEY = "llmtap"
 
@@ -54,7 +54,7 @@ class BodyTapState:
 class CallState:
     way: Literal["proxy", "gateway"]
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
     options: HeliconeOptions = field(default_factory=HeliconeOptions)
     provider: ProviderConfig | None = None
@@ -90,7 +90,7 @@ class CallState:
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""
-        self.created_at = datetime.fromtimestamp(wall_time, timezone.utc)
+        self.created_at = datetime.fromtimestamp(wall_time, UTC)
         self.started = time.monotonic() - max(0.0, time.time() - wall_time)
 
     def elapsed_ms(self, until: float | None = None) -> float:

@@ -154,9 +154,9 @@ def cache_stats(config: Config, days: int) -> int:
         f"oldest       {datetime.fromtimestamp(oldest).isoformat(timespec='seconds') if oldest else '-'}",
     ]
     if config.storage_path.exists():
-        from .store import connect
-
         import duckdb
+
+        from .store import connect
 
         try:
             with connect(config.storage_path, timeout_s=10, read_only=True) as db:

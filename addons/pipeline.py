@@ -28,9 +28,9 @@ from .idle import ClientIdleTimeout
 from .intake import Intake
 from .loglimit import LogRateLimit
 from .proxy_access import ProxyAccess
-from .refusals import RefusalSink
 from .ratelimit import RateLimiter, RateLimitUsage, Windows
 from .recorder import Recorder
+from .refusals import RefusalSink
 from .routing import Router
 from .settings import Settings
 from .streaming import StreamTap

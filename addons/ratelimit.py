@@ -79,7 +79,7 @@ class Event:
 
     __slots__ = ("at", "amount", "window")
 
-    def __init__(self, at: float, amount: float, window: "Window"):
+    def __init__(self, at: float, amount: float, window: Window):
         self.at, self.amount, self.window = at, amount, window
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from mitmproxy import exceptions, http
 
-from .callstate import CallState, get_state
 from .bodies import capped_json_text
+from .callstate import CallState, get_state
 from .pricing import Priced, price_call
 from .settings import Settings
 from .store import RecordStore

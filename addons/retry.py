@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 
 from .headers import RetryOptions
 
@@ -39,7 +39,7 @@ def provider_wait_s(retry_after: str | None, retry_after_ms: str | None) -> floa
             pass
         if scale == 1:
             try:
-                return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+                return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
             except (TypeError, ValueError):
                 pass
     return None

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .spool import private_dir, spool_dir
@@ -44,7 +44,7 @@ def health_path(db_path: Path) -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class HealthFile:
@@ -81,7 +81,7 @@ def read_health(db_path: Path, fallback_dir: Path) -> Health | None:
 def age_s(health: Health) -> float:
     """Seconds since the health was written."""
     try:
-        return (datetime.now(timezone.utc) - datetime.fromisoformat(health.updated_at)).total_seconds()
+        return (datetime.now(UTC) - datetime.fromisoformat(health.updated_at)).total_seconds()
     except ValueError:
         return float("inf")
 

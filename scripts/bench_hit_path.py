@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from llmtap.pipeline import make_addons
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
-
-from llmtap.pipeline import make_addons
 
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "what the cache serves"}]}).encode()
 ANSWER = json.dumps({

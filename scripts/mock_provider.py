@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OPENAI_PATHS = {"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions"}
@@ -115,7 +115,7 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 def rfc3339(seconds_from_now: float) -> str:
-    moment = datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)
+    moment = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

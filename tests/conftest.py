@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from llmtap.store import connect
 
 ROOT = Path(__file__).resolve().parent.parent

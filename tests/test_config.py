@@ -6,7 +6,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from llmtap.config import Address, Config, ConfigError, GatewayKey, PriceOverride, Upstream, load_config, parse_config
 
 

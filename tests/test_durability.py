@@ -7,11 +7,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openai
-
 from llmtap.store import RecordStore, connect
 
 
@@ -60,7 +59,7 @@ def test_rows_that_cannot_be_written_by_shutdown_are_kept_and_loaded_at_the_next
     db_path = tmp_path / "log.duckdb"
     first = RecordStore(db_path, shutdown_wait_s=0.5)
     first.open()
-    record = {"request_id": "spilled-1", "created_at": datetime.now(timezone.utc), "way": "gateway",
+    record = {"request_id": "spilled-1", "created_at": datetime.now(UTC), "way": "gateway",
               "properties": {"k": "v"}, "cost_usd": None}
     with file_held_by_another_process(db_path):
         first.append(record)

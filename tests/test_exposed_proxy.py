@@ -11,12 +11,11 @@ import subprocess
 
 import pytest
 import yaml
-from mitmproxy.test import tflow
-
 from llmtap.config import load_config
 from llmtap.exposed_proxy import ExposedProxyGuard
 from llmtap.refusals import RefusalSink
 from llmtap.settings import Settings
+from mitmproxy.test import tflow
 
 from conftest import Gateway, curl, start_gateway
 

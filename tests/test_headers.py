@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from llmtap.headers import (
     CacheOptions,
     FallbackOptions,

@@ -15,9 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mitmproxy.test.tflow import tflow
-from mitmproxy.test.tutils import tresp
-
 from llmtap.callstate import BodyTapState, CallState, StreamTapState, attach_state
 from llmtap.config import load_config
 from llmtap.recorder import build_record
@@ -28,6 +25,8 @@ from llmtap.wire.base import sse_bytes
 from llmtap.wire.openai_chat import OpenAIChat
 from llmtap.wire.openai_responses import OpenAIResponses
 from llmtap.wire.sse import SseEvent, SseParser
+from mitmproxy.test.tflow import tflow
+from mitmproxy.test.tutils import tresp
 
 MiB = 1024 * 1024
 DEEP = "[" * 100_000

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from genai_prices import Usage
-
 from llmtap.config import PriceOverride
 from llmtap.pricing import price_call
 
-WHEN = datetime(2025, 6, 1, tzinfo=timezone.utc)
+WHEN = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def test_a_known_model_is_priced_by_genai_prices():

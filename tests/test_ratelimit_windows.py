@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from addons.headers import parse_ratelimit_policy
 from addons.ratelimit import Windows, is_over
 

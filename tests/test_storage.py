@@ -15,13 +15,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import openai
 import pytest
-
 from llmtap import cli
 from llmtap.spool import Spool, encode_row
 from llmtap.store import RecordStore, connect
@@ -30,7 +29,7 @@ from llmtap.store_health import Health, HealthFile, health_path
 
 def row(i: int, **changes) -> dict:
     """A row as the Recorder builds it."""
-    return {"request_id": f"row-{i}", "created_at": datetime.now(timezone.utc) + timedelta(microseconds=i),
+    return {"request_id": f"row-{i}", "created_at": datetime.now(UTC) + timedelta(microseconds=i),
             "way": "gateway", "status": 200, "model": "gpt-4o-mini", "cost_usd": Decimal("0.0000123"),
             "properties": {"run": "bisect"}, "request_body": json.dumps({"i": i}),
             "response_body": json.dumps({"ok": True}), **changes}
@@ -103,7 +102,7 @@ def test_status_fails_when_a_running_gateway_cannot_even_write_its_health(tmp_pa
         HealthFile(db_path, holder.fallback_dir).write(Health())
         assert cli.main(["status", "--config", str(tmp_path / "llmtap.yaml")]) == 0
         stale = json.loads(health_path(db_path).read_text())
-        stale["updated_at"] = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat()
+        stale["updated_at"] = (datetime.now(UTC) - timedelta(seconds=60)).isoformat()
         health_path(db_path).write_text(json.dumps(stale))
         assert cli.main(["status", "--config", str(tmp_path / "llmtap.yaml")]) == 1
         assert "has not updated its health for 60 s" in capsys.readouterr().out

@@ -9,9 +9,9 @@ import urllib.request
 from decimal import Decimal
 
 import openai
+from llmtap.webview import describe
 
 from conftest import OPENAI_ENV_KEY, free_port
-from llmtap.webview import describe
 
 
 def web_get(port: int, token: str, path: str):
@@ -66,9 +66,8 @@ def test_comment_says_a_cache_hit_and_what_it_saved():
 
 
 def test_masking_a_sent_request_twice_changes_nothing():
-    from mitmproxy.test import tutils
-
     from llmtap.credentials import redact_secrets
+    from mitmproxy.test import tutils
 
     request = tutils.treq(headers=[(b"authorization", b"Bearer sk-proj-0123456789abcdef"), (b"x-api-key", b"short")])
     redact_secrets(request)

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from genai_prices import Usage
-
 from llmtap.callstate import StreamTapState
 from llmtap.streaming import pass_on
 from llmtap.wire import format_for_path
