@@ -7,6 +7,7 @@ call — streamed as it arrives, so mitmproxy and the stream tap see it like any
 so does the relay's work for it: no more tries are sent on its behalf. A stream that has begun is never
 retried: only answers whose status says "try again" are. When the tries run out the client gets the provider's last
 answer as it was, or a JSON 502 when no provider answered at all. Every try is written to the call's state for its row.
+When the call has finished, its flow shows where the answer came from, not llmtap's relay.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 from mitmproxy import http
 
 from .callstate import CallState, get_state
+from .credentials import masked_path
 from .fallback import Target, plan_targets
+from .record import AttemptRecord, CallRecord
 from .replies import reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
@@ -32,12 +35,14 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-llmtap-attempts"
+RELAY_PATH = "/attempts"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
 
 
 class AttemptRunner:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.settings = settings
+        self.sleep = sleep  # how the relay waits between tries (a test passes one that does not)
         self._pending: dict[str, tuple[CallState, list[Target]]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._server: asyncio.Server | None = None
@@ -68,19 +73,20 @@ class AttemptRunner:
         token = secrets.token_urlsafe(16)
         self._pending[token] = (state, targets)
         flow.request.scheme, flow.request.host, flow.request.port = "http", "127.0.0.1", self._port
-        flow.request.path = "/attempts"
+        flow.request.path = RELAY_PATH
         flow.request.headers[TOKEN_HEADER] = token
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._forget(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._forget(flow)
-
-    def _forget(self, flow: http.HTTPFlow) -> None:
-        # A call the relay never saw (the client left first, or llmtap answered it) leaves nothing behind.
-        if token := flow.request.headers.get(TOKEN_HEADER):
-            self._pending.pop(token, None)
+    def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
+        """Forget a call the relay never saw (the client left first, or llmtap answered it), and show the flow as
+        sent where the answer came from, not to llmtap's own relay."""
+        token = flow.request.headers.pop(TOKEN_HEADER, None)
+        if token is None:
+            return
+        self._pending.pop(token, None)
+        state = get_state(flow)
+        if state is not None and state.answered_url:
+            flow.request.url = state.answered_url
+            flow.request.path = masked_path(flow.request.path)
 
     async def done(self) -> None:
         if self._server is not None:
@@ -96,7 +102,7 @@ class AttemptRunner:
         state, targets = entry
         answer, target = await self._attempt(state, targets)
         if answer is None:
-            last_error = state.attempt_log[-1]["error"] if state.attempt_log else "no attempt"
+            last_error = state.attempt_log[-1].error if state.attempt_log else "no attempt"
             body = {"error": {"type": "llmtap_upstream_unreachable", "message": f"no provider answered: {last_error}"}}
             return web.json_response(body, status=502)
         state.provider = target.provider
@@ -107,42 +113,37 @@ class AttemptRunner:
             answer.upstream.release()
 
     async def _attempt(self, state: CallState, targets: list[Target]) -> tuple[Answer | None, Target]:
-        """Try each target, with retries, until one answers in a way that ends the call."""
+        """Try the targets in order, each with its retries, until an answer ends the call: one that is not to be
+        retried or fallen back from, or the last target's last try."""
         retry = state.options.retry
-        for number, target in enumerate(targets):
-            is_last = number == len(targets) - 1
-            retries_left = retry.max_retries if retry.enabled else 0
-            retry_index = 0
-            while True:
-                answer, record = await self._try_once(target)
-                state.attempt_log.append(record)
-                if is_retryable(record["status"]) and retries_left > 0:
-                    headers = answer.upstream.headers if answer is not None else {}
-                    wait = wait_s(retry, retry_index, headers.get("retry-after"), headers.get("retry-after-ms"))
-                    record["wait_ms"] = round(wait * 1000, 3)
-                    if answer is not None:
-                        answer.upstream.release()
-                    await asyncio.sleep(wait)
-                    retries_left -= 1
-                    retry_index += 1
-                    state.retries += 1
-                    continue
-                break
-            status = record["status"] if record["status"] is not None else 502  # no answer counts as a 502
-            if not is_last and status in target.on_codes:
-                if answer is not None:
-                    answer.upstream.release()
+        max_retries = retry.max_retries if retry.enabled else 0
+        number, retry_index = 0, 0  # which target, and which retry of it
+        while True:
+            target = targets[number]
+            answer, attempt = await self._try_once(target)
+            state.attempt_log.append(attempt)
+            if is_retryable(attempt.status) and retry_index < max_retries:
+                headers = answer.upstream.headers if answer is not None else {}
+                wait = wait_s(retry, retry_index, headers.get("retry-after"), headers.get("retry-after-ms"))
+                attempt.wait_ms = round(wait * 1000, 3)
+                _discard(answer)
+                await self.sleep(wait)
+                retry_index += 1
+                state.retries += 1
+                continue
+            status = attempt.status if attempt.status is not None else 502  # no answer counts as a 502
+            if number < len(targets) - 1 and status in target.on_codes:
+                _discard(answer)
+                number, retry_index = number + 1, 0
                 continue
             if number > 0:
                 state.fallback_from = targets[0].model
             return answer, target
-        raise AssertionError("unreachable: the last target always ends the call")
 
-    async def _try_once(self, target: Target) -> tuple[Answer | None, dict[str, Any]]:
+    async def _try_once(self, target: Target) -> tuple[Answer | None, AttemptRecord]:
         assert self._session is not None
         started = time.monotonic()
-        record: dict[str, Any] = {"provider": target.provider.name, "model": target.model, "status": None,
-                                  "latency_ms": None, "wait_ms": None, "retry_after_s": None, "error": None}
+        attempt = AttemptRecord(provider=target.provider.name, model=target.model)
         answer = None
         try:
             upstream = await self._session.post(target.url, data=target.body, headers=list(target.headers),
@@ -150,15 +151,20 @@ class AttemptRunner:
             # An error answer is small and read whole (its text goes in the log); a good one streams on.
             answer = Answer(upstream, await upstream.read() if upstream.status >= 400 else None)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            record["error"] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            attempt.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if answer is not None:
             headers = answer.upstream.headers
-            record["status"] = answer.upstream.status
-            record["retry_after_s"] = provider_wait_s(headers.get("retry-after"), headers.get("retry-after-ms"))
+            attempt.status = answer.upstream.status
+            attempt.retry_after_s = provider_wait_s(headers.get("retry-after"), headers.get("retry-after-ms"))
             if answer.body is not None:
-                record["error"] = _error_text(answer.body)
-        record["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
-        return answer, record
+                attempt.error = _error_text(answer.body)
+        attempt.latency_ms = round((time.monotonic() - started) * 1000, 3)
+        return answer, attempt
+
+
+def _discard(answer: Answer | None) -> None:
+    if answer is not None:
+        answer.upstream.release()
 
 
 @dataclass

@@ -36,6 +36,7 @@ from mitmproxy import exceptions, http
 from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
 from .headers import CacheOptions
+from .record import CallRecord
 from .settings import Settings
 from .wire import read_body
 
@@ -132,13 +133,12 @@ class ResponseCache:
         state = get_state(flow)
         answer = self._answer_to_store(flow, state)
         if answer is None:
-            self._release(flow)
-            return None
+            return None  # the calls waiting for it are woken when it has finished (call_finished)
         assert state is not None and state.cache_key is not None
         return self._store(flow, state.cache_key, answer, state.options.cache)
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._release(flow)
+    def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
+        self._release(flow)  # when its answer was not stored, or the call failed
 
     def _answer_to_store(self, flow: http.HTTPFlow, state: CallState | None) -> dict[str, Any] | None:
         if state is None or state.cache_status != "MISS" or state.cache_key is None or flow.response is None:

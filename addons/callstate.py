@@ -15,6 +15,7 @@ from mitmproxy import http
 
 from .config import ProviderConfig
 from .headers import HeliconeOptions
+from .record import AttemptRecord, CallRecord
 from .wire import WireFormat
 from .wire.base import StreamAssembler
 from .wire.sse import SseParser
@@ -76,12 +77,12 @@ class CallState:
     first_byte_at: float | None = None
     client_host: str | None = None  # where the client sent the call, before routing
     client_path: str | None = None
-    record: dict[str, Any] | None = None  # the row, once the call has finished
+    record: CallRecord | None = None  # the row, once the call has finished
     cache_status: str | None = None  # "HIT" or "MISS" when the client enabled the cache
     cache_key: str | None = None
     cache_bucket_idx: int | None = None
     cached_answer: dict[str, Any] | None = None  # the answer a hit served
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)  # each try at a provider, when retries or
+    attempt_log: list[AttemptRecord] = field(default_factory=list)  # each try at a provider, when retries or
     retries: int = 0                                                   # fallbacks were on
     fallback_from: str | None = None  # the model first asked for, when a fallback answered
     answered_url: str | None = None  # where the answer came from, when AttemptRunner relayed it

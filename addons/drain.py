@@ -20,6 +20,7 @@ from mitmproxy import ctx, flow, http
 from mitmproxy.proxy.layers.http import HttpErrorHook
 
 from .connections import client_bytes_unsent, client_handlers, close_client
+from .events import FlowEnd
 from .replies import reply_with_error
 from .settings import Settings
 
@@ -34,7 +35,7 @@ def cut_message(drain_s: float) -> str:
     return f"cut by llmtap's shutdown: still unfinished after shutdown.drain_s ({drain_s:g} s)"
 
 
-class Drain:
+class Drain(FlowEnd):
     """Graceful stop on SIGTERM/SIGINT. Goes last in the addon list: a call counts as finished only once every other
     addon (the Recorder above all) has seen its response or error."""
 
@@ -66,10 +67,7 @@ class Drain:
         else:
             self._in_flight[flow.id] = flow
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._in_flight.pop(flow.id, None)
-
-    def error(self, flow: http.HTTPFlow) -> None:
+    def flow_ended(self, flow: http.HTTPFlow) -> None:
         self._in_flight.pop(flow.id, None)
 
     def done(self) -> None:

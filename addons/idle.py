@@ -21,6 +21,7 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import layer, layers
 
 from .connections import client_handler, close_client
+from .events import FlowEnd
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class _Watch:
     timer: asyncio.TimerHandle | None = None
 
 
-class ClientIdleTimeout:
+class ClientIdleTimeout(FlowEnd):
     """Closes client connections that have sent no request head within `limits.client_idle_timeout_s`."""
 
     def __init__(self, settings: Settings):
@@ -58,10 +59,7 @@ class ClientIdleTimeout:
             watch.calls_in_flight.add(flow.id)
             self._stop_clock(watch)
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._call_finished(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
+    def flow_ended(self, flow: http.HTTPFlow) -> None:
         self._call_finished(flow)
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:

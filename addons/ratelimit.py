@@ -46,6 +46,7 @@ from mitmproxy import http
 from .callstate import CallState, get_state
 from .headers import RateLimitPolicy
 from .pricing import price_call
+from .record import CallRecord
 from .replies import reply_with_error
 from .settings import Settings
 
@@ -229,20 +230,12 @@ class RateLimitUsage:
         self.windows = windows
         self.clock = clock or windows.clock
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._settle(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._settle(flow)
-
-    def _settle(self, flow: http.HTTPFlow) -> None:
+    def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
         state = get_state(flow)
         if state is None or not state.ratelimit_reservations:
             return
-        if state.record is None and flow.error is None:
-            return  # the row is not final yet
         reservations, state.ratelimit_reservations = state.ratelimit_reservations, []
-        cost = state.record.get("cost_usd") if state.record is not None else None
+        cost = record.cost_usd
         failed = flow.error is not None or flow.response is None or flow.response.status_code >= 400
         for key, window_s, event in reservations:
             if cost is None and not failed:

@@ -1,7 +1,8 @@
 """The `Recorder` addon: one row in DuckDB for every LLM call a client made, answered or not.
 
 It owns the `RecordStore` (opened when mitmproxy starts, flushed when it stops), reads the finished flow and its
-`CallState`, prices the usage, and queues the row. Keys, cookies and auth headers are never part of a row.
+`CallState`, prices the usage, queues the row, and then announces the finished call (`call_finished`, events.py) to
+the addons that act on it. Keys, cookies and auth headers are never part of a row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from mitmproxy import exceptions, http
 
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
+from .events import FlowEnd, announce_call_finished
 from .pricing import Priced, price_call
+from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
 from .streaming import cut_answer
@@ -27,7 +30,7 @@ RATELIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 RATELIMIT_HEADERS = ("retry-after", "retry-after-ms")
 
 
-class Recorder:
+class Recorder(FlowEnd):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store: RecordStore | None = None
@@ -48,12 +51,6 @@ class Recorder:
             raise exceptions.OptionsError(f"storage.path: cannot open {path}: {e}") from None
         self.store = store
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._record(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._record(flow)
-
     def done(self) -> None:
         if self.store is not None:
             self.store.close()
@@ -62,19 +59,22 @@ class Recorder:
                            if self.store.rows_waiting else "")
                         + (f", {self.store.rows_lost} LOST" if self.store.rows_lost else ""))
 
-    def _record(self, flow: http.HTTPFlow) -> None:
+    def flow_ended(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.record is not None or self.store is None:
+        if state is None or state.record is not None:
             return
         try:
-            state.record = build_record(flow, state, self.settings)
+            record = build_record(flow, state, self.settings)
         except Exception as e:  # a bug or an answer nobody foresaw must not cost the call its row
             logger.exception(f"llmtap: building the row of {state.request_id} failed; writing what is known")
-            state.record = minimal_record(flow, state, f"llmtap could not read this call: {type(e).__name__}: {e}")
-        self.store.append(state.record)
+            record = minimal_record(flow, state, f"llmtap could not read this call: {type(e).__name__}: {e}")
+        state.record = record
+        if self.store is not None:
+            self.store.append(record.as_row())
+        announce_call_finished(flow, record)
 
 
-def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> dict[str, Any]:
+def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> CallRecord:
     """The `requests` row for a finished (answered, refused or failed) call."""
     response = flow.response
     answer = _answer(response, state)
@@ -88,63 +88,63 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> d
     error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
     options = state.options
     cap = settings.config.limits.max_logged_body_bytes
-    return {
-        "request_id": state.request_id,
-        "created_at": state.created_at,
-        "way": state.way,
-        "provider": state.provider.name if state.provider else None,
-        "method": flow.request.method,
-        "host": state.client_host,
-        "path": state.client_path,
-        "model": model,
-        "model_requested": state.model_requested,
-        "status": status,
-        "error": error,
-        "stream": state.stream,
-        "latency_ms": state.elapsed_ms(),
-        "ttfb_ms": state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None,
-        "ttft_ms": _ttft_ms(state),
-        "input_tokens": priced.input_tokens,
-        "output_tokens": priced.output_tokens,
-        "cached_input_tokens": priced.cached_input_tokens,
-        "cache_write_input_tokens": priced.cache_write_input_tokens,
-        "reasoning_tokens": priced.reasoning_tokens,
-        "total_tokens": priced.total_tokens,
-        "cost_usd": priced.cost_usd,
-        "price_source": priced.price_source,
-        "price_error": priced.price_error,
-        "cost_saved_usd": cost_saved,
-        "cache_status": state.cache_status,
-        "attempts": _attempts(state),
-        "retries": state.retries,
-        "fallback_from": state.fallback_from,
-        "attempt_log": state.attempt_log or None,
-        "user_id": options.user_id,
-        "session_id": options.session_id,
-        "session_path": options.session_path,
-        "session_name": options.session_name,
-        "prompt_id": options.prompt_id,
-        "properties": dict(options.properties),
-        "key_hash": state.key_hash,
-        "key_owner": state.key_owner,
-        "ratelimit": ratelimit_headers(response),
+    return CallRecord(
+        request_id=state.request_id,
+        created_at=state.created_at,
+        way=state.way,
+        provider=state.provider.name if state.provider else None,
+        method=flow.request.method,
+        host=state.client_host,
+        path=state.client_path,
+        model=model,
+        model_requested=state.model_requested,
+        status=status,
+        error=error,
+        stream=state.stream,
+        latency_ms=state.elapsed_ms(),
+        ttfb_ms=state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None,
+        ttft_ms=_ttft_ms(state),
+        input_tokens=priced.input_tokens,
+        output_tokens=priced.output_tokens,
+        cached_input_tokens=priced.cached_input_tokens,
+        cache_write_input_tokens=priced.cache_write_input_tokens,
+        reasoning_tokens=priced.reasoning_tokens,
+        total_tokens=priced.total_tokens,
+        cost_usd=priced.cost_usd,
+        price_source=priced.price_source,
+        price_error=priced.price_error,
+        cost_saved_usd=cost_saved,
+        cache_status=state.cache_status,
+        attempts=_attempts(state),
+        retries=state.retries,
+        fallback_from=state.fallback_from,
+        attempt_log=state.attempt_log or None,
+        user_id=options.user_id,
+        session_id=options.session_id,
+        session_path=options.session_path,
+        session_name=options.session_name,
+        prompt_id=options.prompt_id,
+        properties=dict(options.properties),
+        key_hash=state.key_hash,
+        key_owner=state.key_owner,
+        ratelimit=ratelimit_headers(response),
         # A refused call keeps no body: a caller without a key must not be able to fill the log.
-        "request_body": None if options.omit_request or state.refused else (
+        request_body=None if options.omit_request or state.refused else (
             state.request_body_logged or capped_json_text(state.request_body, cap)),
-        "response_body": None if options.omit_response else capped_json_text(answer, cap),
-    }
+        response_body=None if options.omit_response else capped_json_text(answer, cap),
+    )
 
 
-def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> dict[str, Any]:
+def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> CallRecord:
     """The row of a call whose answer could not be read: who, when, where and what went wrong."""
-    return {
-        "request_id": state.request_id, "created_at": state.created_at, "way": state.way,
-        "provider": state.provider.name if state.provider else None, "method": flow.request.method,
-        "host": state.client_host, "path": state.client_path, "model_requested": state.model_requested,
-        "status": flow.response.status_code if flow.response else None, "error": error,
-        "latency_ms": state.elapsed_ms(), "user_id": state.options.user_id, "session_id": state.options.session_id,
-        "properties": dict(state.options.properties), "key_hash": state.key_hash,
-    }
+    return CallRecord(
+        request_id=state.request_id, created_at=state.created_at, way=state.way,
+        provider=state.provider.name if state.provider else None, method=flow.request.method,
+        host=state.client_host, path=state.client_path, model_requested=state.model_requested,
+        status=flow.response.status_code if flow.response else None, error=error,
+        latency_ms=state.elapsed_ms(), user_id=state.options.user_id, session_id=state.options.session_id,
+        properties=dict(state.options.properties), key_hash=state.key_hash,
+    )
 
 
 def _answer(response: http.Response | None, state: CallState) -> Any:

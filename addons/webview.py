@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
 
 from mitmproxy import contentviews, http
 
-from .attempts import TOKEN_HEADER
 from .callstate import METADATA_KEY, get_state
-from .credentials import masked_path, redact_secrets
+from .credentials import redact_secrets
+from .record import CallRecord
 from .wire import format_for_path, format_named
 from .wire.sse import SseParser
 
@@ -30,23 +29,12 @@ class WebView:
         if get_state(flow) is not None:
             redact_secrets(flow.request)
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._finish(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._finish(flow)
-
-    def _finish(self, flow: http.HTTPFlow) -> None:
+    def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
         state = get_state(flow)
         if state is None:
             return
         redact_secrets(flow.request)
-        if state.record is not None:
-            flow.comment = describe(state.record)
-        if state.answered_url:  # show where the answer came from, not llmtap's own retry relay
-            flow.request.url = state.answered_url
-            flow.request.path = masked_path(flow.request.path)
-            flow.request.headers.pop(TOKEN_HEADER, None)
+        flow.comment = describe(record)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
             "wire": state.wire.name if state.wire else None,
@@ -55,19 +43,19 @@ class WebView:
         del flow.metadata[METADATA_KEY]
 
 
-def describe(record: dict[str, Any]) -> str:
+def describe(record: CallRecord) -> str:
     """One line that says what a call was: model, tokens, cost, latency, and its error if it failed."""
-    parts = [record.get("model") or record.get("model_requested") or record.get("path") or "?"]
-    if record.get("input_tokens") is not None or record.get("output_tokens") is not None:
-        parts.append(f"{record.get('input_tokens') or 0:,}→{record.get('output_tokens') or 0:,} tok")
-    cost = record.get("cost_usd")
+    parts = [record.model or record.model_requested or record.path or "?"]
+    if record.input_tokens is not None or record.output_tokens is not None:
+        parts.append(f"{record.input_tokens or 0:,}→{record.output_tokens or 0:,} tok")
+    cost = record.cost_usd
     parts.append("$?" if cost is None else f"${_short_cost(cost)}")
-    parts.append(f"{record['latency_ms']:,.0f} ms")
-    if record.get("cache_status") == "HIT":
-        saved = record.get("cost_saved_usd")
+    parts.append(f"{record.latency_ms or 0:,.0f} ms")
+    if record.cache_status == "HIT":
+        saved = record.cost_saved_usd
         parts.append("cache HIT" + (f" (saved ${_short_cost(saved)})" if saved is not None else ""))
-    if record.get("error"):
-        parts.append(f"{record.get('status') or 'failed'} {record['error'][:80]}")
+    if record.error:
+        parts.append(f"{record.status or 'failed'} {record.error[:80]}")
     return " · ".join(parts)
 
 

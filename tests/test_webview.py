@@ -6,9 +6,11 @@ import json
 import re
 import time
 import urllib.request
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import openai
+from llmtap.record import CallRecord
 from llmtap.webview import describe
 
 from conftest import OPENAI_ENV_KEY, free_port
@@ -47,21 +49,25 @@ def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway):
     assert OPENAI_ENV_KEY not in json.dumps(flows)
 
 
+def a_record(**columns) -> CallRecord:
+    return CallRecord(request_id="r1", created_at=datetime.now(UTC), way="gateway", **columns)
+
+
 def test_comment_reads_like_the_issue_example():
-    record = {"model": "gpt-4o-mini", "input_tokens": 1234, "output_tokens": 56, "cost_usd": Decimal("0.00041"),
-              "latency_ms": 812.4}
+    record = a_record(model="gpt-4o-mini", input_tokens=1234, output_tokens=56, cost_usd=Decimal("0.00041"),
+                      latency_ms=812.4)
     assert describe(record) == "gpt-4o-mini · 1,234→56 tok · $0.0004 · 812 ms"
 
 
 def test_comment_says_when_the_price_is_unknown_and_why_a_call_failed():
-    record = {"model": None, "model_requested": "gpt-5-nano", "cost_usd": None, "latency_ms": 3.0, "status": 503,
-              "error": "server_error: overloaded"}
+    record = a_record(model=None, model_requested="gpt-5-nano", cost_usd=None, latency_ms=3.0, status=503,
+                      error="server_error: overloaded")
     assert describe(record) == "gpt-5-nano · $? · 3 ms · 503 server_error: overloaded"
 
 
 def test_comment_says_a_cache_hit_and_what_it_saved():
-    record = {"model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 5, "cost_usd": Decimal(0),
-              "cost_saved_usd": Decimal("0.0123"), "latency_ms": 1.2, "cache_status": "HIT"}
+    record = a_record(model="gpt-4o-mini", input_tokens=10, output_tokens=5, cost_usd=Decimal(0),
+                      cost_saved_usd=Decimal("0.0123"), latency_ms=1.2, cache_status="HIT")
     assert describe(record) == "gpt-4o-mini · 10→5 tok · $0 · 1 ms · cache HIT (saved $0.0123)"
 
 
