@@ -1,9 +1,9 @@
 """The `ResponseCache` addon: Helicone's response cache, switched on per request by `Helicone-Cache-Enabled: true`.
 
-The key is the provider, the API and the upstream path (an Azure deployment is part of it), an `anthropic-beta`
-header, the request body in canonical JSON (key order and white space do not matter; `stream` and `stream_options`
-do not count, so a streamed answer serves a later unstreamed request and the other way round;
-`Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
+The key is the provider, the API and the upstream path (an Azure deployment is part of it), the request headers the
+API's wire format says change an answer (Anthropic's `anthropic-beta`), the request body in canonical JSON (key order
+and white space do not matter; `stream` and `stream_options` do not count, so a streamed answer serves a later
+unstreamed request and the other way round; `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
 answers are never served to another. Who the caller is takes two parts: the fingerprint of the key it presented to
 llmtap (`state.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
 provider key), and the fingerprint of every credential the request arrived with (`state.credential_hash`, taken
@@ -204,8 +204,8 @@ def cache_key(state: CallState, request: http.Request) -> str:
     ignored = STREAM_KEYS | set(state.options.cache.ignore_keys)
     relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    parts = [state.provider.name, state.wire.name, request.path, request.headers.get("anthropic-beta", ""),
-             canonical, state.key_hash or "", state.credential_hash, state.options.cache.seed or ""]
+    parts = [state.provider.name, state.wire.name, request.path,
+             *(request.headers.get(name, "") for name in state.wire.cache_key_headers), canonical, state.key_hash or "", state.credential_hash, state.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -21,9 +21,9 @@ from mitmproxy import http
 from .callstate import CallState
 from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
+from .wire import belongs_to_one_provider
 
 PASSED_OVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-PROVIDER_HEADER_PREFIXES = ("openai-", "anthropic-", "x-goog-")  # meaningful to one provider only
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
     key for this provider — the target's own, else the one llmtap has."""
     assert state.wire is not None
     kept = tuple((k, v) for k, v in headers
-                 if k.lower() not in CLIENT_KEY_HEADERS and not k.lower().startswith(PROVIDER_HEADER_PREFIXES))
+                 if k.lower() not in CLIENT_KEY_HEADERS and not belongs_to_one_provider(k.lower()))
     if any(name in extra for name in CLIENT_KEY_HEADERS):
         return kept
     if state.way == "proxy":  # the client brings its own keys: llmtap never spends its own for a proxy call

@@ -120,9 +120,10 @@ class Intake:
             reply_with_error(flow, *body.refusal)
             return
         state.wire, state.request_body, state.request_body_logged = body.wire, body.parsed, body.logged
-        state.model_requested, state.stream = (
-            state.wire.model_and_stream(state.request_body) if state.wire else (None, False)
-        )
+        if state.wire is not None:
+            path = flow.request.path.split("?", 1)[0].rstrip("/")
+            state.model_requested = state.wire.model(path, state.request_body)
+            state.stream = state.wire.is_stream(path, state.request_body)
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
         headers = flow.request.headers

@@ -133,3 +133,46 @@ def m004_throttling_view(db: duckdb.DuckDBPyConnection) -> None:
         WHERE requests_remaining < 0.05 * requests_limit OR tokens_remaining < 0.05 * tokens_limit
         """
     )
+
+
+@migration
+def m005_throttling_view_by_header_shape(db: duckdb.DuckDBPyConnection) -> None:
+    """The `throttling` view of m004, reading a provider's budget from any rate-limit header named the way providers
+    name them (`…ratelimit-remaining-requests` as OpenAI and Groq do, `…ratelimit-requests-remaining` as Anthropic
+    does), so the schema names no provider: which headers are rate-limit headers is the wire formats' knowledge."""
+
+    def budget(quantity: str, kind: str) -> str:
+        pattern = f"ratelimit-({quantity}-{kind}|{kind}-{quantity})$"
+        return (f"TRY_CAST(list_filter(map_entries(ratelimit), lambda e: regexp_matches(e.key, '(^|-){pattern}'))[1].value"
+                f" AS DOUBLE)")
+
+    db.execute(
+        f"""
+        CREATE OR REPLACE VIEW throttling AS
+        WITH budgets AS (
+            SELECT *,
+                {budget("remaining", "requests")} AS requests_remaining,
+                {budget("limit", "requests")} AS requests_limit,
+                {budget("remaining", "tokens")} AS tokens_remaining,
+                {budget("limit", "tokens")} AS tokens_limit
+            FROM requests
+        )
+        SELECT r.created_at, r.request_id, a.provider, a.model, r.key_hash, 'rate_limited' AS event, a.status,
+               a.retry_after_s, NULL::DOUBLE AS requests_remaining, NULL::DOUBLE AS requests_limit,
+               NULL::DOUBLE AS tokens_remaining, NULL::DOUBLE AS tokens_limit
+        FROM requests r, unnest(r.attempt_log) AS t(a)
+        WHERE a.status = 429
+        UNION ALL
+        SELECT created_at, request_id, provider, coalesce(model, model_requested), key_hash, 'rate_limited', status,
+               coalesce(TRY_CAST(ratelimit['retry-after-ms'] AS DOUBLE) / 1000,
+                        TRY_CAST(ratelimit['retry-after'] AS DOUBLE)),
+               requests_remaining, requests_limit, tokens_remaining, tokens_limit
+        FROM budgets
+        WHERE status = 429 AND attempts > 0 AND attempt_log IS NULL
+        UNION ALL
+        SELECT created_at, request_id, provider, coalesce(model, model_requested), key_hash, 'near_limit', status,
+               NULL, requests_remaining, requests_limit, tokens_remaining, tokens_limit
+        FROM budgets
+        WHERE requests_remaining < 0.05 * requests_limit OR tokens_remaining < 0.05 * tokens_limit
+        """
+    )

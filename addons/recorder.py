@@ -22,12 +22,10 @@ from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
 from .streaming import cut_answer
-from .wire import read_body
+from .wire import is_ratelimit_header, read_body
 
 logger = logging.getLogger(__name__)
 
-RATELIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
-RATELIMIT_HEADERS = ("retry-after", "retry-after-ms")
 
 
 class Recorder(FlowEnd):
@@ -214,8 +212,4 @@ def ratelimit_headers(response: http.Response | None) -> dict[str, str]:
     """The provider's rate-limit headers, names lower-cased."""
     if response is None:
         return {}
-    return {
-        name.lower(): value
-        for name, value in response.headers.items()
-        if name.lower().startswith(RATELIMIT_PREFIXES) or name.lower() in RATELIMIT_HEADERS
-    }
+    return {name.lower(): value for name, value in response.headers.items() if is_ratelimit_header(name.lower())}

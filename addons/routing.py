@@ -18,14 +18,7 @@ from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
 from .replies import reply_with_error
 from .settings import Settings
-from .wire import format_named
-
-# The gateway's endpoints (with and without /v1, as Helicone's gateway accepts) and the API each one speaks.
-GATEWAY_ENDPOINTS = {
-    "/v1/chat/completions": "openai_chat", "/chat/completions": "openai_chat",
-    "/v1/messages": "anthropic_messages", "/messages": "anthropic_messages",
-    "/v1/responses": "openai_responses", "/responses": "openai_responses",
-}
+from .wire import format_for_gateway_path, gateway_endpoints
 
 
 class Router:
@@ -48,19 +41,17 @@ class Router:
 
     def _route_gateway(self, flow: http.HTTPFlow, state: CallState, config: Config) -> None:
         path = flow.request.path.split("?", 1)[0].rstrip("/")
-        if flow.request.method != "POST" or path not in GATEWAY_ENDPOINTS:
-            reply_with_error(
-                flow, 404, "llmtap_unknown_endpoint",
-                f"{flow.request.method} {path} is not a gateway endpoint; use POST /v1/chat/completions "
-                "(OpenAI-compatible, any provider), POST /v1/messages (Anthropic) or POST /v1/responses (OpenAI)",
-            )
+        wire = format_for_gateway_path(path)
+        if flow.request.method != "POST" or wire is None:
+            reply_with_error(flow, 404, "llmtap_unknown_endpoint",
+                             f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}")
             return
         body = state.request_body
         if not isinstance(body, dict):
             reply_with_error(flow, 400, "llmtap_invalid_body", "the request body must be a JSON object")
             return
-        model = body.get("model")
-        routed = config.provider_for_model(model) if isinstance(model, str) and model else None
+        model = wire.model(path, body)
+        routed = config.provider_for_model(model) if model else None
         if routed is None:
             reply_with_error(
                 flow, 400, "llmtap_unroutable_model",
@@ -69,8 +60,8 @@ class Router:
             return
         provider, provider_model = routed
         state.provider = provider
-        state.wire = format_named(GATEWAY_ENDPOINTS[path])
-        upstream_path = provider.path_for(state.wire.name)
+        state.wire = wire
+        upstream_path = provider.path_for(wire.name)
         if upstream_path is None:
             reply_with_error(
                 flow, 400, "llmtap_unroutable_model",
@@ -79,7 +70,8 @@ class Router:
             )
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
-            flow.request.set_content(json.dumps({**body, "model": provider_model}).encode())
+            upstream_path, new_body = wire.with_model(upstream_path, body, provider_model)
+            flow.request.set_content(json.dumps(new_body).encode())
         if not self._inject_provider_key(flow, state, provider):
             return
         query = flow.request.path.partition("?")[2]

@@ -1,6 +1,7 @@
-"""Provider wire formats. Each module knows one API's JSON and SSE shapes: the model and stream flag of a request,
-the usage of a response, how a stream assembles into the equivalent JSON answer, and how to show a call to a person.
-Nothing outside this package branches on a provider's format.
+"""Provider wire formats. Each module knows one API (see base.py for what a format owns): its endpoints and headers,
+the model and stream flag of a request, the usage of a response, how a stream assembles into the equivalent JSON
+answer, and how to show a call to a person. Nothing outside this package branches on a provider's format: adding one
+is a module here and a line in `FORMATS`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,41 @@ def format_named(name: str) -> WireFormat:
     return next(f for f in FORMATS if f.name == name)
 
 
+def format_for_gateway_path(path: str) -> WireFormat | None:
+    """The wire format of the gateway endpoint `path` (query string ignored), or None when it is not one."""
+    path = path.split("?", 1)[0].rstrip("/")
+    return next((f for f in FORMATS if path in f.gateway_paths), None)
+
+
+def gateway_endpoints() -> str:
+    """The gateway's endpoints, for a person: "POST /v1/chat/completions (OpenAI-compatible, any provider), ..."."""
+    named = [f"POST {f.gateway_paths[0]} ({f.description})" for f in FORMATS]
+    return ", ".join(named[:-1]) + " or " + named[-1]
+
+
+RATELIMIT_HEADER_PREFIXES = tuple(dict.fromkeys(p for f in FORMATS for p in f.ratelimit_header_prefixes))
+RATELIMIT_HEADERS = frozenset(h for f in FORMATS for h in f.ratelimit_headers)
+PROVIDER_HEADER_PREFIXES = tuple(dict.fromkeys(p for f in FORMATS for p in f.provider_header_prefixes))
+
+
+def is_ratelimit_header(name: str) -> bool:
+    """Whether an answer's header (lower-cased name) reports a provider's rate limits. Any format's count: a
+    provider's compatible endpoint answers with that provider's own headers."""
+    return name.startswith(RATELIMIT_HEADER_PREFIXES) or name in RATELIMIT_HEADERS
+
+
+def belongs_to_one_provider(name: str) -> bool:
+    """Whether a request header (lower-cased name) means something to one provider only, so it does not go along
+    when a call falls back to another provider."""
+    return name.startswith(PROVIDER_HEADER_PREFIXES)
+
+
 def read_body(message: http.Message) -> Any:
     """A request's or response's body as JSON when it is JSON, else its text (None when empty)."""
     return parse_json_or_text(message.get_content(strict=False) or b"")
 
 
-__all__ = ["FORMATS", "StreamAssembler", "WireFormat", "format_for_path", "format_named", "read_body"]
+__all__ = [
+    "FORMATS", "StreamAssembler", "WireFormat", "belongs_to_one_provider", "format_for_gateway_path",
+    "format_for_path", "format_named", "gateway_endpoints", "is_ratelimit_header", "read_body",
+]

@@ -11,6 +11,11 @@ from .sse import SseEvent
 
 class AnthropicMessages(WireFormat):
     name = "anthropic_messages"
+    description = "Anthropic"
+    gateway_paths = ("/v1/messages", "/messages")
+    ratelimit_header_prefixes = ("anthropic-ratelimit-",)
+    provider_header_prefixes = ("anthropic-",)
+    cache_key_headers = ("anthropic-beta",)  # a beta feature can change the answer to the same body
     usage_provider_id = "anthropic"
     usage_flavor = "default"
 

@@ -1,4 +1,10 @@
-"""What every wire format provides; see openai_chat.py and anthropic_messages.py."""
+"""What every wire format provides; see openai_chat.py and anthropic_messages.py.
+
+A wire format is the only home of what llmtap knows about one provider API: its endpoints, where a request names its
+model and asks to stream (body or URL), the headers that carry a key, the rate-limit headers its answers carry, the
+request headers that change an answer (cache key) or mean something to its provider only, and how its JSON and SSE
+answers read. A provider's config maps wire formats to its paths (providers.yaml).
+"""
 
 from __future__ import annotations
 
@@ -58,11 +64,18 @@ class StreamAssembler(ABC):
 
 class WireFormat(ABC):
     name: str
+    description: str  # what it is, for a person choosing an endpoint
+    gateway_paths: tuple[str, ...]  # the gateway's endpoints for this API (with /v1 and without, as Helicone's are)
     usage_provider_id: str  # whose extractor in genai-prices reads this format's usage
     usage_flavor: str
+    ratelimit_header_prefixes: tuple[str, ...] = ()  # the rate-limit headers its answers carry, logged with each call
+    ratelimit_headers: tuple[str, ...] = ("retry-after",)
+    provider_header_prefixes: tuple[str, ...] = ()  # request headers that mean something to its provider only
+    cache_key_headers: tuple[str, ...] = ()  # request headers that change the answer, so belong to the cache key
 
     @abstractmethod
-    def matches(self, path: str) -> bool: ...
+    def matches(self, path: str) -> bool:
+        """Whether a request to `path` (query string and trailing slash removed) speaks this API."""
 
     @abstractmethod
     def new_assembler(self) -> StreamAssembler: ...
@@ -75,11 +88,18 @@ class WireFormat(ABC):
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         """(role, text) turns of a call, for people reading it in mitmweb."""
 
-    def model_and_stream(self, body: Any) -> tuple[str | None, bool]:
-        if not isinstance(body, dict):
-            return None, False
-        model = body.get("model")
-        return (model if isinstance(model, str) else None), body.get("stream") is True
+    def model(self, path: str, body: Any) -> str | None:
+        """The model a request to `path` with `body` asks for (here: the body's `model`)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) else None
+
+    def is_stream(self, path: str, body: Any) -> bool:
+        """Whether the request asks for a streamed answer (here: the body's `stream: true`)."""
+        return isinstance(body, dict) and body.get("stream") is True
+
+    def with_model(self, path: str, body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
+        """The path and body of the same request for another model; `body` itself is left as it is."""
+        return path, {**body, "model": model}
 
     @abstractmethod
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:

@@ -10,6 +10,12 @@ from .sse import SseEvent
 
 class OpenAIChat(WireFormat):
     name = "openai_chat"
+    description = "OpenAI-compatible, any provider"
+    gateway_paths = ("/v1/chat/completions", "/chat/completions")
+    ratelimit_header_prefixes = ("x-ratelimit-",)
+    ratelimit_headers = ("retry-after", "retry-after-ms")
+    # Spoken by OpenAI and by other providers' compatible endpoints (Google's among them): their own headers.
+    provider_header_prefixes = ("openai-", "x-goog-")
     usage_provider_id = "openai"
     usage_flavor = "chat"
 

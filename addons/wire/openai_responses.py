@@ -13,6 +13,11 @@ FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
 
 class OpenAIResponses(WireFormat):
     name = "openai_responses"
+    description = "OpenAI"
+    gateway_paths = ("/v1/responses", "/responses")
+    ratelimit_header_prefixes = ("x-ratelimit-",)
+    ratelimit_headers = ("retry-after", "retry-after-ms")
+    provider_header_prefixes = ("openai-",)
     usage_provider_id = "openai"
     usage_flavor = "responses"
 
