@@ -58,12 +58,14 @@ class AttemptRunner:
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if flow.response or flow.error or state is None or state.provider is None:
+        if flow.response or flow.error or state is None or state.route.provider is None:
             return
-        options = state.options
+        if state.route.outgoing_body is not None:  # llmtap changed the body: serialised once, as the call leaves
+            flow.request.set_content(json.dumps(state.route.outgoing_body).encode())
+        options = state.request.options
         has_fallbacks = options.fallback.models or options.fallback.targets or (
-            state.model_requested in self.settings.config.fallback_models)
-        if not options.retry.enabled and not has_fallbacks and state.provider_auth_headers is None:
+            state.request.model in self.settings.config.fallback_models)
+        if not options.retry.enabled and not has_fallbacks and state.route.provider_auth_headers is None:
             return  # mitmproxy sends it; the relay takes calls that retry, fall back, or carry a key kept off the flow
         try:
             targets = plan_targets(flow.request, state, self.settings.config)
@@ -84,8 +86,8 @@ class AttemptRunner:
             return
         self._pending.pop(token, None)
         state = get_state(flow)
-        if state is not None and state.answered_url:
-            flow.request.url = state.answered_url
+        if state is not None and state.attempts.answered_url:
+            flow.request.url = state.attempts.answered_url
             flow.request.path = masked_path(flow.request.path)
 
     async def done(self) -> None:
@@ -102,11 +104,11 @@ class AttemptRunner:
         state, targets = entry
         answer, target = await self._attempt(state, targets)
         if answer is None:
-            last_error = state.attempt_log[-1].error if state.attempt_log else "no attempt"
+            last_error = state.attempts.log[-1].error if state.attempts.log else "no attempt"
             body = {"error": {"type": "llmtap_upstream_unreachable", "message": f"no provider answered: {last_error}"}}
             return web.json_response(body, status=502)
-        state.provider = target.provider
-        state.answered_url = target.url
+        state.route.provider = target.provider
+        state.attempts.answered_url = target.url
         try:
             return await answer.relay(request)
         finally:
@@ -115,13 +117,13 @@ class AttemptRunner:
     async def _attempt(self, state: CallState, targets: list[Target]) -> tuple[Answer | None, Target]:
         """Try the targets in order, each with its retries, until an answer ends the call: one that is not to be
         retried or fallen back from, or the last target's last try."""
-        retry = state.options.retry
+        retry = state.request.options.retry
         max_retries = retry.max_retries if retry.enabled else 0
         number, retry_index = 0, 0  # which target, and which retry of it
         while True:
             target = targets[number]
             answer, attempt = await self._try_once(target)
-            state.attempt_log.append(attempt)
+            state.attempts.log.append(attempt)
             if is_retryable(attempt.status) and retry_index < max_retries:
                 headers = answer.upstream.headers if answer is not None else {}
                 wait = wait_s(retry, retry_index, headers.get("retry-after"), headers.get("retry-after-ms"))
@@ -129,7 +131,7 @@ class AttemptRunner:
                 _discard(answer)
                 await self.sleep(wait)
                 retry_index += 1
-                state.retries += 1
+                state.attempts.retries += 1
                 continue
             status = attempt.status if attempt.status is not None else 502  # no answer counts as a 502
             if number < len(targets) - 1 and status in target.on_codes:
@@ -137,7 +139,7 @@ class AttemptRunner:
                 number, retry_index = number + 1, 0
                 continue
             if number > 0:
-                state.fallback_from = targets[0].model
+                state.attempts.fallback_from = targets[0].model
             return answer, target
 
     async def _try_once(self, target: Target) -> tuple[Answer | None, AttemptRecord]:

@@ -5,8 +5,8 @@ API's wire format says change an answer (Anthropic's `anthropic-beta`), the requ
 and white space do not matter; `stream` and `stream_options` do not count, so a streamed answer serves a later
 unstreamed request and the other way round; `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
 answers are never served to another. Who the caller is takes two parts: the fingerprint of the key it presented to
-llmtap (`state.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
-provider key), and the fingerprint of every credential the request arrived with (`state.credential_hash`, taken
+llmtap (`state.request.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
+provider key), and the fingerprint of every credential the request arrived with (`state.request.credential_hash`, taken
 by Intake before llmtap changes anything: any `Authorization` scheme — Bearer, Basic, a raw token —, `x-api-key` and
 the like, `proxy-authorization`, `cookie`, secret query parameters). Requests without any credential share one
 "no credential" namespace.
@@ -38,7 +38,7 @@ from .callstate import CallState, get_state
 from .headers import CacheOptions
 from .record import CallRecord
 from .settings import Settings
-from .wire import read_body
+from .streaming import read_answer
 
 logger = logging.getLogger(__name__)
 
@@ -77,21 +77,21 @@ class ResponseCache:
 
     def request(self, flow: http.HTTPFlow):
         state = get_state(flow)
-        if flow.response or flow.error or state is None or not state.options.cache.enabled:
+        if flow.response or flow.error or state is None or not state.request.options.cache.enabled:
             return None
-        state.cache_status = "MISS"
-        if state.wire is None or state.provider is None or not isinstance(state.request_body, dict):
+        state.cache.status = "MISS"
+        if state.route.wire is None or state.route.provider is None or not isinstance(state.request.body, dict):
             return None  # an API llmtap does not read: never stored, so never a hit
-        state.cache_key = cache_key(state, flow.request)
-        hot = self.hot.get(state.cache_key)
-        if hot is not None and (lookup := choose(hot, state.options.cache.bucket_max_size)).hit:
-            self._touched.add(state.cache_key)
+        state.cache.key = cache_key(state, flow.request)
+        hot = self.hot.get(state.cache.key)
+        if hot is not None and (lookup := choose(hot, state.request.options.cache.bucket_max_size)).hit:
+            self._touched.add(state.cache.key)
             self._answer(flow, state, lookup)
             return None
         return self._lookup_on_disk(flow, state)  # mitmproxy awaits it; other flows go on meanwhile
 
     async def _lookup_on_disk(self, flow: http.HTTPFlow, state: CallState) -> None:
-        key = state.cache_key
+        key = state.cache.key
         if key not in self._in_flight:
             lookup = await self._lookup(key, state)
             if lookup.hit or key not in self._in_flight:  # no other call with this key went upstream meanwhile
@@ -112,45 +112,43 @@ class ResponseCache:
             entries = await self._on_disk(self.store.entries, key)
             if entries:
                 self.hot.put(key, entries)
-        return choose(entries, state.options.cache.bucket_max_size)
+        return choose(entries, state.request.options.cache.bucket_max_size)
 
     def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
-        state.cache_bucket_idx = lookup.bucket_idx
+        state.cache.bucket_idx = lookup.bucket_idx
         if lookup.hit:
-            state.cache_status = "HIT"
-            state.cached_answer = lookup.answer
+            state.cache.status = "HIT"
+            state.cache.answer = lookup.answer
             flow.response = cached_response(state, lookup.answer)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.cache_status is None or flow.response is None:
+        if state is None or state.cache.status is None or flow.response is None:
             return
-        flow.response.headers["helicone-cache"] = state.cache_status
-        if state.cache_bucket_idx is not None:
-            flow.response.headers["helicone-cache-bucket-idx"] = str(state.cache_bucket_idx)
+        flow.response.headers["helicone-cache"] = state.cache.status
+        if state.cache.bucket_idx is not None:
+            flow.response.headers["helicone-cache-bucket-idx"] = str(state.cache.bucket_idx)
 
     def response(self, flow: http.HTTPFlow):
         state = get_state(flow)
         answer = self._answer_to_store(flow, state)
         if answer is None:
             return None  # the calls waiting for it are woken when it has finished (call_finished)
-        assert state is not None and state.cache_key is not None
-        return self._store(flow, state.cache_key, answer, state.options.cache)
+        assert state is not None and state.cache.key is not None
+        return self._store(flow, state.cache.key, answer, state.request.options.cache)
 
     def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
         self._release(flow)  # when its answer was not stored, or the call failed
 
     def _answer_to_store(self, flow: http.HTTPFlow, state: CallState | None) -> dict[str, Any] | None:
-        if state is None or state.cache_status != "MISS" or state.cache_key is None or flow.response is None:
+        if state is None or state.cache.status != "MISS" or state.cache.key is None or flow.response is None:
             return None
         if not 200 <= flow.response.status_code < 300:
             return None
-        if state.tap is not None:
-            answer = state.tap.assembler.result() if state.tap.assembler.complete else None
-        elif state.body_tap is not None and state.body_tap.cut:
-            return None  # larger than what llmtap keeps of an answer: far past what the cache stores
-        else:
-            answer = read_body(flow.response)
+        tap, body_tap = state.outcome.tap, state.outcome.body_tap
+        if (tap is not None and not tap.assembler.complete) or (body_tap is not None and body_tap.cut):
+            return None  # cut short, or larger than what llmtap keeps of an answer: far past what the cache stores
+        answer = read_answer(flow.response, state)
         return answer if isinstance(answer, dict) else None
 
     async def _store(self, flow: http.HTTPFlow, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
@@ -200,20 +198,20 @@ class ResponseCache:
 
 def cache_key(state: CallState, request: http.Request) -> str:
     """The cache key of a call routed as `request`: see the module docstring for what counts."""
-    assert state.provider is not None and state.wire is not None and isinstance(state.request_body, dict)
-    ignored = STREAM_KEYS | set(state.options.cache.ignore_keys)
-    relevant = {k: v for k, v in state.request_body.items() if k not in ignored}
+    assert state.route.provider is not None and state.route.wire is not None and isinstance(state.request.body, dict)
+    ignored = STREAM_KEYS | set(state.request.options.cache.ignore_keys)
+    relevant = {k: v for k, v in state.request.body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    parts = [state.provider.name, state.wire.name, request.path,
-             *(request.headers.get(name, "") for name in state.wire.cache_key_headers), canonical, state.key_hash or "", state.credential_hash, state.options.cache.seed or ""]
+    parts = [state.route.provider.name, state.route.wire.name, request.path,
+             *(request.headers.get(name, "") for name in state.route.wire.cache_key_headers), canonical, state.request.key_hash or "", state.request.credential_hash, state.request.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def cached_response(state: CallState, answer: dict[str, Any]) -> http.Response:
     """The hit, in the form the client asked for: JSON, or the provider's SSE stream."""
-    assert state.wire is not None and isinstance(state.request_body, dict)
-    if state.stream:
-        body = state.wire.replay_stream(answer, state.request_body)
+    assert state.route.wire is not None and isinstance(state.request.body, dict)
+    if state.request.stream:
+        body = state.route.wire.replay_stream(answer, state.request.body)
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
     else:
         body = json.dumps(answer).encode()

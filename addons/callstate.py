@@ -1,6 +1,11 @@
 """The per-flow state of one LLM call: built once from the request, read by every later addon.
 
-It is the only thing llmtap's addons share about a flow. A flow without it is traffic llmtap does not handle.
+It is the only thing llmtap's addons share about a flow. A flow without it is traffic llmtap does not handle. It is
+made of small typed parts, one per concern: `request` (what the client sent and who it is; Intake), `route` (where
+the call goes and the body it is sent with; Router, StreamTap), `cache` (ResponseCache), `attempts` (AttemptRunner),
+`limits` (RateLimiter, RefusalSink) and `outcome` (how it went, its answer read once, its row; StreamTap, Recorder).
+The client's body is parsed once (Intake); a body llmtap changes is serialised once (AttemptRunner, as it leaves);
+the answer is parsed once (`streaming.read_answer`).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mitmproxy import http
 
@@ -19,6 +24,10 @@ from .record import AttemptRecord, CallRecord
 from .wire import WireFormat
 from .wire.base import StreamAssembler
 from .wire.sse import SseParser
+
+if TYPE_CHECKING:  # these modules read CallState themselves
+    from .ratelimit import Reservation, Standing
+    from .refusals import Destination
 
 METADATA_KEY = "llmtap"
 
@@ -52,42 +61,92 @@ class BodyTapState:
 
 
 @dataclass
+class RequestInfo:
+    """What the client sent and who it is, as the call arrived (before llmtap changed anything)."""
+
+    options: HeliconeOptions = field(default_factory=HeliconeOptions)  # what its Helicone-* headers asked for
+    client_host: str | None = None  # where the client sent the call, before routing
+    client_path: str | None = None  # its path, secrets masked
+    body: Any = None  # the parsed JSON the client sent (or its text when it is not JSON); never changed
+    body_logged: str | None = None  # the row's request_body, cut early when the body is over the logged cap
+    model: str | None = None  # the model it asked for
+    stream: bool = False  # it asked for a streamed answer
+    key_hash: str | None = None  # fingerprint of the key it presented
+    key_owner: str | None = None  # whose gateway key that is
+    credential_hash: str = ""  # every credential the request arrived with (credentials.credential_fingerprint)
+
+
+@dataclass
+class Route:
+    """Where the call goes and in what form."""
+
+    provider: ProviderConfig | None = None
+    wire: WireFormat | None = None  # the API it speaks; None for one llmtap does not read
+    provider_auth_headers: dict[str, str] | None = None  # a provider key llmtap adds only as its relay sends the call
+    # The body to send when llmtap changes what the client sent (the model a provider knows, a request for stream
+    # usage): a copy of `RequestInfo.body`, serialised once, by AttemptRunner as the call leaves.
+    outgoing_body: dict[str, Any] | None = None
+    stream_usage_requested_by_llmtap: bool = False
+
+
+@dataclass
+class CacheState:
+    """The cache's part in the call, when the client enabled it."""
+
+    status: str | None = None  # "HIT" or "MISS"
+    key: str | None = None
+    bucket_idx: int | None = None
+    answer: dict[str, Any] | None = None  # the answer a hit served
+
+
+@dataclass
+class Attempts:
+    """Each try at a provider, when retries or fallbacks were on."""
+
+    log: list[AttemptRecord] = field(default_factory=list)
+    retries: int = 0
+    fallback_from: str | None = None  # the model first asked for, when a fallback answered
+    answered_url: str | None = None  # where the answer came from, when AttemptRunner relayed it
+
+
+@dataclass
+class LimitState:
+    """What the call's limits hold for it."""
+
+    standings: list[Standing] = field(default_factory=list)  # per rate-limit policy the call passed
+    reservations: list[Reservation] = field(default_factory=list)  # cents reserved per cents policy, until settled
+    held_destination: Destination | None = None  # while a body of unknown length is checked against its limit
+
+
+@dataclass
+class Outcome:
+    """How the call went: its answer as llmtap read it, and its row."""
+
+    error: str | None = None  # why llmtap answered or the call failed, in words
+    refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
+    streamed: bool = False  # the answer came as a stream of server-sent events
+    first_byte_at: float | None = None
+    tap: StreamTapState | None = None
+    body_tap: BodyTapState | None = None  # set when a non-SSE answer streams on because it is larger than the cap
+    answer: Any = None  # the answer as JSON (streaming.read_answer), once read
+    answer_read: bool = False
+    record: CallRecord | None = None  # the row, once the call has finished
+
+
+@dataclass
 class CallState:
+    """One LLM call, in typed parts by concern; each addon reads and writes the parts it is about."""
+
     way: Literal["proxy", "gateway"]
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
-    options: HeliconeOptions = field(default_factory=HeliconeOptions)
-    provider: ProviderConfig | None = None
-    wire: WireFormat | None = None
-    request_body: Any = None  # the parsed JSON the client sent (or its text when it is not JSON)
-    request_body_logged: str | None = None  # the row's request_body, cut early when the body is over the logged cap
-    model_requested: str | None = None
-    stream: bool = False
-    stream_usage_requested_by_llmtap: bool = False
-    key_hash: str | None = None
-    key_owner: str | None = None
-    credential_hash: str = ""  # every credential the request arrived with (credentials.credential_fingerprint)
-    provider_auth_headers: dict[str, str] | None = None  # a provider key llmtap adds only as its relay sends the call
-    error: str | None = None  # why llmtap answered or the call failed, in words
-    refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
-    held_destination: Any = None  # refusals.Destination while a body of unknown length is checked against the limit
-    tap: StreamTapState | None = None
-    body_tap: BodyTapState | None = None  # set when a non-SSE answer streams on because it is larger than the cap
-    first_byte_at: float | None = None
-    client_host: str | None = None  # where the client sent the call, before routing
-    client_path: str | None = None
-    record: CallRecord | None = None  # the row, once the call has finished
-    cache_status: str | None = None  # "HIT" or "MISS" when the client enabled the cache
-    cache_key: str | None = None
-    cache_bucket_idx: int | None = None
-    cached_answer: dict[str, Any] | None = None  # the answer a hit served
-    attempt_log: list[AttemptRecord] = field(default_factory=list)  # each try at a provider, when retries or
-    retries: int = 0                                                   # fallbacks were on
-    fallback_from: str | None = None  # the model first asked for, when a fallback answered
-    answered_url: str | None = None  # where the answer came from, when AttemptRunner relayed it
-    ratelimit_standings: list[Any] = field(default_factory=list)  # ratelimit.Standing per policy the call passed
-    ratelimit_reservations: list[Any] = field(default_factory=list)  # (window key, window_s, ratelimit.Event) per cents policy
+    request: RequestInfo = field(default_factory=RequestInfo)
+    route: Route = field(default_factory=Route)
+    cache: CacheState = field(default_factory=CacheState)
+    attempts: Attempts = field(default_factory=Attempts)
+    limits: LimitState = field(default_factory=LimitState)
+    outcome: Outcome = field(default_factory=Outcome)
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""

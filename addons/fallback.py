@@ -40,20 +40,17 @@ class Target:
 
 def plan_targets(request: http.Request, state: CallState, config: Config) -> list[Target]:
     """The primary upstream (as routed) followed by each fallback."""
-    assert state.provider is not None
+    assert state.route.provider is not None
     content = request.get_content() or b""
     headers = tuple((k, v) for k, v in request.headers.items(multi=True) if k.lower() not in PASSED_OVER_HEADERS)
-    headers += tuple((state.provider_auth_headers or {}).items())  # the key that was kept off the flow
-    options = state.options.fallback
-    model = state.request_body.get("model") if isinstance(state.request_body, dict) else None
-    primary = Target(state.provider, model, request.url, headers, content, options.on_codes)
-    models = options.models or config.fallback_models.get(state.model_requested or "", ())
+    headers += tuple((state.route.provider_auth_headers or {}).items())  # the key that was kept off the flow
+    options = state.request.options.fallback
+    model = state.request.body.get("model") if isinstance(state.request.body, dict) else None
+    primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes)
+    models = options.models or config.fallback_models.get(state.request.model or "", ())
     if not models and not options.targets:
         return [primary]  # retries only: the request goes again exactly as it was
-    try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        body = None
+    body = state.route.outgoing_body or state.request.body  # what the primary sends, already parsed
     if not isinstance(body, dict):
         raise ValueError("a fallback rewrites the request's model, so its body must be a JSON object")
     targets = [primary]
@@ -117,10 +114,10 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
 
 
 def _path(provider: ProviderConfig, state: CallState) -> str:
-    assert state.wire is not None
-    path = provider.path_for(state.wire.name)
+    assert state.route.wire is not None
+    path = provider.path_for(state.route.wire.name)
     if path is None:
-        raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.wire.name})")
+        raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.route.wire.name})")
     return path
 
 
@@ -128,7 +125,7 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
                  state: CallState) -> tuple[tuple[str, str], ...]:
     """The primary's headers for another provider: without the primary's key and provider-specific headers, with a
     key for this provider — the target's own, else the one llmtap has."""
-    assert state.wire is not None
+    assert state.route.wire is not None
     kept = tuple((k, v) for k, v in headers
                  if k.lower() not in CLIENT_KEY_HEADERS and not belongs_to_one_provider(k.lower()))
     if any(name in extra for name in CLIENT_KEY_HEADERS):
@@ -140,4 +137,4 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
     if (key := provider.api_key()) is None:
         raise ValueError(f"fallback to provider {provider.name!r}: llmtap has no key for it (set "
                          f"{provider.api_key_env}) and the target names none")
-    return kept + tuple(state.wire.auth_headers(key).items())
+    return kept + tuple(state.route.wire.auth_headers(key).items())

@@ -29,7 +29,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .access import gateway_key_for, presented_key
 from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
-from .callstate import CallState, attach_state, get_state
+from .callstate import CallState, Route, attach_state, get_state
 from .credentials import bearer, client_key, credential_fingerprint, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
 from .refusals import RefusalSink
@@ -56,12 +56,12 @@ class Intake:
         if isinstance(flow.client_conn.proxy_mode, ReverseMode):
             state = CallState(way="gateway")
         elif provider := config.provider_for_host(flow.request.pretty_host):
-            state = CallState(way="proxy", provider=provider)
+            state = CallState(way="proxy", route=Route(provider=provider))
         else:
             return
         attach_state(flow, state)
         state.set_arrival(flow.request.timestamp_start)
-        state.client_host, state.client_path = flow.request.pretty_host, masked_path(flow.request.path)
+        state.request.client_host, state.request.client_path = flow.request.pretty_host, masked_path(flow.request.path)
         limits = config.limits
         fields = flow.request.headers.fields
         if len(fields) > limits.max_header_count or sum(len(k) + len(v) + 4 for k, v in fields) > limits.max_header_bytes:
@@ -70,7 +70,7 @@ class Intake:
                                  f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
             return
         # Named as the call arrived: Router may replace the caller's credential with llmtap's own provider key.
-        state.credential_hash = credential_fingerprint(flow.request)
+        state.request.credential_hash = credential_fingerprint(flow.request)
         helicone_fields = self._take_helicone_headers(flow.request)
         try:
             cache_control = [("cache-control", v) for v in flow.request.headers.get_all("cache-control")]
@@ -78,7 +78,7 @@ class Intake:
             header_error = None
         except HeaderError as e:
             options, header_error = tags_only(helicone_fields), e  # the row keeps its tags and honours omit flags
-        state.options = options
+        state.request.options = options
         helicone_auth = bearer(next((v for k, v in helicone_fields if k.lower() == "helicone-auth"), None))
         if not self._authorize(flow, state, helicone_auth):
             return
@@ -116,14 +116,14 @@ class Intake:
 
     def _take_body(self, flow: http.HTTPFlow, state: CallState, body: RequestBody) -> None:
         if body.refusal is not None:
-            state.refused = True
+            state.outcome.refused = True
             reply_with_error(flow, *body.refusal)
             return
-        state.wire, state.request_body, state.request_body_logged = body.wire, body.parsed, body.logged
-        if state.wire is not None:
+        state.route.wire, state.request.body, state.request.body_logged = body.wire, body.parsed, body.logged
+        if state.route.wire is not None:
             path = flow.request.path.split("?", 1)[0].rstrip("/")
-            state.model_requested = state.wire.model(path, state.request_body)
-            state.stream = state.wire.is_stream(path, state.request_body)
+            state.request.model = state.route.wire.model(path, state.request.body)
+            state.request.stream = state.route.wire.is_stream(path, state.request.body)
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.
         flow.request.headers["accept-encoding"] = "identity"
         headers = flow.request.headers
@@ -135,7 +135,7 @@ class Intake:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if (state := get_state(flow)) is None or flow.response is None:
             return
-        state.first_byte_at = time.monotonic()
+        state.outcome.first_byte_at = time.monotonic()
         flow.response.headers["helicone-id"] = state.request_id  # the key of the call's row
 
     def _take_helicone_headers(self, request: http.Request) -> list[tuple[str, str]]:
@@ -155,15 +155,15 @@ class Intake:
         """Name the caller's key in the state; on the gateway way in with `gateway.keys` set, refuse (401) a caller
         without a valid one."""
         if state.way == "proxy":
-            state.key_hash = fingerprint(client_key(flow.request))  # the client's own key, always what goes upstream
+            state.request.key_hash = fingerprint(client_key(flow.request))  # the client's own key, always what goes upstream
             return True
         presented = presented_key(flow.request, helicone_auth)
         keys = self.settings.config.gateway_keys
         if not keys:
-            state.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
+            state.request.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
             return True
         if (key := gateway_key_for(presented, keys)) is not None:
-            state.key_hash, state.key_owner = fingerprint(presented), key.owner
+            state.request.key_hash, state.request.key_owner = fingerprint(presented), key.owner
             return True
         self.refusals.refuse(
             flow, 401, "llmtap_unauthorized",

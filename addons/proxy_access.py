@@ -57,7 +57,7 @@ class ProxyAccess:
             self.refusals.refuse(flow, 407, "llmtap_proxy_auth_required", REQUIRED, headers=CHALLENGE)
             return
         if state is not None:
-            state.key_owner = owner
+            state.request.key_owner = owner
 
     def _presented(self, flow: http.HTTPFlow) -> GatewayKey | None:
         """The gateway key in the request's Proxy-Authorization (Basic with the key as password, or Bearer), which

@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from genai_prices import Usage
 from mitmproxy import http
@@ -73,6 +74,14 @@ class Standing:
     @property
     def remaining(self) -> int:
         return max(0, math.floor(self.policy.quota - self.used))
+
+
+class Reservation(NamedTuple):
+    """Cents a call holds in a window until its cost is known."""
+
+    key: WindowKey
+    window_s: float
+    event: Event
 
 
 class Event:
@@ -199,26 +208,26 @@ class RateLimiter:
                 self.windows.add(standing.key, standing.policy.window_s, 1, now)
             else:
                 event = self.windows.add(standing.key, standing.policy.window_s, reserve, now)
-                state.ratelimit_reservations.append((standing.key, standing.policy.window_s, event))
-        state.ratelimit_standings = [
+                state.limits.reservations.append(Reservation(standing.key, standing.policy.window_s, event))
+        state.limits.standings = [
             Standing(s.policy, s.key, s.used + (1 if s.policy.unit == "request" else 0), s.retry_after_s)
             for s in standings
         ]
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or flow.response is None or not state.ratelimit_standings:
+        if state is None or flow.response is None or not state.limits.standings:
             return
-        least = min(state.ratelimit_standings, key=lambda s: s.remaining / s.policy.quota if s.policy.quota else 0)
+        least = min(state.limits.standings, key=lambda s: s.remaining / s.policy.quota if s.policy.quota else 0)
         flow.response.headers.update(report_headers(least))
 
     def _policies(self, state: CallState) -> list[tuple[str, RateLimitPolicy]]:
         """(source, policy) for each policy that applies: the header's, and each matching config rule."""
-        options = state.options
-        policies = [(f"header:{state.key_hash}", options.ratelimit_policy)] if options.ratelimit_policy else []
+        options = state.request.options
+        policies = [(f"header:{state.request.key_hash}", options.ratelimit_policy)] if options.ratelimit_policy else []
         policies += [
             (f"config:{index}", rule.policy) for index, rule in enumerate(self.settings.config.ratelimit_rules)
-            if rule.matches(options.user_id, state.key_owner, options.properties)
+            if rule.matches(options.user_id, state.request.key_owner, options.properties)
         ]
         return policies
 
@@ -232,9 +241,9 @@ class RateLimitUsage:
 
     def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
         state = get_state(flow)
-        if state is None or not state.ratelimit_reservations:
+        if state is None or not state.limits.reservations:
             return
-        reservations, state.ratelimit_reservations = state.ratelimit_reservations, []
+        reservations, state.limits.reservations = state.limits.reservations, []
         cost = record.cost_usd
         failed = flow.error is not None or flow.response is None or flow.response.status_code >= 400
         for key, window_s, event in reservations:
@@ -255,19 +264,19 @@ def is_over(policy: RateLimitPolicy, used: float, need: float = 1) -> bool:
 
 def estimated_cents(request: http.Request, state: CallState, settings: Settings) -> float:
     """What a call may cost, in cents, before it is sent: see the module docstring for the estimate."""
-    body = state.request_body if isinstance(state.request_body, dict) else {}
+    body = state.request.body if isinstance(state.request.body, dict) else {}
     limits = [body.get(name) for name in OUTPUT_LIMIT_FIELDS]
     output_tokens = next((n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n >= 0),
                          DEFAULT_OUTPUT_TOKENS)
     size = len(request.raw_content or b"") if "content-encoding" not in request.headers else len(request.content or b"")
     usage = Usage(input_tokens=math.ceil(size / CHARS_PER_TOKEN), output_tokens=output_tokens)
-    if state.provider is None:
+    if state.route.provider is None:
         return UNPRICED_RESERVATION_CENTS
-    model = state.model_requested or (body.get("model") if isinstance(body.get("model"), str) else None)
+    model = state.request.model or (body.get("model") if isinstance(body.get("model"), str) else None)
     for name in dict.fromkeys([model, model.rpartition("/")[2] if model else None]):  # "openai/gpt-4o" too
         if not name:
             continue
-        priced = price_call(usage, name, state.provider.prices_provider, settings.config.pricing, state.created_at)
+        priced = price_call(usage, name, state.route.provider.prices_provider, settings.config.pricing, state.created_at)
         if priced.cost_usd is not None:
             return float(priced.cost_usd * 100)
     return UNPRICED_RESERVATION_CENTS
@@ -278,8 +287,8 @@ def window_key(source: str, policy: RateLimitPolicy, state: CallState) -> Window
     if policy.segment is None:
         return (source, policy.text, "all", None)
     if policy.segment == "user":
-        return (source, policy.text, "user", state.options.user_id)
-    properties = {k.lower(): v for k, v in state.options.properties.items()}
+        return (source, policy.text, "user", state.request.options.user_id)
+    properties = {k.lower(): v for k, v in state.request.options.properties.items()}
     return (source, policy.text, f"property:{policy.segment}", properties.get(policy.segment.lower()))
 
 

@@ -21,8 +21,8 @@ from .pricing import Priced, price_call
 from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
-from .streaming import cut_answer
-from .wire import is_ratelimit_header, read_body
+from .streaming import read_answer
+from .wire import is_ratelimit_header
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +59,14 @@ class Recorder(FlowEnd):
 
     def flow_ended(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.record is not None:
+        if state is None or state.outcome.record is not None:
             return
         try:
             record = build_record(flow, state, self.settings)
         except Exception as e:  # a bug or an answer nobody foresaw must not cost the call its row
             logger.exception(f"llmtap: building the row of {state.request_id} failed; writing what is known")
             record = minimal_record(flow, state, f"llmtap could not read this call: {type(e).__name__}: {e}")
-        state.record = record
+        state.outcome.record = record
         if self.store is not None:
             self.store.append(record.as_row())
         announce_call_finished(flow, record)
@@ -75,32 +75,32 @@ class Recorder(FlowEnd):
 def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> CallRecord:
     """The `requests` row for a finished (answered, refused or failed) call."""
     response = flow.response
-    answer = _answer(response, state)
+    answer = read_answer(response, state)
     model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
     status = client_status(flow)
     priced = _price(state, status, answer, model, settings)
     cost_saved = None
-    if state.cache_status == "HIT":  # nothing billed; what the answer cost when it was made is what the hit saved
+    if state.cache.status == "HIT":  # nothing billed; what the answer cost when it was made is what the hit saved
         cost_saved = priced.cost_usd
         priced = replace(priced, cost_usd=Decimal(0), price_source="cache-hit")
-    error = state.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
-    options = state.options
+    error = state.outcome.error or (flow.error.msg if flow.error else None) or _provider_error(response, answer)
+    options = state.request.options
     cap = settings.config.limits.max_logged_body_bytes
     return CallRecord(
         request_id=state.request_id,
         created_at=state.created_at,
         way=state.way,
-        provider=state.provider.name if state.provider else None,
+        provider=state.route.provider.name if state.route.provider else None,
         method=flow.request.method,
-        host=state.client_host,
-        path=state.client_path,
+        host=state.request.client_host,
+        path=state.request.client_path,
         model=model,
-        model_requested=state.model_requested,
+        model_requested=state.request.model,
         status=status,
         error=error,
-        stream=state.stream,
+        stream=state.request.stream or state.outcome.streamed,
         latency_ms=state.elapsed_ms(),
-        ttfb_ms=state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None,
+        ttfb_ms=state.elapsed_ms(state.outcome.first_byte_at) if state.outcome.first_byte_at else None,
         ttft_ms=_ttft_ms(state),
         input_tokens=priced.input_tokens,
         output_tokens=priced.output_tokens,
@@ -112,23 +112,23 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
         price_source=priced.price_source,
         price_error=priced.price_error,
         cost_saved_usd=cost_saved,
-        cache_status=state.cache_status,
+        cache_status=state.cache.status,
         attempts=_attempts(state),
-        retries=state.retries,
-        fallback_from=state.fallback_from,
-        attempt_log=state.attempt_log or None,
+        retries=state.attempts.retries,
+        fallback_from=state.attempts.fallback_from,
+        attempt_log=state.attempts.log or None,
         user_id=options.user_id,
         session_id=options.session_id,
         session_path=options.session_path,
         session_name=options.session_name,
         prompt_id=options.prompt_id,
         properties=dict(options.properties),
-        key_hash=state.key_hash,
-        key_owner=state.key_owner,
+        key_hash=state.request.key_hash,
+        key_owner=state.request.key_owner,
         ratelimit=ratelimit_headers(response),
         # A refused call keeps no body: a caller without a key must not be able to fill the log.
-        request_body=None if options.omit_request or state.refused else (
-            state.request_body_logged or capped_json_text(state.request_body, cap)),
+        request_body=None if options.omit_request or state.outcome.refused else (
+            state.request.body_logged or capped_json_text(state.request.body, cap)),
         response_body=None if options.omit_response else capped_json_text(answer, cap),
     )
 
@@ -137,25 +137,12 @@ def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> CallRec
     """The row of a call whose answer could not be read: who, when, where and what went wrong."""
     return CallRecord(
         request_id=state.request_id, created_at=state.created_at, way=state.way,
-        provider=state.provider.name if state.provider else None, method=flow.request.method,
-        host=state.client_host, path=state.client_path, model_requested=state.model_requested,
+        provider=state.route.provider.name if state.route.provider else None, method=flow.request.method,
+        host=state.request.client_host, path=state.request.client_path, model_requested=state.request.model,
         status=flow.response.status_code if flow.response else None, error=error,
-        latency_ms=state.elapsed_ms(), user_id=state.options.user_id, session_id=state.options.session_id,
-        properties=dict(state.options.properties), key_hash=state.key_hash,
+        latency_ms=state.elapsed_ms(), user_id=state.request.options.user_id, session_id=state.request.options.session_id,
+        properties=dict(state.request.options.properties), key_hash=state.request.key_hash,
     )
-
-
-def _answer(response: http.Response | None, state: CallState) -> Any:
-    """The response as JSON: assembled from its events when it streamed."""
-    if response is None:
-        return None
-    if state.cached_answer is not None:
-        return state.cached_answer
-    if state.tap is not None:
-        return state.tap.assembler.result()
-    if state.body_tap is not None and state.body_tap.cut:  # too large to keep: its ends, streamed on to the client
-        return cut_answer(state.body_tap, response.headers.get("content-encoding", ""))
-    return read_body(response)
 
 
 def client_status(flow: http.HTTPFlow) -> int | None:
@@ -168,35 +155,35 @@ def client_status(flow: http.HTTPFlow) -> int | None:
 
 
 def _price(state: CallState, status: int | None, answer: Any, model: str | None, settings: Settings) -> Priced:
-    if state.error is not None:
+    if state.outcome.error is not None:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
-    usage = state.wire.extract_usage(answer) if state.wire else None
+    usage = state.route.wire.extract_usage(answer) if state.route.wire else None
     if usage is None and status is not None and status >= 400:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
-    if state.provider is None:
+    if state.route.provider is None:
         return Priced(price_error="no provider")
     if usage is None and _cut(state):
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(
-        usage, model or state.model_requested, state.provider.prices_provider, settings.config.pricing, state.created_at
+        usage, model or state.request.model, state.route.provider.prices_provider, settings.config.pricing, state.created_at
     )
 
 
 def _cut(state: CallState) -> bool:
     """True when llmtap kept only part of the answer (it was larger than limits.max_logged_body_bytes)."""
-    return (state.body_tap is not None and state.body_tap.cut) or (state.tap is not None and state.tap.assembler.cut)
+    return (state.outcome.body_tap is not None and state.outcome.body_tap.cut) or (state.outcome.tap is not None and state.outcome.tap.assembler.cut)
 
 
 def _attempts(state: CallState) -> int:
-    if state.attempt_log:
-        return len(state.attempt_log)
-    return 0 if state.error or state.cache_status == "HIT" else 1  # llmtap's own answers reached no provider
+    if state.attempts.log:
+        return len(state.attempts.log)
+    return 0 if state.outcome.error or state.cache.status == "HIT" else 1  # llmtap's own answers reached no provider
 
 
 def _ttft_ms(state: CallState) -> float | None:
-    if state.tap is not None:
-        return state.elapsed_ms(state.tap.first_token_at) if state.tap.first_token_at else None
-    return state.elapsed_ms(state.first_byte_at) if state.first_byte_at else None
+    if state.outcome.tap is not None:
+        return state.elapsed_ms(state.outcome.tap.first_token_at) if state.outcome.tap.first_token_at else None
+    return state.elapsed_ms(state.outcome.first_byte_at) if state.outcome.first_byte_at else None
 
 
 def _provider_error(response: http.Response | None, answer: Any) -> str | None:

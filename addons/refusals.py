@@ -72,8 +72,8 @@ class RefusalSink:
         The call's state records the error and that the call was refused, so its row keeps no body."""
         state = get_state(flow)
         if state is not None:
-            state.error = f"{error_type}: {message}"
-            state.refused = True
+            state.outcome.error = f"{error_type}: {message}"
+            state.outcome.refused = True
         body = json.dumps({"error": {"type": error_type, "message": message, **extra}}).encode()
         refusal = Refusal(status, body, (("content-type", "application/json"), *(headers or {}).items()))
         if self._send_to_sink(flow, refusal):
@@ -85,26 +85,26 @@ class RefusalSink:
         headers = flow.request.headers
         if "content-length" in headers or self._port is None:
             return
-        state.held_destination = _destination(flow.request)
+        state.limits.held_destination = _destination(flow.request)
         message = str(BodyTooLarge(limit_bytes))
         body = json.dumps({"error": {"type": "llmtap_request_too_large", "message": message}}).encode()
         self._send_to_sink(flow, Refusal(413, body, (("content-type", "application/json"),)), now=False)
-        state.error = f"llmtap_request_too_large: {message}"  # stands unless release() is called
-        state.refused = True
+        state.outcome.error = f"llmtap_request_too_large: {message}"  # stands unless release() is called
+        state.outcome.refused = True
 
     def release(self, flow: http.HTTPFlow, state: CallState) -> None:
         """The body arrived within the limit: send the request where it was going, and forget the refusal."""
-        held = state.held_destination
+        held = state.limits.held_destination
         if held is None:
             return
         self._pending.pop(flow.request.headers.pop(TOKEN_HEADER, ""), None)
         flow.request.scheme, flow.request.host, flow.request.port, flow.request.path = (
             held.scheme, held.host, held.port, held.path)
-        state.held_destination, state.error, state.refused = None, None, False
+        state.limits.held_destination, state.outcome.error, state.outcome.refused = None, None, False
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is not None and state.held_destination is not None and flow.request.stream:
+        if state is not None and state.limits.held_destination is not None and flow.request.stream:
             _park(flow)  # the body grew past the limit and went to the sink: the 413 stands
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

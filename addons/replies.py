@@ -20,6 +20,6 @@ def reply_with_error(
         response.headers[name] = value
     state = get_state(flow)
     if state is not None:
-        state.error = f"{error_type}: {message}"
+        state.outcome.error = f"{error_type}: {message}"
         response.headers["helicone-id"] = state.request_id
     flow.response = response

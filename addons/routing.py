@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import json
-
 from mitmproxy import ctx, http
 
 from .callstate import CallState, get_state
@@ -34,8 +32,8 @@ class Router:
         if flow.response or flow.error or state is None:
             return
         if state.way == "proxy":
-            assert state.provider is not None
-            send_to_upstream(flow.request, state.provider, flow.request.path)
+            assert state.route.provider is not None
+            send_to_upstream(flow.request, state.route.provider, flow.request.path)
         else:
             self._route_gateway(flow, state, self.settings.config)
 
@@ -46,7 +44,7 @@ class Router:
             reply_with_error(flow, 404, "llmtap_unknown_endpoint",
                              f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}")
             return
-        body = state.request_body
+        body = state.request.body
         if not isinstance(body, dict):
             reply_with_error(flow, 400, "llmtap_invalid_body", "the request body must be a JSON object")
             return
@@ -59,8 +57,8 @@ class Router:
             )
             return
         provider, provider_model = routed
-        state.provider = provider
-        state.wire = wire
+        state.route.provider = provider
+        state.route.wire = wire
         upstream_path = provider.path_for(wire.name)
         if upstream_path is None:
             reply_with_error(
@@ -70,8 +68,7 @@ class Router:
             )
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
-            upstream_path, new_body = wire.with_model(upstream_path, body, provider_model)
-            flow.request.set_content(json.dumps(new_body).encode())
+            upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
         if not self._inject_provider_key(flow, state, provider):
             return
         query = flow.request.path.partition("?")[2]
@@ -89,13 +86,13 @@ class Router:
             return True  # no key configured and no gateway keys: the client's own key goes through
         for name in CLIENT_KEY_HEADERS:
             flow.request.headers.pop(name, None)
-        assert state.wire is not None
+        assert state.route.wire is not None
         if self.flows_shown_in_flight:
             # mitmweb shows the live flow while the call is under way: the key goes only on the request llmtap's
             # relay sends (AttemptRunner), never on the flow.
-            state.provider_auth_headers = state.wire.auth_headers(key)
+            state.route.provider_auth_headers = state.route.wire.auth_headers(key)
         else:
-            flow.request.headers.update(state.wire.auth_headers(key))
+            flow.request.headers.update(state.route.wire.auth_headers(key))
         return True
 
 

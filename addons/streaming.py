@@ -27,6 +27,7 @@ from .bodies import TRUNCATED_KEY
 from .callstate import BodyTapState, CallState, StreamTapState, get_state
 from .config import Limits
 from .settings import Settings
+from .wire import read_body
 from .wire.sse import SseParser
 
 logger = logging.getLogger(__name__)
@@ -44,33 +45,36 @@ class StreamTap:
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if flow.response or flow.error or state is None or not state.stream or state.wire is None:
+        if flow.response or flow.error or state is None or not state.request.stream:
             return
-        if state.provider is None or not state.provider.inject_stream_usage or not isinstance(state.request_body, dict):
+        route = state.route
+        if route.wire is None or route.provider is None or not route.provider.inject_stream_usage:
             return
-        body = json.loads(flow.request.get_content() or b"{}")
-        if isinstance(body, dict) and state.wire.ask_for_stream_usage(body):
-            flow.request.set_content(json.dumps(body).encode())
-            state.stream_usage_requested_by_llmtap = True
+        if not isinstance(state.request.body, dict):
+            return
+        body = dict(route.outgoing_body or state.request.body)  # a copy: the client's body stays as it was sent
+        if route.wire.ask_for_stream_usage(body):
+            route.outgoing_body = body
+            route.stream_usage_requested_by_llmtap = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or flow.response is None or state.cached_answer is not None:
+        if state is None or flow.response is None or state.cache.answer is not None:
             return  # not a call llmtap handles, or llmtap's own answer (a cache hit's replay)
         cap_bytes = self._limits().max_logged_body_bytes
         if not flow.response.headers.get("content-type", "").startswith("text/event-stream"):
             tap_large_body(flow, state, cap_bytes)
             return
-        state.stream = True
-        if state.wire is None:
+        state.outcome.streamed = True
+        if state.route.wire is None:
             flow.response.stream = True  # an API llmtap does not read: stream it on, untouched
             return
-        assembler = state.wire.new_assembler()
+        assembler = state.route.wire.new_assembler()
         assembler.max_kept_bytes = cap_bytes
-        tap = state.tap = StreamTapState(
+        tap = state.outcome.tap = StreamTapState(
             parser=SseParser(max_event_bytes=EVENT_BOUND_TIMES_CAP * cap_bytes),
             assembler=assembler,
-            drop_usage_only_events=state.stream_usage_requested_by_llmtap,
+            drop_usage_only_events=state.route.stream_usage_requested_by_llmtap,
             request_id=state.request_id,
         )
         flow.response.stream = lambda chunk: pass_on(tap, chunk)
@@ -134,7 +138,7 @@ def tap_large_body(flow: http.HTTPFlow, state: CallState, cap_bytes: int) -> Non
     length = _content_length(flow.response)
     if length is not None and length <= cap_bytes:
         return  # read whole, as any answer
-    tap = state.body_tap = BodyTapState(max_kept_bytes=cap_bytes, holding=length is None)
+    tap = state.outcome.body_tap = BodyTapState(max_kept_bytes=cap_bytes, holding=length is None)
     response = flow.response
     flow.response.stream = lambda chunk: pass_body_on(response, tap, chunk)
 
@@ -167,6 +171,23 @@ def pass_body_on(response: http.Response, tap: BodyTapState, chunk: bytes) -> li
         return []
     tap.holding = False  # it outgrew the cap: what was held, then everything as it comes
     return [bytes(tap.head[:held_bytes]) + chunk]
+
+
+def read_answer(response: http.Response | None, state: CallState) -> Any:
+    """The call's answer as JSON, read once however it came (the cache and the recorder both need it): the cache
+    hit's, assembled from a stream's events, the ends of one too large to keep, or the body parsed."""
+    outcome = state.outcome
+    if not outcome.answer_read and response is not None:
+        if state.cache.answer is not None:
+            outcome.answer = state.cache.answer
+        elif outcome.tap is not None:
+            outcome.answer = outcome.tap.assembler.result()
+        elif outcome.body_tap is not None and outcome.body_tap.cut:  # too large to keep: its ends, streamed on
+            outcome.answer = cut_answer(outcome.body_tap, response.headers.get("content-encoding", ""))
+        else:
+            outcome.answer = read_body(response)
+        outcome.answer_read = True
+    return outcome.answer
 
 
 def cut_answer(tap: BodyTapState, content_encoding: str) -> dict[str, Any]:

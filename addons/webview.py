@@ -37,7 +37,7 @@ class WebView:
         flow.comment = describe(record)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
-            "wire": state.wire.name if state.wire else None,
+            "wire": state.route.wire.name if state.route.wire else None,
             "comment": flow.comment,
         }
         del flow.metadata[METADATA_KEY]

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from llmtap.callstate import BodyTapState, CallState, StreamTapState, attach_state
+from llmtap.callstate import BodyTapState, CallState, Route, StreamTapState, attach_state
 from llmtap.config import load_config
 from llmtap.recorder import build_record
 from llmtap.settings import Settings
@@ -164,13 +164,15 @@ def test_a_row_says_when_an_answer_was_too_large_to_read_usage_from():
     settings = Settings()
     settings.config = load_config(None)
     flow = tflow(resp=True)
-    state = attach_state(flow, CallState(way="gateway", provider=settings.config.providers[0], wire=OpenAIChat()))
-    state.body_tap = BodyTapState(max_kept_bytes=10, holding=False, head=bytearray(b'{"id": "x", '), total_bytes=5000)
+    route = Route(provider=settings.config.providers[0], wire=OpenAIChat())
+    state = attach_state(flow, CallState(way="gateway", route=route))
+    state.outcome.body_tap = BodyTapState(max_kept_bytes=10, holding=False, head=bytearray(b'{"id": "x", '),
+                                          total_bytes=5000)
 
     row = build_record(flow, state, settings)
 
-    assert row["cost_usd"] is None and "too large" in row["price_error"]
-    stored = json.loads(row["response_body"])  # marked as cut the same way as any body over the cap
+    assert row.cost_usd is None and row.price_error is not None and "too large" in row.price_error
+    stored = json.loads(row.response_body or "")  # marked as cut the same way as any body over the cap
     assert stored["llmtap_truncated"] is True and stored["bytes"] == 5000
 
 
