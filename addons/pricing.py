@@ -6,7 +6,7 @@ A price llmtap does not know is None with a reason, never 0: an honest gap beats
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -45,29 +45,32 @@ def price_call(
     """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id)."""
     if usage is None:
         return Priced(price_error="the answer reported no token usage")
-    tokens = dict(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=usage.cache_read_tokens,
-        cache_write_input_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.output_reasoning_tokens,
+    counted = Priced(
+        input_tokens=_count(usage.input_tokens),
+        output_tokens=_count(usage.output_tokens),
+        cached_input_tokens=_count(usage.cache_read_tokens),
+        cache_write_input_tokens=_count(usage.cache_write_tokens),
+        reasoning_tokens=_count(usage.output_reasoning_tokens),
     )
     if not model:
-        return Priced(**tokens, price_error="the answer named no model")
+        return replace(counted, price_error="the answer named no model")
     override = next((o for o in overrides if o.matches(prices_provider, model)), None)
     if override is not None:
-        return Priced(**tokens, cost_usd=_override_cost(usage, override), price_source="config")
+        return replace(counted, cost_usd=_override_cost(counted, override), price_source="config")
     try:
         cost = _genai_price(prices_provider, model, tuple(sorted(vars(usage).items())),
                             when.replace(second=0, microsecond=0))
     except ValueError as e:  # usage genai-prices cannot price (e.g. more cached tokens than input tokens)
-        return Priced(**tokens, price_error=f"genai-prices cannot price this usage: {e}")
+        return replace(counted, price_error=f"genai-prices cannot price this usage: {e}")
     if cost is None:
-        return Priced(
-            **tokens,
-            price_error=f"genai-prices has no price for {prices_provider}/{model}; add it under 'pricing' in config",
-        )
-    return Priced(**tokens, cost_usd=cost, price_source="genai-prices")
+        return replace(counted, price_error=f"genai-prices has no price for {prices_provider}/{model}; "
+                                            "add it under 'pricing' in config")
+    return replace(counted, cost_usd=cost, price_source="genai-prices")
+
+
+def _count(tokens: float | Decimal | None) -> int | None:
+    """A token count as a whole number: a provider may report one as 12.0."""
+    return None if tokens is None else int(tokens)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,8 +84,9 @@ def _genai_price(prices_provider: str, model: str, usage_items: tuple, minute: d
         return None
 
 
-def _override_cost(usage: Usage, price: PriceOverride) -> Decimal:
-    cached = usage.cache_read_tokens or 0
-    uncached = (usage.input_tokens or 0) - cached
+def _override_cost(tokens: Priced, price: PriceOverride) -> Decimal:
+    cached = tokens.cached_input_tokens or 0
+    uncached = (tokens.input_tokens or 0) - cached
     cached_price = price.cached_input_per_mtok if price.cached_input_per_mtok is not None else price.input_per_mtok
-    return (uncached * price.input_per_mtok + cached * cached_price + (usage.output_tokens or 0) * price.output_per_mtok) / MTOK
+    output = tokens.output_tokens or 0
+    return (uncached * price.input_per_mtok + cached * cached_price + output * price.output_per_mtok) / MTOK

@@ -77,3 +77,12 @@ def test_a_call_without_usage_has_no_cost():
 
     assert priced.cost_usd is None
     assert priced.price_error
+
+
+def test_token_counts_sent_as_decimals_are_priced_by_a_config_override():
+    # Some OpenAI-compatible servers report `"prompt_tokens": 1000.0`; an override's Decimal prices must still apply.
+    override = PriceOverride(model="my-finetune", provider=None, input_per_mtok=Decimal("1"),
+                             output_per_mtok=Decimal("2"), cached_input_per_mtok=None)
+    priced = price_call(Usage(input_tokens=1000.0, output_tokens=10.0), "my-finetune", "openai", (override,), WHEN)
+
+    assert priced.cost_usd == Decimal("0.00102") and priced.input_tokens == 1000 and priced.price_source == "config"
