@@ -46,7 +46,7 @@ class AttemptRunner:
         self._pending: dict[str, tuple[CallState, list[Target]]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._server: asyncio.Server | None = None
-        self._port: int | None = None
+        self._port = 0  # the relay's, once running
 
     async def running(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.settings.config.upstream_timeout_s)
@@ -99,7 +99,8 @@ class AttemptRunner:
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         entry = self._pending.pop(request.headers.get(TOKEN_HEADER, ""), None)
         if entry is None:
-            return web.json_response({"error": {"type": "llmtap_unknown_attempt", "message": "no such call"}}, status=404)
+            unknown = {"error": {"type": "llmtap_unknown_attempt", "message": "no such call"}}
+            return web.json_response(unknown, status=404)
         await request.release()  # the relay sends the targets' own bodies; mitmproxy's copy is not needed
         state, targets = entry
         answer, target = await self._attempt(state, targets)

@@ -3,23 +3,25 @@
 The key is the provider, the API and the upstream path (an Azure deployment is part of it), the request headers the
 API's wire format says change an answer (Anthropic's `anthropic-beta`), the request body in canonical JSON (key order
 and white space do not matter; `stream` and `stream_options` do not count, so a streamed answer serves a later
-unstreamed request and the other way round; `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and `Helicone-Cache-Seed`. One credential's
-answers are never served to another. Who the caller is takes two parts: the fingerprint of the key it presented to
-llmtap (`state.request.key_hash`: its gateway key, which tells callers apart on the gateway way in when llmtap injects its own
-provider key), and the fingerprint of every credential the request arrived with (`state.request.credential_hash`, taken
-by Intake before llmtap changes anything: any `Authorization` scheme — Bearer, Basic, a raw token —, `x-api-key` and
-the like, `proxy-authorization`, `cookie`, secret query parameters). Requests without any credential share one
-"no credential" namespace.
+unstreamed request and the other way round; `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and
+`Helicone-Cache-Seed`. One credential's answers are never served to another. Who the caller is takes two parts: the
+fingerprint of the key it presented to llmtap (`state.request.key_hash`: its gateway key, which tells callers apart on
+the gateway way in when llmtap injects its own provider key), and the fingerprint of every credential the request
+arrived with (`state.request.credential_hash`, taken by Intake before llmtap changes anything: any `Authorization`
+scheme — Bearer, Basic, a raw token —, `x-api-key` and the like, `proxy-authorization`, `cookie`, secret query
+parameters). Requests without any credential share one "no credential" namespace.
 
 A hit is answered by llmtap in the form the client asked for: JSON, or a stream replayed in the provider's own event
-format. Only whole 2xx answers are stored, and none larger than an eighth of `cache.max_bytes` (`cache_store.MAX_ANSWER_SHARE`):
-one huge answer would otherwise evict everything else and leave the cache past its bound until the next eviction.
+format. Only whole 2xx answers are stored, and none larger than an eighth of `cache.max_bytes`
+(`cache_store.MAX_ANSWER_SHARE`): one huge answer would otherwise evict everything else and leave the cache past its
+bound until the next eviction.
 
 Identical calls coalesce: while one call with a key is on its way to the provider (the leader), later calls with the
 same key wait for it — on the event loop, never blocking it — and are then answered from what it stored. They wait at
 most `retries.upstream_timeout_s`; when the leader fails, its answer is not stored (an error, too large, cut short) or
-its bucket is not full yet, they go to the provider themselves. Disk work runs on one worker thread, never on mitmproxy's event loop;
-buckets used lately also stay in memory, so a repeated hit is answered without waiting for the disk.
+its bucket is not full yet, they go to the provider themselves. Disk work runs on one worker thread, never on
+mitmproxy's event loop; buckets used lately also stay in memory, so a repeated hit is answered without waiting for the
+disk.
 """
 
 from __future__ import annotations
@@ -82,16 +84,15 @@ class ResponseCache:
         state.cache.status = "MISS"
         if state.route.wire is None or state.route.provider is None or not isinstance(state.request.body, dict):
             return None  # an API llmtap does not read: never stored, so never a hit
-        state.cache.key = cache_key(state, flow.request)
-        hot = self.hot.get(state.cache.key)
+        key = state.cache.key = cache_key(state, flow.request)
+        hot = self.hot.get(key)
         if hot is not None and (lookup := choose(hot, state.request.options.cache.bucket_max_size)).hit:
-            self._touched.add(state.cache.key)
+            self._touched.add(key)
             self._answer(flow, state, lookup)
             return None
-        return self._lookup_on_disk(flow, state)  # mitmproxy awaits it; other flows go on meanwhile
+        return self._lookup_on_disk(flow, state, key)  # mitmproxy awaits it; other flows go on meanwhile
 
-    async def _lookup_on_disk(self, flow: http.HTTPFlow, state: CallState) -> None:
-        key = state.cache.key
+    async def _lookup_on_disk(self, flow: http.HTTPFlow, state: CallState, key: str) -> None:
         if key not in self._in_flight:
             lookup = await self._lookup(key, state)
             if lookup.hit or key not in self._in_flight:  # no other call with this key went upstream meanwhile
@@ -109,14 +110,14 @@ class ResponseCache:
     async def _lookup(self, key: str, state: CallState) -> Lookup:
         entries = self.hot.get(key)
         if entries is None:
-            entries = await self._on_disk(self.store.entries, key)
+            entries = await self._on_disk(self._open_store().entries, key)
             if entries:
                 self.hot.put(key, entries)
         return choose(entries, state.request.options.cache.bucket_max_size)
 
     def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
         state.cache.bucket_idx = lookup.bucket_idx
-        if lookup.hit:
+        if lookup.hit and lookup.answer is not None:
             state.cache.status = "HIT"
             state.cache.answer = lookup.answer
             flow.response = cached_response(state, lookup.answer)
@@ -153,7 +154,8 @@ class ResponseCache:
 
     async def _store(self, flow: http.HTTPFlow, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
         try:
-            entries = await self._on_disk(self.store.store, key, answer, options.max_age_s, options.bucket_max_size)
+            store = self._open_store()
+            entries = await self._on_disk(store.store, key, answer, options.max_age_s, options.bucket_max_size)
             if entries is not None:
                 self.hot.put(key, entries)
         finally:
@@ -174,16 +176,21 @@ class ResponseCache:
             try:
                 generation = await self._on_disk(self._touch_and_read_generation, touched)
             except Exception as e:  # a disk hiccup must not end the syncing for good
-                logger.warning(f"llmtap: cache sync with {self.store.path} failed: {e}")
+                logger.warning(f"llmtap: cache sync with {self._open_store().path} failed: {e}")
                 continue
             if generation != self._generation:
                 self._generation = generation
                 self.hot.clear()
 
     def _touch_and_read_generation(self, keys: set[str]) -> int:
+        store = self._open_store()
         for key in keys:
-            self.store.entries(key)
-        return self.store.generation()
+            store.entries(key)
+        return store.generation()
+
+    def _open_store(self) -> CacheStore:
+        assert self.store is not None, "configure() opens the store before any flow or task runs"
+        return self.store
 
     def done(self) -> None:
         if self._watch is not None:
@@ -198,12 +205,14 @@ class ResponseCache:
 
 def cache_key(state: CallState, request: http.Request) -> str:
     """The cache key of a call routed as `request`: see the module docstring for what counts."""
-    assert state.route.provider is not None and state.route.wire is not None and isinstance(state.request.body, dict)
-    ignored = STREAM_KEYS | set(state.request.options.cache.ignore_keys)
-    relevant = {k: v for k, v in state.request.body.items() if k not in ignored}
+    provider, wire, asked = state.route.provider, state.route.wire, state.request
+    assert provider is not None and wire is not None and isinstance(asked.body, dict)
+    ignored = STREAM_KEYS | set(asked.options.cache.ignore_keys)
+    relevant = {k: v for k, v in asked.body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    parts = [state.route.provider.name, state.route.wire.name, request.path,
-             *(request.headers.get(name, "") for name in state.route.wire.cache_key_headers), canonical, state.request.key_hash or "", state.request.credential_hash, state.request.options.cache.seed or ""]
+    headers = [request.headers.get(name, "") for name in wire.cache_key_headers]
+    parts = [provider.name, wire.name, request.path, *headers, canonical, asked.key_hash or "", asked.credential_hash,
+             asked.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""Where cached answers live: a diskcache directory (SQLite plus files), bounded in bytes, least recently used out first.
+"""Where cached answers live: a diskcache directory (SQLite plus files), bounded in bytes, least recently used out
+first.
 
 Each cache key holds a bucket of up to N answers (`Helicone-Cache-Bucket-Max-Size`), each with its own expiry. The
 gateway calls this from one worker thread, never from mitmproxy's event loop, and keeps the buckets it used last in

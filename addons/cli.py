@@ -150,7 +150,8 @@ def cache_stats(config: Config, days: int) -> int:
     lines = [
         f"cache        {stats['path']}",
         f"answers      {stats['answers']:,} under {stats['keys']:,} keys",
-        f"size         {stats['bytes']:,} of {stats['max_bytes']:,} bytes ({100 * stats['bytes'] / stats['max_bytes']:.1f}%)",
+        f"size         {stats['bytes']:,} of {stats['max_bytes']:,} bytes "
+        f"({100 * stats['bytes'] / stats['max_bytes']:.1f}%)",
         f"oldest       {datetime.fromtimestamp(oldest).isoformat(timespec='seconds') if oldest else '-'}",
     ]
     if config.storage_path.exists():
@@ -160,10 +161,12 @@ def cache_stats(config: Config, days: int) -> int:
 
         try:
             with connect(config.storage_path, timeout_s=10, read_only=True) as db:
-                hits, misses, saved = db.execute(
-                    "SELECT count(*) FILTER (WHERE cache_status = 'HIT'), count(*) FILTER (WHERE cache_status = 'MISS'),"
-                    " coalesce(sum(cost_saved_usd), 0) FROM requests WHERE created_at > now() - to_days(?)", [days]
+                totals = db.execute(
+                    "SELECT count(*) FILTER (WHERE cache_status = 'HIT'),"
+                    " count(*) FILTER (WHERE cache_status = 'MISS'), coalesce(sum(cost_saved_usd), 0)"
+                    " FROM requests WHERE created_at > now() - to_days(?)", [days]
                 ).fetchone()
+                hits, misses, saved = totals if totals is not None else (0, 0, 0)  # an aggregate: always one row
         except duckdb.Error as e:
             lines.append(f"last {days} days  unknown: {config.storage_path} cannot be read ({str(e).splitlines()[0]}); "
                          "starting the gateway once brings an old log up to date")
@@ -231,12 +234,14 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
     ensure_ca(config)
     print(banner(config, web), flush=True)
     if web:
-        from mitmproxy.tools.web.master import WebMaster as master_cls
+        from mitmproxy.tools.web.master import WebMaster  # imported only when used: it brings a web server
 
+        master_cls: type = WebMaster
         make_parser = cmdline.mitmweb
     else:
-        from mitmproxy.tools.dump import DumpMaster as master_cls
+        from mitmproxy.tools.dump import DumpMaster
 
+        master_cls = DumpMaster
         make_parser = cmdline.mitmdump
 
     class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
@@ -310,7 +315,7 @@ def render_rows(columns: list[str], rows: list[tuple], output_format: str) -> No
     """Rows as a rich table (terminals), JSON lines or CSV (pipes)."""
     if output_format == "json":
         for row in rows:
-            print(json.dumps(dict(zip(columns, row)), default=_plain))
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=_plain))
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

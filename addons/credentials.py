@@ -47,7 +47,7 @@ def credential_fingerprint(request: http.Request) -> str:
               if name.lower() in SECRET_QUERY_PARAMS]
     if not found:
         return NO_CREDENTIAL
-    return fingerprint("\0".join(f"{name}\0{value}" for name, value in sorted(found)))
+    return fingerprint("\0".join(f"{name}\0{value}" for name, value in sorted(found))) or NO_CREDENTIAL
 
 
 def fingerprint(key: str | None) -> str | None:

@@ -100,7 +100,8 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
     if provider is None and state.way == "gateway":
         routed = config.provider_for_model(model) if isinstance(model, str) else None
         if routed is None:
-            raise ValueError(f"fallback model {model!r} matches no provider; routable: {', '.join(config.routable_models())}")
+            routable = ", ".join(config.routable_models())
+            raise ValueError(f"fallback model {model!r} matches no provider; routable: {routable}")
         provider, new_body["model"] = routed
     provider = provider or primary.provider  # on the proxy way in the client chose the provider
     extra = {str(k).lower(): str(v) for k, v in extra_headers.items()}

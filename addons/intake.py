@@ -64,10 +64,12 @@ class Intake:
         state.request.client_host, state.request.client_path = flow.request.pretty_host, masked_path(flow.request.path)
         limits = config.limits
         fields = flow.request.headers.fields
-        if len(fields) > limits.max_header_count or sum(len(k) + len(v) + 4 for k, v in fields) > limits.max_header_bytes:
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in fields)
+        if len(fields) > limits.max_header_count or header_bytes > limits.max_header_bytes:
             self.refusals.refuse(flow, 431, "llmtap_headers_too_large",
                                  f"the request has more than {limits.max_header_count} headers or more than "
-                                 f"{limits.max_header_bytes:,} bytes of them (limits.max_header_count, max_header_bytes)")
+                                 f"{limits.max_header_bytes:,} bytes of them "
+                                 "(limits.max_header_count, max_header_bytes)")
             return
         # Named as the call arrived: Router may replace the caller's credential with llmtap's own provider key.
         state.request.credential_hash = credential_fingerprint(flow.request)
@@ -155,19 +157,22 @@ class Intake:
         """Name the caller's key in the state; on the gateway way in with `gateway.keys` set, refuse (401) a caller
         without a valid one."""
         if state.way == "proxy":
-            state.request.key_hash = fingerprint(client_key(flow.request))  # the client's own key, always what goes upstream
+            # The client's own key, always what goes upstream.
+            state.request.key_hash = fingerprint(client_key(flow.request))
             return True
         presented = presented_key(flow.request, helicone_auth)
         keys = self.settings.config.gateway_keys
         if not keys:
-            state.request.key_hash = fingerprint(presented)  # the client's own key, when it goes through to the provider
+            # The client's own key, when it goes through to the provider.
+            state.request.key_hash = fingerprint(presented)
             return True
         if (key := gateway_key_for(presented, keys)) is not None:
             state.request.key_hash, state.request.key_owner = fingerprint(presented), key.owner
             return True
         self.refusals.refuse(
             flow, 401, "llmtap_unauthorized",
-            "a valid llmtap gateway key is required: send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
+            "a valid llmtap gateway key is required: "
+            "send 'Authorization: Bearer <key>' or 'Helicone-Auth: Bearer <key>'",
         )
         return False
 

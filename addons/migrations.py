@@ -143,8 +143,8 @@ def m005_throttling_view_by_header_shape(db: duckdb.DuckDBPyConnection) -> None:
 
     def budget(quantity: str, kind: str) -> str:
         pattern = f"ratelimit-({quantity}-{kind}|{kind}-{quantity})$"
-        return (f"TRY_CAST(list_filter(map_entries(ratelimit), lambda e: regexp_matches(e.key, '(^|-){pattern}'))[1].value"
-                f" AS DOUBLE)")
+        matching = f"list_filter(map_entries(ratelimit), lambda e: regexp_matches(e.key, '(^|-){pattern}'))"
+        return f"TRY_CAST({matching}[1].value AS DOUBLE)"
 
     db.execute(
         f"""

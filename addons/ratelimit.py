@@ -89,7 +89,7 @@ class Event:
 
     __slots__ = ("at", "amount", "window")
 
-    def __init__(self, at: float, amount: float, window: Window):
+    def __init__(self, at: float, amount: float, window: Window | None):
         self.at, self.amount, self.window = at, amount, window
 
 
@@ -276,7 +276,8 @@ def estimated_cents(request: http.Request, state: CallState, settings: Settings)
     for name in dict.fromkeys([model, model.rpartition("/")[2] if model else None]):  # "openai/gpt-4o" too
         if not name:
             continue
-        priced = price_call(usage, name, state.route.provider.prices_provider, settings.config.pricing, state.created_at)
+        provider = state.route.provider.prices_provider
+        priced = price_call(usage, name, provider, settings.config.pricing, state.created_at)
         if priced.cost_usd is not None:
             return float(priced.cost_usd * 100)
     return UNPRICED_RESERVATION_CENTS

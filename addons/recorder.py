@@ -140,7 +140,8 @@ def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> CallRec
         provider=state.route.provider.name if state.route.provider else None, method=flow.request.method,
         host=state.request.client_host, path=state.request.client_path, model_requested=state.request.model,
         status=flow.response.status_code if flow.response else None, error=error,
-        latency_ms=state.elapsed_ms(), user_id=state.request.options.user_id, session_id=state.request.options.session_id,
+        latency_ms=state.elapsed_ms(), user_id=state.request.options.user_id,
+        session_id=state.request.options.session_id,
         properties=dict(state.request.options.properties), key_hash=state.request.key_hash,
     )
 
@@ -165,13 +166,15 @@ def _price(state: CallState, status: int | None, answer: Any, model: str | None,
     if usage is None and _cut(state):
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(
-        usage, model or state.request.model, state.route.provider.prices_provider, settings.config.pricing, state.created_at
+        usage, model or state.request.model, state.route.provider.prices_provider, settings.config.pricing,
+        state.created_at,
     )
 
 
 def _cut(state: CallState) -> bool:
     """True when llmtap kept only part of the answer (it was larger than limits.max_logged_body_bytes)."""
-    return (state.outcome.body_tap is not None and state.outcome.body_tap.cut) or (state.outcome.tap is not None and state.outcome.tap.assembler.cut)
+    body_tap, tap = state.outcome.body_tap, state.outcome.tap
+    return (body_tap is not None and body_tap.cut) or (tap is not None and tap.assembler.cut)
 
 
 def _attempts(state: CallState) -> int:

@@ -16,7 +16,8 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status == 429 or status >= 500
 
 
-def wait_s(options: RetryOptions, retry_index: int, retry_after: str | None = None, retry_after_ms: str | None = None) -> float:
+def wait_s(options: RetryOptions, retry_index: int, retry_after: str | None = None,
+           retry_after_ms: str | None = None) -> float:
     """Seconds to wait before retry number `retry_index` (0 for the first): what the provider asked for when it said
     (`retry-after-ms`, `retry-after` in seconds or as an HTTP date), else `min × factor^index` with jitter; never
     more than the maximum."""

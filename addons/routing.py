@@ -63,7 +63,8 @@ class Router:
         if upstream_path is None:
             reply_with_error(
                 flow, 400, "llmtap_unroutable_model",
-                f"provider {provider.name!r} does not serve {path} (no endpoint for it under providers.{provider.name}); "
+                f"provider {provider.name!r} does not serve {path} "
+                f"(no endpoint for it under providers.{provider.name}); "
                 "use /v1/chat/completions for it",
             )
             return

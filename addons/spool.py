@@ -91,7 +91,8 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise OSError(errno.EBUSY, f"another llmtap gateway is writing this log (it holds {self.primary_dir}/lock)")
+            raise OSError(errno.EBUSY,
+                          f"another llmtap gateway is writing this log (it holds {self.primary_dir}/lock)") from None
         self._lock_fd = fd
         leftovers = [self._leftover(path, fallback=False) for path in _segment_files(self.primary_dir)]
         leftovers += [self._leftover(path, fallback=True) for path in _segment_files(self.fallback_dir)]

@@ -2,9 +2,9 @@
 
 The `WebView` addon runs last. It masks the keys in the request once it has been sent (the provider key the gateway
 injected among them) before mitmweb shows the answer, writes the comment from the call's row (`gpt-4o-mini ·
-1,234→56 tok · $0.0004 · 812 ms`), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the
-flow can be saved, copied and replayed like any other. `LlmCallView` renders chat requests and responses (streamed
-ones assembled) as turns by role instead of raw JSON.
+1,234→56 tok · $0.0004 · 812 ms`), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of
+the live `CallState`, so the flow can be saved, copied and replayed like any other. `LlmCallView` renders chat
+requests and responses (streamed ones assembled) as turns by role instead of raw JSON.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark the gateway overhead"}]}
 STREAM_BODY = {**BODY, "stream": True}
 CANNED_ANSWER = {"id": "chatcmpl-echo", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "canned"}, "finish_reason": "stop"}],
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "canned"},
+                              "finish_reason": "stop"}],
                  "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}
 ECHO_ADDON = """
 from mitmproxy import http
@@ -173,10 +174,10 @@ def main() -> None:
         for name, m in median.items():
             print(f"{name:10}{m['json']:>10.2f}{m['stream']:>11.2f}{m['rps']:>10.0f}")
         for name, base in (("llmtap", "direct"), ("llmtap", "mitmdump"), ("cache hit", "mitm echo")):
-            b, l = median[base], median[name]
-            print(f"\n{name} vs {base}: json latency x{l['json'] / b['json']:.2f} ({l['json'] - b['json']:+.2f} ms), "
-                  f"stream latency x{l['stream'] / b['stream']:.2f} ({l['stream'] - b['stream']:+.2f} ms), "
-                  f"throughput x{l['rps'] / b['rps']:.2f}")
+            b, m = median[base], median[name]
+            print(f"\n{name} vs {base}: json latency x{m['json'] / b['json']:.2f} ({m['json'] - b['json']:+.2f} ms), "
+                  f"stream latency x{m['stream'] / b['stream']:.2f} ({m['stream'] - b['stream']:+.2f} ms), "
+                  f"throughput x{m['rps'] / b['rps']:.2f}")
         print(f"\ncache hits one at a time, gateway time from the log (median / p99): {hit_gateway_ms(workdir)}")
     finally:
         for process in processes:

@@ -208,7 +208,7 @@ class Gateway:
             with connect(self.db_path, timeout_s=10, read_only=True) as db:
                 cursor = db.execute(f"SELECT * FROM requests WHERE {where} ORDER BY created_at", params or [])
                 names = [d[0] for d in cursor.description]
-                rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+                rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)

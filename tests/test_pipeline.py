@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
-
 from llmtap import pipeline
 from llmtap.attempts import AttemptRunner
 from llmtap.cache import ResponseCache
@@ -22,6 +19,8 @@ from llmtap.routing import Router
 from llmtap.settings import Settings
 from llmtap.streaming import StreamTap
 from llmtap.webview import WebView
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
 
 BEFORE = [
     (Settings, Intake, "every addon reads the validated config Settings loads"),

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import duckdb
-
 from llmtap.migrations import migrate
 from llmtap.record import COLUMNS, AttemptRecord, CallRecord
 

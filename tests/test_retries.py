@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_429_then_503_then_200_is_one_success_after_backoff(gateway, mock_provid
     assert completion.choices[0].message.content == "Mock reply to: flaky provider"
     tries = seen(mock_provider, "flaky provider")
     assert len(tries) == 3
-    gaps = [later["time"] - earlier["time"] for earlier, later in zip(tries, tries[1:])]
+    gaps = [later["time"] - earlier["time"] for earlier, later in itertools.pairwise(tries)]
     # min 100 ms, factor 2: about 100 ms, then about 200 ms (±10% jitter, plus a little for the round trip)
     assert 0.09 <= gaps[0] <= 0.3 and 0.18 <= gaps[1] <= 0.4, gaps
     row = gateway.row(headers["helicone-id"])

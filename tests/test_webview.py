@@ -36,7 +36,7 @@ def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway):
         time.sleep(0.1)
     flows = web_get(web_port, token.group(1), "/flows")
     assert len(flows) == 2
-    for flow, text in zip(flows, ("show me in mitmweb", "stream in mitmweb")):
+    for flow, text in zip(flows, ("show me in mitmweb", "stream in mitmweb"), strict=True):
         assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · \d+→\d+ tok · \$[0-9.]+ · [\d,]+ ms", flow["comment"])
         response = web_get(web_port, token.group(1), f"/flows/{flow['id']}/response/content/auto.json")
         assert response["view_name"] == "LLM call"

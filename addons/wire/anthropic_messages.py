@@ -141,8 +141,8 @@ class MessagesStreamAssembler(StreamAssembler):
             return {"type": "error", "error": self._error} if self._error is not None else None
         blocks = {index: dict(block) for index, block in self._blocks.items()}
         for (index, field), pieces in self._text.items():
-            blocks[index][field] = (blocks[index].get(field) if isinstance(blocks[index].get(field), str) else "") \
-                + "".join(pieces)
+            before = blocks[index].get(field)
+            blocks[index][field] = (before if isinstance(before, str) else "") + "".join(pieces)
         for index, pieces in self._partial_json.items():
             text = "".join(pieces)
             try:

@@ -36,7 +36,8 @@ class OpenAIChat(WireFormat):
         return True
 
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
-        head = {k: answer.get(k) for k in ("id", "created", "model", "system_fingerprint") if k in answer}
+        fields = ("id", "created", "model", "system_fingerprint")
+        head: dict[str, Any] = {k: answer.get(k) for k in fields if k in answer}
         head["object"] = "chat.completion.chunk"
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -48,11 +49,13 @@ class OpenAIChat(WireFormat):
             events.append(chunk([{"index": index, "delta": {"role": message.get("role", "assistant"), "content": ""},
                                   "finish_reason": None}]))
             if message.get("content"):
-                events.append(chunk([{"index": index, "delta": {"content": message["content"]}, "finish_reason": None}]))
+                content = {"content": message["content"]}
+                events.append(chunk([{"index": index, "delta": content, "finish_reason": None}]))
             calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
             if calls:
                 events.append(chunk([{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]))
-            events.append(chunk([{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}]))
+            finish = choice.get("finish_reason") or "stop"
+            events.append(chunk([{"index": index, "delta": {}, "finish_reason": finish}]))
         options = request.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") and answer.get("usage"):
             events.append(chunk([], usage=answer["usage"]))

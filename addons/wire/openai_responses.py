@@ -66,7 +66,8 @@ def _item_text(item: dict[str, Any]) -> str:
     if kind == "function_call_output":
         return f"← {item.get('output', '')}"
     if kind == "reasoning":
-        return "(reasoning) " + " ".join(text_of(s.get("text")) for s in item.get("summary") or [] if isinstance(s, dict))
+        summary = [text_of(s.get("text")) for s in item.get("summary") or [] if isinstance(s, dict)]
+        return "(reasoning) " + " ".join(summary)
     return text_of(item.get("content")).strip()
 
 
@@ -143,7 +144,8 @@ class ResponsesStreamAssembler(StreamAssembler):
             self.cut = self.cut or self._left_out
             answer["output"] = [self._items[i] for i in sorted(self._items)] or [
                 {"type": "message", "role": "assistant",
-                 "content": [{"type": "output_text", "text": "".join(parts)} for _, parts in sorted(self._text.items())]}
+                 "content": [{"type": "output_text", "text": "".join(parts)}
+                             for _, parts in sorted(self._text.items())]}
             ]
         if self._error is not None:
             answer["error"] = self._error
