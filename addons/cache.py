@@ -35,7 +35,7 @@ from mitmproxy import exceptions, http
 
 from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
-from .headers import CacheOptions
+from .options import CacheOptions
 from .settings import Settings
 from .wire import read_body
 

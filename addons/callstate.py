@@ -14,7 +14,7 @@ from typing import Any, Literal
 from mitmproxy import http
 
 from .config import ProviderConfig
-from .headers import HeliconeOptions
+from .options import HeliconeOptions
 from .wire import WireFormat
 from .wire.base import StreamAssembler
 from .wire.sse import SseParser

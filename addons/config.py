@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .headers import DEFAULT_FALLBACK_CODES, RateLimitPolicy, RequestDefaults, RetryOptions, parse_ratelimit_policy
+from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
+from .ratelimit_policy import RateLimitPolicy, parse_ratelimit_policy
 
 DEFAULT_CONFIG_PATH = Path("config/llmtap.yaml")
 

@@ -44,7 +44,7 @@ from genai_prices import Usage
 from mitmproxy import http
 
 from .callstate import CallState, get_state
-from .headers import RateLimitPolicy
+from .ratelimit_policy import RateLimitPolicy
 from .pricing import price_call
 from .replies import reply_with_error
 from .settings import Settings
