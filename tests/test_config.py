@@ -41,11 +41,11 @@ def test_without_a_config_file_the_defaults_serve_openai_and_anthropic(tmp_path,
     assert openai.hosts == ("api.openai.com",)
     assert openai.upstream == Upstream("https", "api.openai.com", 443, "")
     assert "gpt-*" in openai.models
-    assert openai.chat_path == "/v1/chat/completions"
+    assert openai.paths["openai_chat"] == "/v1/chat/completions"
     assert anthropic.hosts == ("api.anthropic.com",)
     assert anthropic.upstream == Upstream("https", "api.anthropic.com", 443, "")
     assert anthropic.models == ("claude-*",)
-    assert anthropic.messages_path == "/v1/messages"
+    assert anthropic.paths["anthropic_messages"] == "/v1/messages"
 
 
 def test_a_provider_in_the_file_is_merged_over_its_default(tmp_path):
