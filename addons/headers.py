@@ -63,41 +63,51 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
     def text(key: str) -> str | None:
         return values[key][1].strip() if key in values else None
 
+    def header[T](key: str, parse: Callable[[str], T], default: T) -> T:
+        # `parse` raises ValueError saying what is accepted; the error names the header as the client sent it.
+        if key not in values:
+            return default
+        name, value = values[key]
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise HeaderError(name, str(e)) from None
+
     user_id = text("helicone-user-id") or _property_user_id(properties)
-    cache_enabled = _bool(values, "helicone-cache-enabled")
+    cache_enabled = header("helicone-cache-enabled", _true_or_false, False)
     return HeliconeOptions(
         properties=properties,
         user_id=user_id,
         session_id=text("helicone-session-id"),
-        session_path=_parsed(values, "helicone-session-path", _session_path),
+        session_path=header("helicone-session-path", _session_path, None),
         session_name=text("helicone-session-name"),
-        request_id=_parsed(values, "helicone-request-id", _request_id),
+        request_id=header("helicone-request-id", _request_id, None),
         prompt_id=text("helicone-prompt-id"),
-        omit_request=_bool(values, "helicone-omit-request"),
-        omit_response=_bool(values, "helicone-omit-response"),
-        auth_key=_parsed(values, "helicone-auth", _bearer),
+        omit_request=header("helicone-omit-request", _true_or_false, False),
+        omit_response=header("helicone-omit-response", _true_or_false, False),
+        auth_key=header("helicone-auth", _bearer, None),
         cache=CacheOptions(
             enabled=cache_enabled,
             max_age_s=_max_age(cache_control) if cache_enabled else DEFAULT_CACHE_AGE_S,
-            bucket_max_size=_int(values, "helicone-cache-bucket-max-size", 1, minimum=1, maximum=100),
+            bucket_max_size=header("helicone-cache-bucket-max-size", _whole_number(1, 100), 1),
             seed=text("helicone-cache-seed"),
-            ignore_keys=_csv(values, "helicone-cache-ignore-keys"),
+            ignore_keys=header("helicone-cache-ignore-keys", _names, ()),
         ),
         retry=RetryOptions(
-            enabled=_bool(values, "helicone-retry-enabled", defaults.retry.enabled),
-            max_retries=_int(values, "helicone-retry-num", defaults.retry.max_retries, minimum=0, maximum=20),
-            factor=_float(values, "helicone-retry-factor", defaults.retry.factor),
-            min_timeout_ms=_int(values, "helicone-retry-min-timeout", defaults.retry.min_timeout_ms, minimum=0,
-                                maximum=600_000),
-            max_timeout_ms=_int(values, "helicone-retry-max-timeout", defaults.retry.max_timeout_ms, minimum=0,
-                                maximum=600_000),
+            enabled=header("helicone-retry-enabled", _true_or_false, defaults.retry.enabled),
+            max_retries=header("helicone-retry-num", _whole_number(0, 20), defaults.retry.max_retries),
+            factor=header("helicone-retry-factor", _factor, defaults.retry.factor),
+            min_timeout_ms=header("helicone-retry-min-timeout", _whole_number(0, 600_000),
+                                  defaults.retry.min_timeout_ms),
+            max_timeout_ms=header("helicone-retry-max-timeout", _whole_number(0, 600_000),
+                                  defaults.retry.max_timeout_ms),
         ),
         fallback=FallbackOptions(
-            models=_csv(values, "helicone-fallback-model"),
-            on_codes=_codes(values, defaults.fallback_codes),
-            targets=_parsed(values, "helicone-fallbacks", _fallback_targets) or (),
+            models=header("helicone-fallback-model", _names, ()),
+            on_codes=header("helicone-fallback-oncodes", _status_codes, defaults.fallback_codes),
+            targets=header("helicone-fallbacks", _fallback_targets, ()),
         ),
-        ratelimit_policy=_parsed(values, "helicone-ratelimit-policy", _policy),
+        ratelimit_policy=header("helicone-ratelimit-policy", _policy, None),
     )
 
 
@@ -130,59 +140,42 @@ def _property_user_id(properties: dict[str, str]) -> str | None:
     return properties.get("userid")
 
 
-def _name(values: dict[str, tuple[str, str]], key: str) -> str:
-    return values[key][0] if key in values else key
-
-
-def _bool(values: dict[str, tuple[str, str]], key: str, default: bool = False) -> bool:
-    if key not in values:
-        return default
-    name, value = values[key]
+def _true_or_false(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
-        raise HeaderError(name, f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {value!r}")
     return lowered == "true"
 
 
-def _int(values: dict[str, tuple[str, str]], key: str, default: int, *, minimum: int, maximum: int) -> int:
-    if key not in values:
-        return default
-    name, value = values[key]
-    if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
-        raise HeaderError(name, f"expected a whole number from {minimum} to {maximum}, got {value!r}")
-    return int(value)
+def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
+            raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {value!r}")
+        return int(value)
+    return parse
 
 
-def _float(values: dict[str, tuple[str, str]], key: str, default: float) -> float:
-    if key not in values:
-        return default
-    name, value = values[key]
+def _factor(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
         number = -1.0
     if not 1.0 <= number <= 10.0:
-        raise HeaderError(name, f"expected a number from 1 to 10, got {value!r}")
+        raise ValueError(f"expected a number from 1 to 10, got {value!r}")
     return number
 
 
-def _csv(values: dict[str, tuple[str, str]], key: str) -> tuple[str, ...]:
-    if key not in values:
-        return ()
-    name, value = values[key]
+def _names(value: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in value.split(","))
     if not all(items):
-        raise HeaderError(name, f"expected a comma-separated list of non-empty names, got {value!r}")
+        raise ValueError(f"expected a comma-separated list of non-empty names, got {value!r}")
     return items
 
 
-def _codes(values: dict[str, tuple[str, str]], default: tuple[int, ...]) -> tuple[int, ...]:
-    key = "helicone-fallback-oncodes"
-    if key not in values:
-        return default
-    codes = _csv(values, key)
+def _status_codes(value: str) -> tuple[int, ...]:
+    codes = _names(value)
     if not all(_is_number(c) and 100 <= int(c) <= 599 for c in codes):
-        raise HeaderError(_name(values, key), f"expected comma-separated HTTP status codes, got {values[key][1]!r}")
+        raise ValueError(f"expected comma-separated HTTP status codes, got {value!r}")
     return tuple(int(c) for c in codes)
 
 
@@ -229,14 +222,3 @@ def _fallback_targets(value: str) -> tuple[dict, ...]:
     if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
         raise ValueError("expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
     return tuple(targets)
-
-
-def _parsed[T](values: dict[str, tuple[str, str]], key: str, parse: Callable[[str], T]) -> T | None:
-    """The header `key` read by `parse` (which raises ValueError saying what is accepted), or None when not sent."""
-    if key not in values:
-        return None
-    name, value = values[key]
-    try:
-        return parse(value)
-    except ValueError as e:
-        raise HeaderError(name, str(e)) from None
