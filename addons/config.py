@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType, NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from types import MappingProxyType
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
@@ -34,8 +33,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
+from .config_errors import first_error_line
 from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
 from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_policy
 from .wire import FORMATS
@@ -536,86 +535,8 @@ def _gateway_key(where: str, entry: _GatewayKey) -> GatewayKey:
     return GatewayKey(entry.owner, key)
 
 
-# --- One line from pydantic's errors: the dotted key, what is accepted there, and what was given ---
-
 def _validated[M: BaseModel](model: type[M], raw: Any) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_first_error(model, e)) from None
-
-
-def _first_error(root: type[BaseModel], error: ValidationError) -> str:
-    first = error.errors(include_url=False)[0]
-    loc = tuple(part for part in first["loc"] if part != "[key]")
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    section, annotation, details = _schema_at(root, loc)
-    if first["type"] == "extra_forbidden":
-        accepted = ", ".join(sorted(section.model_fields)) if section else "none"
-        return f"unknown key '{where}' (accepted here: {accepted})"
-    where = where or "the top level"
-    if first["type"] in ("value_error", "assertion_error"):
-        return f"{where}: {first['ctx']['error']}"
-    got = "nothing" if first["type"] == "missing" else _shown(first["input"])
-    return f"{where}: expected {_accepted(annotation, details)}, got {got}"
-
-
-def _schema_at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any, list[Any]]:
-    """What an error's location points at in the schema: the section (model) it is a key of, its type, and the
-    constraints and descriptions attached to that type."""
-    section: type[BaseModel] | None = None
-    annotation: Any = root
-    details: list[Any] = []
-    for part in loc:
-        annotation, details = _unwrapped(annotation, [])
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            section = annotation
-            if (info := annotation.model_fields.get(str(part))) is None:
-                return section, None, []
-            annotation, details = info.annotation, [info, *info.metadata]
-        else:
-            annotation, details = (get_args(annotation) or (None,))[-1], []  # a list's item, a mapping's value
-    annotation, details = _unwrapped(annotation, details)
-    return section, annotation, details
-
-
-def _unwrapped(annotation: Any, details: list[Any]) -> tuple[Any, list[Any]]:
-    """`annotation` without `Annotated[...]` and `| None`, and what those carried."""
-    while True:
-        if get_origin(annotation) is Annotated:
-            annotation, *extra = get_args(annotation)
-            details = details + extra
-        elif get_origin(annotation) in (Union, UnionType):
-            annotation = next(arg for arg in get_args(annotation) if arg is not NoneType)
-        else:
-            return annotation, details
-
-
-def _accepted(annotation: Any, details: list[Any]) -> str:
-    infos = [d for d in details if isinstance(d, FieldInfo)]
-    if description := next((i.description for i in infos if i.description), None):
-        return description
-    constraints = details + [c for i in infos for c in i.metadata]
-    low = next((c.ge for c in constraints if isinstance(c, annotated_types.Ge)), None)
-    high = next((c.le for c in constraints if isinstance(c, annotated_types.Le)), None)
-    if annotation is bool:
-        return "true or false"
-    if annotation in (int, float) and low is not None and high is not None:
-        return f"{'a whole number' if annotation is int else 'a number'} from {_plain(low)} to {_plain(high)}"
-    if annotation in (str, Path):
-        return f"a {annotation.__name__.lower()}"
-    if get_origin(annotation) is list:
-        return "a list"
-    if get_origin(annotation) is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-        return "a mapping"
-    return "a value of another kind"
-
-
-def _plain(number: Any) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)  # 10000000, not 1e+07
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+        raise ConfigError(first_error_line(model, e)) from None
