@@ -37,7 +37,7 @@ from mitmproxy import exceptions, http
 
 from .cache_store import CacheStore, CacheUnreadable, HotBuckets, Lookup, choose
 from .callstate import CallState, get_state
-from .headers import CacheOptions
+from .options import CacheOptions
 from .record import CallRecord
 from .settings import Settings
 from .streaming import read_answer

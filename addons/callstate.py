@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mitmproxy import http
 
 from .config import ProviderConfig
-from .headers import HeliconeOptions
+from .options import HeliconeOptions
 from .record import AttemptRecord, CallRecord
 from .wire import WireFormat
 from .wire.base import StreamAssembler

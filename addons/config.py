@@ -1,8 +1,10 @@
 """llmtap's configuration: one YAML file, loaded and validated once into typed objects.
 
-Every key is optional; `DEFAULTS` below is the whole contract. Relative paths (`certs`, `storage.path`) resolve
-against the working directory `llmtap` runs in, as a command-line user expects. A bad file raises `ConfigError`
-with one line that names the key and what is accepted.
+Every key is optional. The `_File` schema below (pydantic models: strict types, unknown keys refused) is the whole
+contract of the file, with its defaults; the built-in providers are packaged data (providers.yaml) in the same
+form as the file's `providers`. Relative paths (`certs`, `storage.path`) resolve against the working directory
+`llmtap` runs in, as a command-line user expects. A bad file raises `ConfigError` with one line that names the key
+and what is accepted. Environment variables named by the file (provider and gateway keys) are read here, at load.
 """
 
 from __future__ import annotations
@@ -10,70 +12,40 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .headers import DEFAULT_FALLBACK_CODES, RateLimitPolicy, RequestDefaults, RetryOptions, parse_ratelimit_policy
+from .config_errors import first_error_line
+from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
+from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_policy
+from .wire import FORMATS
 
 DEFAULT_CONFIG_PATH = Path("config/llmtap.yaml")
-
-# The provider table a user starts from. A provider named in the user's file is merged over its default here;
-# a new name needs at least hosts or upstream and models.
-DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
-    "openai": {
-        "hosts": ["api.openai.com"],
-        "upstream": "https://api.openai.com",
-        "api_key_env": "OPENAI_API_KEY",
-        "models": ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*"],
-        "chat_path": "/v1/chat/completions",
-        "responses_path": "/v1/responses",
-    },
-    "anthropic": {
-        "hosts": ["api.anthropic.com"],
-        "upstream": "https://api.anthropic.com",
-        "api_key_env": "ANTHROPIC_API_KEY",
-        "models": ["claude-*"],
-        "chat_path": "/v1/chat/completions",
-        "messages_path": "/v1/messages",
-    },
-    "groq": {
-        "hosts": ["api.groq.com"],
-        "upstream": "https://api.groq.com",
-        "api_key_env": "GROQ_API_KEY",
-        "models": ["llama-*", "meta-llama/*", "qwen/*", "moonshotai/*", "openai/gpt-oss-*"],
-        "chat_path": "/openai/v1/chat/completions",
-    },
-    "mistral": {
-        "hosts": ["api.mistral.ai"],
-        "upstream": "https://api.mistral.ai",
-        "api_key_env": "MISTRAL_API_KEY",
-        "models": ["mistral-*", "magistral-*", "codestral-*", "devstral-*", "ministral-*", "pixtral-*"],
-        "chat_path": "/v1/chat/completions",
-    },
-    "google": {
-        "hosts": ["generativelanguage.googleapis.com"],
-        "upstream": "https://generativelanguage.googleapis.com",
-        "api_key_env": "GEMINI_API_KEY",
-        "models": ["gemini-*"],
-        "chat_path": "/v1beta/openai/chat/completions",
-    },
+WIRE_FORMAT_NAMES = tuple(f.name for f in FORMATS)
+DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
+# The keys a provider's endpoints had before `paths`; a user's file may still use them.
+OLD_PATH_KEYS = {
+    "chat_path": "openai_chat", "messages_path": "anthropic_messages", "responses_path": "openai_responses",
 }
-
-PROVIDER_KEYS = {
-    "hosts", "upstream", "api_key_env", "models", "chat_path", "messages_path", "responses_path", "prices_provider",
-    "inject_stream_usage",
-}
-DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024
-STORAGE_KEYS = {"path", "spool_fsync_interval_s", "max_memory_rows", "fallback_spool_dir", "shutdown_wait_s"}
-LIMIT_KEYS = {"max_header_count", "max_header_bytes", "max_request_bytes", "max_logged_body_bytes",
-              "client_idle_timeout_s"}
-PRICE_KEYS = {"model", "provider", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
 
 
 class ConfigError(ValueError):
@@ -116,29 +88,24 @@ class ProviderConfig:
     upstream: Upstream
     api_key_env: str | None
     models: tuple[str, ...]
-    chat_path: str
-    messages_path: str | None
-    responses_path: str | None
+    paths: Mapping[str, str] = field(hash=False)  # wire format name -> endpoint under upstream (read-only)
     prices_provider: str
     inject_stream_usage: bool
+    # The key injected in gateway mode, read from `api_key_env` when the config loads; never shown in a repr or log.
+    api_key: str | None = field(default=None, repr=False)
 
     def serves_model(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
     def path_for(self, wire_name: str) -> str | None:
         """This provider's endpoint for an API (a wire format's name), or None when it has none."""
-        return {"openai_chat": self.chat_path, "anthropic_messages": self.messages_path,
-                "openai_responses": self.responses_path}.get(wire_name)
-
-    def api_key(self) -> str | None:
-        """The provider key injected in gateway mode, read from the environment when a call needs it."""
-        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
+        return self.paths.get(wire_name)
 
 
 @dataclass(frozen=True)
 class GatewayKey:
     owner: str
-    key: str
+    key: str = field(repr=False)  # a secret: kept out of reprs and logs
 
 
 @dataclass(frozen=True)
@@ -172,25 +139,239 @@ class RateLimitRule:
         )
 
 
-@dataclass(frozen=True)
-class Limits:
+# --- Values the file writes as text, parsed into the types above (ValueError says what is accepted) ---
+
+def _address(value: Any) -> Address | None:
+    if value is None or value is False or value == "off":
+        return None
+    text = str(value)
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{text}' is not HOST:PORT (e.g. 127.0.0.1:8080), or 'off'")
+    return Address(host, int(port))
+
+
+def _upstream(value: Any) -> Upstream:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"'{value}' has a bad port") from None
+    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+PRICE_FORM = "a price in USD per million tokens (a number >= 0)"
+
+
+def _price(value: Any) -> Decimal:
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        price = Decimal(-1)
+    if value is None or isinstance(value, bool) or not price.is_finite() or price < 0:
+        raise ValueError(f"expected {PRICE_FORM}, got {value!r}")
+    return price
+
+
+def _policy(value: Any) -> RateLimitPolicy:
+    try:
+        return parse_ratelimit_policy(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not {POLICY_FORM}") from None
+
+
+def _wire_format_name(value: str) -> str:
+    if value not in WIRE_FORMAT_NAMES:
+        raise ValueError(f"'{value}' names no wire format (accepted here: {', '.join(sorted(WIRE_FORMAT_NAMES))})")
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value  # `models: gpt-*` means a list of one
+
+
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) else value  # YAML reads `tier: 1` as a number
+
+
+def _as_path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str) and value.strip() else value
+
+
+Text = Annotated[str, Field(pattern=r"\S", description="a non-empty string")]
+Names = Annotated[list[Text], BeforeValidator(_one_or_many)]
+Scalar = Annotated[str, BeforeValidator(_as_text)]
+Location = Annotated[Path, BeforeValidator(_as_path), Field(description="a path (a non-empty string)")]
+EndpointPath = Annotated[str, Field(pattern=r"^/", description="a path that starts with /")]
+WireFormatName = Annotated[str, PlainValidator(_wire_format_name)]
+ByteCount = Annotated[ByteSize, Field(ge=1, description="a size in bytes such as 268435456 or '256 MiB'")]
+ListenAddress = Annotated[Address | None, PlainValidator(_address)]
+UpstreamURL = Annotated[Upstream, PlainValidator(_upstream)]
+Price = Annotated[Decimal, PlainValidator(_price), Field(description=PRICE_FORM)]
+Policy = Annotated[RateLimitPolicy, PlainValidator(_policy), Field(description=f"a policy {POLICY_FORM}")]
+
+
+class _Section(BaseModel):
+    """A mapping in the file: strict types (no "3" for 3, no "yes" for true), unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Limits(_Section):
     """What one call may cost llmtap before anything else is done with it (config section `limits`)."""
 
-    max_header_count: int = 200  # more request headers than this: 431
-    max_header_bytes: int = 64 * 1024  # request headers larger than this in all: 431
-    max_request_bytes: int = 32 * 1024 * 1024  # a request body larger than this (decompressed too): 413
-    max_logged_body_bytes: int = 1024 * 1024  # a row keeps at most this much of each body, and says it was cut
-    client_idle_timeout_s: float = 30.0  # a client connection that sends no request this long is closed
+    # More request headers than this, or headers larger than this in all: 431.
+    max_header_count: Annotated[int, Field(ge=16, le=10_000)] = 200
+    max_header_bytes: ByteCount = ByteSize(64 * 1024)
+    # A request body larger than this (decompressed too): 413.
+    max_request_bytes: ByteCount = ByteSize(32 * 1024 * 1024)
+    # A row keeps at most this much of each body, and says it was cut.
+    max_logged_body_bytes: ByteCount = ByteSize(1024 * 1024)
+    # A client connection that sends no request this long is closed.
+    client_idle_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
 
 
-@dataclass(frozen=True)
-class StorageOptions:
+class StorageOptions(_Section):
     """How rows are kept on their way into DuckDB (config section `storage`, beside `path`)."""
 
-    spool_fsync_interval_s: float = 0.0  # 0: never fsync (a process crash loses nothing; power loss may)
-    max_memory_rows: int = 100_000  # rows held in memory while DuckDB cannot take them, before they go to disk
-    fallback_spool_dir: Path | None = None  # where rows are spooled when the log's own directory cannot take them
-    shutdown_wait_s: float = 15.0  # at shutdown, how long DuckDB may take the last rows before they wait in the spool
+    # 0: never fsync (a process crash loses nothing; power loss may).
+    spool_fsync_interval_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    # Rows held in memory while DuckDB cannot take them, before they go to disk.
+    max_memory_rows: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
+    # Where rows are spooled when the log's own directory cannot take them.
+    fallback_spool_dir: Location | None = None
+    # At shutdown, how long DuckDB may take the last rows before they wait in the spool.
+    shutdown_wait_s: Annotated[float, Field(ge=0, le=3600)] = 15.0
+
+
+class _Listen(_Section):
+    proxy: ListenAddress = Address("127.0.0.1", 8080)
+    gateway: ListenAddress = Address("127.0.0.1", 8787)
+
+
+class _Storage(StorageOptions):
+    path: Location = Path("data/llmtap.duckdb")
+
+
+class _Provider(_Section):
+    """One entry of `providers`. Every key is optional here: an entry is merged over the built-in one of its name."""
+
+    hosts: Names | None = None
+    upstream: UpstreamURL | None = None
+    api_key_env: str | None = None  # "" or None: no key is injected
+    models: Names | None = None
+    paths: dict[WireFormatName, EndpointPath | None] | None = None  # None drops a built-in endpoint
+    chat_path: EndpointPath | None = None
+    messages_path: EndpointPath | None = None
+    responses_path: EndpointPath | None = None
+    prices_provider: Text | None = None
+    inject_stream_usage: bool | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The keys this entry sets, with the old `chat_path`-style keys folded into `paths`."""
+        given = {name: getattr(self, name) for name in self.model_fields_set if name not in OLD_PATH_KEYS}
+        given["paths"] = dict(self.paths or {}) | {
+            wire: getattr(self, key) for key, wire in OLD_PATH_KEYS.items() if key in self.model_fields_set
+        }
+        return given
+
+
+class _GatewayKey(_Section):
+    owner: Text
+    key: Text | None = None
+    key_env: Text | None = None
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> _GatewayKey:
+        if self.key is None and self.key_env is None:
+            raise ValueError("expected {owner, key} or {owner, key_env}, got no key")
+        return self
+
+
+class _Gateway(_Section):
+    keys: Annotated[list[_GatewayKey], Field(description="a list of {owner, key} or {owner, key_env}")] = []
+
+
+class _PriceOverride(_Section):
+    model: Text
+    provider: Text | None = None
+    input_per_mtok: Price
+    output_per_mtok: Price
+    cached_input_per_mtok: Price | None = None
+
+
+class _Cache(_Section):
+    path: Location = Path("data/llmtap-cache")
+    max_bytes: ByteCount = ByteSize(256 * 1024 * 1024)
+
+
+class _Retries(_Section):
+    enabled: bool = RetryOptions.enabled
+    max_retries: Annotated[int, Field(ge=0, le=20)] = RetryOptions.max_retries
+    factor: Annotated[float, Field(ge=1, le=10)] = RetryOptions.factor
+    min_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = RetryOptions.min_timeout_ms
+    max_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = RetryOptions.max_timeout_ms
+    upstream_timeout_s: Annotated[float, Field(ge=0.1, le=86400)] = 600.0
+
+
+class _Fallbacks(_Section):
+    on_codes: Annotated[
+        list[Annotated[int, Field(ge=100, le=599)]],
+        Field(description="a list of HTTP status codes, e.g. [429, 500, 503]"),
+    ] = list(DEFAULT_FALLBACK_CODES)
+    models: Annotated[dict[Scalar, Names], Field(description="a mapping of model -> list of fallback models")] = {}
+
+
+class _RateLimitRule(_Section):
+    policy: Policy
+    user: Text | None = None
+    key_owner: Text | None = None
+    properties: Annotated[dict[Scalar, Scalar], Field(description="a mapping of property name -> value")] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_alone(cls, value: Any) -> Any:
+        return {"policy": value} if isinstance(value, str) else value  # a bare policy string applies to every call
+
+
+class _RateLimit(_Section):
+    policies: Annotated[
+        list[_RateLimitRule], Field(description="a list of policies, or of {policy, user?, key_owner?, properties?}")
+    ] = []
+
+
+class _Shutdown(_Section):
+    # On SIGTERM/SIGINT, how long calls in flight may take to finish.
+    drain_s: Annotated[float, Field(ge=0, le=600)] = 10.0
+
+
+class _File(_Section):
+    """The whole config file."""
+
+    listen: _Listen = _Listen()
+    certs: Location = Path("certs")
+    storage: _Storage = _Storage()
+    providers: dict[str, _Provider | None] = {}  # None (`name: off`) removes a built-in provider
+    gateway: _Gateway = _Gateway()
+    pricing: Annotated[
+        list[_PriceOverride], Field(description="a list of {model, input_per_mtok, output_per_mtok}")
+    ] = []
+    cache: _Cache = _Cache()
+    retries: _Retries = _Retries()
+    fallbacks: _Fallbacks = _Fallbacks()
+    ratelimit: _RateLimit = _RateLimit()
+    limits: Limits = Limits()
+    shutdown: _Shutdown = _Shutdown()
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {name: None if spec is False else spec for name, spec in value.items()}
 
 
 @dataclass(frozen=True)
@@ -201,17 +382,17 @@ class Config:
     certs_dir: Path
     storage_path: Path
     providers: tuple[ProviderConfig, ...]
-    gateway_keys: tuple[GatewayKey, ...] = ()
-    pricing: tuple[PriceOverride, ...] = field(default=())
-    cache_path: Path = Path("data/llmtap-cache")
-    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
-    request_defaults: RequestDefaults = RequestDefaults()
-    upstream_timeout_s: float = 600.0
-    fallback_models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # requested model -> fallback chain
-    ratelimit_rules: tuple[RateLimitRule, ...] = ()
-    limits: Limits = Limits()
-    storage: StorageOptions = StorageOptions()
-    shutdown_drain_s: float = 10.0  # on SIGTERM/SIGINT, how long calls in flight may take to finish
+    gateway_keys: tuple[GatewayKey, ...]
+    pricing: tuple[PriceOverride, ...]
+    cache_path: Path
+    cache_max_bytes: int
+    request_defaults: RequestDefaults
+    upstream_timeout_s: float
+    fallback_models: dict[str, tuple[str, ...]]  # requested model -> fallback chain
+    ratelimit_rules: tuple[RateLimitRule, ...]
+    limits: Limits
+    storage: StorageOptions
+    shutdown_drain_s: float  # on SIGTERM/SIGINT, how long calls in flight may take to finish
 
     def provider_named(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -248,12 +429,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    raw = _yaml(text, str(path))
     try:
         return parse_config(raw or {}, source=path)
     except ConfigError as e:
@@ -261,67 +437,36 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 def parse_config(raw: Any, source: Path | None) -> Config:
-    """Validate an already-parsed YAML document into a `Config`."""
-    root = _mapping(raw, "the top level", {
-        "listen", "certs", "storage", "providers", "gateway", "pricing", "cache", "retries", "fallbacks", "ratelimit",
-        "limits", "shutdown",
-    })
-    listen = _mapping(root.get("listen", {}), "listen", {"proxy", "gateway"})
-    storage = _mapping(root.get("storage", {}), "storage", STORAGE_KEYS)
-    limits = _mapping(root.get("limits", {}), "limits", LIMIT_KEYS)
-    shutdown = _mapping(root.get("shutdown", {}), "shutdown", {"drain_s"})
-    gateway = _mapping(root.get("gateway", {}), "gateway", {"keys"})
-    cache = _mapping(root.get("cache", {}), "cache", {"path", "max_bytes"})
-    retries = _mapping(root.get("retries", {}), "retries", {
-        "enabled", "max_retries", "factor", "min_timeout_ms", "max_timeout_ms", "upstream_timeout_s"})
-    fallbacks = _mapping(root.get("fallbacks", {}), "fallbacks", {"on_codes", "models"})
-    ratelimit = _mapping(root.get("ratelimit", {}), "ratelimit", {"policies"})
+    """Validate an already-parsed YAML document into a `Config`, reading the environment variables it names."""
+    file = _validated(_File, raw)
     config = Config(
         source=source,
-        proxy_listen=_address(listen.get("proxy", "127.0.0.1:8080"), "listen.proxy"),
-        gateway_listen=_address(listen.get("gateway", "127.0.0.1:8787"), "listen.gateway"),
-        certs_dir=Path(_string(root.get("certs", "certs"), "certs")),
-        storage_path=Path(_string(storage.get("path", "data/llmtap.duckdb"), "storage.path")),
-        providers=_providers(root.get("providers", {})),
-        gateway_keys=_gateway_keys(gateway.get("keys", [])),
-        pricing=_pricing(root.get("pricing", [])),
-        cache_path=Path(_string(cache.get("path", "data/llmtap-cache"), "cache.path")),
-        cache_max_bytes=_size(cache.get("max_bytes", DEFAULT_CACHE_MAX_BYTES), "cache.max_bytes"),
+        proxy_listen=file.listen.proxy,
+        gateway_listen=file.listen.gateway,
+        certs_dir=file.certs,
+        storage_path=file.storage.path,
+        providers=_providers(file.providers),
+        gateway_keys=tuple(_gateway_key(f"gateway.keys[{i}]", entry) for i, entry in enumerate(file.gateway.keys)),
+        pricing=tuple(
+            PriceOverride(p.model, p.provider, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
+            for p in file.pricing
+        ),
+        cache_path=file.cache.path,
+        cache_max_bytes=int(file.cache.max_bytes),
         request_defaults=RequestDefaults(
-            retry=RetryOptions(
-                enabled=_bool(retries.get("enabled", False), "retries.enabled"),
-                max_retries=_number(retries.get("max_retries", 3), "retries.max_retries", 0, 20, whole=True),
-                factor=_number(retries.get("factor", 2), "retries.factor", 1, 10),
-                min_timeout_ms=_number(retries.get("min_timeout_ms", 1000), "retries.min_timeout_ms", 0, 600_000, whole=True),
-                max_timeout_ms=_number(retries.get("max_timeout_ms", 10000), "retries.max_timeout_ms", 0, 600_000, whole=True),
-            ),
-            fallback_codes=_codes(fallbacks.get("on_codes", list(DEFAULT_FALLBACK_CODES)), "fallbacks.on_codes"),
+            retry=RetryOptions(**file.retries.model_dump(exclude={"upstream_timeout_s"})),
+            fallback_codes=tuple(file.fallbacks.on_codes),
         ),
-        upstream_timeout_s=_number(retries.get("upstream_timeout_s", 600), "retries.upstream_timeout_s", 0.1, 86400),
-        fallback_models=_fallback_models(fallbacks.get("models", {})),
-        ratelimit_rules=_ratelimit_rules(ratelimit.get("policies", [])),
-        limits=Limits(
-            max_header_count=_number(limits.get("max_header_count", Limits.max_header_count),
-                                     "limits.max_header_count", 16, 10_000, whole=True),
-            max_header_bytes=_size(limits.get("max_header_bytes", Limits.max_header_bytes), "limits.max_header_bytes"),
-            max_request_bytes=_size(limits.get("max_request_bytes", Limits.max_request_bytes),
-                                    "limits.max_request_bytes"),
-            max_logged_body_bytes=_size(limits.get("max_logged_body_bytes", Limits.max_logged_body_bytes),
-                                        "limits.max_logged_body_bytes"),
-            client_idle_timeout_s=_number(limits.get("client_idle_timeout_s", Limits.client_idle_timeout_s),
-                                          "limits.client_idle_timeout_s", 1, 3600),
+        upstream_timeout_s=file.retries.upstream_timeout_s,
+        fallback_models={model: tuple(chain) for model, chain in file.fallbacks.models.items()},
+        ratelimit_rules=tuple(
+            RateLimitRule(rule.policy, rule.user, rule.key_owner,
+                          tuple((name.lower(), value) for name, value in rule.properties.items()))  # stored lower-cased
+            for rule in file.ratelimit.policies
         ),
-        storage=StorageOptions(
-            spool_fsync_interval_s=_number(storage.get("spool_fsync_interval_s", 0), "storage.spool_fsync_interval_s",
-                                           0, 3600),
-            max_memory_rows=_number(storage.get("max_memory_rows", StorageOptions.max_memory_rows),
-                                    "storage.max_memory_rows", 100, 10_000_000, whole=True),
-            fallback_spool_dir=(Path(_string(storage["fallback_spool_dir"], "storage.fallback_spool_dir"))
-                                if storage.get("fallback_spool_dir") is not None else None),
-            shutdown_wait_s=_number(storage.get("shutdown_wait_s", StorageOptions.shutdown_wait_s),
-                                    "storage.shutdown_wait_s", 0, 3600),
-        ),
-        shutdown_drain_s=_number(shutdown.get("drain_s", 10), "shutdown.drain_s", 0, 600),
+        limits=file.limits,
+        storage=StorageOptions(**file.storage.model_dump(exclude={"path"})),
+        shutdown_drain_s=file.shutdown.drain_s,
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
@@ -334,205 +479,64 @@ def parse_config(raw: Any, source: Path | None) -> Config:
     return config
 
 
-def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {_kind(value)}")
-    for key in value:
-        if key not in allowed:
-            name = key if where == "the top level" else f"{where}.{key}"
-            raise ConfigError(f"unknown key '{name}' (accepted here: {', '.join(sorted(allowed))})")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _string_list(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}: expected a list of strings")
-    return tuple(value)
-
-
-def _address(value: Any, where: str) -> Address | None:
-    if value is None or value is False or value == "off":
-        return None
-    text = str(value)
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}: '{text}' is not HOST:PORT (e.g. 127.0.0.1:8080), or 'off'")
-    return Address(host, int(port))
-
-
-def _upstream(value: Any, where: str) -> Upstream:
-    text = _string(value, where)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where}: '{text}' is not an http(s):// URL")
+def _yaml(text: str, name: str) -> Any:
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ConfigError(f"{where}: '{text}' has a bad port") from None
-    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{name}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
 
 
-def _path(value: Any, where: str) -> str:
-    text = _string(value, where)
-    if not text.startswith("/"):
-        raise ConfigError(f"{where}: '{text}' must start with /")
-    return text
+def _builtin_providers() -> dict[str, _Provider | None]:
+    """The packaged provider table (providers.yaml), checked by the same schema as a user's `providers`."""
+    text = resources.files(__package__).joinpath("providers.yaml").read_text(encoding="utf-8")
+    return _validated(_File, {"providers": _yaml(text, "providers.yaml")}).providers
 
 
-def _providers(value: Any) -> tuple[ProviderConfig, ...]:
-    user = _mapping(value, "providers", set(value) if isinstance(value, dict) else set())
-    merged: dict[str, dict[str, Any]] = {name: dict(spec) for name, spec in DEFAULT_PROVIDERS.items()}
-    for name, spec in user.items():
-        where = f"providers.{name}"
-        if spec is None or spec is False:
-            merged.pop(name, None)  # `openai: off` removes a default provider
+def _providers(user: dict[str, _Provider | None]) -> tuple[ProviderConfig, ...]:
+    merged: dict[str, dict[str, Any]] = {}
+    for name, entry in _builtin_providers().items():
+        merged[name] = entry.given() if entry else {}
+    for name, entry in user.items():
+        if entry is None:
+            merged.pop(name, None)  # `openai: off` removes a built-in provider
             continue
-        merged[name] = {**merged.get(name, {}), **_mapping(spec, where, PROVIDER_KEYS)}
-    providers = []
-    for name, spec in merged.items():
-        where = f"providers.{name}"
-        if "upstream" not in spec:
-            raise ConfigError(f"{where}.upstream: required for a provider llmtap has no default for")
-        upstream = _upstream(spec["upstream"], f"{where}.upstream")
-        providers.append(
-            ProviderConfig(
-                name=name,
-                hosts=tuple(h.lower() for h in _string_list(spec.get("hosts", []), f"{where}.hosts")),
-                upstream=upstream,
-                api_key_env=_string(spec["api_key_env"], f"{where}.api_key_env") if spec.get("api_key_env") else None,
-                models=_string_list(spec.get("models", []), f"{where}.models"),
-                chat_path=_path(spec.get("chat_path", "/v1/chat/completions"), f"{where}.chat_path"),
-                messages_path=_path(spec["messages_path"], f"{where}.messages_path") if spec.get("messages_path") else None,
-                responses_path=(
-                    _path(spec["responses_path"], f"{where}.responses_path") if spec.get("responses_path") else None
-                ),
-                prices_provider=_string(spec.get("prices_provider", name), f"{where}.prices_provider"),
-                inject_stream_usage=_bool(spec.get("inject_stream_usage", True), f"{where}.inject_stream_usage"),
-            )
-        )
-    return tuple(providers)
+        given = entry.given()
+        before = merged.get(name, {})
+        merged[name] = before | given | {"paths": before.get("paths", {}) | given["paths"]}
+    return tuple(_provider(name, given) for name, given in merged.items())
 
 
-def _size(value: Any, where: str) -> int:
-    """A byte count: a whole number, or one with a unit (KB, MB, GB; KiB, MiB, GiB)."""
-    units = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-    match = re.fullmatch(r"\s*([0-9]+)\s*([a-z]*)\s*", str(value).lower()) if not isinstance(value, bool) else None
-    if not match or match.group(2) not in units or int(match.group(1)) < 1:
-        raise ConfigError(f"{where}: expected a size in bytes such as 268435456 or '256 MiB', got {value!r}")
-    return int(match.group(1)) * units[match.group(2)]
+def _provider(name: str, given: dict[str, Any]) -> ProviderConfig:
+    if given.get("upstream") is None:
+        raise ConfigError(f"providers.{name}.upstream: required for a provider llmtap has no default for")
+    api_key_env = given.get("api_key_env") or None
+    paths = {"openai_chat": DEFAULT_CHAT_PATH} | given["paths"]
+    return ProviderConfig(
+        name=name,
+        hosts=tuple(host.lower() for host in given.get("hosts") or ()),
+        upstream=given["upstream"],
+        api_key_env=api_key_env,
+        models=tuple(given.get("models") or ()),
+        paths=MappingProxyType({wire: path for wire, path in paths.items() if path is not None}),
+        prices_provider=given.get("prices_provider") or name,
+        inject_stream_usage=given.get("inject_stream_usage") is not False,
+        api_key=(os.environ.get(api_key_env) or None) if api_key_env else None,
+    )
 
 
-def _number(value: Any, where: str, minimum: float, maximum: float, whole: bool = False) -> Any:
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value <= maximum:
-        kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"{where}: expected {kind} from {minimum:g} to {maximum:g}, got {value!r}")
-    return value
+def _gateway_key(where: str, entry: _GatewayKey) -> GatewayKey:
+    if entry.key_env is None:
+        assert entry.key is not None  # the schema asks for one of the two
+        return GatewayKey(entry.owner, entry.key)
+    if not (key := os.environ.get(entry.key_env)):
+        raise ConfigError(f"{where}.key_env: environment variable {entry.key_env} is not set")
+    return GatewayKey(entry.owner, key)
 
 
-def _codes(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in value):
-        raise ConfigError(f"{where}: expected a list of HTTP status codes, e.g. [429, 500, 503]")
-    return tuple(value)
-
-
-def _fallback_models(value: Any) -> dict[str, tuple[str, ...]]:
-    if not isinstance(value, dict):
-        raise ConfigError("fallbacks.models: expected a mapping of model -> list of fallback models")
-    return {str(model): _string_list(chain, f"fallbacks.models.{model}") for model, chain in value.items()}
-
-
-def _ratelimit_rules(value: Any) -> tuple[RateLimitRule, ...]:
-    if not isinstance(value, list):
-        raise ConfigError("ratelimit.policies: expected a list of {policy, user?, key_owner?, properties?}")
-    rules = []
-    for i, item in enumerate(value):
-        where = f"ratelimit.policies[{i}]"
-        entry = _mapping({"policy": item} if isinstance(item, str) else item, where,
-                         {"policy", "user", "key_owner", "properties"})
-        text = _string(entry.get("policy"), f"{where}.policy")
-        try:
-            policy = parse_ratelimit_policy(text)
-        except ValueError:
-            raise ConfigError(f"{where}.policy: '{text}' is not [quota];w=[seconds];u=[request|cents];s=[user|<property>]") from None
-        properties = entry.get("properties", {})
-        if not isinstance(properties, dict):
-            raise ConfigError(f"{where}.properties: expected a mapping of property name -> value")
-        rules.append(RateLimitRule(
-            policy=policy,
-            user=_string(entry["user"], f"{where}.user") if "user" in entry else None,
-            key_owner=_string(entry["key_owner"], f"{where}.key_owner") if "key_owner" in entry else None,
-            properties=tuple((str(k).lower(), str(v)) for k, v in properties.items()),  # stored lower-cased
-        ))
-    return tuple(rules)
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    return value
-
-
-def _gateway_keys(value: Any) -> tuple[GatewayKey, ...]:
-    if not isinstance(value, list):
-        raise ConfigError("gateway.keys: expected a list of {owner, key} or {owner, key_env}")
-    keys = []
-    for i, item in enumerate(value):
-        where = f"gateway.keys[{i}]"
-        entry = _mapping(item, where, {"owner", "key", "key_env"})
-        owner = _string(entry.get("owner"), f"{where}.owner")
-        if "key_env" in entry:
-            env = _string(entry["key_env"], f"{where}.key_env")
-            key = os.environ.get(env)
-            if not key:
-                raise ConfigError(f"{where}.key_env: environment variable {env} is not set")
-        else:
-            key = _string(entry.get("key"), f"{where}.key")
-        keys.append(GatewayKey(owner, key))
-    return tuple(keys)
-
-
-def _pricing(value: Any) -> tuple[PriceOverride, ...]:
-    if not isinstance(value, list):
-        raise ConfigError("pricing: expected a list of {model, input_per_mtok, output_per_mtok}")
-    overrides = []
-    for i, item in enumerate(value):
-        where = f"pricing[{i}]"
-        entry = _mapping(item, where, PRICE_KEYS)
-        overrides.append(
-            PriceOverride(
-                model=_string(entry.get("model"), f"{where}.model"),
-                provider=_string(entry["provider"], f"{where}.provider") if "provider" in entry else None,
-                input_per_mtok=_price(entry.get("input_per_mtok"), f"{where}.input_per_mtok"),
-                output_per_mtok=_price(entry.get("output_per_mtok"), f"{where}.output_per_mtok"),
-                cached_input_per_mtok=(
-                    _price(entry["cached_input_per_mtok"], f"{where}.cached_input_per_mtok")
-                    if "cached_input_per_mtok" in entry
-                    else None
-                ),
-            )
-        )
-    return tuple(overrides)
-
-
-def _price(value: Any, where: str) -> Decimal:
+def _validated[M: BaseModel](model: type[M], raw: Any) -> M:
     try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        price = Decimal(-1)
-    if value is None or isinstance(value, bool) or not price.is_finite() or price < 0:
-        raise ConfigError(f"{where}: expected a price in USD per million tokens (a number >= 0), got {value!r}")
-    return price
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(first_error_line(model, e)) from None

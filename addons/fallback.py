@@ -135,7 +135,7 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
         raise ValueError(f"fallback to provider {provider.name!r} on the proxy way in: name its key in the "
                          "Helicone-Fallbacks target's headers (llmtap spends its own provider keys only for gateway "
                          "calls)")
-    if (key := provider.api_key()) is None:
+    if (key := provider.api_key) is None:
         raise ValueError(f"fallback to provider {provider.name!r}: llmtap has no key for it (set "
                          f"{provider.api_key_env}) and the target names none")
     return kept + tuple(state.route.wire.auth_headers(key).items())

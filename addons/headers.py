@@ -10,16 +10,22 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from .credentials import bearer
+from .options import (
+    DEFAULT_CACHE_AGE_S,
+    MAX_CACHE_AGE_S,
+    CacheOptions,
+    FallbackOptions,
+    HeliconeOptions,
+    RequestDefaults,
+    RetryOptions,
+)
+from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_policy
 
 PREFIX = "helicone-"
 PROPERTY_PREFIX = "helicone-property-"
-MAX_CACHE_AGE_S = 365 * 24 * 3600
-DEFAULT_CACHE_AGE_S = 7 * 24 * 3600
-DEFAULT_FALLBACK_CODES = (429, 500, 502, 503, 504)
 
 
 class HeaderError(ValueError):
@@ -31,69 +37,10 @@ class HeaderError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class CacheOptions:
-    enabled: bool = False
-    max_age_s: int = DEFAULT_CACHE_AGE_S
-    bucket_max_size: int = 1
-    seed: str | None = None
-    ignore_keys: tuple[str, ...] = ()
+NO_CONFIG = RequestDefaults()  # what a request gets when no config says otherwise
 
 
-@dataclass(frozen=True)
-class RetryOptions:
-    enabled: bool = False
-    max_retries: int = 3
-    factor: float = 2.0
-    min_timeout_ms: int = 1000
-    max_timeout_ms: int = 10000
-
-
-@dataclass(frozen=True)
-class FallbackOptions:
-    models: tuple[str, ...] = ()
-    on_codes: tuple[int, ...] = DEFAULT_FALLBACK_CODES
-    targets: tuple[dict, ...] = ()  # Helicone-Fallbacks, Helicone's JSON form
-
-
-@dataclass(frozen=True)
-class RateLimitPolicy:
-    quota: int
-    window_s: int
-    unit: str  # "request" | "cents"
-    segment: str | None  # None (global), "user", or a property name
-    text: str
-
-
-@dataclass(frozen=True)
-class HeliconeOptions:
-    """Everything the client asked of llmtap through `Helicone-*` headers."""
-
-    properties: dict[str, str] = field(default_factory=dict)
-    user_id: str | None = None
-    session_id: str | None = None
-    session_path: str | None = None
-    session_name: str | None = None
-    request_id: str | None = None
-    prompt_id: str | None = None
-    omit_request: bool = False
-    omit_response: bool = False
-    auth_key: str | None = None
-    cache: CacheOptions = CacheOptions()
-    retry: RetryOptions = RetryOptions()
-    fallback: FallbackOptions = FallbackOptions()
-    ratelimit_policy: RateLimitPolicy | None = None
-
-
-@dataclass(frozen=True)
-class RequestDefaults:
-    """What a request gets for the headers it does not send: the config's `retries` and `fallbacks` sections."""
-
-    retry: RetryOptions = RetryOptions()
-    fallback_codes: tuple[int, ...] = DEFAULT_FALLBACK_CODES
-
-
-def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestDefaults = RequestDefaults()) -> HeliconeOptions:
+def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestDefaults = NO_CONFIG) -> HeliconeOptions:
     """Parse request headers into `HeliconeOptions`. Names are case-insensitive: properties are stored under their
     lower-cased names, as Helicone stores them, and one header sent twice with different values is malformed."""
     values: dict[str, tuple[str, str]] = {}  # lower-case name -> (name as sent, value)
@@ -116,41 +63,51 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
     def text(key: str) -> str | None:
         return values[key][1].strip() if key in values else None
 
+    def header[T](key: str, parse: Callable[[str], T], default: T) -> T:
+        # `parse` raises ValueError saying what is accepted; the error names the header as the client sent it.
+        if key not in values:
+            return default
+        name, value = values[key]
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise HeaderError(name, str(e)) from None
+
     user_id = text("helicone-user-id") or _property_user_id(properties)
-    cache_enabled = _bool(values, "helicone-cache-enabled")
+    cache_enabled = header("helicone-cache-enabled", _true_or_false, False)
     return HeliconeOptions(
         properties=properties,
         user_id=user_id,
         session_id=text("helicone-session-id"),
-        session_path=_session_path(values),
+        session_path=header("helicone-session-path", _session_path, None),
         session_name=text("helicone-session-name"),
-        request_id=_request_id(values),
+        request_id=header("helicone-request-id", _request_id, None),
         prompt_id=text("helicone-prompt-id"),
-        omit_request=_bool(values, "helicone-omit-request"),
-        omit_response=_bool(values, "helicone-omit-response"),
-        auth_key=_bearer(values),
+        omit_request=header("helicone-omit-request", _true_or_false, False),
+        omit_response=header("helicone-omit-response", _true_or_false, False),
+        auth_key=header("helicone-auth", _bearer, None),
         cache=CacheOptions(
             enabled=cache_enabled,
             max_age_s=_max_age(cache_control) if cache_enabled else DEFAULT_CACHE_AGE_S,
-            bucket_max_size=_int(values, "helicone-cache-bucket-max-size", 1, minimum=1, maximum=100),
+            bucket_max_size=header("helicone-cache-bucket-max-size", _whole_number(1, 100), 1),
             seed=text("helicone-cache-seed"),
-            ignore_keys=_csv(values, "helicone-cache-ignore-keys"),
+            ignore_keys=header("helicone-cache-ignore-keys", _names, ()),
         ),
         retry=RetryOptions(
-            enabled=_bool(values, "helicone-retry-enabled", defaults.retry.enabled),
-            max_retries=_int(values, "helicone-retry-num", defaults.retry.max_retries, minimum=0, maximum=20),
-            factor=_float(values, "helicone-retry-factor", defaults.retry.factor),
-            min_timeout_ms=_int(values, "helicone-retry-min-timeout", defaults.retry.min_timeout_ms, minimum=0,
-                                maximum=600_000),
-            max_timeout_ms=_int(values, "helicone-retry-max-timeout", defaults.retry.max_timeout_ms, minimum=0,
-                                maximum=600_000),
+            enabled=header("helicone-retry-enabled", _true_or_false, defaults.retry.enabled),
+            max_retries=header("helicone-retry-num", _whole_number(0, 20), defaults.retry.max_retries),
+            factor=header("helicone-retry-factor", _factor, defaults.retry.factor),
+            min_timeout_ms=header("helicone-retry-min-timeout", _whole_number(0, 600_000),
+                                  defaults.retry.min_timeout_ms),
+            max_timeout_ms=header("helicone-retry-max-timeout", _whole_number(0, 600_000),
+                                  defaults.retry.max_timeout_ms),
         ),
         fallback=FallbackOptions(
-            models=_csv(values, "helicone-fallback-model"),
-            on_codes=_codes(values, defaults.fallback_codes),
-            targets=_fallback_targets(values),
+            models=header("helicone-fallback-model", _names, ()),
+            on_codes=header("helicone-fallback-oncodes", _status_codes, defaults.fallback_codes),
+            targets=header("helicone-fallbacks", _fallback_targets, ()),
         ),
-        ratelimit_policy=_policy(values),
+        ratelimit_policy=header("helicone-ratelimit-policy", _policy, None),
     )
 
 
@@ -183,74 +140,43 @@ def _property_user_id(properties: dict[str, str]) -> str | None:
     return properties.get("userid")
 
 
-def _name(values: dict[str, tuple[str, str]], key: str) -> str:
-    return values[key][0] if key in values else key
-
-
-def _bool(values: dict[str, tuple[str, str]], key: str, default: bool = False) -> bool:
-    if key not in values:
-        return default
-    name, value = values[key]
+def _true_or_false(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
-        raise HeaderError(name, f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {value!r}")
     return lowered == "true"
 
 
-def _int(values: dict[str, tuple[str, str]], key: str, default: int, *, minimum: int, maximum: int) -> int:
-    if key not in values:
-        return default
-    name, value = values[key]
-    if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
-        raise HeaderError(name, f"expected a whole number from {minimum} to {maximum}, got {value!r}")
-    return int(value)
+def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
+            raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {value!r}")
+        return int(value)
+    return parse
 
 
-def _float(values: dict[str, tuple[str, str]], key: str, default: float) -> float:
-    if key not in values:
-        return default
-    name, value = values[key]
+def _factor(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
         number = -1.0
     if not 1.0 <= number <= 10.0:
-        raise HeaderError(name, f"expected a number from 1 to 10, got {value!r}")
+        raise ValueError(f"expected a number from 1 to 10, got {value!r}")
     return number
 
 
-def _csv(values: dict[str, tuple[str, str]], key: str) -> tuple[str, ...]:
-    if key not in values:
-        return ()
-    name, value = values[key]
+def _names(value: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in value.split(","))
     if not all(items):
-        raise HeaderError(name, f"expected a comma-separated list of non-empty names, got {value!r}")
+        raise ValueError(f"expected a comma-separated list of non-empty names, got {value!r}")
     return items
 
 
-def _codes(values: dict[str, tuple[str, str]], default: tuple[int, ...]) -> tuple[int, ...]:
-    key = "helicone-fallback-oncodes"
-    if key not in values:
-        return default
-    codes = _csv(values, key)
+def _status_codes(value: str) -> tuple[int, ...]:
+    codes = _names(value)
     if not all(_is_number(c) and 100 <= int(c) <= 599 for c in codes):
-        raise HeaderError(_name(values, key), f"expected comma-separated HTTP status codes, got {values[key][1]!r}")
+        raise ValueError(f"expected comma-separated HTTP status codes, got {value!r}")
     return tuple(int(c) for c in codes)
-
-
-def _fallback_targets(values: dict[str, tuple[str, str]]) -> tuple[dict, ...]:
-    key = "helicone-fallbacks"
-    if key not in values:
-        return ()
-    name, value = values[key]
-    try:
-        targets = json.loads(value)
-    except (ValueError, RecursionError):
-        targets = None
-    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
-        raise HeaderError(name, "expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
-    return tuple(targets)
 
 
 def _max_age(cache_control: str | None) -> int:
@@ -262,67 +188,37 @@ def _max_age(cache_control: str | None) -> int:
     return MAX_CACHE_AGE_S if len(digits) > 12 else min(int(digits), MAX_CACHE_AGE_S)
 
 
-def _session_path(values: dict[str, tuple[str, str]]) -> str | None:
-    key = "helicone-session-path"
-    if key not in values:
-        return None
-    name, value = values[key]
+def _session_path(value: str) -> str:
     if not value.startswith("/"):
-        raise HeaderError(name, f"expected a path like /parent/child, got {value!r}")
+        raise ValueError(f"expected a path like /parent/child, got {value!r}")
     return value
 
 
-def _request_id(values: dict[str, tuple[str, str]]) -> str | None:
-    key = "helicone-request-id"
-    if key not in values:
-        return None
-    name, value = values[key]
+def _request_id(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except ValueError:
-        raise HeaderError(name, f"expected a UUID, got {value!r}") from None
+        raise ValueError(f"expected a UUID, got {value!r}") from None
 
 
-def _bearer(values: dict[str, tuple[str, str]]) -> str | None:
-    key = "helicone-auth"
-    if key not in values:
-        return None
-    name, value = values[key]
+def _bearer(value: str) -> str:
     if (token := bearer(value)) is None:
-        raise HeaderError(name, "expected 'Bearer <key>'")
+        raise ValueError("expected 'Bearer <key>'")
     return token
 
 
-POLICY_RE = re.compile(r"^\s*([0-9]+)\s*((?:;\s*[a-z]\s*=\s*[^;]*)*);?\s*$", re.IGNORECASE)
-POLICY_FORM = "[quota];w=[window seconds];u=[request|cents];s=[user|<property name>], e.g. 1000;w=3600;s=user"
-
-
-def _policy(values: dict[str, tuple[str, str]]) -> RateLimitPolicy | None:
-    key = "helicone-ratelimit-policy"
-    if key not in values:
-        return None
-    name, value = values[key]
+def _policy(value: str) -> RateLimitPolicy:
     try:
         return parse_ratelimit_policy(value)
     except ValueError:
-        raise HeaderError(name, f"expected {POLICY_FORM}") from None
+        raise ValueError(f"expected {POLICY_FORM}") from None
 
 
-def parse_ratelimit_policy(text: str) -> RateLimitPolicy:
-    """Helicone's rate-limit policy string; ValueError when it is not one."""
-    match = POLICY_RE.match(text)
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(text)
-    params: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in match.group(2).split(";"))):
-        k, _, v = part.partition("=")
-        params[k.strip().lower()] = v.strip()
-    if set(params) - {"w", "u", "s"} or not _is_number(params.get("w", "")) or int(params["w"]) < 1:
-        raise ValueError(text)
-    unit = params.get("u", "request").lower()
-    if unit not in ("request", "cents"):
-        raise ValueError(text)
-    segment = params.get("s") or None
-    if segment is not None and segment.lower() == "user":
-        segment = "user"
-    return RateLimitPolicy(int(match.group(1)), int(params["w"]), unit, segment, text.strip())
+def _fallback_targets(value: str) -> tuple[dict, ...]:
+    try:
+        targets = json.loads(value)
+    except (ValueError, RecursionError):
+        targets = None
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise ValueError("expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
+    return tuple(targets)

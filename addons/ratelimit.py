@@ -45,8 +45,8 @@ from genai_prices import Usage
 from mitmproxy import http
 
 from .callstate import CallState, get_state
-from .headers import RateLimitPolicy
 from .pricing import price_call
+from .ratelimit_policy import RateLimitPolicy
 from .record import CallRecord
 from .replies import reply_with_error
 from .settings import Settings

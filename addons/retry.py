@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .headers import RetryOptions
+from .options import RetryOptions
 
 JITTER = 0.1  # each wait is spread ±10%, so clients that failed together do not return together
 

@@ -76,7 +76,7 @@ class Router:
         send_to_upstream(flow.request, provider, upstream_path + (f"?{query}" if query else ""))
 
     def _inject_provider_key(self, flow: http.HTTPFlow, state: CallState, provider: ProviderConfig) -> bool:
-        key = provider.api_key()
+        key = provider.api_key
         if key is None:
             if self.settings.config.gateway_keys:
                 reply_with_error(

@@ -41,11 +41,11 @@ def test_without_a_config_file_the_defaults_serve_openai_and_anthropic(tmp_path,
     assert openai.hosts == ("api.openai.com",)
     assert openai.upstream == Upstream("https", "api.openai.com", 443, "")
     assert "gpt-*" in openai.models
-    assert openai.chat_path == "/v1/chat/completions"
+    assert openai.paths["openai_chat"] == "/v1/chat/completions"
     assert anthropic.hosts == ("api.anthropic.com",)
     assert anthropic.upstream == Upstream("https", "api.anthropic.com", 443, "")
     assert anthropic.models == ("claude-*",)
-    assert anthropic.messages_path == "/v1/messages"
+    assert anthropic.paths["anthropic_messages"] == "/v1/messages"
 
 
 def test_a_provider_in_the_file_is_merged_over_its_default(tmp_path):
@@ -235,3 +235,98 @@ def test_a_bad_pricing_override_is_refused_naming_the_key(tmp_path, entry, key):
     message = config_error(write_config(tmp_path, f"pricing:\n  - {entry}\n"))
 
     assert key in message
+
+
+def test_the_old_path_keys_still_set_a_providers_endpoints(tmp_path):
+    path = write_config(
+        tmp_path,
+        "providers:\n  local:\n    upstream: http://127.0.0.1:11434\n    models: ['qwen3:*']\n"
+        "    chat_path: /api/v1/chat\n    messages_path: /api/v1/messages\n"
+        "  openai:\n    responses_path: /private/responses\n",
+    )
+
+    config = load_config(path)
+
+    local, openai = config.provider_named("local"), config.provider_named("openai")
+    assert local.path_for("openai_chat") == "/api/v1/chat"
+    assert local.path_for("anthropic_messages") == "/api/v1/messages"
+    assert local.path_for("openai_responses") is None
+    assert openai.path_for("openai_responses") == "/private/responses"
+    assert openai.path_for("openai_chat") == "/v1/chat/completions", "a key the file does not set keeps its default"
+
+
+def test_paths_set_a_providers_endpoint_per_wire_format_and_null_drops_one(tmp_path):
+    path = write_config(
+        tmp_path, "providers:\n  openai:\n    paths: {openai_chat: /openai/chat, openai_responses: null}\n"
+    )
+
+    openai = load_config(path).provider_named("openai")
+
+    assert dict(openai.paths) == {"openai_chat": "/openai/chat"}
+    assert openai.path_for("openai_responses") is None
+
+
+def test_a_paths_key_that_names_no_wire_format_is_refused_by_name(tmp_path):
+    message = config_error(write_config(tmp_path, "providers:\n  openai:\n    paths: {openai_chatt: /v1/x}\n"))
+
+    assert "providers.openai.paths.openai_chatt" in message
+    assert "openai_chat" in message.partition("accepted here:")[2], "the error lists the wire formats that exist"
+
+
+def test_the_builtin_providers_come_from_the_packaged_providers_file():
+    config = defaults()
+
+    assert [p.name for p in config.providers] == ["openai", "anthropic", "groq", "mistral", "google"]
+    assert config.provider_named("groq").path_for("openai_chat") == "/openai/v1/chat/completions"
+    assert config.provider_named("google").path_for("openai_chat") == "/v1beta/openai/chat/completions"
+    assert config.provider_named("anthropic").path_for("anthropic_messages") == "/v1/messages"
+
+
+def test_a_provider_key_is_read_when_the_config_loads_and_never_shown(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-read-at-load")
+    config = defaults()
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+    assert config.provider_named("openai").api_key == "sk-test-read-at-load"
+    assert "sk-test-read-at-load" not in repr(config)
+    assert "sk-test-read-at-load" not in str(config)
+
+
+def test_a_provider_without_its_key_in_the_environment_has_none(monkeypatch):
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+
+    assert defaults().provider_named("groq").api_key is None
+
+
+def test_a_gateway_key_is_never_shown(tmp_path):
+    config = load_config(write_config(tmp_path, "gateway:\n  keys:\n    - {owner: ci, key: gk-secret-1}\n"))
+
+    assert "gk-secret-1" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("retries:\n  max_retries: 99\n", "retries.max_retries: expected a whole number from 0 to 20, got 99"),
+        ("retries:\n  max_retries: '3'\n", "retries.max_retries: expected a whole number from 0 to 20, got '3'"),
+        ("retries:\n  enabled: 'yes'\n", "retries.enabled: expected true or false, got 'yes'"),
+        ("storage:\n  max_memory_rows: 5\n",
+         "storage.max_memory_rows: expected a whole number from 100 to 10000000, got 5"),
+        ("shutdown:\n  drain_s: -1\n", "shutdown.drain_s: expected a number from 0 to 600, got -1"),
+        ("limits:\n  foo: 1\n", "unknown key 'limits.foo' (accepted here: client_idle_timeout_s, max_header_bytes, "
+                                "max_header_count, max_logged_body_bytes, max_request_bytes)"),
+        ("listen:\n  proxy: '8080'\n", "listen.proxy: '8080' is not HOST:PORT (e.g. 127.0.0.1:8080), or 'off'"),
+        ("listen: 5\n", "listen: expected a mapping, got 5"),
+        ("fallbacks:\n  on_codes: [429, 99]\n",
+         "fallbacks.on_codes[1]: expected a whole number from 100 to 599, got 99"),
+        ("providers:\n  openai:\n    hosts: [1]\n", "providers.openai.hosts[0]: expected a non-empty string, got 1"),
+        ("providers:\n  openai:\n    chat_path: v1\n",
+         "providers.openai.chat_path: expected a path that starts with /, got 'v1'"),
+        ("cache:\n  max_bytes: 0\n", "cache.max_bytes: expected a size in bytes such as 268435456 or '256 MiB', got 0"),
+        ("- a\n", "the top level: expected a mapping, got list"),
+    ],
+)
+def test_a_bad_value_gets_one_line_naming_the_key_what_is_accepted_and_what_was_given(tmp_path, text, expected):
+    path = write_config(tmp_path, text)
+
+    assert config_error(path) == f"{path}: {expected}"

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from llmtap.headers import (
-    CacheOptions,
-    FallbackOptions,
-    HeaderError,
-    HeliconeOptions,
-    RateLimitPolicy,
-    RetryOptions,
-    parse_helicone_headers,
-)
+from llmtap.headers import HeaderError, parse_helicone_headers
+from llmtap.options import CacheOptions, FallbackOptions, HeliconeOptions, RetryOptions
+from llmtap.ratelimit_policy import RateLimitPolicy
 
 REQUEST_ID = "3f1c2b9e-5d4a-4c7b-9e8f-0a1b2c3d4e5f"
 

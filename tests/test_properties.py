@@ -10,7 +10,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from llmtap.headers import HeaderError, parse_helicone_headers, parse_ratelimit_policy, tags_only
+from llmtap.headers import HeaderError, parse_helicone_headers, tags_only
+from llmtap.ratelimit_policy import parse_ratelimit_policy
 from llmtap.wire.anthropic_messages import AnthropicMessages
 from llmtap.wire.openai_chat import OpenAIChat
 from llmtap.wire.openai_responses import OpenAIResponses

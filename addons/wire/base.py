@@ -80,9 +80,10 @@ class WireFormat(ABC):
     @abstractmethod
     def new_assembler(self) -> StreamAssembler: ...
 
-    @abstractmethod
     def auth_headers(self, key: str) -> dict[str, str]:
-        """Headers that carry a provider key for this API (gateway mode injects them)."""
+        """Headers that carry a provider key for this API (gateway mode injects them): a bearer token, unless the
+        format says otherwise."""
+        return {"authorization": f"Bearer {key}"}
 
     @abstractmethod
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:

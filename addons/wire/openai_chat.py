@@ -25,9 +25,6 @@ class OpenAIChat(WireFormat):
     def new_assembler(self) -> StreamAssembler:
         return ChatStreamAssembler()
 
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {key}"}
-
     def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:

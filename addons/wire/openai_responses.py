@@ -27,9 +27,6 @@ class OpenAIResponses(WireFormat):
     def new_assembler(self) -> StreamAssembler:
         return ResponsesStreamAssembler()
 
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {key}"}
-
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         events: list[tuple[str, dict[str, Any]]] = []
         start = {**answer, "status": "in_progress", "output": [], "usage": None}
