@@ -72,7 +72,7 @@ def test_callers_without_a_credential_share_only_the_no_credential_namespace(gat
 
 
 def test_credential_fingerprint_names_every_credential_and_never_nothing():
-    from addons.credentials import NO_CREDENTIAL, credential_fingerprint
+    from llmtap.credentials import NO_CREDENTIAL, credential_fingerprint
     from mitmproxy.test import tutils
 
     def request(*headers: tuple[str, str], path: str = "/v1/chat/completions"):

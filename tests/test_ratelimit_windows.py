@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from addons.ratelimit import Windows, is_over
-from addons.ratelimit_policy import parse_ratelimit_policy
+from llmtap.ratelimit import Windows, is_over
+from llmtap.ratelimit_policy import parse_ratelimit_policy
 
 KEY = ("header:k", "policy", "all", None)
 
