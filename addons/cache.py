@@ -28,6 +28,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,8 +50,9 @@ LEADER_KEY = "llmtap.cache.leader"  # flow.metadata: the cache key a flow leads,
 
 
 class ResponseCache:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
         self.settings = settings
+        self.clock = clock  # wall-clock seconds, for expiry: injectable so tests age entries without sleeping
         self.store: CacheStore | None = None
         self.hot = HotBuckets(0)
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtap-cache")
@@ -64,7 +67,7 @@ class ResponseCache:
             if self.store is not None:
                 self.store.close()
             try:
-                self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+                self.store = CacheStore(config.cache_path, config.cache_max_bytes, self.clock)
             except CacheUnreadable as e:
                 self.store = None
                 raise exceptions.OptionsError(f"cache.path: {e}") from None
@@ -83,7 +86,7 @@ class ResponseCache:
             return None  # an API llmtap does not read: never stored, so never a hit
         state.cache_key = cache_key(state, flow.request)
         hot = self.hot.get(state.cache_key)
-        if hot is not None and (lookup := choose(hot, state.options.cache.bucket_max_size)).hit:
+        if hot is not None and (lookup := choose(hot, state.options.cache.bucket_max_size, self.clock())).hit:
             self._touched.add(state.cache_key)
             self._answer(flow, state, lookup)
             return None
@@ -111,7 +114,7 @@ class ResponseCache:
             entries = await self._on_disk(self.store.entries, key)
             if entries:
                 self.hot.put(key, entries)
-        return choose(entries, state.options.cache.bucket_max_size)
+        return choose(entries, state.options.cache.bucket_max_size, self.clock())
 
     def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
         state.cache_bucket_idx = lookup.bucket_idx

@@ -8,23 +8,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from addons.headers import parse_ratelimit_policy
-from addons.ratelimit import Windows, is_over
+from llmtap.headers import parse_ratelimit_policy
+from llmtap.ratelimit import Windows, is_over
+
+from .conftest import FakeClock
 
 KEY = ("header:k", "policy", "all", None)
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 def test_an_event_expires_exactly_at_the_window_edge(clock):
