@@ -115,6 +115,10 @@ class MockProvider:
         self._call("POST", "/_mock/script", list(actions))
 
 
+# Every mock provider started in this process, so each one's script and request log are reset after every test.
+STARTED_MOCKS: list[MockProvider] = []
+
+
 def start_mock_provider(*args: str) -> MockProvider:
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0", *args],
@@ -124,7 +128,21 @@ def start_mock_provider(*args: str) -> MockProvider:
     if not line.startswith("READY "):
         stop(process)
         raise RuntimeError(f"mock provider did not start: {line}")
-    return MockProvider(line.split()[1], process)
+    mock = MockProvider(line.split()[1], process)
+    STARTED_MOCKS.append(mock)
+    return mock
+
+
+@pytest.fixture(autouse=True)
+def reset_mock_providers() -> Iterator[None]:
+    """After every test, each mock provider still running forgets the requests it saw and the scripted actions no
+    call consumed: one test's leftover failure or delay never answers the next test's call, and `requests()` in a
+    test holds only that test's calls. (Autouse fixtures are set up first, so this runs after every other teardown,
+    gateways stopped included.)"""
+    yield
+    for mock in STARTED_MOCKS:
+        if mock.process.poll() is None:
+            mock.reset()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ def chat(gateway, content, headers=None, model="gpt-4o-mini", api_key="k", **kw)
 
 def test_fallback_to_a_provider_without_a_key_is_refused_and_no_key_crosses_over(fresh_gateway, mock_provider):
     gateway = fresh_gateway(env=NO_ANTHROPIC_KEY)
-    mock_provider.reset()
     with pytest.raises(openai.BadRequestError) as caught:
         chat(gateway, "crossing keys", {"Helicone-Fallback-Model": "claude-haiku-4-5"}, model="gpt-4o")
     assert caught.value.body["type"] == "llmtap_invalid_fallback" and "ANTHROPIC_API_KEY" in caught.value.body["message"]
@@ -104,7 +103,6 @@ def test_retries_on_the_proxy_way_in_do_not_need_a_json_object(gateway, mock_pro
 
 
 def test_deeply_nested_json_is_logged_and_its_helicone_headers_still_removed(gateway, mock_provider):
-    mock_provider.reset()
     result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert),
                   "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-x",
                   "-H", "Helicone-Property-Case: deep", "-d", "[" * 5000)
@@ -139,4 +137,6 @@ def test_helicone_fallbacks_oncodes_ranges(gateway, mock_provider):
     ranged = json.dumps([{"bodyKeyOverride": {"model": "gpt-4o-mini"}, "onCodes": [{"from": 500, "to": 599}]}])
     completion, _ = chat(gateway, "ranges two", {"Helicone-Fallbacks": ranged}, model="gpt-4o")
     assert completion.model == "gpt-4o-mini-2024-07-18"
-    assert OPENAI_ENV_KEY  # the gateway's own key paid for both
+    sent = [(r["body"]["model"], r["headers"]["authorization"]) for r in mock_provider.requests()]
+    own_key = f"Bearer {OPENAI_ENV_KEY}"  # the gateway's own key paid for every attempt, fallbacks included
+    assert sent == [("gpt-4o", own_key), ("gpt-4o-mini", own_key)] * 2

@@ -88,7 +88,6 @@ def test_a_caller_without_a_key_gets_401_before_its_compressed_body_is_opened(ke
     bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
     assert len(bomb) < 300_000
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
                                                        "Authorization": "Bearer not-a-gateway-key"})
@@ -103,7 +102,6 @@ def test_a_caller_without_a_key_gets_401_before_its_compressed_body_is_opened(ke
 def test_a_compressed_body_that_grows_past_the_limit_gets_413_and_is_never_stored(keyed_gateway, mock_provider):
     bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
                                                        "Authorization": f"Bearer {GATEWAY_KEY}"})
@@ -129,7 +127,6 @@ def test_a_compressed_body_within_the_limit_is_read_and_forwarded(keyed_gateway)
 
 def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(fresh_gateway, mock_provider):
     gateway = fresh_gateway({"limits": {"max_request_bytes": "64 KiB"}})
-    mock_provider.reset()
     big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
 
     status, headers, body = post(gateway, big, {"Content-Type": "application/json"})
@@ -147,7 +144,6 @@ def test_an_unknown_content_encoding_gets_415(gateway):
 
 
 def test_header_case_twins_with_different_values_get_400_and_nothing_reaches_the_provider(gateway, mock_provider):
-    mock_provider.reset()
     result = call_through_proxy(gateway, "Helicone-Property-Dup: a", "helicone-property-dup: b")
 
     assert result.status == 400 and result.json()["error"]["header"].lower() == "helicone-property-dup"
@@ -157,7 +153,6 @@ def test_header_case_twins_with_different_values_get_400_and_nothing_reaches_the
 
 
 def test_header_case_twins_that_agree_are_one_tag_and_no_helicone_header_reaches_the_provider(gateway, mock_provider):
-    mock_provider.reset()
     result = call_through_proxy(gateway, "Helicone-Property-Twin: same", "helicone-property-TWIN: same")
 
     assert result.status == 200
@@ -231,7 +226,6 @@ def stream_post(gateway, headers: dict[str, str], total_bytes: int, chunked: boo
 
 def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gateway, mock_provider):
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = stream_post(keyed_gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024,
                                         chunked=False)
@@ -245,7 +239,6 @@ def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gat
 def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(fresh_gateway, mock_provider):
     gateway = fresh_gateway({"limits": {"max_request_bytes": "4 MiB"}})
     before = resident_kib(gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024, chunked=True)
 
@@ -265,7 +258,6 @@ def test_a_body_of_unknown_length_within_the_limit_keeps_every_header_on_the_pro
         gateway, mock_provider, tmp_path, http_version):
     body = tmp_path / "body.json"
     body.write_text(json.dumps({**CHAT, "messages": [{"role": "user", "content": "chunked through the proxy"}]}))
-    mock_provider.reset()
 
     result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert), http_version,
                   "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-chunked-client",
