@@ -17,7 +17,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import curl
+from conftest import curl, shared_gateway
 
 GATEWAY_KEY = "gk-intake-limits-0123456789"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
@@ -55,9 +55,9 @@ def resident_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture
-def keyed_gateway(fresh_gateway):
-    return fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+keyed_gateway = shared_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+# Small limits, for the tests of what is refused or cut: 4 MiB a request body, 4 KiB of each body in a row.
+limited_gateway = shared_gateway({"limits": {"max_request_bytes": "4 MiB", "max_logged_body_bytes": "4 KiB"}})
 
 
 def test_a_header_flood_gets_431_at_once_and_never_holds_up_other_calls(gateway):
@@ -125,13 +125,13 @@ def test_a_compressed_body_within_the_limit_is_read_and_forwarded(keyed_gateway)
     assert row["model_requested"] == "gpt-4o-mini" and "zipped hello" in row["request_body"]
 
 
-def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"limits": {"max_request_bytes": "64 KiB"}})
-    big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(limited_gateway, mock_provider):
+    gateway = limited_gateway
+    big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 5_000_000}]}).encode()
 
     status, headers, body = post(gateway, big, {"Content-Type": "application/json"})
 
-    assert status == 413 and "65,536 bytes" in body["error"]["message"]
+    assert status == 413 and "4,194,304 bytes" in body["error"]["message"]
     assert gateway.row(headers["helicone-id"])["request_body"] is None
     assert mock_provider.requests() == []
 
@@ -179,8 +179,8 @@ def test_a_repeated_request_id_is_refused_with_409_and_the_first_row_stays_the_o
     assert len(gateway.rows("request_id = ?", [request_id])) == 1
 
 
-def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(fresh_gateway):
-    gateway = fresh_gateway({"limits": {"max_logged_body_bytes": "4 KiB"}})
+def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(limited_gateway):
+    gateway = limited_gateway
     client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "long " * 10_000}])
@@ -236,8 +236,8 @@ def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gat
     assert mock_provider.requests() == []
 
 
-def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"limits": {"max_request_bytes": "4 MiB"}})
+def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(limited_gateway, mock_provider):
+    gateway = limited_gateway
     before = resident_kib(gateway.process.pid)
 
     status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024, chunked=True)

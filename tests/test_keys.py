@@ -10,10 +10,9 @@ import time
 import urllib.request
 
 import openai
-import pytest
 from mitmproxy import io
 
-from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port
+from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port, shared_gateway
 
 GATEWAY_KEY = "gk-keys-test-0123456789"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "keys stay home"}]}
@@ -32,9 +31,7 @@ def env_keys_seen(mock_provider) -> list[str]:
             if OPENAI_ENV_KEY in value or ANTHROPIC_ENV_KEY in value]
 
 
-@pytest.fixture
-def keyed(fresh_gateway):
-    return fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+keyed = shared_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
 
 
 def test_a_proxy_fallback_to_another_provider_never_gets_llmtaps_own_key(keyed, mock_provider):
