@@ -35,7 +35,8 @@ def seen(mock_provider, content: str) -> list[dict]:
 def asked(mock_provider, prefix: str) -> list[dict]:
     """The provider requests whose last message starts with `prefix`."""
     return [r for r in mock_provider.requests()
-            if isinstance(r["body"], dict) and str(r["body"].get("messages", [{}])[-1].get("content")).startswith(prefix)]
+            if isinstance(r["body"], dict)
+            and str(r["body"].get("messages", [{}])[-1].get("content")).startswith(prefix)]
 
 
 def wait_until(condition, timeout_s: float = 10) -> None:
@@ -231,7 +232,8 @@ def test_flows_waiting_to_retry_do_not_slow_the_others(gateway, mock_provider):
         results = [f.result() for f in retrying]
     assert not any(retried_before_quick_ended)
     assert [c.choices[0].message.content for c in quick] == [f"Mock reply to: quick {i}" for i in range(10)]
-    assert sorted(c.choices[0].message.content for c, _ in results) == [f"Mock reply to: patient {i}" for i in range(10)]
+    patients = sorted(c.choices[0].message.content for c, _ in results)
+    assert patients == [f"Mock reply to: patient {i}" for i in range(10)]
     assert len(asked(mock_provider, "patient ")) == 20  # each one 429 and one retry
 
 
