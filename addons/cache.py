@@ -30,6 +30,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,8 +53,9 @@ LEADER_KEY = "llmtap.cache.leader"  # flow.metadata: the cache key a flow leads,
 
 
 class ResponseCache:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
         self.settings = settings
+        self.clock = clock  # wall-clock seconds, for expiry: injectable so tests age entries without sleeping
         self.store: CacheStore | None = None
         self.hot = HotBuckets(0)
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtap-cache")
@@ -67,7 +70,7 @@ class ResponseCache:
             if self.store is not None:
                 self.store.close()
             try:
-                self.store = CacheStore(config.cache_path, config.cache_max_bytes)
+                self.store = CacheStore(config.cache_path, config.cache_max_bytes, self.clock)
             except CacheUnreadable as e:
                 self.store = None
                 raise exceptions.OptionsError(f"cache.path: {e}") from None
@@ -86,7 +89,7 @@ class ResponseCache:
             return None  # an API llmtap does not read: never stored, so never a hit
         key = state.cache.key = cache_key(state, flow.request)
         hot = self.hot.get(key)
-        if hot is not None and (lookup := choose(hot, state.request.options.cache.bucket_max_size)).hit:
+        if hot is not None and (lookup := choose(hot, state.request.options.cache.bucket_max_size, self.clock())).hit:
             self._touched.add(key)
             self._answer(flow, state, lookup)
             return None
@@ -113,7 +116,7 @@ class ResponseCache:
             entries = await self._on_disk(self._open_store().entries, key)
             if entries:
                 self.hot.put(key, entries)
-        return choose(entries, state.request.options.cache.bucket_max_size)
+        return choose(entries, state.request.options.cache.bucket_max_size, self.clock())
 
     def _answer(self, flow: http.HTTPFlow, state: CallState, lookup: Lookup) -> None:
         state.cache.bucket_idx = lookup.bucket_idx

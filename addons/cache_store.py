@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,11 @@ class Lookup:
         return self.answer is not None
 
 
-def choose(entries: list[dict[str, Any]], bucket_max: int) -> Lookup:
-    """Helicone's bucket rule: a full bucket serves one of its answers at random; one not yet full is a miss."""
-    live = [e for e in entries if e["expires_at"] > time.time()]
+def choose(entries: list[dict[str, Any]], bucket_max: int, now: float | None = None) -> Lookup:
+    """Helicone's bucket rule: a full bucket serves one of its answers at random; one not yet full is a miss. Entries
+    expired at `now` (default: the current time) do not count."""
+    now = time.time() if now is None else now
+    live = [e for e in entries if e["expires_at"] > now]
     if len(live) < bucket_max:
         return Lookup(None, len(live))
     index = random.randrange(len(live))
@@ -55,9 +58,10 @@ class CacheUnreadable(Exception):
 
 
 class CacheStore:
-    def __init__(self, path: Path, max_bytes: int):
+    def __init__(self, path: Path, max_bytes: int, clock: Callable[[], float] = time.time):
         self.path = path
         self.max_bytes = max_bytes
+        self.clock = clock  # wall-clock seconds, for expiry: injectable so tests age entries without sleeping
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._cache = diskcache.Cache(str(path), size_limit=max_bytes, eviction_policy="least-recently-used")
@@ -82,7 +86,7 @@ class CacheStore:
             logger.info(f"llmtap: an answer of {size:,} bytes is not cached: over 1/{MAX_ANSWER_SHARE} of the cache's "
                         f"max_bytes ({self.max_bytes:,})")
             return None
-        now = time.time()
+        now = self.clock()
         entries = self._live_entries(key)
         if len(entries) >= bucket_max:
             return None
@@ -118,7 +122,7 @@ class CacheStore:
             count = sum(len(self._live_entries(key)) for key in self._cache.iterkeys())
             self._cache.clear()
             return count
-        cutoff = time.time() - older_than_s
+        cutoff = self.clock() - older_than_s
         removed = 0
         for key in list(self._cache.iterkeys()):
             entries = self._live_entries(key)
@@ -127,7 +131,7 @@ class CacheStore:
             if not kept:
                 self._cache.delete(key)
             elif len(kept) < len(entries):
-                expire_in = max(e["expires_at"] for e in kept) - time.time()
+                expire_in = max(e["expires_at"] for e in kept) - self.clock()
                 self._cache.set(key, json.dumps(kept).encode(), expire=expire_in)
         return removed
 
@@ -138,7 +142,7 @@ class CacheStore:
         raw = self._cache.get(key, retry=True)
         if raw is None:
             return []
-        now = time.time()
+        now = self.clock()
         return [e for e in json.loads(raw) if e["expires_at"] > now]
 
 

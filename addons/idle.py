@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mitmproxy import connection, http
@@ -38,8 +39,10 @@ class _Watch:
 class ClientIdleTimeout(FlowEnd):
     """Closes client connections that have sent no request head within `limits.client_idle_timeout_s`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, call_later: Callable[..., asyncio.TimerHandle] | None = None):
         self.settings = settings
+        # Schedules a time-out: the running loop's `call_later` unless given (tests pass a clock they move by hand).
+        self._call_later = call_later
         self._watches: dict[str, _Watch] = {}  # client connection id -> watch
 
     def client_connected(self, client: connection.Client) -> None:
@@ -86,7 +89,8 @@ class ClientIdleTimeout(FlowEnd):
             return
         self._stop_clock(watch)
         timeout_s = self.settings.config.limits.client_idle_timeout_s
-        watch.timer = asyncio.get_running_loop().call_later(timeout_s, self._time_out, client_id, timeout_s)
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        watch.timer = call_later(timeout_s, self._time_out, client_id, timeout_s)
 
     @staticmethod
     def _stop_clock(watch: _Watch) -> None:

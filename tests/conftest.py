@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,28 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
+class PortTaken(RuntimeError):
+    """A port chosen for a gateway was taken by another process before the gateway could listen on it."""
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 30, log_from: int = 0) -> None:
+    """Wait until `process` itself listens on `port`: it says so in its log (from offset `log_from`; a connection
+    alone could reach another process that took the port meanwhile, e.g. a gateway of a parallel test worker) and
+    accepts a connection."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
+            output = log.read_text()[log_from:]
+            if "address already in use" in output:
+                raise PortTaken(output)
+            raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
+        if re.search(rf"listening at [^\s]+:{port}\.", log.read_text()[log_from:]):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open in {timeout_s}s:\n{log.read_text()}")
 
 
@@ -115,6 +128,10 @@ class MockProvider:
         self._call("POST", "/_mock/script", list(actions))
 
 
+# Every mock provider started in this process, so each one's script and request log are reset after every test.
+STARTED_MOCKS: list[MockProvider] = []
+
+
 def start_mock_provider(*args: str) -> MockProvider:
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0", *args],
@@ -124,7 +141,21 @@ def start_mock_provider(*args: str) -> MockProvider:
     if not line.startswith("READY "):
         stop(process)
         raise RuntimeError(f"mock provider did not start: {line}")
-    return MockProvider(line.split()[1], process)
+    mock = MockProvider(line.split()[1], process)
+    STARTED_MOCKS.append(mock)
+    return mock
+
+
+@pytest.fixture(autouse=True)
+def reset_mock_providers() -> Iterator[None]:
+    """After every test, each mock provider still running forgets the requests it saw and the scripted actions no
+    call consumed: one test's leftover failure or delay never answers the next test's call, and `requests()` in a
+    test holds only that test's calls. (Autouse fixtures are set up first, so this runs after every other teardown,
+    gateways stopped included.)"""
+    yield
+    for mock in STARTED_MOCKS:
+        if mock.process.poll() is None:
+            mock.reset()
 
 
 @pytest.fixture(scope="session")
@@ -158,14 +189,15 @@ class Gateway:
 
     def launch(self) -> None:
         """Start `llmtap start` with this gateway's config; returns once both listeners accept connections."""
+        log_from = len(self.log_path.read_text()) if self.log_path.exists() else 0  # this launch's lines only
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llmtap.cli", "start", "--config", str(self.config_path), *self.args],
                 cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         try:
-            wait_for_port(self.proxy_port, self.process, self.log_path)
-            wait_for_port(self.gateway_port, self.process, self.log_path)
+            wait_for_port(self.proxy_port, self.process, self.log_path, log_from=log_from)
+            wait_for_port(self.gateway_port, self.process, self.log_path, log_from=log_from)
         except RuntimeError:
             self.stop()
             raise
@@ -234,6 +266,17 @@ def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None =
     """`proxy_bind` "0.0.0.0" makes the proxy listener one other machines could reach (tests still connect to it
     on loopback only)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):
+        try:
+            return _start_gateway(workdir, mock, extra_config, env, args, proxy_bind)
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None, env: dict | None,
+                   args: tuple[str, ...], proxy_bind: str) -> Gateway:
     proxy_port, gateway_port = free_ports(2)
     config = {
         "listen": {"proxy": f"{proxy_bind}:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
@@ -258,6 +301,21 @@ def gateway(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path_factory.mktemp("gateway"), mock_provider)
     yield gw
     gw.stop()
+
+
+def shared_gateway(extra_config: dict | Callable[[MockProvider], dict] | None = None, env: dict | None = None):
+    """A module-scoped fixture: one gateway with this config (a dict, or made from the mock provider) for every test of
+    the module that names it; each test tells its own calls apart by request id or property, as with `gateway`.
+    Starting a gateway takes seconds: tests that need the same config share one."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
+        config = extra_config(mock_provider) if callable(extra_config) else extra_config
+        gw = start_gateway(tmp_path_factory.mktemp("gateway"), mock_provider, config, env)
+        yield gw
+        gw.stop()
+
+    return fixture
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from decimal import Decimal
 import anthropic
 import openai
 import pytest
+from llmtap.cache_store import CacheStore
+from llmtap.config import DEFAULT_CACHE_MAX_BYTES
 
 from conftest import curl
 
@@ -20,7 +23,13 @@ CACHE_ON = {"Helicone-Cache-Enabled": "true"}
 
 
 def client(gateway, api_key="k") -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    return _client(gateway.base_url, api_key)
+
+
+@functools.cache
+def _client(base_url: str, api_key: str) -> openai.OpenAI:
+    """One client per gateway and key, reused: making one costs ~70 ms, and some tests here make hundreds of calls."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
 
 
 def ask(gateway, content: str, headers: dict | None = None, api_key="k", **params):
@@ -38,6 +47,7 @@ def upstream_calls(mock_provider, content: str) -> int:
 
 def test_seed_cache_table(gateway, mock_provider):
     question = "What is the capital of France?"
+    mock_provider.script({"delay_ms": 500})  # the provider takes half a second; a hit must not
     first, first_headers = ask(gateway, question)
     second, second_headers = ask(gateway, question)
     assert (first_headers["helicone-cache"], second_headers["helicone-cache"]) == ("MISS", "HIT")
@@ -50,18 +60,32 @@ def test_seed_cache_table(gateway, mock_provider):
     hit = gateway.row(second_headers["helicone-id"])
     assert (miss["cache_status"], hit["cache_status"]) == ("MISS", "HIT")
     assert hit["cost_usd"] == 0 and hit["cost_saved_usd"] == miss["cost_usd"] > 0 and hit["attempts"] == 0
-    assert hit["output_tokens"] == miss["output_tokens"] and hit["latency_ms"] < miss["latency_ms"] + 50
+    assert hit["output_tokens"] == miss["output_tokens"]
+    assert miss["latency_ms"] >= 500 and hit["latency_ms"] < 100  # the hit never waited for the provider
 
 
-def test_expired_entry_is_a_miss_and_is_replaced(gateway, mock_provider):
-    question = "short-lived answer"
-    ttl = {"Cache-Control": "max-age=1"}
+def test_cache_control_max_age_is_how_long_the_gateway_keeps_the_answer(gateway, mock_provider):
+    """The gateway stores the answer for exactly the `max-age` the client sent; that a lookup honours the expiry is
+    tested with a clock moved by hand in unit/test_cache_unit.py, so no test here sleeps out a TTL."""
+    question = "lives for 1234 s"
+    ttl = {"Cache-Control": "max-age=1234"}
+    sent_at = time.time()
     assert ask(gateway, question, ttl)[1]["helicone-cache"] == "MISS"
+    answered_at = time.time()
     assert ask(gateway, question, ttl)[1]["helicone-cache"] == "HIT"
-    time.sleep(1.2)
-    assert ask(gateway, question, ttl)[1]["helicone-cache"] == "MISS"
-    assert ask(gateway, question, ttl)[1]["helicone-cache"] == "HIT"
-    assert upstream_calls(mock_provider, question) == 2
+    assert upstream_calls(mock_provider, question) == 1
+
+    def answers_alive_at(wall_time_s: float) -> int:
+        """What the gateway's cache directory holds unexpired at `wall_time_s`, read through its own store."""
+        cache_dir = gateway.workdir / "data" / "llmtap-cache"
+        store = CacheStore(cache_dir, DEFAULT_CACHE_MAX_BYTES, clock=lambda: wall_time_s)
+        try:
+            return store.stats()["answers"]
+        finally:
+            store.close()
+
+    # Every other answer in this module's cache lives a week (the default): only this one expires in between.
+    assert answers_alive_at(sent_at + 1233) - answers_alive_at(answered_at + 1235) == 1
 
 
 def test_key_order_and_white_space_do_not_matter(gateway):
@@ -212,8 +236,11 @@ def test_cache_survives_a_restart_and_the_command_line_reads_and_clears_it(fresh
     assert "removed 0 cached answers" in llmtap("clear", "--older-than", "1h")
     assert ask(gateway, question)[1]["helicone-cache"] == "HIT"
     assert "removed 1 cached answers" in llmtap("clear")
-    time.sleep(0.6)  # a running gateway drops what it keeps in memory within half a second of a clear
-    assert ask(gateway, question)[1]["helicone-cache"] == "MISS"
+    # A running gateway drops what it keeps in memory within half a second of a clear (cache.SYNC_INTERVAL_S).
+    deadline = time.monotonic() + 5
+    while (status := ask(gateway, question)[1]["helicone-cache"]) == "HIT" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status == "MISS"
     assert upstream_calls(mock_provider, question) == 2
 
 

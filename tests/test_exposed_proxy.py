@@ -105,7 +105,6 @@ def call_through(gateway: Gateway, proxy_url: str):
 
 
 def test_an_exposed_proxy_refuses_a_client_without_a_gateway_key_with_407(exposed_gateway, mock_provider):
-    mock_provider.reset()
     with pytest.raises(subprocess.CalledProcessError):  # curl fails the CONNECT: no tunnel is opened
         call_through(exposed_gateway, exposed_gateway.proxy_url)
     result = curl("--proxy", exposed_gateway.proxy_url, "http://api.openai.com/v1/chat/completions", "-d", CHAT)
@@ -118,7 +117,6 @@ def test_an_exposed_proxy_refuses_a_client_without_a_gateway_key_with_407(expose
 
 
 def test_an_exposed_proxy_refuses_a_wrong_gateway_key(exposed_gateway, mock_provider):
-    mock_provider.reset()
     result = curl("--proxy", keyed_proxy(exposed_gateway, "not-the-key"), "http://api.openai.com/v1/chat/completions",
                   "-d", CHAT)
 
@@ -127,7 +125,6 @@ def test_an_exposed_proxy_refuses_a_wrong_gateway_key(exposed_gateway, mock_prov
 
 
 def test_a_key_holder_keeps_its_own_provider_key_and_is_the_calls_key_owner(exposed_gateway, mock_provider):
-    mock_provider.reset()
     result = call_through(exposed_gateway, keyed_proxy(exposed_gateway))
 
     assert result.status == 200

@@ -69,7 +69,6 @@ def test_ratelimit_headers_are_queryable(gateway):
 
 
 def test_provider_key_is_injected_and_helicone_headers_never_reach_the_provider(gateway, mock_provider):
-    mock_provider.reset()
     openai_client(gateway, api_key="client-sent-key").chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "strip"}],
         extra_headers={"Helicone-Property-Secret": "x", "helicone-user-id": "u", "Helicone-Cache-Enabled": "false"},
@@ -89,7 +88,6 @@ def test_no_key_or_auth_header_reaches_the_database(gateway):
 
 
 def test_streamed_chat_reaches_the_client_and_is_logged_with_exact_usage(gateway, mock_provider):
-    mock_provider.reset()
     client = openai_client(gateway)
     with client.chat.completions.with_streaming_response.create(
         model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "stream me a reply"}],
@@ -131,7 +129,6 @@ def test_stream_arrives_as_it_is_generated_not_buffered(fresh_gateway, slow_mock
 
 
 def test_anthropic_messages_through_the_gateway(gateway, mock_provider):
-    mock_provider.reset()
     client = anthropic_client(gateway)
     raw = client.messages.with_raw_response.create(
         model="claude-sonnet-4-6", max_tokens=100, system="Be brief.",
@@ -166,7 +163,6 @@ def test_anthropic_stream_helper_and_cache_read_tokens_are_priced(gateway, mock_
 
 
 def test_claude_through_the_openai_compatible_endpoint(gateway, mock_provider):
-    mock_provider.reset()
     raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model="claude-sonnet-4-6", messages=[{"role": "user", "content": "compat"}])
     seen = mock_provider.requests()[-1]
@@ -176,7 +172,6 @@ def test_claude_through_the_openai_compatible_endpoint(gateway, mock_provider):
 
 
 def test_explicit_provider_slash_model_routes_and_strips_the_prefix(gateway, mock_provider):
-    mock_provider.reset()
     raw = openai_client(gateway).chat.completions.with_raw_response.create(
         model="openai/my-private-model", messages=[{"role": "user", "content": "explicit"}])
     assert mock_provider.requests()[-1]["body"]["model"] == "my-private-model"
@@ -188,7 +183,6 @@ def test_explicit_provider_slash_model_routes_and_strips_the_prefix(gateway, moc
 
 
 def test_unroutable_model_gets_400_naming_routable_models_and_is_logged(gateway, mock_provider):
-    mock_provider.reset()
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client(gateway).chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     error = caught.value.body
@@ -205,7 +199,6 @@ def test_unroutable_model_gets_400_naming_routable_models_and_is_logged(gateway,
     ("Helicone-RateLimit-Policy", "lots"),
 ])
 def test_malformed_helicone_header_gets_400_naming_it_and_is_logged(gateway, mock_provider, header, value):
-    mock_provider.reset()
     result = curl(f"{gateway.base_url}/chat/completions", "-H", "content-type: application/json",
                   "-H", f"{header}: {value}", "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}')
     assert result.status == 400
@@ -217,7 +210,6 @@ def test_malformed_helicone_header_gets_400_naming_it_and_is_logged(gateway, moc
 
 
 def test_body_that_is_not_json_gets_400_and_is_logged(gateway, mock_provider):
-    mock_provider.reset()
     result = curl(f"{gateway.base_url}/chat/completions", "-H", "Helicone-Property-BodyCase: bad-body",
                   "-d", "this is not json")
     assert result.status == 400 and result.json()["error"]["type"] == "llmtap_invalid_body"
@@ -275,7 +267,6 @@ def test_provider_error_reaches_the_client_as_is_and_is_logged(gateway, mock_pro
 
 def test_gateway_keys_refuse_calls_without_a_valid_key(fresh_gateway, mock_provider):
     gateway = fresh_gateway({"gateway": {"keys": [{"owner": "alice", "key": "llmtap-alice-key"}]}})
-    mock_provider.reset()
     for auth in (["-H", "Authorization: Bearer wrong-key"], []):
         result = curl(f"{gateway.base_url}/chat/completions", *auth,
                       "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}')

@@ -8,9 +8,14 @@ import anthropic
 import openai
 import pytest
 
-from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl
+from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, shared_gateway
 
-NO_ANTHROPIC_KEY = {"ANTHROPIC_API_KEY": ""}
+no_anthropic_key = shared_gateway(env={"ANTHROPIC_API_KEY": ""})
+# The Gemini provider beside OpenAI, and rate-limit rules for two users (no other test here names those users).
+gemini_and_user_rules = shared_gateway(lambda mock: {
+    "providers": {"google": {"upstream": mock.url}, "openai": {"upstream": mock.url}},
+    "ratelimit": {"policies": [{"policy": "1;w=60", "user": "alice"}, {"policy": "1;w=60", "user": "bob"}]},
+})
 
 
 def chat(gateway, content, headers=None, model="gpt-4o-mini", api_key="k", **kw):
@@ -20,9 +25,8 @@ def chat(gateway, content, headers=None, model="gpt-4o-mini", api_key="k", **kw)
     return raw.parse(), raw.headers
 
 
-def test_fallback_to_a_provider_without_a_key_is_refused_and_no_key_crosses_over(fresh_gateway, mock_provider):
-    gateway = fresh_gateway(env=NO_ANTHROPIC_KEY)
-    mock_provider.reset()
+def test_fallback_to_a_provider_without_a_key_is_refused_and_no_key_crosses_over(no_anthropic_key, mock_provider):
+    gateway = no_anthropic_key
     with pytest.raises(openai.BadRequestError) as caught:
         chat(gateway, "crossing keys", {"Helicone-Fallback-Model": "claude-haiku-4-5"}, model="gpt-4o")
     assert caught.value.body["type"] == "llmtap_invalid_fallback" and "ANTHROPIC_API_KEY" in caught.value.body["message"]
@@ -36,8 +40,8 @@ def test_retried_calls_with_large_bodies_go_through(gateway):
     assert gateway.row(headers["helicone-id"])["attempts"] == 1
 
 
-def test_passed_through_anthropic_keys_never_share_cache_entries(fresh_gateway, mock_provider):
-    gateway = fresh_gateway(env=NO_ANTHROPIC_KEY)
+def test_passed_through_anthropic_keys_never_share_cache_entries(no_anthropic_key, mock_provider):
+    gateway = no_anthropic_key
     statuses = []
     for key in ("sk-ant-tenant-one", "sk-ant-tenant-two"):
         client = anthropic.Anthropic(base_url=gateway.base_url.removesuffix("/v1"), api_key=key, max_retries=0)
@@ -57,9 +61,8 @@ def test_gateway_key_works_from_the_anthropic_sdk(fresh_gateway, mock_provider):
     assert mock_provider.requests()[-1]["headers"]["x-api-key"] == ANTHROPIC_ENV_KEY
 
 
-def test_gemini_query_keys_never_reach_the_log(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"providers": {"google": {"upstream": mock_provider.url},
-                                           "openai": {"upstream": mock_provider.url}}})
+def test_gemini_query_keys_never_reach_the_log(gemini_and_user_rules, mock_provider):
+    gateway = gemini_and_user_rules
     result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert),
                   "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
                   "?key=AIzaSECRET-gemini-key&alt=json", "-H", "Helicone-Property-Case: gemini-key", "-d", "{}")
@@ -69,9 +72,8 @@ def test_gemini_query_keys_never_reach_the_log(fresh_gateway, mock_provider):
     assert row["path"].endswith("?key=redacted&alt=json") and row["key_hash"].startswith("sha256:")
 
 
-def test_config_rules_for_different_users_keep_separate_windows(fresh_gateway):
-    gateway = fresh_gateway({"ratelimit": {"policies": [{"policy": "1;w=60", "user": "alice"},
-                                                        {"policy": "1;w=60", "user": "bob"}]}})
+def test_config_rules_for_different_users_keep_separate_windows(gemini_and_user_rules):
+    gateway = gemini_and_user_rules
     chat(gateway, "alice", {"Helicone-User-Id": "alice"})
     chat(gateway, "bob", {"Helicone-User-Id": "bob"})  # bob's own quota, untouched by alice's call
     with pytest.raises(openai.RateLimitError):
@@ -104,7 +106,6 @@ def test_retries_on_the_proxy_way_in_do_not_need_a_json_object(gateway, mock_pro
 
 
 def test_deeply_nested_json_is_logged_and_its_helicone_headers_still_removed(gateway, mock_provider):
-    mock_provider.reset()
     result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert),
                   "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-x",
                   "-H", "Helicone-Property-Case: deep", "-d", "[" * 5000)
@@ -139,4 +140,6 @@ def test_helicone_fallbacks_oncodes_ranges(gateway, mock_provider):
     ranged = json.dumps([{"bodyKeyOverride": {"model": "gpt-4o-mini"}, "onCodes": [{"from": 500, "to": 599}]}])
     completion, _ = chat(gateway, "ranges two", {"Helicone-Fallbacks": ranged}, model="gpt-4o")
     assert completion.model == "gpt-4o-mini-2024-07-18"
-    assert OPENAI_ENV_KEY  # the gateway's own key paid for both
+    sent = [(r["body"]["model"], r["headers"]["authorization"]) for r in mock_provider.requests()]
+    own_key = f"Bearer {OPENAI_ENV_KEY}"  # the gateway's own key paid for every attempt, fallbacks included
+    assert sent == [("gpt-4o", own_key), ("gpt-4o-mini", own_key)] * 2

@@ -17,7 +17,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import curl
+from conftest import curl, shared_gateway
 
 GATEWAY_KEY = "gk-intake-limits-0123456789"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
@@ -55,9 +55,9 @@ def resident_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture
-def keyed_gateway(fresh_gateway):
-    return fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+keyed_gateway = shared_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+# Small limits, for the tests of what is refused or cut: 4 MiB a request body, 4 KiB of each body in a row.
+limited_gateway = shared_gateway({"limits": {"max_request_bytes": "4 MiB", "max_logged_body_bytes": "4 KiB"}})
 
 
 def test_a_header_flood_gets_431_at_once_and_never_holds_up_other_calls(gateway):
@@ -88,7 +88,6 @@ def test_a_caller_without_a_key_gets_401_before_its_compressed_body_is_opened(ke
     bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
     assert len(bomb) < 300_000
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
                                                        "Authorization": "Bearer not-a-gateway-key"})
@@ -103,7 +102,6 @@ def test_a_caller_without_a_key_gets_401_before_its_compressed_body_is_opened(ke
 def test_a_compressed_body_that_grows_past_the_limit_gets_413_and_is_never_stored(keyed_gateway, mock_provider):
     bomb = gzip.compress(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"a" * 200_000_000)
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = post(keyed_gateway, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip",
                                                        "Authorization": f"Bearer {GATEWAY_KEY}"})
@@ -127,14 +125,13 @@ def test_a_compressed_body_within_the_limit_is_read_and_forwarded(keyed_gateway)
     assert row["model_requested"] == "gpt-4o-mini" and "zipped hello" in row["request_body"]
 
 
-def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"limits": {"max_request_bytes": "64 KiB"}})
-    mock_provider.reset()
-    big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+def test_a_body_declared_over_the_limit_gets_413_with_the_limit_named(limited_gateway, mock_provider):
+    gateway = limited_gateway
+    big = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 5_000_000}]}).encode()
 
     status, headers, body = post(gateway, big, {"Content-Type": "application/json"})
 
-    assert status == 413 and "65,536 bytes" in body["error"]["message"]
+    assert status == 413 and "4,194,304 bytes" in body["error"]["message"]
     assert gateway.row(headers["helicone-id"])["request_body"] is None
     assert mock_provider.requests() == []
 
@@ -147,7 +144,6 @@ def test_an_unknown_content_encoding_gets_415(gateway):
 
 
 def test_header_case_twins_with_different_values_get_400_and_nothing_reaches_the_provider(gateway, mock_provider):
-    mock_provider.reset()
     result = call_through_proxy(gateway, "Helicone-Property-Dup: a", "helicone-property-dup: b")
 
     assert result.status == 400 and result.json()["error"]["header"].lower() == "helicone-property-dup"
@@ -157,7 +153,6 @@ def test_header_case_twins_with_different_values_get_400_and_nothing_reaches_the
 
 
 def test_header_case_twins_that_agree_are_one_tag_and_no_helicone_header_reaches_the_provider(gateway, mock_provider):
-    mock_provider.reset()
     result = call_through_proxy(gateway, "Helicone-Property-Twin: same", "helicone-property-TWIN: same")
 
     assert result.status == 200
@@ -184,8 +179,8 @@ def test_a_repeated_request_id_is_refused_with_409_and_the_first_row_stays_the_o
     assert len(gateway.rows("request_id = ?", [request_id])) == 1
 
 
-def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(fresh_gateway):
-    gateway = fresh_gateway({"limits": {"max_logged_body_bytes": "4 KiB"}})
+def test_a_row_keeps_at_most_the_logged_body_cap_and_says_it_was_cut(limited_gateway):
+    gateway = limited_gateway
     client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "long " * 10_000}])
@@ -231,7 +226,6 @@ def stream_post(gateway, headers: dict[str, str], total_bytes: int, chunked: boo
 
 def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gateway, mock_provider):
     before = resident_kib(keyed_gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = stream_post(keyed_gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024,
                                         chunked=False)
@@ -242,10 +236,9 @@ def test_a_caller_without_a_key_cannot_make_llmtap_hold_its_large_body(keyed_gat
     assert mock_provider.requests() == []
 
 
-def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"limits": {"max_request_bytes": "4 MiB"}})
+def test_a_chunked_body_that_grows_past_the_limit_gets_413_and_is_never_held(limited_gateway, mock_provider):
+    gateway = limited_gateway
     before = resident_kib(gateway.process.pid)
-    mock_provider.reset()
 
     status, headers, body = stream_post(gateway, {"Content-Type": "application/json"}, 200 * 1024 * 1024, chunked=True)
 
@@ -265,7 +258,6 @@ def test_a_body_of_unknown_length_within_the_limit_keeps_every_header_on_the_pro
         gateway, mock_provider, tmp_path, http_version):
     body = tmp_path / "body.json"
     body.write_text(json.dumps({**CHAT, "messages": [{"role": "user", "content": "chunked through the proxy"}]}))
-    mock_provider.reset()
 
     result = curl("--proxy", gateway.proxy_url, "--cacert", str(gateway.ca_cert), http_version,
                   "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-chunked-client",

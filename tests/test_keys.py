@@ -10,10 +10,9 @@ import time
 import urllib.request
 
 import openai
-import pytest
 from mitmproxy import io
 
-from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port
+from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, curl, free_port, shared_gateway
 
 GATEWAY_KEY = "gk-keys-test-0123456789"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "keys stay home"}]}
@@ -32,13 +31,10 @@ def env_keys_seen(mock_provider) -> list[str]:
             if OPENAI_ENV_KEY in value or ANTHROPIC_ENV_KEY in value]
 
 
-@pytest.fixture
-def keyed(fresh_gateway):
-    return fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
+keyed = shared_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}})
 
 
 def test_a_proxy_fallback_to_another_provider_never_gets_llmtaps_own_key(keyed, mock_provider):
-    mock_provider.reset()
     mock_provider.script({"model": "gpt-4o", "status": 503})
     fallbacks = json.dumps([{"target-url": "https://api.anthropic.com", "bodyKeyOverride": {"model": "claude-haiku-4-5"}}])
 
@@ -51,7 +47,6 @@ def test_a_proxy_fallback_to_another_provider_never_gets_llmtaps_own_key(keyed, 
 
 
 def test_a_proxy_fallback_with_its_own_key_for_the_other_provider_uses_exactly_that_key(keyed, mock_provider):
-    mock_provider.reset()
     mock_provider.script({"model": "gpt-4o", "status": 503})
     fallbacks = json.dumps([{"target-url": "https://api.anthropic.com", "headers": {"Authorization": "Bearer sk-ant-client-own"},
                              "bodyKeyOverride": {"model": "claude-haiku-4-5"}}])
@@ -67,7 +62,6 @@ def test_a_proxy_fallback_with_its_own_key_for_the_other_provider_uses_exactly_t
 
 
 def test_a_proxy_fallback_chain_of_models_stays_with_the_clients_provider_and_key(keyed, mock_provider):
-    mock_provider.reset()
     mock_provider.script({"model": "gpt-4o", "status": 503})
 
     result = proxy_call(keyed, "Helicone-Fallback-Model: gpt-4o-mini")
@@ -127,7 +121,6 @@ def test_no_key_in_any_artefact_of_a_run_at_the_highest_verbosity(fresh_gateway,
     saved = tmp_path / "saved.flows"
     gateway = fresh_gateway({"gateway": {"keys": [{"owner": "ci", "key": GATEWAY_KEY}]}},
                             args=("--", "--set", "flow_detail=4", "--set", f"save_stream_file={saved}"))
-    mock_provider.reset()
     every_kind_of_call(gateway, mock_provider)
     gateway.rows(count=9)
     in_duckdb = json.dumps([list(map(str, row)) for row in gateway.query("SELECT * FROM requests")])
@@ -158,7 +151,6 @@ def test_mitmweb_never_shows_the_injected_key_in_flight_nor_any_key_after(fresh_
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
 
-    mock_provider.reset()
     mock_provider.script({"delay_ms": 3000})  # the provider thinks before it answers: the call is in flight
     client = openai.OpenAI(base_url=gateway.base_url, api_key=GATEWAY_KEY, max_retries=0)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

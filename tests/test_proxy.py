@@ -30,7 +30,6 @@ def run_client(gateway, program: str) -> dict:
 
 
 def test_openai_sdk_with_no_code_change_is_logged_and_keeps_its_own_key(gateway, mock_provider):
-    mock_provider.reset()
     out = run_client(gateway, """
         import json, openai
         client = openai.OpenAI(api_key="sk-client-own-key", max_retries=0)  # the real api.openai.com base URL

@@ -14,7 +14,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conftest import ANTHROPIC_ENV_KEY
+from conftest import ANTHROPIC_ENV_KEY, shared_gateway
 
 FAST_RETRIES = {"Helicone-Retry-Enabled": "true", "Helicone-Retry-Min-Timeout": "100",
                 "Helicone-Retry-Max-Timeout": "1000", "Helicone-Retry-Factor": "2"}
@@ -31,6 +31,20 @@ def chat(gateway, content: str, headers: dict, model: str = "gpt-4o-mini"):
 def seen(mock_provider, content: str) -> list[dict]:
     return [r for r in mock_provider.requests()
             if isinstance(r["body"], dict) and r["body"].get("messages", [{}])[-1].get("content") == content]
+
+
+def asked(mock_provider, prefix: str) -> list[dict]:
+    """The provider requests whose last message starts with `prefix`."""
+    return [r for r in mock_provider.requests()
+            if isinstance(r["body"], dict)
+            and str(r["body"].get("messages", [{}])[-1].get("content")).startswith(prefix)]
+
+
+def wait_until(condition, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
 
 
 def test_429_then_503_then_200_is_one_success_after_backoff(gateway, mock_provider):
@@ -75,8 +89,11 @@ def test_exhausted_retries_return_the_providers_last_answer(gateway, mock_provid
     assert row["status"] == 429 and row["attempts"] == 3 and row["retries"] == 2 and row["cost_usd"] == 0
 
 
-def test_reset_and_hanging_upstreams_are_retried_and_logged(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"retries": {"upstream_timeout_s": 0.5}})
+short_upstream_timeout = shared_gateway({"retries": {"upstream_timeout_s": 0.5}})
+
+
+def test_reset_and_hanging_upstreams_are_retried_and_logged(short_upstream_timeout, mock_provider):
+    gateway = short_upstream_timeout
     mock_provider.script({"reset": True}, {"hang": True})
     completion, headers = chat(gateway, "bad network", FAST_RETRIES)
     assert completion.choices[0].message.content == "Mock reply to: bad network"
@@ -86,8 +103,8 @@ def test_reset_and_hanging_upstreams_are_retried_and_logged(fresh_gateway, mock_
     assert "timeout" in log[1]["error"].lower() and log[1]["latency_ms"] >= 500
 
 
-def test_no_provider_answering_is_a_json_502(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({"retries": {"upstream_timeout_s": 0.3}})
+def test_no_provider_answering_is_a_json_502(short_upstream_timeout, mock_provider):
+    gateway = short_upstream_timeout
     mock_provider.script(*[{"hang": True}] * 2)
     with pytest.raises(openai.APIStatusError) as caught:
         chat(gateway, "nobody home", {**FAST_RETRIES, "Helicone-Retry-Num": "1"})
@@ -201,18 +218,24 @@ def test_retry_defaults_from_config(fresh_gateway, mock_provider):
 
 
 def test_flows_waiting_to_retry_do_not_slow_the_others(gateway, mock_provider):
-    mock_provider.script(*[{"model": "gpt-4o", "status": 429, "headers": {"retry-after": "2"}}] * 10)
-    slow_headers = {**FAST_RETRIES, "Helicone-Retry-Max-Timeout": "3000"}
+    mock_provider.script(*[{"model": "gpt-4o", "status": 429, "headers": {"retry-after": "3"}}] * 10)
+    slow_headers = {**FAST_RETRIES, "Helicone-Retry-Max-Timeout": "4000"}
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
     with ThreadPoolExecutor(max_workers=20) as pool:
         retrying = [pool.submit(chat, gateway, f"patient {i}", slow_headers, "gpt-4o") for i in range(10)]
-        time.sleep(0.3)  # all ten are now waiting out their retry-after
-        quick = [chat(gateway, f"quick {i}", {}) for i in range(10)]
-        # Ten calls one after another, all done while the ten others still wait out their 2 s retry-after. (Waits
+        wait_until(lambda: len(asked(mock_provider, "patient ")) == 10)  # all ten now wait out their retry-after
+        quick = [client.chat.completions.create(model="gpt-4o-mini",
+                                                messages=[{"role": "user", "content": f"quick {i}"}])
+                 for i in range(10)]
+        # Ten calls one after another, all done while the ten others still wait out their 3 s retry-after. (Waits
         # that held up the gateway would hold the quick calls until after the retried ones.)
         retried_before_quick_ended = [f.done() for f in retrying]
         results = [f.result() for f in retrying]
     assert not any(retried_before_quick_ended)
-    assert len(quick) == 10 and all(c.choices[0].message.content.startswith("Mock reply") for c, _ in results)
+    assert [c.choices[0].message.content for c in quick] == [f"Mock reply to: quick {i}" for i in range(10)]
+    patients = sorted(c.choices[0].message.content for c, _ in results)
+    assert patients == [f"Mock reply to: patient {i}" for i in range(10)]
+    assert len(asked(mock_provider, "patient ")) == 20  # each one 429 and one retry
 
 
 def test_a_stream_that_has_begun_is_never_retried(gateway, mock_provider):

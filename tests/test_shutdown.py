@@ -155,7 +155,10 @@ def test_a_second_signal_cuts_the_drain_short(fresh_gateway, mocks):
     while not mock.requests():
         time.sleep(0.02)
     gw.process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while "llmtap: stopping: new calls are refused" not in gw.output():  # the first signal has begun the drain
+        assert time.monotonic() < deadline, gw.output()
+        time.sleep(0.02)
     signalled = time.monotonic()
     gw.process.send_signal(signal.SIGINT)
     assert gw.process.wait(20) == 0

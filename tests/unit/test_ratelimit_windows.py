@@ -11,20 +11,14 @@ import pytest
 from llmtap.ratelimit import Windows, is_over
 from llmtap.ratelimit_policy import parse_ratelimit_policy
 
+from .conftest import FakeClock
+
 KEY = ("header:k", "policy", "all", None)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 def test_an_event_expires_exactly_at_the_window_edge(clock):
