@@ -15,7 +15,7 @@ import anthropic
 import openai
 import pytest
 from llmtap.cache_store import CacheStore
-from llmtap.config import DEFAULT_CACHE_MAX_BYTES
+from llmtap.config import parse_config
 
 from conftest import curl
 
@@ -78,7 +78,7 @@ def test_cache_control_max_age_is_how_long_the_gateway_keeps_the_answer(gateway,
     def answers_alive_at(wall_time_s: float) -> int:
         """What the gateway's cache directory holds unexpired at `wall_time_s`, read through its own store."""
         cache_dir = gateway.workdir / "data" / "llmtap-cache"
-        store = CacheStore(cache_dir, DEFAULT_CACHE_MAX_BYTES, clock=lambda: wall_time_s)
+        store = CacheStore(cache_dir, parse_config({}, None).cache_max_bytes, clock=lambda: wall_time_s)
         try:
             return store.stats()["answers"]
         finally:

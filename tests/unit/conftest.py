@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llmtap.attempts import AttemptRunner
 from llmtap.cache import ResponseCache
 from llmtap.drain import ShutdownGate
 from llmtap.exposed_proxy import ExposedProxyGuard
@@ -78,8 +79,9 @@ def completion(content: str, model: str = "gpt-4o-mini-2024-07-18", prompt_token
 class Pipeline:
     """llmtap's addons, in the order `pipeline.make_addons` composes them, in one mitmproxy test context.
 
-    Left out: `AttemptRunner` (retries and fallbacks relay through a server of their own; tested end to end),
-    `WebView` and `Drain` (mitmweb display and shutdown), `ClientIdleTimeout` (connection-level; see test_idle_unit).
+    Left out: `WebView` and `Drain` (mitmweb display and shutdown), `ClientIdleTimeout` (connection-level; see
+    test_idle_unit). `AttemptRunner` is in, for what it does to every call (it writes a body llmtap changed, once, as
+    the call leaves); its relay for retries and fallbacks is a server of its own, tested end to end.
     """
 
     def __init__(self, config_path: Path, wall_clock: FakeClock, monotonic_clock: FakeClock) -> None:
@@ -91,8 +93,8 @@ class Pipeline:
         self.addons: list[object] = [
             self.settings, refusals, Intake(self.settings, refusals), ProxyAccess(self.settings, refusals),
             ExposedProxyGuard(self.settings, refusals), ShutdownGate(), Router(self.settings),
-            RateLimiter(self.settings, self.windows), self.cache, StreamTap(self.settings), self.recorder,
-            RateLimitUsage(self.windows),
+            RateLimiter(self.settings, self.windows), self.cache, StreamTap(self.settings),
+            AttemptRunner(self.settings), self.recorder, RateLimitUsage(self.windows),
         ]
         self.context = taddons.context(*self.addons)
         self.context.options.update(llmtap_config=str(config_path))

@@ -1,0 +1,41 @@
+"""What the gateway sends a provider: the model the provider knows, and, for a stream, a request for usage, written
+into the body together, while the row keeps what the client sent."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import chat_body, completion
+
+
+def sse_answer(request):
+    from mitmproxy import http
+
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini-2024-07-18",
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+    usage = {**chunk, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+    body = b"".join(f"data: {json.dumps(event)}\n\n".encode() for event in (chunk, usage)) + b"data: [DONE]\n\n"
+    return http.Response.make(200, body, {"content-type": "text/event-stream"})
+
+
+def test_an_explicit_provider_model_reaches_the_provider_under_its_own_name(llmtap):
+    pipeline = llmtap()
+    flow = pipeline.call(chat_body(model="openai/gpt-4o-mini"), answer=completion("ok"))
+
+    (sent,) = pipeline.provider_requests
+    assert json.loads(sent.content or b"")["model"] == "gpt-4o-mini"
+    assert flow.response is not None and flow.response.status_code == 200
+    (row,) = pipeline.rows()
+    assert row["model_requested"] == "openai/gpt-4o-mini"
+    assert json.loads(row["request_body"])["model"] == "openai/gpt-4o-mini"  # the row keeps what the client sent
+
+
+def test_a_stream_gets_both_changes_in_the_one_body_it_is_sent_with(llmtap):
+    pipeline = llmtap()
+    pipeline.call(chat_body(model="openai/gpt-4o-mini", stream=True), answer=sse_answer)
+
+    (sent,) = pipeline.provider_requests
+    body = json.loads(sent.content or b"")
+    assert body["model"] == "gpt-4o-mini" and body["stream_options"] == {"include_usage": True}
+    (row,) = pipeline.rows()
+    assert "stream_options" not in json.loads(row["request_body"])  # the client did not ask for usage
