@@ -16,6 +16,8 @@ show or save flows.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 from mitmproxy import contentviews
 
@@ -41,16 +43,19 @@ from .webview import LlmCallView, WebView
 GATEWAY_TARGET_HOST = "llmtap.gateway"
 
 
-def make_addons() -> list[object]:
+def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
+                wall_clock: Callable[[], float] = time.time) -> list[object]:
+    """llmtap's addons, in order. The clocks (seconds) are what rate-limit windows and cache expiry read: tests move
+    them by hand."""
     contentviews.add(LlmCallView)
     settings = Settings()
-    windows = Windows()
+    windows = Windows(monotonic_clock)
     refusals = RefusalSink()
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        RateLimiter(settings, windows), ResponseCache(settings), StreamTap(settings), AttemptRunner(settings),
-        Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
+        RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
+        AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
     ]
 
 

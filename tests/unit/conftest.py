@@ -18,19 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
-from llmtap.attempts import AttemptRunner
-from llmtap.cache import ResponseCache
-from llmtap.drain import ShutdownGate
-from llmtap.exposed_proxy import ExposedProxyGuard
-from llmtap.intake import Intake
-from llmtap.proxy_access import ProxyAccess
-from llmtap.ratelimit import RateLimiter, RateLimitUsage, Windows
+from llmtap.drain import Drain
+from llmtap.idle import ClientIdleTimeout
+from llmtap.loglimit import LogRateLimit
+from llmtap.pipeline import make_addons
 from llmtap.recorder import Recorder
-from llmtap.refusals import RefusalSink
-from llmtap.routing import Router
 from llmtap.settings import Settings
 from llmtap.store import connect
-from llmtap.streaming import StreamTap
 from mitmproxy import hooks, http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.layers.http import (
@@ -44,6 +38,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 UPSTREAM = "http://127.0.0.1:9"  # never dialled: the test answers in the provider's place
 OPENAI_ENV_KEY = "sk-llmtap-unit-openai-key"
+CONNECTION_LEVEL = (LogRateLimit, ClientIdleTimeout, Drain)
 GATEWAY_MODE = ProxyMode.parse("reverse:http://llmtap.gateway@8787")
 assert isinstance(GATEWAY_MODE, mode_specs.ReverseMode)
 
@@ -79,23 +74,16 @@ def completion(content: str, model: str = "gpt-4o-mini-2024-07-18", prompt_token
 class Pipeline:
     """llmtap's addons, in the order `pipeline.make_addons` composes them, in one mitmproxy test context.
 
-    Left out: `WebView` and `Drain` (mitmweb display and shutdown), `ClientIdleTimeout` (connection-level; see
-    test_idle_unit). `AttemptRunner` is in, for what it does to every call (it writes a body llmtap changed, once, as
-    the call leaves); its relay for retries and fallbacks is a server of its own, tested end to end.
+    Built by `pipeline.make_addons`, so the order is the gateway's own. Left out: what works on connections and
+    processes rather than calls (`CONNECTION_LEVEL`; idle time-outs have test_idle_unit). RefusalSink and
+    AttemptRunner do not run their loopback servers here: a refusal is answered at once (as mitmproxy would after the
+    body), and retries and fallbacks, which relay through AttemptRunner's server, are tested end to end.
     """
 
     def __init__(self, config_path: Path, wall_clock: FakeClock, monotonic_clock: FakeClock) -> None:
-        self.settings = Settings()
-        refusals = RefusalSink()  # not running: a refusal is answered at once, as mitmproxy would after the body
-        self.windows = Windows(monotonic_clock)
-        self.cache = ResponseCache(self.settings, clock=wall_clock)
-        self.recorder = Recorder(self.settings)
-        self.addons: list[object] = [
-            self.settings, refusals, Intake(self.settings, refusals), ProxyAccess(self.settings, refusals),
-            ExposedProxyGuard(self.settings, refusals), ShutdownGate(), Router(self.settings),
-            RateLimiter(self.settings, self.windows), self.cache, StreamTap(self.settings),
-            AttemptRunner(self.settings), self.recorder, RateLimitUsage(self.windows),
-        ]
+        self.addons = [a for a in make_addons(monotonic_clock, wall_clock) if type(a) not in CONNECTION_LEVEL]
+        self.settings = next(a for a in self.addons if isinstance(a, Settings))
+        self.recorder = next(a for a in self.addons if isinstance(a, Recorder))
         self.context = taddons.context(*self.addons)
         self.context.options.update(llmtap_config=str(config_path))
         self.loop = self.context.master.event_loop
