@@ -200,6 +200,24 @@ def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Ite
         db.close()
 
 
+def read_log(path: Path, sql: str, params: list[Any] | None = None,
+             timeout_s: float = 10.0) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of a read-only query on the log, while a gateway may be writing it: waits for the
+    gateway's lock, and reads again when DuckDB reads a page the gateway had not finished writing (seen with DuckDB
+    2.0.1 as IOException "Could not read enough bytes", about one read in thousands beside a busy gateway)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with connect(path, timeout_s=timeout_s, read_only=True) as db:
+                cursor = db.execute(sql, params or [])
+                columns = [d[0] for d in cursor.description] if cursor.description else []
+                return columns, cursor.fetchall() if columns else []
+        except duckdb.IOException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _epoch_us(at: datetime) -> int:
     aware = at if at.tzinfo else at.replace(tzinfo=UTC)
     return (aware - EPOCH) // timedelta(microseconds=1)

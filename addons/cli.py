@@ -157,16 +157,14 @@ def cache_stats(config: Config, days: int) -> int:
     if config.storage_path.exists():
         import duckdb
 
-        from .store import connect
+        from .batch_writer import read_log
 
         try:
-            with connect(config.storage_path, timeout_s=10, read_only=True) as db:
-                totals = db.execute(
-                    "SELECT count(*) FILTER (WHERE cache_status = 'HIT'),"
-                    " count(*) FILTER (WHERE cache_status = 'MISS'), coalesce(sum(cost_saved_usd), 0)"
-                    " FROM requests WHERE created_at > now() - to_days(?)", [days]
-                ).fetchone()
-                hits, misses, saved = totals if totals is not None else (0, 0, 0)  # an aggregate: always one row
+            _, totals = read_log(
+                config.storage_path,
+                "SELECT count(*) FILTER (WHERE cache_status = 'HIT'), count(*) FILTER (WHERE cache_status = 'MISS'),"
+                " coalesce(sum(cost_saved_usd), 0) FROM requests WHERE created_at > now() - to_days(?)", [days])
+            hits, misses, saved = totals[0]  # an aggregate: always one row
         except duckdb.Error as e:
             lines.append(f"last {days} days  unknown: {config.storage_path} cannot be read ({str(e).splitlines()[0]}); "
                          "starting the gateway once brings an old log up to date")
@@ -293,16 +291,13 @@ def self_command() -> list[str]:
 def run_sql(config: Config, query: str, output_format: str | None) -> int:
     import duckdb
 
-    from .store import connect
+    from .batch_writer import read_log
 
     if not config.storage_path.exists():
         print(f"llmtap: no log yet at {config.storage_path} (start the gateway and make a call)", file=sys.stderr)
         return 1
     try:
-        with connect(config.storage_path, timeout_s=10, read_only=True) as db:
-            cursor = db.execute(query)
-            columns = [d[0] for d in cursor.description] if cursor.description else []
-            rows = cursor.fetchall() if columns else []
+        columns, rows = read_log(config.storage_path, query)
     except duckdb.Error as e:
         print(f"llmtap: {e}", file=sys.stderr)
         return 1

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
-from llmtap.store import connect
+from llmtap.batch_writer import read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAI_ENV_KEY = "sk-llmtap-test-openai-env-key"
@@ -238,17 +237,8 @@ class Gateway:
         """Rows of `requests` matching `where`, waiting until at least `count` have been written."""
         deadline = time.monotonic() + timeout_s
         while True:
-            try:
-                with connect(self.db_path, timeout_s=10, read_only=True) as db:
-                    cursor = db.execute(f"SELECT * FROM requests WHERE {where} ORDER BY created_at", params or [])
-                    names = [d[0] for d in cursor.description]
-                    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            except duckdb.IOException:
-                # Seen once in ~10 full runs under load (DuckDB 2.0.1): a read-only reader in another process
-                # read a block past the end of the file the gateway had just written. Reading again is safe.
-                if time.monotonic() > deadline:
-                    raise
-                rows = []
+            names, found = read_log(self.db_path, f"SELECT * FROM requests WHERE {where} ORDER BY created_at", params)
+            rows = [dict(zip(names, row, strict=True)) for row in found]
             if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)
@@ -259,8 +249,7 @@ class Gateway:
         return rows[0]
 
     def query(self, sql: str) -> list[tuple]:
-        with connect(self.db_path, timeout_s=10, read_only=True) as db:
-            return db.execute(sql).fetchall()
+        return read_log(self.db_path, sql)[1]
 
     def stop(self) -> int:
         return stop(self.process)

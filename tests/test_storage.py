@@ -22,6 +22,7 @@ from pathlib import Path
 import openai
 import pytest
 from llmtap import cli
+from llmtap.batch_writer import read_log
 from llmtap.spool import Spool, encode_row
 from llmtap.store import RecordStore, connect
 from llmtap.store_health import Health, HealthFile, health_path
@@ -123,9 +124,8 @@ def client_for(gateway) -> openai.OpenAI:
 
 
 def rows_per_id(db_path: Path, run: str) -> Counter:
-    with connect(db_path, timeout_s=10, read_only=True) as db:
-        return Counter(r[0] for r in db.execute("SELECT request_id FROM requests WHERE properties['run'] = ?",
-                                                 [run]).fetchall())
+    _, rows = read_log(db_path, "SELECT request_id FROM requests WHERE properties['run'] = ?", [run])
+    return Counter(request_id for (request_id,) in rows)
 
 
 def wait_for_rows(db_path: Path, run: str, ids: list[str], timeout_s: float = 20) -> Counter:
