@@ -35,7 +35,7 @@ from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
 from .refusals import RefusalSink
 from .replies import reply_with_error
 from .settings import Settings
-from .wire import WireFormat, format_for_path
+from .wire import WireFormat, endpoint_path, format_for_path
 
 # Client-chosen request ids already used, so a repeated one is refused rather than logged twice (newest kept).
 REMEMBERED_REQUEST_IDS = 200_000
@@ -123,7 +123,7 @@ class Intake:
             return
         state.route.wire, state.request.body, state.request.body_logged = body.wire, body.parsed, body.logged
         if state.route.wire is not None:
-            path = flow.request.path.split("?", 1)[0].rstrip("/")
+            path = endpoint_path(flow.request.path)
             state.request.model = state.route.wire.model(path, state.request.body)
             state.request.stream = state.route.wire.is_stream(path, state.request.body)
         # llmtap reads every answer, streamed ones included; a compressed stream could not be read as it passes.

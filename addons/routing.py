@@ -16,7 +16,7 @@ from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
 from .replies import reply_with_error
 from .settings import Settings
-from .wire import format_for_gateway_path, gateway_endpoints
+from .wire import endpoint_path, format_for_gateway_path, gateway_endpoints
 
 
 class Router:
@@ -38,7 +38,7 @@ class Router:
             self._route_gateway(flow, state, self.settings.config)
 
     def _route_gateway(self, flow: http.HTTPFlow, state: CallState, config: Config) -> None:
-        path = flow.request.path.split("?", 1)[0].rstrip("/")
+        path = endpoint_path(flow.request.path)
         wire = format_for_gateway_path(path)
         if flow.request.method != "POST" or wire is None:
             reply_with_error(flow, 404, "llmtap_unknown_endpoint",

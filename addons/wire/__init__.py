@@ -19,9 +19,14 @@ from .openai_responses import OpenAIResponses
 FORMATS: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
 
 
+def endpoint_path(path: str) -> str:
+    """A request path as the formats match it: no query string, no trailing slash."""
+    return path.split("?", 1)[0].rstrip("/")
+
+
 def format_for_path(path: str) -> WireFormat | None:
     """The wire format of a request to `path` (query string ignored), or None for an API llmtap does not read."""
-    path = path.split("?", 1)[0].rstrip("/")
+    path = endpoint_path(path)
     return next((f for f in FORMATS if f.matches(path)), None)
 
 
@@ -31,7 +36,7 @@ def format_named(name: str) -> WireFormat:
 
 def format_for_gateway_path(path: str) -> WireFormat | None:
     """The wire format of the gateway endpoint `path` (query string ignored), or None when it is not one."""
-    path = path.split("?", 1)[0].rstrip("/")
+    path = endpoint_path(path)
     return next((f for f in FORMATS if path in f.gateway_paths), None)
 
 
@@ -64,6 +69,6 @@ def read_body(message: http.Message) -> Any:
 
 
 __all__ = [
-    "FORMATS", "StreamAssembler", "WireFormat", "belongs_to_one_provider", "format_for_gateway_path",
+    "FORMATS", "StreamAssembler", "WireFormat", "belongs_to_one_provider", "endpoint_path", "format_for_gateway_path",
     "format_for_path", "format_named", "gateway_endpoints", "is_ratelimit_header", "read_body",
 ]
