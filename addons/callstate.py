@@ -147,6 +147,7 @@ class CallState:
     attempts: Attempts = field(default_factory=Attempts)
     limits: LimitState = field(default_factory=LimitState)
     outcome: Outcome = field(default_factory=Outcome)
+    notes: list[str] = field(default_factory=list)  # what llmtap noticed without refusing the call (column `notes`)
 
     def set_arrival(self, wall_time: float) -> None:
         """Count from when the request's first byte arrived (wall clock), not from when llmtap first saw it whole."""

@@ -33,7 +33,7 @@ class CallRecord:
     way: str
     provider: str | None = None
     method: str | None = None
-    host: str | None = None
+    host: str | None = None  # the host the client sent the call to
     path: str | None = None
     model: str | None = None
     model_requested: str | None = None
@@ -69,6 +69,8 @@ class CallRecord:
     ratelimit: dict[str, str] | None = None
     request_body: str | None = None  # JSON text, cut when over limits.max_logged_body_bytes
     response_body: str | None = None
+    upstream: str | None = None  # scheme://host[:port] the call really went to
+    notes: list[str] | None = None  # what llmtap noticed without refusing the call
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store; NULL columns are left out (a short row leaves NULLs)."""

@@ -130,6 +130,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
         request_body=None if options.omit_request or state.outcome.refused else (
             state.request.body_logged or capped_json_text(state.request.body, cap)),
         response_body=None if options.omit_response else capped_json_text(answer, cap),
+        notes=state.notes or None,
     )
 
 
