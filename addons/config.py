@@ -447,15 +447,15 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
         source=source,
         proxy_listen=file.listen.proxy,
         gateway_listen=file.listen.gateway,
-        certs_dir=base / file.certs,
-        storage_path=base / file.storage.path,
+        certs_dir=_under(base, file.certs),
+        storage_path=_under(base, file.storage.path),
         providers=_providers(file.providers),
         gateway_keys=tuple(_gateway_key(f"gateway.keys[{i}]", entry) for i, entry in enumerate(file.gateway.keys)),
         pricing=tuple(
             PriceOverride(p.model, p.provider, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
             for p in file.pricing
         ),
-        cache_path=base / file.cache.path,
+        cache_path=_under(base, file.cache.path),
         cache_max_bytes=int(file.cache.max_bytes),
         request_defaults=RequestDefaults(
             retry=RetryOptions(**file.retries.model_dump(exclude={"upstream_timeout_s"})),
@@ -483,10 +483,15 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
     return config
 
 
+def _under(base: Path, path: Path) -> Path:
+    """`path` as an absolute path, a relative one taken from `base` (`../data` from config/ is data/ beside it)."""
+    return Path(os.path.normpath(base / path))  # base is resolved already, so `..` means its real parent
+
+
 def _storage_options(storage: _Storage, base: Path) -> StorageOptions:
     options = storage.model_dump(exclude={"path"})
     if options["fallback_spool_dir"] is not None:
-        options["fallback_spool_dir"] = base / options["fallback_spool_dir"]
+        options["fallback_spool_dir"] = _under(base, options["fallback_spool_dir"])
     return StorageOptions(**options)
 
 
