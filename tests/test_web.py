@@ -82,7 +82,8 @@ def test_the_status_bar_address_is_the_proxy_listener(web_gateway):
 
 @pytest.mark.skipif(not CHROMIUM.exists() or shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_what_a_person_sees_in_mitmweb(web_gateway, tmp_path):
-    """The page itself, in a real browser: the comment column of the flow list and the status bar's address."""
+    """The page itself, in a real browser: the comment column of the flow list and the status bar's address.
+    (LLMTAP_SCREENSHOT=file.png keeps the screenshot, to look at.)"""
     sync_api = pytest.importorskip("playwright.sync_api")
     web = Mitmweb(web_gateway)
     chat_call(web_gateway, "seen in a browser")
@@ -92,7 +93,7 @@ def test_what_a_person_sees_in_mitmweb(web_gateway, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 700})
             page.goto(f"{web.url}?token={web.token}")
             page.wait_for_selector("text=/gpt-4o-mini.* tok · /", timeout=15_000)
-            page.screenshot(path=tmp_path / "mitmweb.png")
+            page.screenshot(path=os.environ.get("LLMTAP_SCREENSHOT", tmp_path / "mitmweb.png"))
             footer = page.inner_text("footer")
         finally:
             browser.close()
