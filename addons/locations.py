@@ -28,7 +28,8 @@ CWD_CONFIG = Path("config/llmtap.yaml")
 
 LOOKUP_ORDER = (
     "Without --config, a command reads: the LLMTAP_CONFIG environment variable; else the config of the gateway "
-    "running now (recorded by `llmtap start`; `start` itself skips this step); else config/llmtap.yaml under the "
+    "running now (recorded by `llmtap start` under $XDG_STATE_HOME/llmtap, or $LLMTAP_STATE_DIR; `start` itself "
+    "skips this step); else config/llmtap.yaml under the "
     "current directory; else the built-in defaults, which keep the log, cache and CA under "
     "$XDG_DATA_HOME/llmtap (~/.local/share/llmtap). Relative paths in a config file resolve against that file's "
     "directory."

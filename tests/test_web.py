@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llmtap.config import load_config
+from llmtap.pipeline import mitmproxy_args
 
 from conftest import Gateway, curl, free_port, start_gateway
 
@@ -62,6 +64,15 @@ def test_the_users_own_set_of_an_option_llmtap_sets_wins(web_gateway):
     web = Mitmweb(web_gateway)
     assert web.option("web_open_browser") is True
     assert "Received multiple values" not in web_gateway.output()
+
+
+def test_a_users_set_replaces_llmtaps_value_in_either_spelling():
+    config = load_config(None)
+    args = mitmproxy_args(config, None, True, ["--set", "web_open_browser=true", "--set=web_columns=path"])
+    sets = [value for flag, value in zip(args, args[1:], strict=False) if flag == "--set"]
+    assert "web_open_browser=false" not in sets and not [s for s in sets if s.startswith("web_columns=")]
+    assert args[-3:] == ["--set", "web_open_browser=true", "--set=web_columns=path"]
+    assert "store_streamed_bodies=true" in sets  # what the user did not set stays llmtap's
 
 
 def test_the_flow_list_shows_each_calls_comment(web_gateway):
