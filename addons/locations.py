@@ -11,7 +11,7 @@ looks, in order, at
 5. the built-in defaults, whose files (log, cache, CA) live in the per-user data directory, never the current one.
 
 An explicit choice (1, 2) wins over what happens to run, and a running gateway over the current directory. A record
-whose process is gone is ignored and removed.
+whose process is gone (or whose pid now belongs to another process) is ignored and removed.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class RunningGateway:
     pid: int
     config: Path | None  # None: the built-in defaults
     started_at: float
+    process_start: str | None = None  # the kernel's start time of `pid`, so a reused pid is not taken for it
 
 
 def running_gateways() -> list[RunningGateway]:
@@ -92,10 +93,10 @@ def running_gateways() -> list[RunningGateway]:
         try:
             data = json.loads(record.read_text())
             gateway = RunningGateway(int(data["pid"]), Path(data["config"]) if data["config"] else None,
-                                     float(data["started_at"]))
+                                     float(data["started_at"]), data.get("process_start"))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written, or not ours: never fatal to a command
-        if _alive(gateway.pid):
+        if _alive(gateway.pid) and gateway.process_start == _process_start(gateway.pid):
             found.append(gateway)
         else:
             record.unlink(missing_ok=True)
@@ -109,9 +110,18 @@ def record_running_gateway(config: Path | None) -> Path:
     record = directory / f"{os.getpid()}.json"
     partial = record.with_suffix(".tmp")
     partial.write_text(json.dumps({"pid": os.getpid(), "config": str(config) if config else None,
-                                   "started_at": time.time()}))
+                                   "started_at": time.time(), "process_start": _process_start(os.getpid())}))
     partial.replace(record)  # readers never see half a record
     return record
+
+
+def _process_start(pid: int) -> str | None:
+    """When the process `pid` started, in clock ticks since boot (Linux's /proc); None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the command name, which may hold spaces
 
 
 def _alive(pid: int) -> bool:

@@ -142,6 +142,10 @@ def test_the_config_lookup_order(tmp_path, monkeypatch):
     stale.write_text(stale.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {crashed.pid}'))
     assert find_config(None).path == tmp_path / "config" / "llmtap.yaml" and not stale.exists()
 
+    reused = record_running_gateway(tmp_path / "a-gateway-whose-pid-was-reused.yaml")
+    reused.write_text(re.sub(r'"process_start": "?\w+"?', '"process_start": "1"', reused.read_text()))
+    assert find_config(None).path == tmp_path / "config" / "llmtap.yaml" and not reused.exists()
+
     record_running_gateway(tmp_path / "running.yaml")  # this process stands for a running gateway
     assert find_config(None).path == tmp_path / "running.yaml"
     assert "running gateway" in find_config(None).why
