@@ -14,53 +14,62 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, load_config
+from .locations import LOOKUP_ORDER, find_config, record_running_gateway
 
 CA_CERT = "mitmproxy-ca-cert.pem"
 CA_BUNDLE = "llmtap-ca-bundle.pem"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llmtap", description="A self-hosted AI gateway for LLM observability.")
+    parser = argparse.ArgumentParser(prog="llmtap", description="A self-hosted AI gateway for LLM observability.",
+                                     epilog=LOOKUP_ORDER)
     commands = parser.add_subparsers(dest="command", required=True)
+    config_help = "YAML config (default: see `llmtap --help`)"
 
-    start = commands.add_parser("start", help="run the gateway in the foreground")
-    start.add_argument("--config", help="YAML config (default: config/llmtap.yaml if present)")
+    start = commands.add_parser("start", help="run the gateway in the foreground", epilog=LOOKUP_ORDER)
+    start.add_argument("--config", help=config_help)
     start.add_argument("--web", action="store_true", help="run mitmweb (live inspection) instead of mitmdump")
     start.add_argument("mitmproxy_args", nargs=argparse.REMAINDER, help="after --: more mitmdump/mitmweb arguments")
 
-    env = commands.add_parser("env", help="print export lines that point apps at the gateway")
-    env.add_argument("--config")
+    env = commands.add_parser("env", epilog=LOOKUP_ORDER, help="print the export lines of the proxy way in: "
+                              "HTTPS_PROXY and the CA (apps keep their own base URLs and keys)")
+    env.add_argument("--config", help=config_help)
+    env.add_argument("--gateway", action="store_true",
+                     help="print the gateway way in's lines instead: OPENAI_BASE_URL, ANTHROPIC_BASE_URL")
 
     sql = commands.add_parser("sql", help="run a SQL query over the log (works while the gateway runs)")
     sql.add_argument("query")
-    sql.add_argument("--config")
+    sql.add_argument("--config", help=config_help)
     sql.add_argument("--format", choices=["table", "json", "csv"], help="default: table on a terminal, else json")
 
     cache_parser = commands.add_parser("cache", help="the response cache: stats, clear")
     cache_commands = cache_parser.add_subparsers(dest="cache_command", required=True)
     stats_parser = cache_commands.add_parser("stats", help="what the cache holds, and what it saved")
-    stats_parser.add_argument("--config")
+    stats_parser.add_argument("--config", help=config_help)
     stats_parser.add_argument("--days", type=int, default=7, help="hits and savings over the last N days (default 7)")
     clear_parser = cache_commands.add_parser("clear", help="remove cached answers")
-    clear_parser.add_argument("--config")
+    clear_parser.add_argument("--config", help=config_help)
     clear_parser.add_argument("--older-than", type=duration_s, metavar="AGE",
                              help="only answers stored longer ago than AGE: 90s, 30m, 12h, 7d")
 
     status = commands.add_parser("status", help="is every call reaching the log? (exit status 1 when not)")
-    status.add_argument("--config")
+    status.add_argument("--config", help=config_help)
     status.add_argument("--json", action="store_true", help="the health record as JSON")
 
     args = parser.parse_args(argv)
+    choice = find_config(args.config, for_start=args.command == "start")
+    if choice.implicit:  # on stderr, so `eval "$(llmtap env)"` still reads only export lines
+        print(f"llmtap: config {choice.path or 'built-in defaults'} ({choice.why})", file=sys.stderr)
     try:
-        config = load_config(args.config)
+        config = load_config(choice.path)
     except ConfigError as e:
         print(f"llmtap: config error: {e}", file=sys.stderr)
         return 2
     if args.command == "start":
-        return start_gateway(config, args.config, args.web, [a for a in args.mitmproxy_args if a != "--"])
+        return start_gateway(config, args.web, [a for a in args.mitmproxy_args if a != "--"])
     if args.command == "env":
         ensure_ca(config)
-        print(env_lines(config))
+        print(gateway_env_lines(config) if args.gateway else env_lines(config))
         return 0
     if args.command == "status":
         return storage_status(config, args.json)
@@ -204,26 +213,40 @@ def ensure_ca(config: Config) -> tuple[Path, Path]:
 
 
 def env_lines(config: Config) -> str:
+    """The proxy way in: the proxy and the CA, nothing else. An app keeps its own base URL and its own key (a base URL
+    here would send it to the gateway way in instead, where llmtap's keys may replace its own)."""
+    if not config.proxy_listen:
+        return "# the proxy way in is off (listen.proxy); `llmtap env --gateway` prints the gateway way in's lines"
     ca, bundle = ca_paths(config)
-    lines = []
-    if config.proxy_listen:
-        proxy = f"http://{config.proxy_listen}"
-        lines += [
-            f"export HTTPS_PROXY={proxy}",
-            f"export SSL_CERT_FILE={bundle}",
-            f"export REQUESTS_CA_BUNDLE={bundle}",
-            f"export NODE_EXTRA_CA_CERTS={ca}",
-        ]
-    if config.gateway_listen:
-        lines.append(f"export OPENAI_BASE_URL=http://{config.gateway_listen}/v1")
-    return "\n".join(lines)
+    return "\n".join([
+        f"export HTTPS_PROXY=http://{config.proxy_listen}",
+        f"export SSL_CERT_FILE={bundle}",
+        f"export REQUESTS_CA_BUNDLE={bundle}",
+        f"export NODE_EXTRA_CA_CERTS={ca}",
+    ])
+
+
+def gateway_env_lines(config: Config) -> str:
+    """The gateway way in, for SDKs that read their base URL from the environment; labelled, since it reroutes the
+    app to the gateway, which calls the provider with llmtap's own keys when it has them."""
+    if not config.gateway_listen:
+        return "# the gateway way in is off (listen.gateway); `llmtap env` prints the proxy way in's lines"
+    return "\n".join([
+        "# the gateway way in: calls go to llmtap's gateway, which adds the provider keys from its own environment",
+        f"export OPENAI_BASE_URL={gateway_url(config)}/v1",
+        f"export ANTHROPIC_BASE_URL={gateway_url(config)}",
+    ])
+
+
+def gateway_url(config: Config) -> str:
+    return f"http://{config.gateway_listen}"
 
 
 def ca_paths(config: Config) -> tuple[Path, Path]:
     return (config.certs_dir / CA_CERT).resolve(), (config.certs_dir / CA_BUNDLE).resolve()
 
 
-def start_gateway(config: Config, config_path: str | None, web: bool, extra: list[str]) -> int:
+def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
@@ -248,7 +271,11 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
             install(self)
 
     source = str(config.source) if config.source else None
-    master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web) + extra)
+    record = record_running_gateway(config.source)  # how `llmtap env`, `sql`, ... run elsewhere find this config
+    try:
+        master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))
+    finally:
+        record.unlink(missing_ok=True)
     store = getattr(master.addons.get("recorder"), "store", None)
     if store is not None and store.rows_lost:
         print(f"llmtap: {store.rows_lost:,} rows could not be kept anywhere (not in {store.path}, its spool or the "
@@ -258,24 +285,33 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
 
 
 def banner(config: Config, web: bool) -> str:
-    ca, bundle = ca_paths(config)
+    """What runs where, in absolute paths, and the lines that point an app at each way in; every command in it works
+    from any directory."""
+    ca, _ = ca_paths(config)
     lines = ["llmtap is starting"]
     if config.proxy_listen:
-        lines.append(f"  proxy        http://{config.proxy_listen}   (HTTPS_PROXY; no code change)")
+        lines.append(f"  proxy way in     http://{config.proxy_listen}   (HTTPS_PROXY: no code change, the app keeps "
+                     "its own keys)")
     if config.gateway_listen:
-        lines.append(f"  gateway      http://{config.gateway_listen}/v1   (base_url)")
+        lines.append(f"  gateway way in   {gateway_url(config)}/v1   (base_url: llmtap adds the provider keys)")
     lines += [
-        f"  CA           {ca}",
-        f"  log          {config.storage_path.resolve()}",
-        f"  config       {config.source or 'built-in defaults'}",
+        f"  CA               {ca}",
+        f"  log              {config.storage_path}",
+        f"  config           {config.source or 'built-in defaults'}",
     ]
     if web:
-        lines.append("  mitmweb      see the 'Web server listening at' line below")
-    env_command = shlex.join(self_command() + ["env"] + (["--config", str(config.source)] if config.source else []))
-    lines += ["", f"Point an app at it (or run: eval \"$({env_command})\"):",
-              *("  " + line for line in env_lines(config).splitlines())]
+        lines.append("  mitmweb          see the 'Web server listening at' line below")
+    config_args = ["--config", str(config.source)] if config.source else []
+    if config.proxy_listen:
+        env_command = shlex.join(self_command() + ["env"] + config_args)
+        lines += ["", "Proxy way in: in the app's shell, from any directory, run",
+                  f'  eval "$({env_command})"', "which sets",
+                  *("  " + line for line in env_lines(config).splitlines())]
     if config.gateway_listen:
-        lines.append(f'  or in code:  OpenAI(base_url="http://{config.gateway_listen}/v1")')
+        env_command = shlex.join(self_command() + ["env", "--gateway"] + config_args)
+        lines += ["", "Gateway way in: in code",
+                  f'  OpenAI(base_url="{gateway_url(config)}/v1")   Anthropic(base_url="{gateway_url(config)}")',
+                  f"or in the app's shell: eval \"$({env_command})\""]
     lines.append("")
     return "\n".join(lines)
 

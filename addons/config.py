@@ -2,9 +2,11 @@
 
 Every key is optional. The `_File` schema below (pydantic models: strict types, unknown keys refused) is the whole
 contract of the file, with its defaults; the built-in providers are packaged data (providers.yaml) in the same
-form as the file's `providers`. Relative paths (`certs`, `storage.path`) resolve against the working directory
-`llmtap` runs in, as a command-line user expects. A bad file raises `ConfigError` with one line that names the key
-and what is accepted. Environment variables named by the file (provider and gateway keys) are read here, at load.
+form as the file's `providers`. Relative paths (`certs`, `storage.path`, `storage.fallback_spool_dir`, `cache.path`)
+resolve against the directory of the file that names them, so a config means the same files from any working
+directory; the built-in defaults' resolve against the per-user data directory. A bad file raises `ConfigError`
+with one line that names the key and what is accepted. Environment variables named by the file (provider and gateway
+keys) are read here, at load.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from pydantic import (
 )
 
 from .config_errors import first_error_line
+from .locations import user_data_dir
 from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
 from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_policy
 from .wire import FORMATS
 
-DEFAULT_CONFIG_PATH = Path("config/llmtap.yaml")
 WIRE_FORMAT_NAMES = tuple(f.name for f in FORMATS)
 DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
 # The keys a provider's endpoints had before `paths`; a user's file may still use them.
@@ -417,9 +419,8 @@ class Config:
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Load `path` (or config/llmtap.yaml when it exists, else the built-in defaults) and validate it."""
-    if path is None:
-        path = os.environ.get("LLMTAP_CONFIG") or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    """Load `path` (None: the built-in defaults) and validate it. Which file a command reads when it is named none
+    is `locations.find_config`'s to say."""
     if path is None:
         return parse_config({}, source=None)
     path = Path(path)
@@ -431,27 +432,30 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
     raw = _yaml(text, str(path))
     try:
-        return parse_config(raw or {}, source=path)
+        return parse_config(raw or {}, source=path.resolve())
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def parse_config(raw: Any, source: Path | None) -> Config:
-    """Validate an already-parsed YAML document into a `Config`, reading the environment variables it names."""
+def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document into a `Config`, reading the environment variables it names. Its
+    relative paths resolve against `base_dir`: by default the directory of `source`, or for no file the per-user
+    data directory."""
     file = _validated(_File, raw)
+    base = base_dir or (source.parent if source else user_data_dir())
     config = Config(
         source=source,
         proxy_listen=file.listen.proxy,
         gateway_listen=file.listen.gateway,
-        certs_dir=file.certs,
-        storage_path=file.storage.path,
+        certs_dir=_under(base, file.certs),
+        storage_path=_under(base, file.storage.path),
         providers=_providers(file.providers),
         gateway_keys=tuple(_gateway_key(f"gateway.keys[{i}]", entry) for i, entry in enumerate(file.gateway.keys)),
         pricing=tuple(
             PriceOverride(p.model, p.provider, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok)
             for p in file.pricing
         ),
-        cache_path=file.cache.path,
+        cache_path=_under(base, file.cache.path),
         cache_max_bytes=int(file.cache.max_bytes),
         request_defaults=RequestDefaults(
             retry=RetryOptions(**file.retries.model_dump(exclude={"upstream_timeout_s"})),
@@ -465,7 +469,7 @@ def parse_config(raw: Any, source: Path | None) -> Config:
             for rule in file.ratelimit.policies
         ),
         limits=file.limits,
-        storage=StorageOptions(**file.storage.model_dump(exclude={"path"})),
+        storage=_storage_options(file.storage, base),
         shutdown_drain_s=file.shutdown.drain_s,
     )
     if config.proxy_listen is None and config.gateway_listen is None:
@@ -477,6 +481,18 @@ def parse_config(raw: Any, source: Path | None) -> Config:
                 "(anyone could use the gateway and your provider keys otherwise)"
             )
     return config
+
+
+def _under(base: Path, path: Path) -> Path:
+    """`path` as an absolute path, a relative one taken from `base` (`../data` from config/ is data/ beside it)."""
+    return Path(os.path.normpath(base / path))  # base is resolved already, so `..` means its real parent
+
+
+def _storage_options(storage: _Storage, base: Path) -> StorageOptions:
+    options = storage.model_dump(exclude={"path"})
+    if options["fallback_spool_dir"] is not None:
+        options["fallback_spool_dir"] = _under(base, options["fallback_spool_dir"])
+    return StorageOptions(**options)
 
 
 def _yaml(text: str, name: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mitmproxy import contentviews
 
@@ -77,8 +77,15 @@ def install(master) -> list[object]:
     return addons
 
 
-def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[str]:
-    """Command-line arguments for mitmdump/mitmweb that make it llmtap as `config` describes."""
+# mitmweb's flow list columns: its defaults, and the comment where WebView writes model, tokens, cost and latency.
+WEB_COLUMNS = ("tls", "icon", "path", "method", "status", "size", "time", "comment")
+
+
+def mitmproxy_args(config: Config, config_path: str | None, web: bool,
+                   user_args: Sequence[str] = ()) -> list[str]:
+    """Command-line arguments for mitmdump/mitmweb that make it llmtap as `config` describes, followed by the user's
+    own `user_args`. An option the user sets with `--set` is left out of llmtap's: the user's value wins (mitmproxy
+    refuses two values for one option)."""
     args = []
     if config.proxy_listen:
         args += ["--mode", f"regular@{_listen(config.proxy_listen)}"]
@@ -87,18 +94,34 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[s
     # Only provider hosts are intercepted; every other host's TLS passes through untouched.
     for host in [GATEWAY_TARGET_HOST] + [h for p in config.providers for h in p.hosts]:
         args += ["--allow-hosts", f"^{re.escape(host)}:\\d+$"]
-    args += [
-        "--set", f"confdir={config.certs_dir}",
+    # Each listener names its own address in its mode; listen_host/listen_port name no listener, but mitmweb's status
+    # bar shows them as "the" proxy address (`*:8080` when unset): make them the proxy way in's (else the gateway's).
+    shown = config.proxy_listen or config.gateway_listen
+    options: dict[str, str | list[str]] = {
+        "confdir": str(config.certs_dir),
         # Upstreams may be private endpoints or (offline) local servers: never dial the host the client named.
-        "--set", "connection_strategy=lazy",
-        "--set", "upstream_cert=false",
-        "--set", f"llmtap_config={config_path or ''}",
+        "connection_strategy": "lazy",
+        "upstream_cert": "false",
+        "llmtap_config": config_path or "",
         # A body that grows past the limit is streamed (to RefusalSink, which answers 413), never held whole.
-        "--set", f"stream_large_bodies={config.limits.max_request_bytes}",
-    ]
+        "stream_large_bodies": str(config.limits.max_request_bytes),
+        "listen_host": shown.host if shown else "",
+        "listen_port": str(shown.port) if shown else "",
+    }
     if web:
-        args += ["--set", "store_streamed_bodies=true", "--set", "web_open_browser=false"]
-    return args
+        options |= {"store_streamed_bodies": "true", "web_open_browser": "false", "web_columns": list(WEB_COLUMNS)}
+    users = set_by_user(user_args)
+    for name, value in options.items():
+        if name not in users and value != "":
+            args += [arg for v in ([value] if isinstance(value, str) else value) for arg in ("--set", f"{name}={v}")]
+    return args + list(user_args)
+
+
+def set_by_user(user_args: Sequence[str]) -> set[str]:
+    """The option names the user's mitmproxy arguments set with `--set NAME=VALUE` (or `--set=NAME=VALUE`)."""
+    specs = [after for flag, after in zip(user_args, user_args[1:], strict=False) if flag == "--set"]
+    specs += [arg.removeprefix("--set=") for arg in user_args if arg.startswith("--set=")]
+    return {spec.partition("=")[0] for spec in specs}
 
 
 def _listen(address) -> str:

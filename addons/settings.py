@@ -15,7 +15,7 @@ class Settings:
 
     def load(self, loader) -> None:
         loader.add_option(
-            "llmtap_config", str, "", "llmtap's YAML config file (default: config/llmtap.yaml, else built-in defaults)"
+            "llmtap_config", str, "", "llmtap's YAML config file (empty: the built-in defaults)"
         )
 
     def configure(self, updated: set[str]) -> None:

@@ -6,9 +6,11 @@ Anthropic's wire formats and can be told to fail (see scripts/mock_provider.py).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +30,15 @@ from llmtap.batch_writer import read_log
 ROOT = Path(__file__).resolve().parent.parent
 OPENAI_ENV_KEY = "sk-llmtap-test-openai-env-key"
 ANTHROPIC_ENV_KEY = "sk-ant-llmtap-test-env-key"
+
+# Neither way between a developer's own llmtap and the tests: no LLMTAP_CONFIG, and the per-user directories (the
+# records of running gateways, the built-in defaults' log and CA) in a directory of this test process, inherited by
+# every process a test starts.
+TEST_HOME = Path(tempfile.mkdtemp(prefix="llmtap-test-home-"))
+atexit.register(shutil.rmtree, TEST_HOME, ignore_errors=True)
+for _name in ("LLMTAP_CONFIG", "LLMTAP_STATE_DIR"):
+    os.environ.pop(_name, None)
+os.environ.update(XDG_STATE_HOME=str(TEST_HOME / "state"), XDG_DATA_HOME=str(TEST_HOME / "data"))
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from llmtap.config import Address, Config, ConfigError, GatewayKey, PriceOverride, Upstream, load_config, parse_config
+from llmtap.locations import user_data_dir
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -36,7 +37,8 @@ def test_without_a_config_file_the_defaults_serve_openai_and_anthropic(tmp_path,
     assert config.source is None
     assert config.proxy_listen == Address("127.0.0.1", 8080)
     assert config.gateway_listen == Address("127.0.0.1", 8787)
-    assert config.storage_path == Path("data/llmtap.duckdb")
+    assert config.storage_path == user_data_dir() / "data" / "llmtap.duckdb"  # never under the current directory
+    assert config.certs_dir == user_data_dir() / "certs"
     openai, anthropic = config.provider_named("openai"), config.provider_named("anthropic")
     assert openai.hosts == ("api.openai.com",)
     assert openai.upstream == Upstream("https", "api.openai.com", 443, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -130,13 +131,56 @@ def test_other_hosts_pass_through_untouched_with_their_real_certificate(gateway,
     assert len(gateway.rows(timeout_s=0)) == before
 
 
-def test_llmtap_env_prints_the_lines_that_point_an_app_at_it(gateway):
-    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "env", "--config", str(gateway.config_path)],
-                            cwd=gateway.workdir, capture_output=True, text=True, timeout=60)
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
+def llmtap_env(gateway, *args: str, cwd: Path) -> dict[str, str]:
+    """The variables `llmtap env` (with `args`) exports, as `eval "$(llmtap env)"` would set them."""
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "env", "--config", str(gateway.config_path), *args],
+                            cwd=cwd, capture_output=True, text=True, timeout=60, check=True)
+    return dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines()
+                if not line.startswith("#"))
+
+
+def test_llmtap_env_prints_the_proxy_way_in_only(gateway, tmp_path):
+    exports = llmtap_env(gateway, cwd=tmp_path)
+    assert set(exports) == {"HTTPS_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"}
     assert exports["HTTPS_PROXY"] == gateway.proxy_url
-    assert exports["OPENAI_BASE_URL"] == gateway.base_url
     assert Path(exports["SSL_CERT_FILE"]) == gateway.ca_bundle.resolve()
     assert Path(exports["REQUESTS_CA_BUNDLE"]) == gateway.ca_bundle.resolve()
     assert Path(exports["NODE_EXTRA_CA_CERTS"]) == gateway.ca_cert.resolve()
     assert gateway.ca_cert.read_text() in gateway.ca_bundle.read_text()
+
+
+def test_an_app_in_the_environment_llmtap_env_prints_keeps_its_own_key_and_goes_through_the_proxy(
+        gateway, mock_provider, tmp_path):
+    # The gateway process has llmtap's own OPENAI_API_KEY (conftest): the app's key must be the one that goes out.
+    app_env = {name: value for name, value in os.environ.items() if not name.startswith(("OPENAI_", "ANTHROPIC_"))}
+    app_env |= llmtap_env(gateway, cwd=tmp_path) | {"OPENAI_API_KEY": "sk-app-own-key", "NO_PROXY": "", "no_proxy": ""}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import json, openai
+        raw = openai.OpenAI(max_retries=0).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "an unchanged app"}])
+        print(json.dumps({"id": raw.headers["helicone-id"], "text": raw.parse().choices[0].message.content}))
+    """)], env=app_env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["text"] == "Mock reply to: an unchanged app"
+    assert mock_provider.requests()[-1]["headers"]["authorization"] == "Bearer sk-app-own-key"
+    row = gateway.row(out["id"])
+    assert row["way"] == "proxy" and row["host"] == "api.openai.com"
+
+
+def test_llmtap_env_gateway_prints_the_base_urls_both_sdks_read(gateway, mock_provider, tmp_path):
+    exports = llmtap_env(gateway, "--gateway", cwd=tmp_path)
+    assert exports == {"OPENAI_BASE_URL": gateway.base_url, "ANTHROPIC_BASE_URL": gateway.base_url.removesuffix("/v1")}
+    app_env = {name: value for name, value in os.environ.items() if not name.startswith(("OPENAI_", "ANTHROPIC_"))}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import json, anthropic, openai
+        o = openai.OpenAI(api_key="unused", max_retries=0).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "by base URL"}])
+        a = anthropic.Anthropic(api_key="unused", max_retries=0).messages.with_raw_response.create(
+            model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "by base URL"}])
+        print(json.dumps([o.headers["helicone-id"], a.headers["helicone-id"]]))
+    """)], env=app_env | exports, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for request_id, provider in zip(json.loads(result.stdout), ("openai", "anthropic"), strict=True):
+        row = gateway.row(request_id)
+        assert row["way"] == "gateway" and row["provider"] == provider and row["status"] == 200
