@@ -92,6 +92,8 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool) -> list[s
         # Upstreams may be private endpoints or (offline) local servers: never dial the host the client named.
         "--set", "connection_strategy=lazy",
         "--set", "upstream_cert=false",
+        # The gateway keeps the Host its client wrote (the row's `host`); Router sets the provider's as it routes.
+        "--set", "keep_host_header=true",
         "--set", f"llmtap_config={config_path or ''}",
         # A body that grows past the limit is streamed (to RefusalSink, which answers 413), never held whole.
         "--set", f"stream_large_bodies={config.limits.max_request_bytes}",
