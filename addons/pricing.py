@@ -47,13 +47,7 @@ def price_call(
     """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id)."""
     if usage is None:
         return Priced(price_error="the answer reported no token usage")
-    counted = Priced(
-        input_tokens=_count(usage.input_tokens),
-        output_tokens=_count(usage.output_tokens),
-        cached_input_tokens=_count(usage.cache_read_tokens),
-        cache_write_input_tokens=_count(usage.cache_write_tokens),
-        reasoning_tokens=_count(usage.output_reasoning_tokens),
-    )
+    counted = count_tokens(usage)
     if not model:
         return replace(counted, price_error="the answer named no model")
     override = next((o for o in overrides if o.matches(prices_provider, model)), None)
@@ -68,6 +62,19 @@ def price_call(
         return replace(counted, price_error=f"genai-prices has no price for {prices_provider}/{model}; "
                                             "add it under 'pricing' in config")
     return replace(counted, cost_usd=cost, price_source="genai-prices")
+
+
+def count_tokens(usage: Usage | None) -> Priced:
+    """The tokens of a call with `usage` (none when it reported no usage), without a price."""
+    if usage is None:
+        return Priced()
+    return Priced(
+        input_tokens=_count(usage.input_tokens),
+        output_tokens=_count(usage.output_tokens),
+        cached_input_tokens=_count(usage.cache_read_tokens),
+        cache_write_input_tokens=_count(usage.cache_write_tokens),
+        reasoning_tokens=_count(usage.output_reasoning_tokens),
+    )
 
 
 # POST endpoints of the providers' APIs that bill nothing: uploading files, counting tokens, cancelling.

@@ -18,7 +18,7 @@ from mitmproxy import exceptions, http
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
-from .pricing import Priced, is_billed_endpoint, price_call
+from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
 from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
@@ -195,8 +195,7 @@ def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: An
     if billed is None:
         return Priced(price_error=f"llmtap does not read usage from {flow.request.method} {path}")
     if state.route.provider.free:  # a local model server: 0 by design, its tokens still counted
-        counted = price_call(usage, None, state.route.provider.prices_provider, (), state.created_at)
-        return replace(counted, cost_usd=Decimal(0), price_source="free", price_error=None)
+        return replace(count_tokens(usage), cost_usd=Decimal(0), price_source="free")
     if usage is None and _cut(state):
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(
