@@ -6,7 +6,7 @@
   it) is a JSON number written from its exact decimal (`0.000115`, never `0.00011500000000000001` or `1.15e-04`);
   timestamps are ISO 8601 strings.
 - CSV: the same exact decimals; JSON columns, maps and lists as compact JSON text.
-- table: money (a DECIMAL column whose name says `usd` or `cost`) as `money.format_usd` shows it everywhere
+- table: money (a number in a column whose name says `usd` or `cost`) as `money.format_usd` shows it everywhere
   (`$0.000115`); everything else as in CSV.
 """
 
@@ -38,9 +38,9 @@ def render_rows(columns: list[str], rows: list[tuple], output_format: str, types
         from rich.table import Table
 
         table = Table(*columns)
-        money = [_is_money(name, kind) for name, kind in zip(columns, types, strict=True)]
+        money = [_is_money(name) for name in columns]
         for row in rows:
-            table.add_row(*[format_usd(value) if is_money and isinstance(value, Decimal) else cell_text(value, kind)
+            table.add_row(*[_money_text(value) if is_money else cell_text(value, kind)
                             for value, kind, is_money in zip(row, types, money, strict=True)])
         Console().print(table)
 
@@ -112,5 +112,12 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _is_money(name: str, kind: str) -> bool:
-    return kind.startswith("DECIMAL") and ("usd" in name.lower() or "cost" in name.lower())
+def _is_money(name: str) -> bool:
+    return "usd" in name.lower() or "cost" in name.lower()
+
+
+def _money_text(value: Any) -> str:
+    """A money column's cell: DECIMAL sums and DOUBLE averages (`avg(cost_usd)`) alike as `format_usd` shows them."""
+    if isinstance(value, float) and math.isfinite(value):
+        return format_usd(Decimal(repr(value)))
+    return format_usd(value) if isinstance(value, Decimal | int) and not isinstance(value, bool) else cell_text(value)

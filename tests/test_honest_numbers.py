@@ -214,5 +214,7 @@ def test_sql_json_keeps_bodies_as_json_and_money_exact(gw, mock_provider):
 
 def test_sql_table_shows_money_as_everywhere_else(gw):
     table = llmtap_sql(gw, "SELECT 0.000115::DECIMAL(18, 10) AS cost_usd, 1234.5::DECIMAL(18, 10) AS spent_usd, "
-                           "0.000115::DECIMAL(18, 10) AS ratio", "table")
-    assert "$0.000115" in table and "$1,234.50" in table and "0.000115 " in table.replace("$0.000115", "")
+                           "avg(x) AS avg_cost, 0.000115::DECIMAL(18, 10) AS ratio "
+                           "FROM (VALUES (0.0000115::DOUBLE), (0.0000116::DOUBLE)) AS t(x)", "table")
+    assert "$0.000115" in table and "$1,234.50" in table and "$0.0000116" in table and "e-05" not in table
+    assert "0.000115 " in table.replace("$0.000115", "")  # not money: the exact decimal
