@@ -205,13 +205,22 @@ def read_log(path: Path, sql: str, params: list[Any] | None = None,
     """Column names and rows of a read-only query on the log, while a gateway may be writing it: waits for the
     gateway's lock, and reads again when DuckDB reads a page the gateway had not finished writing (seen with DuckDB
     2.0.1 as IOException "Could not read enough bytes", about one read in thousands beside a busy gateway)."""
+    columns, _, rows = read_log_typed(path, sql, params, timeout_s)
+    return columns, rows
+
+
+def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
+                   timeout_s: float = 10.0) -> tuple[list[str], list[str], list[tuple]]:
+    """As `read_log`, with each column's DuckDB type too (`JSON`, `DECIMAL(18,10)`, …), for renderers that write a
+    JSON column as JSON and money as money."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             with connect(path, timeout_s=timeout_s, read_only=True) as db:
                 cursor = db.execute(sql, params or [])
-                columns = [d[0] for d in cursor.description] if cursor.description else []
-                return columns, cursor.fetchall() if columns else []
+                description = cursor.description or []
+                columns, types = [d[0] for d in description], [str(d[1]) for d in description]
+                return columns, types, cursor.fetchall() if columns else []
         except duckdb.IOException:
             if time.monotonic() >= deadline:
                 raise

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import sys
 from dataclasses import asdict
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from .config import Config, ConfigError, load_config
 from .locations import LOOKUP_ORDER, find_config, record_running_gateway
+from .money import format_usd
+from .render import render_rows
 
 CA_CERT = "mitmproxy-ca-cert.pem"
 CA_BUNDLE = "llmtap-ca-bundle.pem"
@@ -179,7 +178,8 @@ def cache_stats(config: Config, days: int) -> int:
                          "starting the gateway once brings an old log up to date")
         else:
             rate = f"{100 * hits / (hits + misses):.1f}%" if hits + misses else "-"
-            lines.append(f"last {days} days  {hits:,} hits, {misses:,} misses (hit rate {rate}), saved ${_text(saved)}")
+            lines.append(f"last {days} days  {hits:,} hits, {misses:,} misses (hit rate {rate}), "
+                         f"saved {format_usd(saved)}")
     print("\n".join(lines))
     return 0
 
@@ -327,54 +327,19 @@ def self_command() -> list[str]:
 def run_sql(config: Config, query: str, output_format: str | None) -> int:
     import duckdb
 
-    from .batch_writer import read_log
+    from .batch_writer import read_log_typed
 
     if not config.storage_path.exists():
         print(f"llmtap: no log yet at {config.storage_path} (start the gateway and make a call)", file=sys.stderr)
         return 1
     try:
-        columns, rows = read_log(config.storage_path, query)
+        columns, types, rows = read_log_typed(config.storage_path, query)
     except duckdb.Error as e:
         print(f"llmtap: {e}", file=sys.stderr)
         return 1
     output_format = output_format or ("table" if sys.stdout.isatty() else "json")
-    render_rows(columns, rows, output_format)
+    render_rows(columns, rows, output_format, types)
     return 0
-
-
-def render_rows(columns: list[str], rows: list[tuple], output_format: str) -> None:
-    """Rows as a rich table (terminals), JSON lines or CSV (pipes)."""
-    if output_format == "json":
-        for row in rows:
-            print(json.dumps(dict(zip(columns, row, strict=True)), default=_plain))
-    elif output_format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows([[_text(v) for v in row] for row in rows])
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*columns)
-        for row in rows:
-            table.add_row(*[_text(v) for v in row])
-        Console().print(table)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return f"{value.normalize():f}"  # exact, without trailing zeros or exponent: 0.0000039, not 3.9e-06
-    return str(_plain(value))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value if isinstance(value, (str, int, float, bool, list, dict)) else str(value)
 
 
 if __name__ == "__main__":

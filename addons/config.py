@@ -93,6 +93,7 @@ class ProviderConfig:
     paths: Mapping[str, str] = field(hash=False)  # wire format name -> endpoint under upstream (read-only)
     prices_provider: str
     inject_stream_usage: bool
+    free: bool = False  # calls cost 0 by design (a self-hosted model server): price_source 'free', tokens counted
     # The key injected in gateway mode, read from `api_key_env` when the config loads; never shown in a repr or log.
     api_key: str | None = field(default=None, repr=False)
 
@@ -271,6 +272,7 @@ class _Provider(_Section):
     responses_path: EndpointPath | None = None
     prices_provider: Text | None = None
     inject_stream_usage: bool | None = None
+    free: bool | None = None  # its calls cost 0 by design (a local model server)
 
     def given(self) -> dict[str, Any]:
         """The keys this entry sets, with the old `chat_path`-style keys folded into `paths`."""
@@ -538,6 +540,7 @@ def _provider(name: str, given: dict[str, Any]) -> ProviderConfig:
         paths=MappingProxyType({wire: path for wire, path in paths.items() if path is not None}),
         prices_provider=given.get("prices_provider") or name,
         inject_stream_usage=given.get("inject_stream_usage") is not False,
+        free=given.get("free") is True,
         api_key=(os.environ.get(api_key_env) or None) if api_key_env else None,
     )
 

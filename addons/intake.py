@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.net.http import url
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .access import gateway_key_for, presented_key
@@ -61,7 +62,7 @@ class Intake:
             return
         attach_state(flow, state)
         state.set_arrival(flow.request.timestamp_start)
-        state.request.client_host, state.request.client_path = flow.request.pretty_host, masked_path(flow.request.path)
+        state.request.client_host, state.request.client_path = client_host(flow), masked_path(flow.request.path)
         limits = config.limits
         fields = flow.request.headers.fields
         header_bytes = sum(len(k) + len(v) + 4 for k, v in fields)
@@ -180,6 +181,19 @@ class Intake:
         self._used_request_ids[request_id] = None
         if len(self._used_request_ids) > REMEMBERED_REQUEST_IDS:
             self._used_request_ids.popitem(last=False)
+
+
+def client_host(flow: http.HTTPFlow) -> str:
+    """The host the client sent the call to, as it wrote it (its Host header; the gateway's keeps it, see
+    pipeline.mitmproxy_args): `api.openai.com` on the proxy way in, the gateway's `127.0.0.1:8787` on the gateway
+    way in. The scheme's default port is left out."""
+    request = flow.request
+    written = request.host_header
+    if not written:  # an HTTP/1.0 client may send none: the address it connected to
+        address = flow.client_conn.sockname if isinstance(flow.client_conn.proxy_mode, ReverseMode) else None
+        return f"{address[0]}:{address[1]}" if address else request.pretty_host
+    host, port = url.parse_authority(written, check=False)
+    return host if port is not None and port == url.default_port(request.scheme) else written
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,8 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool,
         # Upstreams may be private endpoints or (offline) local servers: never dial the host the client named.
         "connection_strategy": "lazy",
         "upstream_cert": "false",
+        # The gateway keeps the Host its client wrote (the row's `host`); Router sets the provider's as it routes.
+        "keep_host_header": "true",
         "llmtap_config": config_path or "",
         # A body that grows past the limit is streamed (to RefusalSink, which answers 413), never held whole.
         "stream_large_bodies": str(config.limits.max_request_bytes),

@@ -1,6 +1,8 @@
 """What a call cost: its usage priced by genai-prices, or by a `pricing` override in config.
 
-A price llmtap does not know is None with a reason, never 0: an honest gap beats a wrong total.
+A price llmtap does not know is None with a reason, never 0: an honest gap beats a wrong total. What costs 0 says
+why in `price_source`: `not-billed` (a call no provider bills: listing models, uploading a file, an error answer),
+`free` (a provider marked `free: true` in config, such as a local model server), `cache-hit`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Priced:
     cache_write_input_tokens: int | None = None
     reasoning_tokens: int | None = None
     cost_usd: Decimal | None = None
-    price_source: str | None = None  # "genai-prices" or "config"
+    price_source: str | None = None  # "genai-prices", "config", "free", "not-billed" or "cache-hit"
     price_error: str | None = None  # why cost_usd is None
 
     @property
@@ -45,13 +47,7 @@ def price_call(
     """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id)."""
     if usage is None:
         return Priced(price_error="the answer reported no token usage")
-    counted = Priced(
-        input_tokens=_count(usage.input_tokens),
-        output_tokens=_count(usage.output_tokens),
-        cached_input_tokens=_count(usage.cache_read_tokens),
-        cache_write_input_tokens=_count(usage.cache_write_tokens),
-        reasoning_tokens=_count(usage.output_reasoning_tokens),
-    )
+    counted = count_tokens(usage)
     if not model:
         return replace(counted, price_error="the answer named no model")
     override = next((o for o in overrides if o.matches(prices_provider, model)), None)
@@ -66,6 +62,35 @@ def price_call(
         return replace(counted, price_error=f"genai-prices has no price for {prices_provider}/{model}; "
                                             "add it under 'pricing' in config")
     return replace(counted, cost_usd=cost, price_source="genai-prices")
+
+
+def count_tokens(usage: Usage | None) -> Priced:
+    """The tokens of a call with `usage` (none when it reported no usage), without a price."""
+    if usage is None:
+        return Priced()
+    return Priced(
+        input_tokens=_count(usage.input_tokens),
+        output_tokens=_count(usage.output_tokens),
+        cached_input_tokens=_count(usage.cache_read_tokens),
+        cache_write_input_tokens=_count(usage.cache_write_tokens),
+        reasoning_tokens=_count(usage.output_reasoning_tokens),
+    )
+
+
+# POST endpoints of the providers' APIs that bill nothing: uploading files, counting tokens, cancelling.
+UNBILLED_POST_ENDPOINTS = ("/files", "/uploads", "/count_tokens", "/input_tokens", "/cancel")
+
+
+def is_billed_endpoint(method: str, path: str, reads_usage: bool) -> bool | None:
+    """Whether providers bill a call of `method` to `path` (no query string) for tokens: True for the LLM endpoints
+    llmtap reads usage from (`reads_usage`), False for calls no provider bills (reading, listing and deleting, file
+    uploads, token counting), None for other endpoints that may bill (embeddings, images, audio), whose price llmtap
+    does not know."""
+    if method.upper() != "POST":
+        return False
+    if any(path.endswith(name) or f"{name}/" in path for name in UNBILLED_POST_ENDPOINTS):
+        return False
+    return True if reads_usage else None
 
 
 def _count(tokens: float | Decimal | None) -> int | None:

@@ -11,18 +11,19 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from mitmproxy import exceptions, http
 
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
-from .pricing import Priced, price_call
+from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
 from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
 from .streaming import read_answer
-from .wire import is_ratelimit_header
+from .wire import endpoint_path, is_ratelimit_header
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
     answer = read_answer(response, state)
     model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
     status = client_status(flow)
-    priced = _price(state, status, answer, model, settings)
+    priced = _price(flow, state, status, answer, model, settings)
     cost_saved = None
     if state.cache.status == "HIT":  # nothing billed; what the answer cost when it was made is what the hit saved
         cost_saved = priced.cost_usd
@@ -94,6 +95,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
         method=flow.request.method,
         host=state.request.client_host,
         path=state.request.client_path,
+        upstream=upstream_origin(flow, state),
         model=model,
         model_requested=state.request.model,
         status=status,
@@ -147,6 +149,27 @@ def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> CallRec
     )
 
 
+def upstream_origin(flow: http.HTTPFlow, state: CallState) -> str | None:
+    """`scheme://host[:port]` of the endpoint that answered the call (after routing, retries and fallbacks), or of
+    the one mitmproxy tried when none answered; None when llmtap answered itself (a refusal, a cache hit, or its
+    relay's 502 when no try got an answer)."""
+    if state.outcome.error is not None or state.cache.status == "HIT":
+        return None
+    if state.attempts.answered_url is not None:
+        url = urlsplit(state.attempts.answered_url)
+        return origin(url.scheme, url.hostname or "", url.port)
+    if state.attempts.log:  # the relay tried and no provider answered: its own 502 is what the client got
+        return None
+    return origin(flow.request.scheme, flow.request.host, flow.request.port)
+
+
+def origin(scheme: str, host: str, port: int | None) -> str:
+    """`scheme://host[:port]`, the port left out when it is the scheme's default (IPv6 hosts in brackets)."""
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" if port is None or port == default else f"{scheme}://{host}:{port}"
+
+
 def client_status(flow: http.HTTPFlow) -> int | None:
     """The status the client got: mitmproxy answers 502 itself when the upstream cannot be reached."""
     if flow.response is not None:
@@ -156,7 +179,8 @@ def client_status(flow: http.HTTPFlow) -> int | None:
     return None
 
 
-def _price(state: CallState, status: int | None, answer: Any, model: str | None, settings: Settings) -> Priced:
+def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: Any, model: str | None,
+           settings: Settings) -> Priced:
     if state.outcome.error is not None:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
     usage = state.route.wire.extract_usage(answer) if state.route.wire else None
@@ -164,6 +188,14 @@ def _price(state: CallState, status: int | None, answer: Any, model: str | None,
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
     if state.route.provider is None:
         return Priced(price_error="no provider")
+    path = endpoint_path(state.request.client_path or flow.request.path)
+    billed = is_billed_endpoint(flow.request.method, path, state.route.wire is not None)
+    if billed is False:  # GET /v1/models, a file upload: no LLM call, nothing to price
+        return Priced(cost_usd=Decimal(0), price_source="not-billed")
+    if billed is None:
+        return Priced(price_error=f"llmtap does not read usage from {flow.request.method} {path}")
+    if state.route.provider.free:  # a local model server: 0 by design, its tokens still counted
+        return replace(count_tokens(usage), cost_usd=Decimal(0), price_source="free")
     if usage is None and _cut(state):
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(

@@ -2,20 +2,21 @@
 
 The `WebView` addon runs last. It masks the keys in the request once it has been sent (the provider key the gateway
 injected among them) before mitmweb shows the answer, writes the comment from the call's row (`gpt-4o-mini ·
-1,234→56 tok · $0.0004 · 812 ms`), and leaves a plain summary in `flow.metadata["llmtap_summary"]` in place of
-the live `CallState`, so the flow can be saved, copied and replayed like any other. `LlmCallView` renders chat
-requests and responses (streamed ones assembled) as turns by role instead of raw JSON.
+1,234→56 tok · $0.00041 · 812 ms`, money as `money.format_usd` shows it everywhere), and leaves a plain summary in
+`flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the flow can be saved, copied and replayed
+like any other. `LlmCallView` renders chat requests and responses (streamed ones assembled) as turns by role instead
+of raw JSON.
 """
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 from mitmproxy import contentviews, http
 
 from .callstate import METADATA_KEY, get_state
 from .credentials import redact_secrets
+from .money import format_usd
 from .record import CallRecord
 from .wire import format_for_path, format_named
 from .wire.sse import SseParser
@@ -48,21 +49,14 @@ def describe(record: CallRecord) -> str:
     parts = [record.model or record.model_requested or record.path or "?"]
     if record.input_tokens is not None or record.output_tokens is not None:
         parts.append(f"{record.input_tokens or 0:,}→{record.output_tokens or 0:,} tok")
-    cost = record.cost_usd
-    parts.append("$?" if cost is None else f"${_short_cost(cost)}")
+    parts.append(format_usd(record.cost_usd))
     parts.append(f"{record.latency_ms or 0:,.0f} ms")
     if record.cache_status == "HIT":
         saved = record.cost_saved_usd
-        parts.append("cache HIT" + (f" (saved ${_short_cost(saved)})" if saved is not None else ""))
+        parts.append("cache HIT" + (f" (saved {format_usd(saved)})" if saved is not None else ""))
     if record.error:
         parts.append(f"{record.status or 'failed'} {record.error[:80]}")
     return " · ".join(parts)
-
-
-def _short_cost(cost: Decimal) -> str:
-    if cost == 0:
-        return "0"
-    return f"{cost:.4f}" if cost >= Decimal("0.0001") else f"{cost:.2g}"
 
 
 class LlmCallView(contentviews.Contentview):

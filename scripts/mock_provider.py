@@ -20,6 +20,7 @@ Provider endpoints (recorded; chat, messages and responses also consume the scri
     POST /v1/messages           (also /messages)
     POST /v1/responses          (also /responses; OpenAI's Responses API)
     GET  /v1/models
+    POST /v1/files              (OpenAI's file upload: multipart, answers the file object; nothing is kept)
 
 The reply is always "Mock reply to: " + the first 60 characters of the last
 user message; tokens are counted as whitespace-separated words (+4 per
@@ -69,6 +70,7 @@ OPENAI_PATHS = {"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/co
 ANTHROPIC_PATHS = {"/v1/messages", "/messages"}
 RESPONSES_PATHS = {"/v1/responses", "/responses"}
 MODELS_PATHS = {"/v1/models", "/models"}
+FILES_PATHS = {"/v1/files", "/files"}
 MODEL_SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
 LISTED_MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-sonnet-4-20250514"]
 
@@ -238,7 +240,7 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def _route(self, method, path, body):
         state = self.server.state
-        if path in OPENAI_PATHS | ANTHROPIC_PATHS | RESPONSES_PATHS | MODELS_PATHS:
+        if path in OPENAI_PATHS | ANTHROPIC_PATHS | RESPONSES_PATHS | MODELS_PATHS | FILES_PATHS:
             state.record({"method": method, "path": self.path,
                           "headers": {k.lower(): v for k, v in self.headers.items()},
                           "body": parse_body(body), "time": time.time()})
@@ -252,6 +254,8 @@ class MockHandler(BaseHTTPRequestHandler):
             self._send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"}
                 for m in LISTED_MODELS]})
+        elif method == "POST" and path in FILES_PATHS:
+            self._file_upload(body)
         elif method == "GET" and path == "/_mock/health":
             self._send_json(200, {"ok": True})
         elif method == "GET" and path == "/_mock/requests":
@@ -268,6 +272,17 @@ class MockHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": {"message": f"Not found: {method} {path}",
                                             "type": "not_found"}})
+
+    def _file_upload(self, body):
+        """OpenAI's `POST /v1/files` answer: the file object (multipart fields read loosely; the file is not kept)."""
+        if not has_bearer(self.headers):
+            return self._send_json(401, openai_error(401, "Incorrect API key provided."))
+        text = body.decode("utf-8", "replace")
+        filename = re.search(r'name="file"; filename="([^"]*)"', text)
+        purpose = re.search(r'name="purpose"\r\n\r\n([^\r]*)', text)
+        self._send_json(200, {"id": f"file-mock{self.server.state.next_id()}", "object": "file", "bytes": len(body),
+                              "created_at": int(time.time()), "filename": filename.group(1) if filename else "upload",
+                              "purpose": purpose.group(1) if purpose else "assistants", "status": "processed"})
 
     def _add_script(self, actions):
         if isinstance(actions, dict):

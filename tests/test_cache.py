@@ -16,6 +16,7 @@ import openai
 import pytest
 from llmtap.cache_store import CacheStore
 from llmtap.config import parse_config
+from llmtap.money import format_usd
 
 from conftest import curl
 
@@ -233,6 +234,8 @@ def test_cache_survives_a_restart_and_the_command_line_reads_and_clears_it(fresh
 
     stats = llmtap("stats")
     assert "1 under 1 keys" in stats and "1 hits, 1 misses (hit rate 50.0%)" in stats
+    ((saved,),) = gateway.query("SELECT sum(cost_saved_usd) FROM requests")
+    assert saved > 0 and stats.rstrip().endswith(f"saved {format_usd(saved)}")  # money as everywhere else
     assert "removed 0 cached answers" in llmtap("clear", "--older-than", "1h")
     assert ask(gateway, question)[1]["helicone-cache"] == "HIT"
     assert "removed 1 cached answers" in llmtap("clear")

@@ -164,6 +164,7 @@ def test_a_row_says_when_an_answer_was_too_large_to_read_usage_from():
     settings = Settings()
     settings.config = load_config(None)
     flow = tflow(resp=True)
+    flow.request.method, flow.request.path = "POST", "/v1/chat/completions"  # an LLM call, billed by its usage
     route = Route(provider=settings.config.providers[0], wire=OpenAIChat())
     state = attach_state(flow, CallState(way="gateway", route=route))
     state.outcome.body_tap = BodyTapState(max_kept_bytes=10, holding=False, head=bytearray(b'{"id": "x", '),

@@ -21,10 +21,12 @@ def web_get(port: int, token: str, path: str):
         return json.loads(response.read())
 
 
-def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway):
+def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway, mock_provider):
     web_port = free_port()
     gateway = fresh_gateway(args=("--web", "--", "--set", f"web_port={web_port}", "--set", "web_host=127.0.0.1"))
     client = openai.OpenAI(base_url=gateway.base_url, api_key="k", max_retries=0)
+    # 100 tokens in, 167 out at gpt-4o-mini's $0.15 / $0.60 per million: $0.0001152, which must not read $0.0001.
+    mock_provider.script({"usage": {"prompt_tokens": 100, "completion_tokens": 167, "total_tokens": 267}})
     client.chat.completions.create(model="gpt-4o-mini", messages=[
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "show me in mitmweb"}])
     for _ in client.chat.completions.create(model="gpt-4o-mini", stream=True,
@@ -36,6 +38,7 @@ def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway):
         time.sleep(0.1)
     flows = web_get(web_port, token.group(1), "/flows")
     assert len(flows) == 2
+    assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · 100→167 tok · \$0\.000115 · [\d,]+ ms", flows[0]["comment"])
     for flow, text in zip(flows, ("show me in mitmweb", "stream in mitmweb"), strict=True):
         assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · \d+→\d+ tok · \$[0-9.]+ · [\d,]+ ms", flow["comment"])
         response = web_get(web_port, token.group(1), f"/flows/{flow['id']}/response/content/auto.json")
@@ -56,7 +59,7 @@ def a_record(**columns) -> CallRecord:
 def test_comment_reads_like_the_issue_example():
     record = a_record(model="gpt-4o-mini", input_tokens=1234, output_tokens=56, cost_usd=Decimal("0.00041"),
                       latency_ms=812.4)
-    assert describe(record) == "gpt-4o-mini · 1,234→56 tok · $0.0004 · 812 ms"
+    assert describe(record) == "gpt-4o-mini · 1,234→56 tok · $0.00041 · 812 ms"
 
 
 def test_comment_says_when_the_price_is_unknown_and_why_a_call_failed():
