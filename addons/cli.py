@@ -227,8 +227,12 @@ def start_gateway(config: Config, config_path: str | None, web: bool, extra: lis
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
+    from .log_file import log_file_problem
     from .pipeline import install, mitmproxy_args
 
+    if problem := log_file_problem(config.storage_path):  # before mitmproxy starts: at once, and the file untouched
+        print(f"llmtap: cannot start: {problem}", file=sys.stderr)
+        return 2
     ensure_ca(config)
     print(banner(config, web), flush=True)
     if web:

@@ -17,6 +17,7 @@ from mitmproxy import exceptions, http
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
+from .log_file import log_file_problem
 from .pricing import Priced, price_call
 from .record import CallRecord
 from .settings import Settings
@@ -39,6 +40,8 @@ class Recorder(FlowEnd):
             return
         if self.store is not None:
             self.store.close()
+        if problem := log_file_problem(path):
+            raise exceptions.OptionsError(f"storage.path: {problem}")
         options = self.settings.config.storage
         store = RecordStore(path, shutdown_wait_s=options.shutdown_wait_s,
                             fsync_interval_s=options.spool_fsync_interval_s, max_memory_rows=options.max_memory_rows,
