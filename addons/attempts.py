@@ -135,9 +135,10 @@ class AttemptRunner:
                 state.attempts.retries += 1
                 continue
             status = attempt.status if attempt.status is not None else 502  # no answer counts as a 502
-            if number < len(targets) - 1 and status in target.on_codes:
+            following = _next_sendable(state, targets, number) if status in target.on_codes else None
+            if following is not None:
                 _discard(answer)
-                number, retry_index = number + 1, 0
+                number, retry_index = following, 0
                 continue
             if number > 0:
                 state.attempts.fallback_from = targets[0].model
@@ -163,6 +164,18 @@ class AttemptRunner:
                 attempt.error = _error_text(answer.body)
         attempt.latency_ms = round((time.monotonic() - started) * 1000, 3)
         return answer, attempt
+
+
+def _next_sendable(state: CallState, targets: list[Target], number: int) -> int | None:
+    """The next target after `number` that can be sent; each one passed over (llmtap has no key for it) is logged as
+    skipped. None when there is none: the call ends with the answer it has."""
+    for following in range(number + 1, len(targets)):
+        target = targets[following]
+        if target.skipped_because is None:
+            return following
+        state.attempts.log.append(AttemptRecord(provider=target.provider.name, model=target.model,
+                                                error=target.skipped_because))
+    return None
 
 
 def _discard(answer: Answer | None) -> None:

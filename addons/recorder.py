@@ -183,7 +183,7 @@ def _cut(state: CallState) -> bool:
 
 def _attempts(state: CallState) -> int:
     if state.attempts.log:
-        return len(state.attempts.log)
+        return sum(1 for attempt in state.attempts.log if not attempt.skipped)
     return 0 if state.outcome.error or state.cache.status == "HIT" else 1  # llmtap's own answers reached no provider
 
 
