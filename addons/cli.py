@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, load_config
+from .provider_keys import keyless_provider_lines
 
 CA_CERT = "mitmproxy-ca-cert.pem"
 CA_BUNDLE = "llmtap-ca-bundle.pem"
@@ -280,7 +281,7 @@ def banner(config: Config, web: bool) -> str:
               *("  " + line for line in env_lines(config).splitlines())]
     if config.gateway_listen:
         lines.append(f'  or in code:  OpenAI(base_url="http://{config.gateway_listen}/v1")')
-    lines.append("")
+    lines += ["", *keyless_provider_lines(config)]
     return "\n".join(lines)
 
 
