@@ -42,6 +42,12 @@ class Target:
     skipped_because: str | None = None  # why it cannot be sent (llmtap has no key for it): passed over, logged
 
 
+def has_fallbacks(state: CallState, config: Config) -> bool:
+    """Whether the call names fallbacks (its headers, or config's `fallbacks.models` for its model)."""
+    options = state.request.options.fallback
+    return bool(options.models or options.targets or state.request.model in config.fallback_models)
+
+
 def plan_targets(request: http.Request, state: CallState, config: Config) -> list[Target]:
     """The primary upstream (as routed) followed by each fallback."""
     assert state.route.provider is not None
@@ -50,7 +56,8 @@ def plan_targets(request: http.Request, state: CallState, config: Config) -> lis
     headers += tuple((state.route.provider_auth_headers or {}).items())  # the key that was kept off the flow
     options = state.request.options.fallback
     model = state.request.body.get("model") if isinstance(state.request.body, dict) else None
-    primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes)
+    primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes,
+                     state.route.primary_skipped_because)
     models = options.models or config.fallback_models.get(state.request.model or "", ())
     if not models and not options.targets:
         return [primary]  # retries only: the request goes again exactly as it was
@@ -112,6 +119,8 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
     skipped_because = None
     if provider is primary.provider:
         url, headers = primary.url, primary.headers
+        if not any(name in extra for name in CLIENT_KEY_HEADERS):
+            skipped_because = primary.skipped_because  # the same provider, without a key just the same
     else:
         url = f"{provider.upstream}{_path(provider, state)}"
         headers = _headers_for(provider, primary.headers, extra, state)

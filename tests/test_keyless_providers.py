@@ -22,6 +22,9 @@ def groq_on(mock) -> dict:
 
 
 groq_without_key = shared_gateway(groq_on, env=NO_KEYS_BUT_OPENAI_AND_ANTHROPIC)
+groq_behind_gateway_keys = shared_gateway(lambda mock: {**groq_on(mock), "gateway": {"keys": [{"owner": "ann",
+                                                                                                "key": "gw-ann"}]}},
+                                          env=NO_KEYS_BUT_OPENAI_AND_ANTHROPIC)
 
 
 def chat(gateway, content, fallbacks, model="gpt-4o"):
@@ -87,17 +90,44 @@ def test_when_every_fallback_is_keyless_the_client_gets_the_primarys_own_answer(
         ("groq", None, "skipped: GROQ_API_KEY is not set")]
 
 
-def test_when_every_model_is_keyless_the_client_gets_a_clear_json_error_and_the_row(fresh_gateway, mock_provider):
-    gateway = fresh_gateway({**groq_on(mock_provider), "gateway": {"keys": [{"owner": "ann", "key": "gw-ann"}]}},
-                            env=NO_KEYS_BUT_OPENAI_AND_ANTHROPIC)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="gw-ann", max_retries=0)
+def test_a_keyless_primary_behind_gateway_keys_is_skipped_for_its_keyed_fallback(groq_behind_gateway_keys,
+                                                                                    mock_provider):
+    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "groq has no key"}],
+        extra_headers={"Helicone-Fallback-Model": "claude-haiku-4-5"})
+    assert raw.parse().model == "claude-haiku-4-5"
+    assert [(r["body"]["model"], r["headers"]["authorization"]) for r in seen(mock_provider, "groq has no key")] == [
+        ("claude-haiku-4-5", f"Bearer {ANTHROPIC_ENV_KEY}")]  # the gateway key goes to no provider
+    row = groq_behind_gateway_keys.row(raw.headers["helicone-id"])
+    assert row["provider"] == "anthropic" and row["fallback_from"] == "llama-3.3-70b-versatile" and row["attempts"] == 1
+    assert [(a["provider"], a["status"], a["error"]) for a in row["attempt_log"]] == [
+        ("groq", None, "skipped: GROQ_API_KEY is not set"), ("anthropic", 200, None)]
+
+
+def test_when_every_model_is_keyless_the_client_gets_a_clear_json_error_and_the_row(groq_behind_gateway_keys,
+                                                                                     mock_provider):
+    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann", max_retries=0)
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}],
                                        extra_headers={"Helicone-Fallback-Model": "mistral-small-latest"})
+    assert caught.value.body["type"] == "llmtap_missing_provider_key"
+    assert caught.value.body["message"] == ("the gateway has no key for any model this call may use: "
+                                            "llama-3.3-70b-versatile (GROQ_API_KEY is not set), "
+                                            "mistral-small-latest (MISTRAL_API_KEY is not set)")
+    assert mock_provider.requests() == []
+    row = groq_behind_gateway_keys.row(caught.value.response.headers["helicone-id"])
+    assert row["status"] == 500 and "GROQ_API_KEY" in row["error"] and row["key_owner"] == "ann"
+    assert row["attempts"] == 0 and [a["provider"] for a in row["attempt_log"]] == ["groq", "mistral"]
+
+
+def test_without_fallbacks_a_keyless_provider_behind_gateway_keys_is_refused_as_before(groq_behind_gateway_keys,
+                                                                                        mock_provider):
+    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}])
     assert caught.value.body["type"] == "llmtap_missing_provider_key" and "GROQ_API_KEY" in caught.value.body["message"]
     assert mock_provider.requests() == []
-    row = gateway.row(caught.value.response.headers["helicone-id"])
-    assert row["status"] == 500 and "GROQ_API_KEY" in row["error"] and row["key_owner"] == "ann"
 
 
 def test_only_providers_the_config_uses_get_a_line_of_their_own(monkeypatch):
