@@ -22,8 +22,14 @@ def groq_on(mock) -> dict:
 
 
 groq_without_key = shared_gateway(groq_on, env=NO_KEYS_BUT_OPENAI_AND_ANTHROPIC)
-groq_behind_gateway_keys = shared_gateway(lambda mock: {**groq_on(mock), "gateway": {"keys": [{"owner": "ann",
-                                                                                                "key": "gw-ann"}]}},
+
+
+def groq_and_a_local_server_behind_gateway_keys(mock) -> dict:
+    providers = groq_on(mock)["providers"] | {"local": {"upstream": mock.url, "models": ["local-*"]}}  # no key variable
+    return {"providers": providers, "gateway": {"keys": [{"owner": "ann", "key": "gw-ann"}]}}
+
+
+groq_behind_gateway_keys = shared_gateway(groq_and_a_local_server_behind_gateway_keys,
                                           env=NO_KEYS_BUT_OPENAI_AND_ANTHROPIC)
 
 
@@ -128,6 +134,16 @@ def test_without_fallbacks_a_keyless_provider_behind_gateway_keys_is_refused_as_
         client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}])
     assert caught.value.body["type"] == "llmtap_missing_provider_key" and "GROQ_API_KEY" in caught.value.body["message"]
     assert mock_provider.requests() == []
+
+
+def test_a_provider_without_a_key_variable_gets_no_key_and_never_the_gateway_key(groq_behind_gateway_keys,
+                                                                                  mock_provider):
+    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):  # the mock asks every call for a key; a local server would not
+        client.chat.completions.create(model="local-model", messages=[{"role": "user", "content": "local"}])
+    [sent] = seen(mock_provider, "local")
+    assert sent["body"]["model"] == "local-model" and "authorization" not in sent["headers"]
+    assert not any("gw-ann" in value for value in sent["headers"].values())
 
 
 def test_only_providers_the_config_uses_get_a_line_of_their_own(monkeypatch):
