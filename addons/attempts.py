@@ -26,8 +26,8 @@ from mitmproxy import http
 
 from .callstate import CallState, get_state
 from .credentials import masked_path
-from .fallback import Target, plan_targets
-from .record import AttemptRecord, CallRecord
+from .fallback import Target, has_fallbacks, plan_targets
+from .record import SKIPPED, AttemptRecord, CallRecord
 from .replies import reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
@@ -63,14 +63,20 @@ class AttemptRunner:
         if state.route.outgoing_body is not None:  # llmtap changed the body: serialised once, as the call leaves
             flow.request.set_content(json.dumps(state.route.outgoing_body).encode())
         options = state.request.options
-        has_fallbacks = options.fallback.models or options.fallback.targets or (
-            state.request.model in self.settings.config.fallback_models)
-        if not options.retry.enabled and not has_fallbacks and state.route.provider_auth_headers is None:
+        if (not options.retry.enabled and not has_fallbacks(state, self.settings.config)
+                and state.route.provider_auth_headers is None):
             return  # mitmproxy sends it; the relay takes calls that retry, fall back, or carry a key kept off the flow
         try:
             targets = plan_targets(flow.request, state, self.settings.config)
         except ValueError as e:
             reply_with_error(flow, 400, "llmtap_invalid_fallback", str(e))
+            return
+        if all(target.skipped_because for target in targets):
+            state.attempts.log += [_skipped(target) for target in targets]
+            missing = ", ".join(f"{target.model} ({(target.skipped_because or '').removeprefix(SKIPPED)})"
+                                for target in targets)
+            reply_with_error(flow, 500, "llmtap_missing_provider_key",
+                             f"the gateway has no key for any model this call may use: {missing}")
             return
         token = secrets.token_urlsafe(16)
         self._pending[token] = (state, targets)
@@ -121,6 +127,11 @@ class AttemptRunner:
         retry = state.request.options.retry
         max_retries = retry.max_retries if retry.enabled else 0
         number, retry_index = 0, 0  # which target, and which retry of it
+        if targets[0].skipped_because is not None:  # llmtap has no key for the primary: its fallbacks go first
+            state.attempts.log.append(_skipped(targets[0]))
+            following = _next_sendable(state, targets, 0)
+            assert following is not None  # a call with no target to send is answered before it gets here
+            number = following
         while True:
             target = targets[number]
             answer, attempt = await self._try_once(target)
@@ -135,9 +146,10 @@ class AttemptRunner:
                 state.attempts.retries += 1
                 continue
             status = attempt.status if attempt.status is not None else 502  # no answer counts as a 502
-            if number < len(targets) - 1 and status in target.on_codes:
+            following = _next_sendable(state, targets, number) if status in target.on_codes else None
+            if following is not None:
                 _discard(answer)
-                number, retry_index = number + 1, 0
+                number, retry_index = following, 0
                 continue
             if number > 0:
                 state.attempts.fallback_from = targets[0].model
@@ -163,6 +175,22 @@ class AttemptRunner:
                 attempt.error = _error_text(answer.body)
         attempt.latency_ms = round((time.monotonic() - started) * 1000, 3)
         return answer, attempt
+
+
+def _next_sendable(state: CallState, targets: list[Target], number: int) -> int | None:
+    """The next target after `number` that can be sent; each one passed over (llmtap has no key for it) is logged as
+    skipped. None when there is none: the call ends with the answer it has."""
+    for following in range(number + 1, len(targets)):
+        target = targets[following]
+        if target.skipped_because is None:
+            return following
+        state.attempts.log.append(_skipped(target))
+    return None
+
+
+def _skipped(target: Target) -> AttemptRecord:
+    """The attempt log's note of a target passed over without being sent."""
+    return AttemptRecord(provider=target.provider.name, model=target.model, error=target.skipped_because)
 
 
 def _discard(answer: Answer | None) -> None:

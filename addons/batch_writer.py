@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from .log_file import LOCK_HELD
 from .spool import encode_row, private_dir
 
 logger = logging.getLogger(__name__)
@@ -184,14 +185,15 @@ def _append(db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> Non
 
 @contextmanager
 def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the file, waiting up to `timeout_s` while another process holds it; closed on exit."""
+    """A connection to the file, waiting up to `timeout_s` while another process holds it; closed on exit. Any other
+    failure to open (not a DuckDB file, a directory, no permission) raises at once: waiting would not mend it."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             db = duckdb.connect(str(path), read_only=read_only)
             break
-        except duckdb.IOException:
-            if time.monotonic() >= deadline:
+        except duckdb.IOException as e:
+            if time.monotonic() >= deadline or LOCK_HELD not in str(e).lower():
                 raise
             time.sleep(0.05)
     try:

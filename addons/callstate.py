@@ -87,6 +87,9 @@ class Route:
     # usage): a copy of `RequestInfo.body`, serialised once, by AttemptRunner as the call leaves.
     outgoing_body: dict[str, Any] | None = None
     stream_usage_requested_by_llmtap: bool = False
+    # Why the routed provider cannot be sent the call (llmtap has no key for it) when its fallbacks may be: they are
+    # tried instead (AttemptRunner), and the primary is noted as skipped.
+    primary_skipped_because: str | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import Config, ConfigError, load_config
 from .locations import LOOKUP_ORDER, find_config, record_running_gateway
 from .money import format_usd
+from .provider_keys import keyless_provider_lines
 from .render import render_rows
 
 CA_CERT = "mitmproxy-ca-cert.pem"
@@ -250,8 +251,12 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
+    from .log_file import log_file_problem
     from .pipeline import install, mitmproxy_args
 
+    if problem := log_file_problem(config.storage_path):  # before mitmproxy starts: at once, and the file untouched
+        print(f"llmtap: cannot start: {problem}", file=sys.stderr)
+        return 2
     ensure_ca(config)
     print(banner(config, web), flush=True)
     if web:
@@ -312,7 +317,7 @@ def banner(config: Config, web: bool) -> str:
         lines += ["", "Gateway way in: in code",
                   f'  OpenAI(base_url="{gateway_url(config)}/v1")   Anthropic(base_url="{gateway_url(config)}")',
                   f"or in the app's shell: eval \"$({env_command})\""]
-    lines.append("")
+    lines += ["", *keyless_provider_lines(config)]
     return "\n".join(lines)
 
 

@@ -397,6 +397,7 @@ class Config:
     limits: Limits
     storage: StorageOptions
     shutdown_drain_s: float  # on SIGTERM/SIGINT, how long calls in flight may take to finish
+    providers_named: frozenset[str] = frozenset()  # providers the file's `providers` names, not only built in
 
     def provider_named(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -473,6 +474,7 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
         limits=file.limits,
         storage=_storage_options(file.storage, base),
         shutdown_drain_s=file.shutdown.drain_s,
+        providers_named=frozenset(name for name, entry in file.providers.items() if entry is not None),
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")

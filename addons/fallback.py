@@ -6,7 +6,9 @@ what `bodyKeyOverride` names) rewritten. It stays with the same provider, unless
 elsewhere or a Helicone-Fallbacks `target-url` names another configured provider; another provider gets its own
 endpoint and its own key — the target's own `Authorization`, else, on the gateway way in only, the key llmtap has
 for it. A key is never sent to a provider it does not belong to, and a proxy call never spends llmtap's own keys: its
-client brings them. Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot send.
+client brings them. A gateway fallback to a provider whose key variable is unset is planned as skipped (its reason
+goes in the call's attempt log) rather than refusing the call: the primary and the other fallbacks are still tried.
+Planning is pure: `plan_targets` raises `ValueError` for a fallback llmtap cannot send.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mitmproxy import http
 from .callstate import CallState
 from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
+from .record import SKIPPED
 from .wire import belongs_to_one_provider
 
 PASSED_OVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -36,6 +39,13 @@ class Target:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     on_codes: tuple[int, ...]  # answers with these codes move on to the next target, if there is one
+    skipped_because: str | None = None  # why it cannot be sent (llmtap has no key for it): passed over, logged
+
+
+def has_fallbacks(state: CallState, config: Config) -> bool:
+    """Whether the call names fallbacks (its headers, or config's `fallbacks.models` for its model)."""
+    options = state.request.options.fallback
+    return bool(options.models or options.targets or state.request.model in config.fallback_models)
 
 
 def plan_targets(request: http.Request, state: CallState, config: Config) -> list[Target]:
@@ -46,7 +56,8 @@ def plan_targets(request: http.Request, state: CallState, config: Config) -> lis
     headers += tuple((state.route.provider_auth_headers or {}).items())  # the key that was kept off the flow
     options = state.request.options.fallback
     model = state.request.body.get("model") if isinstance(state.request.body, dict) else None
-    primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes)
+    primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes,
+                     state.route.primary_skipped_because)
     models = options.models or config.fallback_models.get(state.request.model or "", ())
     if not models and not options.targets:
         return [primary]  # retries only: the request goes again exactly as it was
@@ -105,13 +116,18 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
         provider, new_body["model"] = routed
     provider = provider or primary.provider  # on the proxy way in the client chose the provider
     extra = {str(k).lower(): str(v) for k, v in extra_headers.items()}
+    skipped_because = None
     if provider is primary.provider:
         url, headers = primary.url, primary.headers
+        if not any(name in extra for name in CLIENT_KEY_HEADERS):
+            skipped_because = primary.skipped_because  # the same provider, without a key just the same
     else:
         url = f"{provider.upstream}{_path(provider, state)}"
         headers = _headers_for(provider, primary.headers, extra, state)
+        if _needs_llmtaps_key(provider, extra) and provider.api_key is None:
+            skipped_because = f"{SKIPPED}{provider.api_key_env} is not set"
     headers = tuple((k, v) for k, v in headers if k.lower() not in extra) + tuple(extra.items())
-    return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes)
+    return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes, skipped_because)
 
 
 def _path(provider: ProviderConfig, state: CallState) -> str:
@@ -125,7 +141,8 @@ def _path(provider: ProviderConfig, state: CallState) -> str:
 def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...], extra: dict[str, str],
                  state: CallState) -> tuple[tuple[str, str], ...]:
     """The primary's headers for another provider: without the primary's key and provider-specific headers, with a
-    key for this provider — the target's own, else the one llmtap has."""
+    key for this provider — the target's own, else the one llmtap has (none when llmtap has none: see
+    `_needs_llmtaps_key`)."""
     assert state.route.wire is not None
     kept = tuple((k, v) for k, v in headers
                  if k.lower() not in CLIENT_KEY_HEADERS and not belongs_to_one_provider(k.lower()))
@@ -136,6 +153,11 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
                          "Helicone-Fallbacks target's headers (llmtap spends its own provider keys only for gateway "
                          "calls)")
     if (key := provider.api_key) is None:
-        raise ValueError(f"fallback to provider {provider.name!r}: llmtap has no key for it (set "
-                         f"{provider.api_key_env}) and the target names none")
+        return kept
     return kept + tuple(state.route.wire.auth_headers(key).items())
+
+
+def _needs_llmtaps_key(provider: ProviderConfig, extra: dict[str, str]) -> bool:
+    """Whether a fallback to another provider can only be sent with llmtap's key for it: the target names no key of
+    its own and the provider has a key variable (one without, such as a local model server, needs no key)."""
+    return provider.api_key_env is not None and not any(name in extra for name in CLIENT_KEY_HEADERS)

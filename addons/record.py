@@ -25,6 +25,14 @@ class AttemptRecord:
     retry_after_s: float | None = None  # what the provider asked for (Retry-After / retry-after-ms)
     error: str | None = None
 
+    @property
+    def skipped(self) -> bool:
+        """A fallback passed over without being sent (llmtap has no key for its provider): not a try."""
+        return self.latency_ms is None and (self.error or "").startswith(SKIPPED)
+
+
+SKIPPED = "skipped: "  # how an attempt passed over without being sent begins its error
+
 
 @dataclass
 class CallRecord:

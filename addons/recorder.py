@@ -18,6 +18,7 @@ from mitmproxy import exceptions, http
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
+from .log_file import log_file_problem
 from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
 from .record import CallRecord
 from .settings import Settings
@@ -40,6 +41,8 @@ class Recorder(FlowEnd):
             return
         if self.store is not None:
             self.store.close()
+        if problem := log_file_problem(path):
+            raise exceptions.OptionsError(f"storage.path: {problem}")
         options = self.settings.config.storage
         store = RecordStore(path, shutdown_wait_s=options.shutdown_wait_s,
                             fsync_interval_s=options.spool_fsync_interval_s, max_memory_rows=options.max_memory_rows,
@@ -212,7 +215,7 @@ def _cut(state: CallState) -> bool:
 
 def _attempts(state: CallState) -> int:
     if state.attempts.log:
-        return len(state.attempts.log)
+        return sum(1 for attempt in state.attempts.log if not attempt.skipped)
     return 0 if state.outcome.error or state.cache.status == "HIT" else 1  # llmtap's own answers reached no provider
 
 

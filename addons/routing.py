@@ -14,6 +14,8 @@ from mitmproxy import ctx, http
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
+from .fallback import has_fallbacks
+from .record import SKIPPED
 from .replies import reply_with_error
 from .settings import Settings
 from .wire import endpoint_path, format_for_gateway_path, gateway_endpoints
@@ -78,13 +80,21 @@ class Router:
     def _inject_provider_key(self, flow: http.HTTPFlow, state: CallState, provider: ProviderConfig) -> bool:
         key = provider.api_key
         if key is None:
-            if self.settings.config.gateway_keys:
-                reply_with_error(
-                    flow, 500, "llmtap_missing_provider_key",
-                    f"the gateway has no key for provider {provider.name!r}: set {provider.api_key_env}",
-                )
-                return False
-            return True  # no key configured and no gateway keys: the client's own key goes through
+            if not self.settings.config.gateway_keys:
+                return True  # no key configured and no gateway keys: the client's own key goes through
+            for name in CLIENT_KEY_HEADERS:  # the caller's gateway key is no provider's key: it goes nowhere
+                flow.request.headers.pop(name, None)
+            if provider.api_key_env is None:
+                return True  # a provider that needs no key (a local model server)
+            if has_fallbacks(state, self.settings.config):
+                # Its fallbacks may have keys: AttemptRunner tries them and notes this provider as skipped.
+                state.route.primary_skipped_because = f"{SKIPPED}{provider.api_key_env} is not set"
+                return True
+            reply_with_error(
+                flow, 500, "llmtap_missing_provider_key",
+                f"the gateway has no key for provider {provider.name!r}: set {provider.api_key_env}",
+            )
+            return False
         for name in CLIENT_KEY_HEADERS:
             flow.request.headers.pop(name, None)
         assert state.route.wire is not None

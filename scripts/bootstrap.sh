@@ -14,7 +14,7 @@ find_python() {
 }
 
 bootstrap_venv() {
-    local extras=${1:-} root python stamp want
+    local extras=${1:-} root python stamp want have_hash="" have_extras="" wanted
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     cd "$root" || return 1
     if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
@@ -28,10 +28,16 @@ bootstrap_venv() {
         "$python" -m venv .venv || return 1
     fi
     PY="$root/.venv/bin/python"
-    # Install again only when pyproject.toml or the extras changed since the last install.
-    want="$(sha256sum pyproject.toml | cut -c1-16) ${extras}"
+    # The stamp holds pyproject.toml's hash and the extras installed with it. Install again only when pyproject.toml
+    # changed or an extra is asked for that was not installed: an install with more extras serves a request for fewer
+    # (pip leaves installed packages in place), so scripts/test then scripts/run then scripts/test install once. A new
+    # install keeps the extras the last one had, so it does not flip between them either.
     stamp=.venv/.llmtap-installed
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    read -r have_hash have_extras 2>/dev/null < "$stamp" || true
+    wanted=$(printf '%s\n' ${have_extras//,/ } ${extras//,/ } | sort -u | paste -sd, -)
+    want="$(sha256sum pyproject.toml | cut -c1-16) ${wanted}"
+    extras=$wanted
+    if [ "$have_hash $have_extras" != "$want" ]; then
         echo "llmtap: installing the project${extras:+ with [$extras]} into .venv"
         # pip's output goes to a log, shown only when the install fails
         if ! { "$PY" -m pip install --disable-pip-version-check --upgrade pip &&

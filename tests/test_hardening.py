@@ -25,12 +25,15 @@ def chat(gateway, content, headers=None, model="gpt-4o-mini", api_key="k", **kw)
     return raw.parse(), raw.headers
 
 
-def test_fallback_to_a_provider_without_a_key_is_refused_and_no_key_crosses_over(no_anthropic_key, mock_provider):
+def test_fallback_to_a_provider_without_a_key_is_skipped_and_no_key_crosses_over(no_anthropic_key, mock_provider):
     gateway = no_anthropic_key
-    with pytest.raises(openai.BadRequestError) as caught:
+    mock_provider.script({"model": "gpt-4o", "status": 500})
+    with pytest.raises(openai.InternalServerError) as caught:
         chat(gateway, "crossing keys", {"Helicone-Fallback-Model": "claude-haiku-4-5"}, model="gpt-4o")
-    assert caught.value.body["type"] == "llmtap_invalid_fallback" and "ANTHROPIC_API_KEY" in caught.value.body["message"]
-    assert mock_provider.requests() == []
+    assert [(r["body"]["model"], r["headers"]["authorization"]) for r in mock_provider.requests()] == [
+        ("gpt-4o", f"Bearer {OPENAI_ENV_KEY}")]  # the OpenAI key never goes to Anthropic
+    log = gateway.row(caught.value.response.headers["helicone-id"])["attempt_log"]
+    assert log[1]["provider"] == "anthropic" and log[1]["error"] == "skipped: ANTHROPIC_API_KEY is not set"
 
 
 def test_retried_calls_with_large_bodies_go_through(gateway):
