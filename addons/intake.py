@@ -8,7 +8,8 @@ without a key costs llmtap almost nothing:
 1. `requestheaders` (the body has not been read): headers over `limits.max_header_count` or `max_header_bytes` get
    431; `Helicone-*` headers are removed in one pass and parsed once; on the gateway way in the gateway key is checked
    (401); a declared body over `limits.max_request_bytes` gets 413; a malformed `Helicone-*` header gets 400; a
-   `Helicone-Request-Id` this gateway has already logged gets 409.
+   `Helicone-Request-Id` this gateway has already logged gets 409. A `Helicone-*` header llmtap does not read is
+   removed too, and named in the row's `notes`.
 2. `request` (the body has arrived): it is decoded within `max_request_bytes` (a compressed body that grows past it
    gets 413) and parsed as JSON once.
 
@@ -31,7 +32,7 @@ from .access import gateway_key_for, presented_key
 from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
 from .callstate import CallState, Route, attach_state, get_state
 from .credentials import bearer, client_key, credential_fingerprint, fingerprint, masked_path
-from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
+from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only, unknown_helicone_headers
 from .refusals import RefusalSink
 from .replies import reply_with_error
 from .settings import Settings
@@ -74,6 +75,7 @@ class Intake:
         # Named as the call arrived: Router may replace the caller's credential with llmtap's own provider key.
         state.request.credential_hash = credential_fingerprint(flow.request)
         helicone_fields = self._take_helicone_headers(flow.request)
+        state.notes.extend(f"ignored unknown header {name}" for name in unknown_helicone_headers(helicone_fields))
         try:
             cache_control = [("cache-control", v) for v in flow.request.headers.get_all("cache-control")]
             options = parse_helicone_headers(helicone_fields + cache_control, config.request_defaults)
