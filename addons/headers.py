@@ -137,7 +137,7 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
 def unknown_helicone_headers(fields: Iterable[tuple[str, str]]) -> list[str]:
     """The `Helicone-*` headers among `fields` that llmtap does not read (a misspelt name, or a Helicone feature llmtap
     does not have), as sent, each once: they are removed like the others, and the row's `notes` name them."""
-    unknown = {}
+    unknown: dict[str, str] = {}
     for name, _ in fields:
         lower = name.lower()
         if lower.startswith(PREFIX) and lower not in KNOWN_HEADERS and not lower.startswith(PROPERTY_PREFIX):

@@ -29,7 +29,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .access import gateway_key_for, presented_key
-from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
+from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_body
 from .callstate import CallState, Route, attach_state, get_state
 from .credentials import bearer, client_key, credential_fingerprint, fingerprint, masked_path
 from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only, unknown_helicone_headers
@@ -124,6 +124,7 @@ class Intake:
             reply_with_error(flow, *body.refusal)
             return
         state.route.wire, state.request.body, state.request.body_logged = body.wire, body.parsed, body.logged
+        state.request.body_problem = body.problem
         if state.route.wire is not None:
             path = endpoint_path(flow.request.path)
             state.request.model = state.route.wire.model(path, state.request.body)
@@ -191,6 +192,7 @@ class RequestBody:
     wire: WireFormat | None = None
     parsed: Any = None
     logged: str | None = None  # the row's request_body when the body is over the logged cap, already cut
+    problem: str | None = None  # why the body is not JSON, when it is not
     refusal: tuple[int, str, str] | None = None  # (status, error type, message)
 
 
@@ -207,4 +209,5 @@ def read_request_body(request: http.Request, limit_bytes: int, logged_cap_bytes:
     wire = format_for_path(request.path)
     if wire is None and "json" not in request.headers.get("content-type", ""):
         return RequestBody(wire=None)
-    return RequestBody(wire=wire, parsed=parse_json_or_text(content), logged=cut_body_text(content, logged_cap_bytes))
+    parsed, problem = parse_json_body(content)
+    return RequestBody(wire=wire, parsed=parsed, logged=cut_body_text(content, logged_cap_bytes), problem=problem)

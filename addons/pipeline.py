@@ -5,7 +5,8 @@ request. RefusalSink comes before every addon that reads a call's state: it hide
 body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
-stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
+stopping. Router sends each call to its provider, UpstreamFailure answers in JSON a call whose provider could not be
+reached (before every addon that reads how a call ended), RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
 writes what mitmweb shows, and Drain (last, so a call counts as finished only once every other addon has seen it
@@ -36,6 +37,7 @@ from .refusals import RefusalSink
 from .routing import Router
 from .settings import Settings
 from .streaming import StreamTap
+from .upstream_failure import UpstreamFailure
 from .webview import LlmCallView, WebView
 
 # The gateway listener is a mitmproxy reverse proxy whose nominal target is never contacted: Router sends each call
@@ -54,7 +56,7 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
+        UpstreamFailure(), RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
         AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
     ]
 

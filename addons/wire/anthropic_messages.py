@@ -8,7 +8,6 @@ from typing import Any
 from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
-
 # Anthropic's error types (docs.anthropic.com, "Errors") by HTTP status: its SDK and its users branch on them.
 ERROR_TYPES_BY_STATUS = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -39,7 +38,8 @@ class AnthropicMessages(WireFormat):
     def error_body(self, status: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
         """Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, with Anthropic's error type for the
         status; llmtap's own type stays findable in `error.llmtap_type`."""
-        anthropic_type = ERROR_TYPES_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+        fallback = "api_error" if status >= 500 else "invalid_request_error"
+        anthropic_type = ERROR_TYPES_BY_STATUS.get(status, fallback)
         return {"type": "error",
                 "error": {"type": anthropic_type, "message": message, "llmtap_type": error_type, **extra}}
 
