@@ -117,6 +117,15 @@ def test_an_unresolvable_upstream_says_the_dns_lookup_failed(fresh_gateway):
             in caught.value.message)
 
 
+def test_a_failed_tls_handshake_with_the_upstream_says_so(fresh_gateway, mock_provider):
+    https_to_plain_http = mock_provider.url.replace("http://", "https://")  # the mock speaks no TLS
+    gw = fresh_gateway({"providers": {"openai": {"upstream": https_to_plain_http}}})
+    with pytest.raises(openai.InternalServerError) as caught:
+        openai_client(gw).chat.completions.create(**CHAT)
+    assert f"llmtap could not reach openai at {https_to_plain_http}: TLS handshake failed" in caught.value.message
+    assert gw.row(caught.value.response.headers["helicone-id"])["status"] == 502
+
+
 # --- answers in the client's SDK shape ---
 
 def test_llmtap_errors_on_the_anthropic_endpoint_are_in_anthropics_shape(gateway):
