@@ -32,7 +32,7 @@ from .record import AttemptRecord, CallRecord
 from .replies import error_json, reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
-from .upstream_failure import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message
+from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,10 @@ class AttemptRunner:
         await request.release()  # the relay sends the targets' own bodies; mitmproxy's copy is not needed
         state, targets = entry
         answer, target = await self._attempt(state, targets)
-        if answer is None:  # the same answer and row as when mitmproxy cannot connect (upstream_failure.py)
+        if answer is None:  # the same answer and row as when mitmproxy cannot connect (unreachable.py)
             last_error = state.attempts.log[-1].error if state.attempts.log else None
-            message = upstream_unreachable_message(target.provider.name, _origin(target.url), last_error or "")
+            message = upstream_unreachable_message(target.provider.name, _origin(target.url),
+                                                   why_unreachable(last_error or ""))
             state.outcome.error = f"{UNREACHABLE_TYPE}: {message}"
             body = error_json(state.route.wire, UNREACHABLE_STATUS, UNREACHABLE_TYPE, message)
             return web.Response(body=body, status=UNREACHABLE_STATUS, content_type="application/json")

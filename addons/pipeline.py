@@ -5,10 +5,10 @@ request. RefusalSink comes before every addon that reads a call's state: it hide
 body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
-stopping. Router sends each call to its provider, UpstreamFailure answers in JSON a call whose provider could not be
-reached (before every addon that reads how a call ended), RateLimiter refuses calls over their policies, ResponseCache
+stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
-with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
+with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
+silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
 writes what mitmweb shows, and Drain (last, so a call counts as finished only once every other addon has seen it
 end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that
 show or save flows.
@@ -56,8 +56,9 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        UpstreamFailure(), RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
-        AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
+        RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
+        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        Drain(settings),
     ]
 
 

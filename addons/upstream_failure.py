@@ -14,8 +14,8 @@ naming the provider, the upstream (scheme://host:port) and why (`upstream_unreac
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -24,24 +24,50 @@ from mitmproxy import flow as mitmflow
 from mitmproxy import http
 from mitmproxy.proxy.layers import http as http_layer
 
+from .attempts import TOKEN_HEADER as RELAY_TOKEN_HEADER
 from .callstate import get_state
+from .connections import close_server
 from .replies import reply_with_error
+from .settings import Settings
+from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
 
 logger = logging.getLogger(__name__)
 
-UNREACHABLE_STATUS = 502  # as mitmproxy's own answer, and the relay's (attempts.py) for every kind of failure
-UNREACHABLE_TYPE = "llmtap_upstream_unreachable"
 CLIENT_WAITS_KEY = "llmtap_client_waits"  # flow.metadata: set while the error hook may answer the client
+TIMED_OUT_KEY = "llmtap_upstream_timed_out"  # flow.metadata: the seconds the upstream stayed silent, when it did
 
 
 class UpstreamFailure:
     """Answers a call whose provider could not be reached with llmtap's JSON error (see the module's docstring).
-    Comes before every addon that reads how a call ended (Recorder): the row gets this status and error."""
+
+    A provider that connects but stays silent for `retries.upstream_timeout_s` (the relay's limit on each try) is
+    unreachable too: its connection is closed, and the call answered as any other unreachable one. Comes after
+    AttemptRunner (a call its relay takes has the relay's own limits) and before every addon that reads how a call
+    ended (Recorder): the row gets this status and error."""
+
+    def __init__(self, settings: Settings, call_later: Callable[[float, Callable[[], None]], Any] | None = None):
+        self.settings = settings
+        self._call_later = call_later  # how the silence timer is set (a test passes its own); default: the loop's
+        self._timers: dict[str, Any] = {}  # flow id -> the timer of a call mitmproxy sends, until it is answered
 
     def load(self, loader: Any) -> None:
         honour_answers_from_error_hook()
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if flow.response or flow.error or state is None or state.route.provider is None:
+            return
+        if RELAY_TOKEN_HEADER in flow.request.headers:
+            return  # llmtap's relay sends it, with its own time limits
+        timeout_s = self.settings.config.upstream_timeout_s
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        self._timers[flow.id] = call_later(timeout_s, lambda: self._time_out(flow, timeout_s))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
+
     def error(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
         if not flow.metadata.pop(CLIENT_WAITS_KEY, False) or flow.response is not None:
             return
         state = get_state(flow)
@@ -49,34 +75,30 @@ class UpstreamFailure:
             return  # not an LLM call: mitmproxy's own page, as for any other traffic llmtap does not read
         provider = state.route.provider.name if state.route.provider else "the provider"
         upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+        why = why_unreachable(flow.error.msg)
+        if (silent_s := flow.metadata.get(TIMED_OUT_KEY)) is not None:
+            why = f"timed out: no answer in {silent_s:g} s (retries.upstream_timeout_s)"
         reply_with_error(flow, UNREACHABLE_STATUS, UNREACHABLE_TYPE,
-                         upstream_unreachable_message(provider, upstream, flow.error.msg))
+                         upstream_unreachable_message(provider, upstream, why))
 
+    def done(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
 
-def upstream_unreachable_message(provider: str, upstream: str, error: str) -> str:
-    """What a client reads when `provider`'s `upstream` (scheme://host:port) gave no answer, `error` being the
-    connection's own words: "llmtap could not reach openai at https://api.openai.com:443: connection refused (...)"."""
-    return f"llmtap could not reach {provider} at {upstream}: {why_unreachable(error)}"
+    def _forget(self, flow: http.HTTPFlow) -> None:
+        if (timer := self._timers.pop(flow.id, None)) is not None:
+            timer.cancel()
 
-
-# What a connection error says, from Python's socket, ssl and asyncio and from aiohttp, in a few plain words.
-_REASONS: tuple[tuple[str, str], ...] = (
-    (r"refused|connect call failed|errno 111\b|errno 61\b", "connection refused"),
-    (r"name or service not known|nodename nor servname|name resolution|getaddrinfo|dns|no address associated",
-     "DNS lookup failed"),
-    (r"certificate|ssl|tls", "TLS handshake failed"),
-    (r"timed? ?out|timeout", "timed out"),
-    (r"reset by peer|disconnect|closed|eof|broken pipe", "the connection closed before an answer"),
-    (r"unreachable|no route", "network unreachable"),
-)
-
-
-def why_unreachable(error: str) -> str:
-    """`error` (an exception's text) led by what kind of failure it is, when it is one of the usual kinds."""
-    for pattern, reason in _REASONS:
-        if re.search(pattern, error, re.IGNORECASE):
-            return f"{reason} ({error})" if error and error.lower() != reason.lower() else reason
-    return error or "no answer"
+    def _time_out(self, flow: http.HTTPFlow, timeout_s: float) -> None:
+        """The upstream stayed silent: close its connection, so that mitmproxy ends the call (error hook)."""
+        self._timers.pop(flow.id, None)
+        if flow.response is not None or flow.error is not None:
+            return
+        flow.metadata[TIMED_OUT_KEY] = timeout_s
+        logger.info(f"llmtap: no answer from {flow.request.host}:{flow.request.port} in {timeout_s:g} s "
+                    "(retries.upstream_timeout_s); closing its connection")
+        close_server(flow, "upstream timeout")
 
 
 _patched = False

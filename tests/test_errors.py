@@ -126,6 +126,22 @@ def test_a_failed_tls_handshake_with_the_upstream_says_so(fresh_gateway, mock_pr
     assert gw.row(caught.value.response.headers["helicone-id"])["status"] == 502
 
 
+short_timeout = shared_gateway({"retries": {"upstream_timeout_s": 0.5}})
+
+
+@pytest.mark.parametrize("retry", [{}, FAST_RETRY], ids=["no-retries", "retries"])
+def test_a_silent_upstream_is_a_json_502_after_the_upstream_timeout(short_timeout, mock_provider, retry):
+    mock_provider.script({"hang": True}, {"hang": True})
+    with pytest.raises(openai.InternalServerError) as caught:
+        openai_client(short_timeout).chat.completions.create(**CHAT, extra_headers=retry)
+    assert caught.value.status_code == 502 and caught.value.type == "llmtap_upstream_unreachable"
+    assert f"llmtap could not reach openai at {mock_provider.url}: timed out" in caught.value.message
+    if not retry:  # mitmproxy sent it: llmtap's silence timer closed the connection
+        assert caught.value.message.endswith("timed out: no answer in 0.5 s (retries.upstream_timeout_s)")
+    row = short_timeout.row(caught.value.response.headers["helicone-id"])
+    assert row["status"] == 502 and "timed out" in row["error"] and row["latency_ms"] >= 500
+
+
 # --- answers in the client's SDK shape ---
 
 def test_llmtap_errors_on_the_anthropic_endpoint_are_in_anthropics_shape(gateway):

@@ -36,7 +36,7 @@ BEFORE = [
     (StreamTap, AttemptRunner, "the stream tap asks for usage in the body the relay sends"),
     (AttemptRunner, Recorder, "the row counts the relay's tries"),
     (UpstreamFailure, Recorder, "an unreachable provider's row has the JSON 502 the client got"),
-    (UpstreamFailure, ResponseCache, "calls waiting on an unreachable provider's answer see it failed, with its 502"),
+    (AttemptRunner, UpstreamFailure, "a call the relay sends is timed by the relay, not by mitmproxy's silence timer"),
     (Recorder, RateLimitUsage, "cents reservations settle with the cost in the call's row"),
     (Recorder, WebView, "the flow's comment is written from the row"),
     (RateLimitUsage, WebView, "WebView replaces the call's state, which the other subscribers read"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from llmtap.upstream_failure import upstream_unreachable_message, why_unreachable
+from llmtap.unreachable import upstream_unreachable_message, why_unreachable
+from llmtap.upstream_failure import UpstreamFailure
 from llmtap.wire.anthropic_messages import AnthropicMessages
 from llmtap.wire.openai_chat import OpenAIChat
 from llmtap.wire.openai_responses import OpenAIResponses
@@ -14,6 +15,15 @@ from llmtap.wire.openai_responses import OpenAIResponses
 from .conftest import chat_body
 
 REFUSED = "[Errno 111] Connect call failed ('127.0.0.1', 9)"
+
+
+class Timer:
+    """What the silence timer's `call_later` returns, in a test."""
+
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 @pytest.mark.parametrize("wire", [OpenAIChat(), OpenAIResponses()])
@@ -46,7 +56,7 @@ def test_why_a_provider_was_unreachable_is_said_plainly_with_the_original_words(
 
 
 def test_an_unreachable_message_names_provider_upstream_and_reason():
-    assert upstream_unreachable_message("openai", "https://api.openai.com:443", REFUSED) == (
+    assert upstream_unreachable_message("openai", "https://api.openai.com:443", why_unreachable(REFUSED)) == (
         f"llmtap could not reach openai at https://api.openai.com:443: connection refused ({REFUSED})")
 
 
@@ -66,3 +76,35 @@ def test_an_unreachable_provider_is_answered_in_json_and_logged_as_such(llmtap, 
     (row,) = pipeline.rows()
     assert row["status"] == 502 and row["error"] == f"llmtap_upstream_unreachable: {error['message']}"
     assert flow.response.headers["helicone-id"] == row["request_id"]
+
+
+def test_an_upstream_silent_for_the_upstream_timeout_is_answered_as_timed_out(llmtap):
+    """The silence timer runs on `retries.upstream_timeout_s`; here it fires at once (no sleep), and the closed
+    connection then ends the call as mitmproxy would."""
+    pipeline = llmtap({"retries": {"upstream_timeout_s": 30}})
+    failure = next(a for a in pipeline.addons if isinstance(a, UpstreamFailure))
+    timers_s: list[float] = []
+
+    def fire_at_once(delay_s, fire):
+        timers_s.append(delay_s)
+        fire()
+        return Timer()
+
+    failure._call_later = fire_at_once
+    flow = pipeline.call(upstream_error="Server disconnected")
+
+    assert timers_s == [30]
+    error = json.loads(flow.response.content or b"")["error"]  # type: ignore[union-attr]
+    assert error["message"] == ("llmtap could not reach openai at http://127.0.0.1:9: "
+                                "timed out: no answer in 30 s (retries.upstream_timeout_s)")
+    assert pipeline.rows()[0]["status"] == 502
+
+
+def test_an_answer_in_time_stops_the_silence_timer(llmtap):
+    pipeline = llmtap()
+    failure = next(a for a in pipeline.addons if isinstance(a, UpstreamFailure))
+    timer = Timer()
+    failure._call_later = lambda delay_s, fire: timer
+    flow = pipeline.call()
+
+    assert flow.response is not None and flow.response.status_code == 200 and timer.cancelled
