@@ -7,9 +7,14 @@ right after the `error` hook, whatever an addon did there. mitmproxy has an open
 HTTP stream do what that pull request does, for this one case: an upstream failure the client still waits on, answered
 by the `error` hook. Everything else (a client that went away, a failure mid-answer) goes to mitmproxy's own handling.
 
+mitmproxy waits on a silent upstream as long as the connection lives; llmtap's relay gives each try
+`retries.upstream_timeout_s`. So that a call mitmproxy sends has the same limit, a timer closes a still-silent
+upstream connection then (HTTP/1 only: an HTTP/2 connection carries other calls too), and the call is answered as
+unreachable, "timed out".
+
 The answer and the row say the same, whichever way the call came in (gateway or proxy) and whether llmtap's relay
 (attempts.py, retries) or mitmproxy made the connection: status 502, type `llmtap_upstream_unreachable`, and a message
-naming the provider, the upstream (scheme://host:port) and why (`upstream_unreachable_message`).
+naming the provider, the upstream (scheme://host:port) and why (unreachable.py).
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ class UpstreamFailure:
         self._timers.pop(flow.id, None)
         if flow.response is not None or flow.error is not None:
             return
+        if flow.server_conn.alpn == b"h2":
+            return  # other calls share an HTTP/2 connection: closing it would end them too
         flow.metadata[TIMED_OUT_KEY] = timeout_s
         logger.info(f"llmtap: no answer from {flow.request.host}:{flow.request.port} in {timeout_s:g} s "
                     "(retries.upstream_timeout_s); closing its connection")
