@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -28,9 +29,10 @@ from .callstate import CallState, get_state
 from .credentials import masked_path
 from .fallback import Target, has_fallbacks, plan_targets
 from .record import SKIPPED, AttemptRecord, CallRecord
-from .replies import reply_with_error
+from .replies import error_json, reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
+from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +112,13 @@ class AttemptRunner:
         await request.release()  # the relay sends the targets' own bodies; mitmproxy's copy is not needed
         state, targets = entry
         answer, target = await self._attempt(state, targets)
-        if answer is None:
-            last_error = state.attempts.log[-1].error if state.attempts.log else "no attempt"
-            body = {"error": {"type": "llmtap_upstream_unreachable", "message": f"no provider answered: {last_error}"}}
-            return web.json_response(body, status=502)
+        if answer is None:  # the same answer and row as when mitmproxy cannot connect (unreachable.py)
+            last_error = state.attempts.log[-1].error if state.attempts.log else None
+            message = upstream_unreachable_message(target.provider.name, _origin(target.url),
+                                                   why_unreachable(last_error or ""))
+            state.outcome.error = f"{UNREACHABLE_TYPE}: {message}"
+            body = error_json(state.route.wire, UNREACHABLE_STATUS, UNREACHABLE_TYPE, message)
+            return web.Response(body=body, status=UNREACHABLE_STATUS, content_type="application/json")
         state.route.provider = target.provider
         state.attempts.answered_url = target.url
         try:
@@ -217,6 +222,12 @@ class Answer:
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of `url`, the port always shown."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def _error_text(body: bytes) -> str:

@@ -8,7 +8,9 @@ it was cut, so the `JSON` column still holds valid JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -104,6 +106,54 @@ def parse_json_or_text(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return content.decode("utf-8", errors="replace")
+
+
+def parse_json_body(content: bytes) -> tuple[Any, str | None]:
+    """A request body as JSON, with None; or, when it is not JSON, its text (None when empty) and why, in words a
+    client can act on: empty, not UTF-8 (at byte N), cut off (at byte N), nested too deeply, or invalid at line L
+    column C. Never raises."""
+    if not content:
+        return None, "the request body is empty"
+    try:
+        return json.loads(content), None
+    except UnicodeDecodeError as e:  # json.loads reads UTF-8 (or UTF-16/32, by their first bytes)
+        why = (f"the request body is not {e.encoding.upper()}: byte 0x{content[e.start]:02x} at byte {e.start} "
+               f"({e.reason})" if e.start < len(content) else f"the request body is not {e.encoding.upper()}")
+    except RecursionError:
+        why = (f"the request body's JSON is nested {_json_depth(content):,} levels deep, deeper than llmtap's JSON "
+               "reader goes (about 1,000 levels)")
+    except json.JSONDecodeError as e:
+        why = _json_error_words(e, len(content))
+    return content.decode("utf-8", errors="replace"), why
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, for a person: "an object", "a list", "a string", ..."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _json_depth(content: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (strings skipped); read only once it failed to parse."""
+    brackets = _JSON_STRING.sub(b"", content).translate(None, _ALL_BUT_BRACKETS)
+    return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_ALL_BUT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def _json_error_words(error: json.JSONDecodeError, total_bytes: int) -> str:
+    at_byte = len(error.doc[:error.pos].encode("utf-8", errors="surrogatepass"))
+    if not error.doc.strip():
+        return "the request body is empty (only whitespace)"
+    if error.msg.startswith("Unterminated string") or error.pos >= len(error.doc.rstrip()):
+        return (f"the request body is cut off: its JSON ends at byte {total_bytes:,} before it is complete "
+                f"({error.msg} at line {error.lineno} column {error.colno})")
+    return (f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno} "
+            f"(byte {at_byte:,})")
 
 
 def capped_json_text(value: Any, max_bytes: int) -> str | None:

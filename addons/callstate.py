@@ -68,6 +68,7 @@ class RequestInfo:
     client_host: str | None = None  # where the client sent the call, before routing
     client_path: str | None = None  # its path, secrets masked
     body: Any = None  # the parsed JSON the client sent (or its text when it is not JSON); never changed
+    body_problem: str | None = None  # why the body is not JSON, in words (bodies.parse_json_body), when it is not
     body_logged: str | None = None  # the row's request_body, cut early when the body is over the logged cap
     model: str | None = None  # the model it asked for
     stream: bool = False  # it asked for a streamed answer

@@ -1,4 +1,4 @@
-"""mitmproxy's live client connections, as llmtap needs them: to close one, and to know whether answers are unsent.
+"""mitmproxy's live connections, as llmtap needs them: to close one, and to know whether answers are unsent.
 
 mitmproxy has no public call for either, so this is the one place that reads its connection handlers (the
 `proxyserver` addon's `connections`, each handler's `transports`); it does what mitmproxy's own inactivity timeout
@@ -7,7 +7,7 @@ does to close a connection.
 
 from __future__ import annotations
 
-from mitmproxy import ctx
+from mitmproxy import ctx, http
 from mitmproxy.proxy.server import ConnectionHandler
 
 
@@ -31,6 +31,15 @@ def close_client(handler: ConnectionHandler, reason: str) -> None:
         io.handler.cancel(reason)  # the task reading from the client; as mitmproxy's own timeout does
     elif io.writer is not None:
         io.writer.close()
+
+
+def close_server(flow: http.HTTPFlow, reason: str) -> None:
+    """Close the connection to the server `flow` was sent to, if it is open: mitmproxy ends the flow as when the server
+    closes it (its error hook fires, unless an answer had begun)."""
+    handler = client_handler(flow.client_conn.id)
+    io = handler.transports.get(flow.server_conn) if handler is not None else None
+    if io is not None and io.handler is not None:
+        io.handler.cancel(reason)
 
 
 def client_bytes_unsent() -> bool:

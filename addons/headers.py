@@ -28,13 +28,31 @@ PREFIX = "helicone-"
 PROPERTY_PREFIX = "helicone-property-"
 
 
-class HeaderError(ValueError):
-    """A malformed Helicone header; `message` says what is accepted."""
+# Every Helicone-* header llmtap reads (lower-cased), besides Helicone-Property-<Name>; see HEADERS.md.
+KNOWN_HEADERS = frozenset({
+    "helicone-user-id", "helicone-session-id", "helicone-session-path", "helicone-session-name",
+    "helicone-request-id", "helicone-prompt-id", "helicone-omit-request", "helicone-omit-response", "helicone-auth",
+    "helicone-cache-enabled", "helicone-cache-bucket-max-size", "helicone-cache-seed", "helicone-cache-ignore-keys",
+    "helicone-retry-enabled", "helicone-retry-num", "helicone-retry-factor", "helicone-retry-min-timeout",
+    "helicone-retry-max-timeout", "helicone-fallback-model", "helicone-fallback-oncodes", "helicone-fallbacks",
+    "helicone-ratelimit-policy",
+})
+# Two spellings of one thing (HEADERS.md): the header, and the alias accepted for it when the header is not sent.
+ALIASES = {"helicone-property-userid": "helicone-user-id"}
+SECRET_HEADERS = frozenset({"helicone-auth"})  # their values are keys: an error never quotes them
+SHOWN_VALUE_CHARS = 80  # a malformed value is quoted in the error up to this length
 
-    def __init__(self, header: str, message: str):
-        super().__init__(f"{header}: {message}")
+
+class HeaderError(ValueError):
+    """A malformed Helicone header. `message` names the header as the client sent it, what is accepted, and what was
+    sent (`Helicone-Cache-Enabled: expected true or false, got 'maybe'`): SDKs show a user only an error's message.
+    `problem` is the message without the header's name."""
+
+    def __init__(self, header: str, problem: str):
+        super().__init__(f"{header}: {problem}")
         self.header = header
-        self.message = message
+        self.problem = problem
+        self.message = f"{header}: {problem}"
 
 
 NO_CONFIG = RequestDefaults()  # what a request gets when no config says otherwise
@@ -52,13 +70,18 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
             cache_control = value
         elif lower.startswith(PREFIX):
             if lower in values and values[lower][1] != value:
-                raise HeaderError(name, f"sent twice with different values ({values[lower][1]!r} and {value!r}); "
-                                        "send it once")
+                both = "" if lower in SECRET_HEADERS else f" ({shown(values[lower][1])} and {shown(value)})"
+                raise HeaderError(name, f"sent twice with different values{both}; send it once")
             values[lower] = (name, value)
             if lower.startswith(PROPERTY_PREFIX):
                 if not lower[len(PROPERTY_PREFIX):]:
                     raise HeaderError(name, "a property needs a name: Helicone-Property-<Name>")
                 properties[lower[len(PROPERTY_PREFIX):]] = value
+
+    for alias, key in ALIASES.items():
+        if alias in values and key in values and values[alias][1].strip() != values[key][1].strip():
+            raise HeaderError(values[alias][0], f"says {shown(values[alias][1])} but {values[key][0]} says "
+                                                f"{shown(values[key][1])}; they name the same thing: send one")
 
     def text(key: str) -> str | None:
         return values[key][1].strip() if key in values else None
@@ -111,6 +134,24 @@ def parse_helicone_headers(fields: Iterable[tuple[str, str]], defaults: RequestD
     )
 
 
+def unknown_helicone_headers(fields: Iterable[tuple[str, str]]) -> list[str]:
+    """The `Helicone-*` headers among `fields` that llmtap does not read (a misspelt name, or a Helicone feature llmtap
+    does not have), as sent, each once: they are removed like the others, and the row's `notes` name them."""
+    unknown: dict[str, str] = {}
+    for name, _ in fields:
+        lower = name.lower()
+        if lower.startswith(PREFIX) and lower not in KNOWN_HEADERS and not lower.startswith(PROPERTY_PREFIX):
+            unknown.setdefault(lower, name)
+    return list(unknown.values())
+
+
+def shown(value: str) -> str:
+    """A header value as an error quotes it: in quotes, cut to SHOWN_VALUE_CHARS."""
+    if len(value) > SHOWN_VALUE_CHARS:
+        return repr(value[:SHOWN_VALUE_CHARS]) + f" (cut, {len(value):,} characters)"
+    return repr(value)
+
+
 def tags_only(fields: Iterable[tuple[str, str]]) -> HeliconeOptions:
     """What can be read of a request whose Helicone headers did not parse: its tags, and its omit flags taken as
     'omit' unless plainly 'false' (a body the client may have asked to keep out is kept out). Never raises."""
@@ -143,14 +184,14 @@ def _property_user_id(properties: dict[str, str]) -> str | None:
 def _true_or_false(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {shown(value)}")
     return lowered == "true"
 
 
 def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         if not _is_number(value.strip()) or not minimum <= int(value) <= maximum:
-            raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {value!r}")
+            raise ValueError(f"expected a whole number from {minimum} to {maximum}, got {shown(value)}")
         return int(value)
     return parse
 
@@ -161,21 +202,21 @@ def _factor(value: str) -> float:
     except ValueError:
         number = -1.0
     if not 1.0 <= number <= 10.0:
-        raise ValueError(f"expected a number from 1 to 10, got {value!r}")
+        raise ValueError(f"expected a number from 1 to 10, got {shown(value)}")
     return number
 
 
 def _names(value: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in value.split(","))
     if not all(items):
-        raise ValueError(f"expected a comma-separated list of non-empty names, got {value!r}")
+        raise ValueError(f"expected a comma-separated list of non-empty names, got {shown(value)}")
     return items
 
 
 def _status_codes(value: str) -> tuple[int, ...]:
     codes = _names(value)
     if not all(_is_number(c) and 100 <= int(c) <= 599 for c in codes):
-        raise ValueError(f"expected comma-separated HTTP status codes, got {value!r}")
+        raise ValueError(f"expected comma-separated HTTP status codes (100-599), got {shown(value)}")
     return tuple(int(c) for c in codes)
 
 
@@ -190,7 +231,7 @@ def _max_age(cache_control: str | None) -> int:
 
 def _session_path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"expected a path like /parent/child, got {value!r}")
+        raise ValueError(f"expected a path like /parent/child, got {shown(value)}")
     return value
 
 
@@ -198,12 +239,12 @@ def _request_id(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except ValueError:
-        raise ValueError(f"expected a UUID, got {value!r}") from None
+        raise ValueError(f"expected a UUID, got {shown(value)}") from None
 
 
 def _bearer(value: str) -> str:
     if (token := bearer(value)) is None:
-        raise ValueError("expected 'Bearer <key>'")
+        raise ValueError("expected 'Bearer <key>' (the value is a key: not shown)")
     return token
 
 
@@ -211,7 +252,7 @@ def _policy(value: str) -> RateLimitPolicy:
     try:
         return parse_ratelimit_policy(value)
     except ValueError:
-        raise ValueError(f"expected {POLICY_FORM}") from None
+        raise ValueError(f"expected {POLICY_FORM}; got {shown(value)}") from None
 
 
 def _fallback_targets(value: str) -> tuple[dict, ...]:
@@ -220,5 +261,6 @@ def _fallback_targets(value: str) -> tuple[dict, ...]:
     except (ValueError, RecursionError):
         targets = None
     if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
-        raise ValueError("expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}]")
+        raise ValueError("expected a JSON list of objects, e.g. [{\"bodyKeyOverride\": {\"model\": \"gpt-4o-mini\"}}], "
+                         f"got {shown(value)}")
     return tuple(targets)

@@ -8,7 +8,8 @@ without a key costs llmtap almost nothing:
 1. `requestheaders` (the body has not been read): headers over `limits.max_header_count` or `max_header_bytes` get
    431; `Helicone-*` headers are removed in one pass and parsed once; on the gateway way in the gateway key is checked
    (401); a declared body over `limits.max_request_bytes` gets 413; a malformed `Helicone-*` header gets 400; a
-   `Helicone-Request-Id` this gateway has already logged gets 409.
+   `Helicone-Request-Id` this gateway has already logged gets 409. A `Helicone-*` header llmtap does not read is
+   removed too, and named in the row's `notes`.
 2. `request` (the body has arrived): it is decoded within `max_request_bytes` (a compressed body that grows past it
    gets 413) and parsed as JSON once.
 
@@ -29,10 +30,10 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from .access import gateway_key_for, presented_key
-from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_or_text
+from .bodies import BodyTooLarge, UnsupportedEncoding, cut_body_text, decoded_body, parse_json_body
 from .callstate import CallState, Route, attach_state, get_state
 from .credentials import bearer, client_key, credential_fingerprint, fingerprint, masked_path
-from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only
+from .headers import PREFIX, HeaderError, parse_helicone_headers, tags_only, unknown_helicone_headers
 from .refusals import RefusalSink
 from .replies import reply_with_error
 from .settings import Settings
@@ -75,6 +76,7 @@ class Intake:
         # Named as the call arrived: Router may replace the caller's credential with llmtap's own provider key.
         state.request.credential_hash = credential_fingerprint(flow.request)
         helicone_fields = self._take_helicone_headers(flow.request)
+        state.notes.extend(f"ignored unknown header {name}" for name in unknown_helicone_headers(helicone_fields))
         try:
             cache_control = [("cache-control", v) for v in flow.request.headers.get_all("cache-control")]
             options = parse_helicone_headers(helicone_fields + cache_control, config.request_defaults)
@@ -123,6 +125,7 @@ class Intake:
             reply_with_error(flow, *body.refusal)
             return
         state.route.wire, state.request.body, state.request.body_logged = body.wire, body.parsed, body.logged
+        state.request.body_problem = body.problem
         if state.route.wire is not None:
             path = endpoint_path(flow.request.path)
             state.request.model = state.route.wire.model(path, state.request.body)
@@ -203,6 +206,7 @@ class RequestBody:
     wire: WireFormat | None = None
     parsed: Any = None
     logged: str | None = None  # the row's request_body when the body is over the logged cap, already cut
+    problem: str | None = None  # why the body is not JSON, when it is not
     refusal: tuple[int, str, str] | None = None  # (status, error type, message)
 
 
@@ -219,4 +223,5 @@ def read_request_body(request: http.Request, limit_bytes: int, logged_cap_bytes:
     wire = format_for_path(request.path)
     if wire is None and "json" not in request.headers.get("content-type", ""):
         return RequestBody(wire=None)
-    return RequestBody(wire=wire, parsed=parse_json_or_text(content), logged=cut_body_text(content, logged_cap_bytes))
+    parsed, problem = parse_json_body(content)
+    return RequestBody(wire=wire, parsed=parsed, logged=cut_body_text(content, logged_cap_bytes), problem=problem)

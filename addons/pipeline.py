@@ -7,7 +7,8 @@ exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listene
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
 stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
-with retries or fallbacks, Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
+with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
+silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
 writes what mitmweb shows, and Drain (last, so a call counts as finished only once every other addon has seen it
 end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that
 show or save flows.
@@ -36,6 +37,7 @@ from .refusals import RefusalSink
 from .routing import Router
 from .settings import Settings
 from .streaming import StreamTap
+from .upstream_failure import UpstreamFailure
 from .webview import LlmCallView, WebView
 
 # The gateway listener is a mitmproxy reverse proxy whose nominal target is never contacted: Router sends each call
@@ -55,7 +57,8 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
         RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
-        AttemptRunner(settings), Recorder(settings), RateLimitUsage(windows), WebView(), Drain(settings),
+        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        Drain(settings),
     ]
 
 

@@ -18,7 +18,6 @@ first in the pipeline.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from mitmproxy import http
 
 from .bodies import BodyTooLarge
 from .callstate import METADATA_KEY, CallState, get_state
+from .replies import client_wire, error_json
 
 TOKEN_HEADER = "x-llmtap-refusal"
 BODY_FRAMING = (b"content-length", b"transfer-encoding")
@@ -68,13 +68,14 @@ class RefusalSink:
 
     def refuse(self, flow: http.HTTPFlow, status: int, error_type: str, message: str,
                headers: dict[str, str] | None = None, **extra: object) -> None:
-        """Answer `flow` (still at its headers) with `{"error": {...}}` once its body has been read and dropped.
+        """Answer `flow` (still at its headers) with a JSON error in its API's shape (replies.py) once its body has
+        been read and dropped.
         The call's state records the error and that the call was refused, so its row keeps no body."""
         state = get_state(flow)
         if state is not None:
             state.outcome.error = f"{error_type}: {message}"
             state.outcome.refused = True
-        body = json.dumps({"error": {"type": error_type, "message": message, **extra}}).encode()
+        body = error_json(client_wire(flow), status, error_type, message, **extra)
         refusal = Refusal(status, body, (("content-type", "application/json"), *(headers or {}).items()))
         if self._send_to_sink(flow, refusal):
             _park(flow)
@@ -87,7 +88,7 @@ class RefusalSink:
             return
         state.limits.held_destination = _destination(flow.request)
         message = str(BodyTooLarge(limit_bytes))
-        body = json.dumps({"error": {"type": "llmtap_request_too_large", "message": message}}).encode()
+        body = error_json(client_wire(flow), 413, "llmtap_request_too_large", message)
         self._send_to_sink(flow, Refusal(413, body, (("content-type", "application/json"),)), now=False)
         state.outcome.error = f"llmtap_request_too_large: {message}"  # stands unless release() is called
         state.outcome.refused = True

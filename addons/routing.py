@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mitmproxy import ctx, http
 
+from .bodies import json_kind
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
@@ -48,7 +49,8 @@ class Router:
             return
         body = state.request.body
         if not isinstance(body, dict):
-            reply_with_error(flow, 400, "llmtap_invalid_body", "the request body must be a JSON object")
+            reply_with_error(flow, 400, "llmtap_invalid_body", state.request.body_problem
+                             or f"the request body must be a JSON object, got {json_kind(body)}")
             return
         model = wire.model(path, body)
         routed = config.provider_for_model(model) if model else None

@@ -18,6 +18,7 @@ from llmtap.refusals import RefusalSink
 from llmtap.routing import Router
 from llmtap.settings import Settings
 from llmtap.streaming import StreamTap
+from llmtap.upstream_failure import UpstreamFailure
 from llmtap.webview import WebView
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
@@ -34,6 +35,8 @@ BEFORE = [
     (ResponseCache, AttemptRunner, "a cache hit never reaches the relay"),
     (StreamTap, AttemptRunner, "the stream tap asks for usage in the body the relay sends"),
     (AttemptRunner, Recorder, "the row counts the relay's tries"),
+    (UpstreamFailure, Recorder, "an unreachable provider's row has the JSON 502 the client got"),
+    (AttemptRunner, UpstreamFailure, "a call the relay sends is timed by the relay, not by mitmproxy's silence timer"),
     (Recorder, RateLimitUsage, "cents reservations settle with the cost in the call's row"),
     (Recorder, WebView, "the flow's comment is written from the row"),
     (RateLimitUsage, WebView, "WebView replaces the call's state, which the other subscribers read"),

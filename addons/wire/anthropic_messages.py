@@ -8,6 +8,13 @@ from typing import Any
 from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
+# Anthropic's error types (docs.anthropic.com, "Errors") by HTTP status: its SDK and its users branch on them.
+ERROR_TYPES_BY_STATUS = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
+    504: "timeout_error", 529: "overloaded_error",
+}
+
 
 class AnthropicMessages(WireFormat):
     name = "anthropic_messages"
@@ -27,6 +34,14 @@ class AnthropicMessages(WireFormat):
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
+
+    def error_body(self, status: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
+        """Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, with Anthropic's error type for the
+        status; llmtap's own type stays findable in `error.llmtap_type`."""
+        fallback = "api_error" if status >= 500 else "invalid_request_error"
+        anthropic_type = ERROR_TYPES_BY_STATUS.get(status, fallback)
+        return {"type": "error",
+                "error": {"type": anthropic_type, "message": message, "llmtap_type": error_type, **extra}}
 
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         usage = dict(answer.get("usage") or {})

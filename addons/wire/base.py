@@ -102,6 +102,11 @@ class WireFormat(ABC):
         """The path and body of the same request for another model; `body` itself is left as it is."""
         return path, {**body, "model": model}
 
+    def error_body(self, status: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
+        """The JSON of an answer llmtap gives itself (`status`, llmtap's own `error_type`), in the shape this API's
+        clients parse. Here OpenAI's, which OpenAI-compatible SDKs read: `{"error": {"type", "message", ...}}`."""
+        return openai_error_body(error_type, message, **extra)
+
     @abstractmethod
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         """The SSE stream, in this API's event format, that delivers the JSON `answer` to a client that sent
@@ -121,6 +126,12 @@ class WireFormat(ABC):
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return None  # usage in a shape genai-prices does not read: the row says so, the call goes on
         return usage
+
+
+def openai_error_body(error_type: str, message: str, **extra: Any) -> dict[str, Any]:
+    """OpenAI's error shape, `{"error": {"type", "message", ...}}`: what llmtap answers when it cannot tell which API
+    a client speaks."""
+    return {"error": {"type": error_type, "message": message, **extra}}
 
 
 def index_of(value: Any) -> int:

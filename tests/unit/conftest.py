@@ -25,9 +25,12 @@ from llmtap.pipeline import make_addons
 from llmtap.recorder import Recorder
 from llmtap.settings import Settings
 from llmtap.store import connect
+from llmtap.upstream_failure import CLIENT_WAITS_KEY
 from mitmproxy import hooks, http
+from mitmproxy.flow import Error
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.layers.http import (
+    HttpErrorHook,
     HttpRequestHeadersHook,
     HttpRequestHook,
     HttpResponseHeadersHook,
@@ -92,9 +95,11 @@ class Pipeline:
 
     def call(self, body: Any = None, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions",
              answer: Callable[[http.Request], http.Response] | dict[str, Any] | None = None,
-             raw_body: bytes | None = None) -> http.HTTPFlow:
+             raw_body: bytes | None = None, upstream_error: str | None = None) -> http.HTTPFlow:
         """One call on the gateway way in, through every hook mitmproxy would run, in its order; the provider's
-        `answer` (default: a completion echoing the prompt) is used only if llmtap lets the call leave."""
+        `answer` (default: a completion echoing the prompt) is used only if llmtap lets the call leave. With
+        `upstream_error`, the provider cannot be reached instead: mitmproxy's `error` hook runs with that error, the
+        client still waiting (as upstream_failure.py's HTTP stream marks it)."""
         content = raw_body if raw_body is not None else json.dumps(chat_body() if body is None else body).encode()
         request = tutils.treq(
             method=b"POST", scheme=b"http", host="127.0.0.1", port=8787, path=path.encode(),
@@ -108,6 +113,11 @@ class Pipeline:
         self._run(HttpRequestHook(flow))
         if flow.response is None and flow.error is None:
             self.provider_requests.append(flow.request.copy())
+            if upstream_error is not None:
+                flow.metadata[CLIENT_WAITS_KEY] = True
+                flow.error = Error(upstream_error)
+                self._run(HttpErrorHook(flow))
+                return flow
             flow.response = self._provider_answer(flow.request, answer)
         self._run(HttpResponseHeadersHook(flow))
         self._run(HttpResponseHook(flow))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llmtap.headers import HeaderError, parse_helicone_headers
+from llmtap.headers import HeaderError, parse_helicone_headers, unknown_helicone_headers
 from llmtap.options import CacheOptions, FallbackOptions, HeliconeOptions, RetryOptions
 from llmtap.ratelimit_policy import RateLimitPolicy
 
@@ -106,10 +106,21 @@ def test_property_userid_is_the_user_when_no_user_id_header_is_sent():
     assert options.user_id == "bob"
 
 
-def test_user_id_header_wins_over_property_userid():
-    options = parse_helicone_headers([("Helicone-Property-UserId", "bob"), ("Helicone-User-Id", "alice")])
+def test_user_id_and_property_userid_saying_the_same_user_are_accepted():
+    options = parse_helicone_headers([("Helicone-Property-UserId", "alice"), ("Helicone-User-Id", "alice")])
 
     assert options.user_id == "alice"
+
+
+def test_user_id_and_property_userid_naming_two_users_are_malformed():
+    """Two spellings of one header (HEADERS.md's alias) that disagree: the client's mistake, refused like any other
+    malformed header rather than one silently winning."""
+    with pytest.raises(HeaderError) as caught:
+        parse_helicone_headers([("Helicone-Property-UserId", "bob"), ("Helicone-User-Id", "alice")])
+
+    assert caught.value.header == "Helicone-Property-UserId"
+    assert caught.value.message == ("Helicone-Property-UserId: says 'bob' but Helicone-User-Id says 'alice'; "
+                                    "they name the same thing: send one")
 
 
 def test_cache_control_max_age_sets_the_ttl_when_cache_is_enabled():
@@ -175,6 +186,37 @@ def test_malformed_header_raises_header_error_naming_it_and_the_accepted_form(na
 
     assert error.value.header == name
     assert accepted in error.value.message
+    # SDKs show only the message: it names the header itself, and the value unless the value is a key.
+    assert error.value.message.startswith(f"{name}: ")
+    assert (repr(value) in error.value.message) == (name not in ("Helicone-Auth", "Helicone-Property-"))
+
+
+def test_malformed_header_message_reads_as_documented():
+    with pytest.raises(HeaderError) as caught:
+        parse_helicone_headers([("Helicone-Cache-Enabled", "maybe")])
+
+    assert caught.value.message == "Helicone-Cache-Enabled: expected true or false, got 'maybe'"
+
+
+def test_a_long_malformed_value_is_quoted_cut():
+    with pytest.raises(HeaderError) as caught:
+        parse_helicone_headers([("Helicone-Retry-Num", "9" * 5000)])
+
+    assert len(caught.value.message) < 200 and "5,000 characters" in caught.value.message
+
+
+def test_an_auth_header_sent_twice_is_malformed_without_quoting_its_keys():
+    with pytest.raises(HeaderError) as caught:
+        parse_helicone_headers([("Helicone-Auth", "Bearer key-one"), ("helicone-auth", "Bearer key-two")])
+
+    assert "twice" in caught.value.message and "key-" not in caught.value.message
+
+
+def test_unknown_helicone_headers_are_named_once_each_as_sent():
+    fields = [("Helicone-Cache-Enabeld", "true"), ("helicone-cache-enabeld", "true"), ("Helicone-User-Id", "a"),
+              ("Helicone-Property-Anything", "x"), ("Helicone-Posthog-Key", "k"), ("Authorization", "Bearer k")]
+
+    assert unknown_helicone_headers(fields) == ["Helicone-Cache-Enabeld", "Helicone-Posthog-Key"]
 
 
 @pytest.mark.parametrize(
