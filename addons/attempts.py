@@ -29,7 +29,7 @@ from .callstate import CallState, get_state
 from .credentials import masked_path
 from .fallback import Target, has_fallbacks, plan_targets
 from .record import SKIPPED, AttemptRecord, CallRecord
-from .replies import error_json, reply_with_error
+from .replies import NOT_RETRYABLE, error_json, reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
 from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
@@ -78,7 +78,8 @@ class AttemptRunner:
             missing = ", ".join(f"{target.model} ({(target.skipped_because or '').removeprefix(SKIPPED)})"
                                 for target in targets)
             reply_with_error(flow, 500, "llmtap_missing_provider_key",
-                             f"the gateway has no key for any model this call may use: {missing}")
+                             f"the gateway has no key for any model this call may use: {missing}",
+                             headers=NOT_RETRYABLE)
             return
         token = secrets.token_urlsafe(16)
         self._pending[token] = (state, targets)

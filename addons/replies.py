@@ -17,6 +17,10 @@ from .callstate import get_state
 from .wire import WireFormat, format_for_path
 from .wire.base import openai_error_body
 
+# The official SDKs (Stainless-generated: openai, anthropic) retry 5xx answers unless this header says not to. An
+# answer that only a change of llmtap's config can fix is the same on every retry, and each retry would be one more row.
+NOT_RETRYABLE = {"x-should-retry": "false"}
+
 
 def reply_with_error(
     flow: http.HTTPFlow, status: int, error_type: str, message: str, headers: dict[str, str] | None = None, **extra: Any

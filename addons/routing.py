@@ -17,7 +17,7 @@ from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
 from .fallback import has_fallbacks
 from .record import SKIPPED
-from .replies import reply_with_error
+from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
 from .wire import endpoint_path, format_for_gateway_path, gateway_endpoints
 
@@ -95,6 +95,7 @@ class Router:
             reply_with_error(
                 flow, 500, "llmtap_missing_provider_key",
                 f"the gateway has no key for provider {provider.name!r}: set {provider.api_key_env}",
+                headers=NOT_RETRYABLE,
             )
             return False
         for name in CLIENT_KEY_HEADERS:

@@ -129,11 +129,16 @@ def test_when_every_model_is_keyless_the_client_gets_a_clear_json_error_and_the_
 
 def test_without_fallbacks_a_keyless_provider_behind_gateway_keys_is_refused_as_before(groq_behind_gateway_keys,
                                                                                         mock_provider):
-    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann", max_retries=0)
+    client = openai.OpenAI(base_url=groq_behind_gateway_keys.base_url, api_key="gw-ann")  # the SDK's own retries on
     with pytest.raises(openai.InternalServerError) as caught:
-        client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}],
+                                       extra_headers={"Helicone-Session-Id": "no-retries-please"})
     assert caught.value.body["type"] == "llmtap_missing_provider_key" and "GROQ_API_KEY" in caught.value.body["message"]
     assert mock_provider.requests() == []
+    # Only config can fix it: the SDK is told not to retry, so the app fails at once and the log has one row, not three.
+    groq_behind_gateway_keys.row(caught.value.response.headers["helicone-id"])
+    assert groq_behind_gateway_keys.query(
+        "SELECT count(*) FROM requests WHERE session_id = 'no-retries-please'") == [(1,)]
 
 
 def test_a_provider_without_a_key_variable_gets_no_key_and_never_the_gateway_key(groq_behind_gateway_keys,
