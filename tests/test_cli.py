@@ -111,7 +111,12 @@ def test_commands_run_elsewhere_without_config_use_the_running_gateways(gateway_
                  env=gateway_elsewhere.env)
     assert sql.returncode == 0, sql.stderr
     assert [json.loads(line) for line in sql.stdout.splitlines()] == [{"status": 200}]
-    assert list(tmp_path.iterdir()) == []  # no second CA, no log where the commands ran
+
+    status = llmtap("status", "--json", cwd=tmp_path, env=gateway_elsewhere.env)
+    assert status.returncode == 0 and json.loads(status.stdout)["gateway_running"] is True
+    stats = llmtap("cache", "stats", cwd=tmp_path, env=gateway_elsewhere.env)
+    assert stats.returncode == 0 and str(gateway_elsewhere.config_path.parent / "logs" / "cache") in stats.stdout
+    assert list(tmp_path.iterdir()) == []  # no second CA, no log, no cache where the commands ran
 
 
 def test_the_banners_env_lines_work_from_any_directory(gateway_elsewhere, tmp_path):
