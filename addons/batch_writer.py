@@ -27,6 +27,7 @@ from .spool import encode_row, private_dir
 
 logger = logging.getLogger(__name__)
 
+TORN_READ = "could not read enough bytes"  # DuckDB's words when it read a page another process was still writing
 TABLE = "requests"
 STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException, duckdb.PermissionException,
                   duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
@@ -216,6 +217,7 @@ def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
     """As `read_log`, with each column's DuckDB type too (`JSON`, `DECIMAL(18,10)`, …), for renderers that write a
     JSON column as JSON and money as money."""
     deadline = time.monotonic() + timeout_s
+    other_failures = 0
     while True:
         try:
             with connect(path, timeout_s=timeout_s, read_only=True) as db:
@@ -223,8 +225,12 @@ def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
                 description = cursor.description or []
                 columns, types = [d[0] for d in description], [str(d[1]) for d in description]
                 return columns, types, cursor.fetchall() if columns else []
-        except duckdb.IOException:
-            if time.monotonic() >= deadline:
+        except duckdb.IOException as e:
+            # A torn read mends by the next read; any other I/O error (not a DuckDB file, a directory) gets a few
+            # quick tries, in case it was a torn read in other words, and is then reported at once, not after 10 s.
+            torn = TORN_READ in str(e).lower()
+            other_failures += not torn
+            if time.monotonic() >= deadline or other_failures > 3:
                 raise
             time.sleep(0.05)
 

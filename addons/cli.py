@@ -333,12 +333,16 @@ def run_sql(config: Config, query: str, output_format: str | None) -> int:
     import duckdb
 
     from .batch_writer import read_log_typed
+    from .log_file import log_file_problem
 
     if not config.storage_path.exists():
         print(f"llmtap: no log yet at {config.storage_path} (start the gateway and make a call)", file=sys.stderr)
         return 1
     try:
         columns, types, rows = read_log_typed(config.storage_path, query)
+    except duckdb.IOException as e:  # the file itself, not the query: say what to do, as start-up would
+        print(f"llmtap: {log_file_problem(config.storage_path) or e}", file=sys.stderr)
+        return 1
     except duckdb.Error as e:
         print(f"llmtap: {e}", file=sys.stderr)
         return 1

@@ -120,3 +120,17 @@ def test_the_recorder_refuses_an_unusable_log_at_once_when_run_as_a_mitmproxy_ad
             tctx.options.update(llmtap_config=str(config))
     assert time.monotonic() - started < 5
     assert snapshot(log) == before
+
+
+@pytest.mark.parametrize("make_unusable", [make_random_bytes, make_empty_file])
+def test_llmtap_sql_on_an_unusable_log_says_what_to_do_at_once(tmp_path, make_unusable):
+    config = write_config(tmp_path)
+    log = tmp_path / "data" / "llmtap.duckdb"
+    make_unusable(log)
+    before = snapshot(log)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "sql", "--config", str(config), "SELECT 1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 5  # it waited 10 s for a torn read to mend
+    assert str(log) in result.stderr and "Move it aside" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(log) == before
