@@ -1,8 +1,8 @@
 """What a person sees of an LLM call in mitmweb: a one-line comment on the flow, and a chat view of its bodies.
 
 The `WebView` addon runs last. It masks the keys in the request once it has been sent (the provider key the gateway
-injected among them) before mitmweb shows the answer, writes the comment from the call's row (`gpt-4o-mini ·
-1,234→56 tok · $0.00041 · 812 ms`, money as `money.format_usd` shows it everywhere), and leaves a plain summary in
+injected among them) before mitmweb shows the answer, writes the comment from the call's row (`$0.00041 ·
+1,234→56 tok · gpt-4o-mini · 812 ms`, money as `money.format_usd` shows it everywhere), and leaves a plain summary in
 `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the flow can be saved, copied and replayed
 like any other. `LlmCallView` renders chat requests and responses (streamed ones assembled) as turns by role instead
 of raw JSON.
@@ -45,11 +45,12 @@ class WebView:
 
 
 def describe(record: CallRecord) -> str:
-    """One line that says what a call was: model, tokens, cost, latency, and its error if it failed."""
-    parts = [record.model or record.model_requested or record.path or "?"]
+    """One line that says what a call was: cost, tokens, model, latency, and its error if it failed. The numbers come
+    first: mitmweb's comment column is narrow, and the model is also in the request a person opens."""
+    parts = [format_usd(record.cost_usd)]
     if record.input_tokens is not None or record.output_tokens is not None:
         parts.append(f"{record.input_tokens or 0:,}→{record.output_tokens or 0:,} tok")
-    parts.append(format_usd(record.cost_usd))
+    parts.append(record.model or record.model_requested or record.path or "?")
     parts.append(f"{record.latency_ms or 0:,.0f} ms")
     if record.cache_status == "HIT":
         saved = record.cost_saved_usd

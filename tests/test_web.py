@@ -80,7 +80,7 @@ def test_the_flow_list_shows_each_calls_comment(web_gateway):
     chat_call(web_gateway, "a comment column")
     assert "comment" in web.option("web_columns")
     comments = [flow["comment"] for flow in web.get("flows.json")]
-    assert any(re.fullmatch(r"gpt-4o-mini\S* · \d+→\d+ tok · \$\S+ · [\d,]+ ms", c) for c in comments), comments
+    assert any(re.fullmatch(r"\$\S+ · \d+→\d+ tok · gpt-4o-mini\S* · [\d,]+ ms", c) for c in comments), comments
 
 
 def test_the_status_bar_address_is_the_proxy_listener(web_gateway):
@@ -103,7 +103,7 @@ def test_what_a_person_sees_in_mitmweb(web_gateway, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 700})
             page.goto(f"{web.url}?token={web.token}")
-            page.wait_for_selector("text=/gpt-4o-mini.* tok · /", timeout=15_000)
+            page.wait_for_selector("text=/\\$[0-9.]+ · \\d+→\\d+ tok · gpt-4o-mini/", timeout=15_000)
             page.screenshot(path=os.environ.get("LLMTAP_SCREENSHOT", tmp_path / "mitmweb.png"))
             footer = page.inner_text("footer")
         finally:

@@ -38,9 +38,9 @@ def test_mitmweb_shows_a_summary_comment_and_a_chat_view(fresh_gateway, mock_pro
         time.sleep(0.1)
     flows = web_get(web_port, token.group(1), "/flows")
     assert len(flows) == 2
-    assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · 100→167 tok · \$0\.000115 · [\d,]+ ms", flows[0]["comment"])
+    assert re.fullmatch(r"\$0\.000115 · 100→167 tok · gpt-4o-mini-2024-07-18 · [\d,]+ ms", flows[0]["comment"])
     for flow, text in zip(flows, ("show me in mitmweb", "stream in mitmweb"), strict=True):
-        assert re.fullmatch(r"gpt-4o-mini-2024-07-18 · \d+→\d+ tok · \$[0-9.]+ · [\d,]+ ms", flow["comment"])
+        assert re.fullmatch(r"\$[0-9.]+ · \d+→\d+ tok · gpt-4o-mini-2024-07-18 · [\d,]+ ms", flow["comment"])
         response = web_get(web_port, token.group(1), f"/flows/{flow['id']}/response/content/auto.json")
         assert response["view_name"] == "LLM call"
         assert response["text"].endswith(f"[assistant]\n  Mock reply to: {text}")
@@ -59,19 +59,19 @@ def a_record(**columns) -> CallRecord:
 def test_comment_reads_like_the_issue_example():
     record = a_record(model="gpt-4o-mini", input_tokens=1234, output_tokens=56, cost_usd=Decimal("0.00041"),
                       latency_ms=812.4)
-    assert describe(record) == "gpt-4o-mini · 1,234→56 tok · $0.00041 · 812 ms"
+    assert describe(record) == "$0.00041 · 1,234→56 tok · gpt-4o-mini · 812 ms"
 
 
 def test_comment_says_when_the_price_is_unknown_and_why_a_call_failed():
     record = a_record(model=None, model_requested="gpt-5-nano", cost_usd=None, latency_ms=3.0, status=503,
                       error="server_error: overloaded")
-    assert describe(record) == "gpt-5-nano · $? · 3 ms · 503 server_error: overloaded"
+    assert describe(record) == "$? · gpt-5-nano · 3 ms · 503 server_error: overloaded"
 
 
 def test_comment_says_a_cache_hit_and_what_it_saved():
     record = a_record(model="gpt-4o-mini", input_tokens=10, output_tokens=5, cost_usd=Decimal(0),
                       cost_saved_usd=Decimal("0.0123"), latency_ms=1.2, cache_status="HIT")
-    assert describe(record) == "gpt-4o-mini · 10→5 tok · $0 · 1 ms · cache HIT (saved $0.0123)"
+    assert describe(record) == "$0 · 10→5 tok · gpt-4o-mini · 1 ms · cache HIT (saved $0.0123)"
 
 
 def test_masking_a_sent_request_twice_changes_nothing():
