@@ -8,6 +8,7 @@ does to close a connection.
 from __future__ import annotations
 
 from mitmproxy import ctx, http
+from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy.server import ConnectionHandler
 
 
@@ -33,13 +34,25 @@ def close_client(handler: ConnectionHandler, reason: str) -> None:
         io.writer.close()
 
 
-def close_server(flow: http.HTTPFlow, reason: str) -> None:
-    """Close the connection to the server `flow` was sent to, if it is open: mitmproxy ends the flow as when the server
-    closes it (its error hook fires, unless an answer had begun)."""
+def close_server(flow: http.HTTPFlow, reason: str) -> bool:
+    """Close the connection to the server `flow` was sent to, open or still being opened: mitmproxy ends the flow as
+    when the server closes it or cannot be reached (its error hook fires, unless an answer had begun). False when
+    there was none to close."""
     handler = client_handler(flow.client_conn.id)
-    io = handler.transports.get(flow.server_conn) if handler is not None else None
-    if io is not None and io.handler is not None:
-        io.handler.cancel(reason)
+    if handler is None:
+        return False
+    io = handler.transports.get(flow.server_conn)
+    if io is None:
+        # Still connecting: mitmproxy gives the flow its server connection only once it is open, and waits on a
+        # connect as long as the system does (minutes). The one being opened is the transport to the flow's address.
+        address = (flow.request.host, flow.request.port)
+        io = next((io for connection, io in handler.transports.items()
+                   if connection is not handler.client and connection.address == address
+                   and connection.state == ConnectionState.CLOSED), None)
+    if io is None or io.handler is None:
+        return False
+    io.handler.cancel(reason)
+    return True
 
 
 def client_bytes_unsent() -> bool:

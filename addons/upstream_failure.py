@@ -102,10 +102,10 @@ class UpstreamFailure:
             return
         if flow.server_conn.alpn == b"h2":
             return  # other calls share an HTTP/2 connection: closing it would end them too
-        flow.metadata[TIMED_OUT_KEY] = timeout_s
-        logger.info(f"llmtap: no answer from {flow.request.host}:{flow.request.port} in {timeout_s:g} s "
-                    "(retries.upstream_timeout_s); closing its connection")
-        close_server(flow, "upstream timeout")
+        if close_server(flow, "upstream timeout"):
+            flow.metadata[TIMED_OUT_KEY] = timeout_s
+            logger.info(f"llmtap: no answer from {flow.request.host}:{flow.request.port} in {timeout_s:g} s "
+                        "(retries.upstream_timeout_s); closed its connection")
 
 
 _patched = False

@@ -5,9 +5,12 @@ each call still gets."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 
 import anthropic
 import openai
@@ -140,6 +143,39 @@ def test_a_silent_upstream_is_a_json_502_after_the_upstream_timeout(short_timeou
         assert caught.value.message.endswith("timed out: no answer in 0.5 s (retries.upstream_timeout_s)")
     row = short_timeout.row(caught.value.response.headers["helicone-id"])
     assert row["status"] == 502 and "timed out" in row["error"] and row["latency_ms"] >= 500
+
+
+@pytest.fixture
+def unanswered_listener() -> Iterator[str]:
+    """A loopback port whose listen queue is full: a connect to it neither succeeds nor fails, it waits (for minutes,
+    as the system retries its SYN), as an overloaded or firewalled provider does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the queue; later connects hang
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+def test_an_upstream_that_never_accepts_the_connection_is_a_json_502_after_the_upstream_timeout(
+        fresh_gateway, unanswered_listener):
+    gw = fresh_gateway({"providers": {"openai": {"upstream": unanswered_listener}},
+                        "retries": {"upstream_timeout_s": 1}})
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as caught:
+        openai_client(gw).with_options(timeout=30).chat.completions.create(**CHAT)
+    assert time.monotonic() - started < 10  # not the system's minutes, nor the client's own 30 s
+    assert caught.value.status_code == 502 and caught.value.type == "llmtap_upstream_unreachable"
+    assert caught.value.message.endswith(
+        f"llmtap could not reach openai at {unanswered_listener}: timed out: no answer in 1 s (retries.upstream_timeout_s)")
+    row = gw.row(caught.value.response.headers["helicone-id"])
+    assert row["status"] == 502 and "timed out" in row["error"]
 
 
 # --- answers in the client's SDK shape ---
