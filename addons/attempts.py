@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -28,11 +27,18 @@ from mitmproxy import http
 from .callstate import CallState, get_state
 from .credentials import masked_path
 from .fallback import Target, has_fallbacks, plan_targets
+from .origin import origin_of_url
 from .record import SKIPPED, AttemptRecord, CallRecord
 from .replies import NOT_RETRYABLE, error_json, reply_with_error
 from .retry import is_retryable, provider_wait_s, wait_s
 from .settings import Settings
-from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
+from .unreachable import (
+    UNREACHABLE_STATUS,
+    UNREACHABLE_TYPE,
+    connection_error_text,
+    upstream_unreachable_message,
+    why_unreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +120,8 @@ class AttemptRunner:
         state, targets = entry
         answer, target = await self._attempt(state, targets)
         if answer is None:  # the same answer and row as when mitmproxy cannot connect (unreachable.py)
-            last_error = state.attempts.log[-1].error if state.attempts.log else None
-            message = upstream_unreachable_message(target.provider.name, _origin(target.url),
+            last_error = next((a.error for a in reversed(state.attempts.log) if not a.skipped), None)
+            message = upstream_unreachable_message(target.provider.name, origin_of_url(target.url),
                                                    why_unreachable(last_error or ""))
             state.outcome.error = f"{UNREACHABLE_TYPE}: {message}"
             body = error_json(state.route.wire, UNREACHABLE_STATUS, UNREACHABLE_TYPE, message)
@@ -172,7 +178,7 @@ class AttemptRunner:
             # An error answer is small and read whole (its text goes in the log); a good one streams on.
             answer = Answer(upstream, await upstream.read() if upstream.status >= 400 else None)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            attempt.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            attempt.error = connection_error_text(e)
         if answer is not None:
             headers = answer.upstream.headers
             attempt.status = answer.upstream.status
@@ -223,12 +229,6 @@ class Answer:
                 await response.write(chunk)
         await response.write_eof()
         return response
-
-
-def _origin(url: str) -> str:
-    """scheme://host:port of `url`, the port always shown."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def _error_text(body: bytes) -> str:

@@ -8,7 +8,7 @@ does to close a connection.
 from __future__ import annotations
 
 from mitmproxy import ctx, http
-from mitmproxy.connection import ConnectionState
+from mitmproxy.connection import ConnectionState, Server
 from mitmproxy.proxy.server import ConnectionHandler
 
 
@@ -47,7 +47,7 @@ def close_server(flow: http.HTTPFlow, reason: str) -> bool:
         # connect as long as the system does (minutes). The one being opened is the transport to the flow's address.
         address = (flow.request.host, flow.request.port)
         io = next((io for connection, io in handler.transports.items()
-                   if connection is not handler.client and connection.address == address
+                   if isinstance(connection, Server) and connection.address == address
                    and connection.state == ConnectionState.CLOSED), None)
     if io is None or io.handler is None:
         return False

@@ -11,7 +11,6 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from mitmproxy import exceptions, http
 
@@ -19,6 +18,7 @@ from .bodies import capped_json_text
 from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
 from .log_file import log_file_problem
+from .origin import origin, origin_of_url
 from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
 from .record import CallRecord
 from .settings import Settings
@@ -153,24 +153,16 @@ def minimal_record(flow: http.HTTPFlow, state: CallState, error: str) -> CallRec
 
 
 def upstream_origin(flow: http.HTTPFlow, state: CallState) -> str | None:
-    """`scheme://host[:port]` of the endpoint that answered the call (after routing, retries and fallbacks), or of
-    the one mitmproxy tried when none answered; None when llmtap answered itself (a refusal, a cache hit, or its
-    relay's 502 when no try got an answer)."""
+    """`scheme://host[:port]` of the endpoint that answered the call (after routing, retries and fallbacks); None
+    when llmtap answered itself (a refusal, a cache hit, or its 502 when no provider answered: the error names the
+    upstream it could not reach)."""
     if state.outcome.error is not None or state.cache.status == "HIT":
         return None
     if state.attempts.answered_url is not None:
-        url = urlsplit(state.attempts.answered_url)
-        return origin(url.scheme, url.hostname or "", url.port)
+        return origin_of_url(state.attempts.answered_url)
     if state.attempts.log:  # the relay tried and no provider answered: its own 502 is what the client got
         return None
     return origin(flow.request.scheme, flow.request.host, flow.request.port)
-
-
-def origin(scheme: str, host: str, port: int | None) -> str:
-    """`scheme://host[:port]`, the port left out when it is the scheme's default (IPv6 hosts in brackets)."""
-    host = f"[{host}]" if ":" in host else host
-    default = {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{host}" if port is None or port == default else f"{scheme}://{host}:{port}"
 
 
 def client_status(flow: http.HTTPFlow) -> int | None:

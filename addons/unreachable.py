@@ -16,16 +16,28 @@ def upstream_unreachable_message(provider: str, upstream: str, reason: str) -> s
     return f"llmtap could not reach {provider} at {upstream}: {reason}"
 
 
-# What a connection error says, from Python's socket, ssl and asyncio and from aiohttp, in a few plain words.
+# What a connection error says, from Python's socket, ssl and asyncio and from aiohttp, in a few plain words. The
+# errno decides first: asyncio says "Connect call failed" whatever the cause, and aiohttp's every message says
+# "ssl:default". Linux numbers, then macOS's where they differ.
 _REASONS: tuple[tuple[str, str], ...] = (
-    (r"refused|connect call failed|errno 111\b|errno 61\b", "connection refused"),
+    (r"errno (111|61)\b|connection refused", "connection refused"),
+    (r"errno (110|60)\b|timed? ?out|timeout", "timed out"),
+    (r"errno (101|113|51|65)\b|no route to host|network is unreachable", "network unreachable"),
     (r"name or service not known|nodename nor servname|name resolution|getaddrinfo|dns|no address associated",
      "DNS lookup failed"),
-    (r"certificate|ssl|tls", "TLS handshake failed"),
-    (r"timed? ?out|timeout", "timed out"),
-    (r"reset by peer|disconnect|closed|eof|broken pipe", "the connection closed before an answer"),
-    (r"unreachable|no route", "network unreachable"),
+    (r"ssl\w*error|certificate|handshake|wrong version number|\btls\b", "TLS handshake failed"),
+    (r"errno (104|54|32)\b|reset by peer|disconnect|closed|eof|broken pipe", "the connection closed before an answer"),
 )
+
+
+def connection_error_text(error: BaseException) -> str:
+    """An exception from connecting or talking to an upstream, as the attempt log keeps it: its type, its errno
+    when it has one (aiohttp's words leave it out), and its message."""
+    errno = getattr(error, "errno", None)
+    text = str(error)
+    if errno is not None and f"errno {errno}" not in text.lower():
+        text = f"[Errno {errno}] {text}"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def why_unreachable(error: str) -> str:

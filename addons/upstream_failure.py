@@ -32,6 +32,7 @@ from mitmproxy.proxy.layers import http as http_layer
 from .attempts import TOKEN_HEADER as RELAY_TOKEN_HEADER
 from .callstate import get_state
 from .connections import close_server
+from .origin import origin
 from .replies import reply_with_error
 from .settings import Settings
 from .unreachable import UNREACHABLE_STATUS, UNREACHABLE_TYPE, upstream_unreachable_message, why_unreachable
@@ -79,7 +80,7 @@ class UpstreamFailure:
         if state is None or flow.error is None:
             return  # not an LLM call: mitmproxy's own page, as for any other traffic llmtap does not read
         provider = state.route.provider.name if state.route.provider else "the provider"
-        upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+        upstream = origin(flow.request.scheme, flow.request.host, flow.request.port)
         why = why_unreachable(flow.error.msg)
         if (silent_s := flow.metadata.get(TIMED_OUT_KEY)) is not None:
             why = f"timed out: no answer in {silent_s:g} s (retries.upstream_timeout_s)"

@@ -60,6 +60,16 @@ def test_unreachable_provider_is_a_json_502_naming_the_upstream_for_the_openai_s
     assert row["attempts"] == (2 if retry else 0) and row["cost_usd"] == 0
 
 
+def test_an_unreachable_primary_with_a_keyless_fallback_names_the_primarys_failure(unreachable):
+    with pytest.raises(openai.InternalServerError) as caught:  # groq has no key here: its fallback is skipped
+        openai_client(unreachable).chat.completions.create(
+            **CHAT, extra_headers={"Helicone-Fallback-Model": "llama-3.3-70b-versatile"})
+    assert f"llmtap could not reach openai at {UNREACHABLE}: connection refused (" in caught.value.message
+    row = unreachable.row(caught.value.response.headers["helicone-id"])
+    assert [(a["provider"], a["error"].split(":")[0]) for a in row["attempt_log"]] == [
+        ("openai", "ClientConnectorError"), ("groq", "skipped")]
+
+
 @pytest.mark.parametrize("retry", [{}, FAST_RETRY], ids=["no-retries", "retries"])
 def test_unreachable_provider_is_a_json_502_in_anthropics_shape_for_the_anthropic_sdk(unreachable, retry):
     with pytest.raises(anthropic.InternalServerError) as caught:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from llmtap.unreachable import upstream_unreachable_message, why_unreachable
+from llmtap.unreachable import connection_error_text, upstream_unreachable_message, why_unreachable
 from llmtap.upstream_failure import UpstreamFailure
 from llmtap.wire.anthropic_messages import AnthropicMessages
 from llmtap.wire.openai_chat import OpenAIChat
@@ -44,7 +44,15 @@ def test_anthropic_messages_answers_in_anthropics_shape_keeping_llmtaps_type(sta
 
 @pytest.mark.parametrize(("error", "reason"), [
     (REFUSED, "connection refused"),
-    ("Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed ('127.0.0.1', 9)]", "connection refused"),
+    ("ClientConnectorError: [Errno 111] Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]",
+     "connection refused"),
+    # asyncio says "Connect call failed" and aiohttp "ssl:default" whatever the cause: the errno decides
+    ("[Errno 110] Connect call failed ('10.0.0.1', 443)", "timed out"),
+    ("[Errno 113] Connect call failed ('10.0.0.1', 443)", "network unreachable"),
+    ("ClientConnectorError: [Errno 101] Cannot connect to host x:443 ssl:default [Network is unreachable]",
+     "network unreachable"),
+    ("ClientOSError: [Errno 104] Cannot connect to host x:443 ssl:default [Connection reset by peer]",
+     "the connection closed before an answer"),
     ("[Errno -2] Name or service not known", "DNS lookup failed"),
     ("Cannot connect to host nowhere.invalid:443 ssl:default [Name or service not known]", "DNS lookup failed"),
     ("TLS handshake failed: [SSL: WRONG_VERSION_NUMBER] wrong version number", "TLS handshake failed"),
@@ -53,6 +61,12 @@ def test_anthropic_messages_answers_in_anthropics_shape_keeping_llmtaps_type(sta
 ])
 def test_why_a_provider_was_unreachable_is_said_plainly_with_the_original_words(error, reason):
     assert why_unreachable(error) == f"{reason} ({error})"
+
+
+def test_the_relays_connection_errors_keep_their_errno_for_the_reason():
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
+    assert connection_error_text(refused) == "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 9)"
+    assert connection_error_text(TimeoutError()) == "TimeoutError"
 
 
 def test_an_unreachable_message_names_provider_upstream_and_reason():
