@@ -151,7 +151,7 @@ def _json_error_words(error: json.JSONDecodeError, total_bytes: int) -> str:
         return "the request body is empty (only whitespace)"
     if error.msg.startswith("Unterminated string") or error.pos >= len(error.doc.rstrip()):
         return (f"the request body is cut off: its JSON ends at byte {total_bytes:,} before it is complete "
-                f"({error.msg} at line {error.lineno} column {error.colno})")
+                f"({error.msg.removesuffix(' at')} at line {error.lineno} column {error.colno})")
     return (f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno} "
             f"(byte {at_byte:,})")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict
@@ -209,7 +210,9 @@ def ensure_ca(config: Config) -> tuple[Path, Path]:
     CertStore.from_store(config.certs_dir, "mitmproxy", 2048)
     ca = config.certs_dir / CA_CERT
     bundle = config.certs_dir / CA_BUNDLE
-    bundle.write_text(Path(certifi.where()).read_text() + "\n# llmtap\n" + ca.read_text())
+    partial = bundle.with_name(f"{bundle.name}.{os.getpid()}.tmp")
+    partial.write_text(Path(certifi.where()).read_text() + "\n# llmtap\n" + ca.read_text())
+    partial.replace(bundle)  # an app starting now reads the old bundle or the new one, never half of one
     return ca.resolve(), bundle.resolve()
 
 

@@ -182,6 +182,6 @@ def m005_throttling_view_by_header_shape(db: duckdb.DuckDBPyConnection) -> None:
 def m006_upstream_and_notes(db: duckdb.DuckDBPyConnection) -> None:
     """`host` stays the host the client sent the call to; `upstream` is where it really went (scheme://host[:port]
     of the endpoint that answered, after routing, retries and fallbacks). `notes` are what llmtap noticed about a
-    call without refusing it (a Helicone-* header it ignored, a fallback it skipped)."""
+    call without refusing it (a Helicone-* header it ignored)."""
     db.execute("ALTER TABLE requests ADD COLUMN upstream VARCHAR")
     db.execute("ALTER TABLE requests ADD COLUMN notes VARCHAR[]")

@@ -123,10 +123,13 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool,
 
 
 def set_by_user(user_args: Sequence[str]) -> set[str]:
-    """The option names the user's mitmproxy arguments set with `--set NAME=VALUE` (or `--set=NAME=VALUE`)."""
+    """The option names the user's mitmproxy arguments set: with `--set NAME=VALUE` (or `--set=NAME=VALUE`), or with
+    an option's own flag, which mitmproxy spells `--name-with-dashes` (`--no-…` for a false one)."""
     specs = [after for flag, after in zip(user_args, user_args[1:], strict=False) if flag == "--set"]
     specs += [arg.removeprefix("--set=") for arg in user_args if arg.startswith("--set=")]
-    return {spec.partition("=")[0] for spec in specs}
+    flags = [arg[2:].partition("=")[0] for arg in user_args if arg.startswith("--") and not arg.startswith("--set")]
+    return {spec.partition("=")[0] for spec in specs} | {
+        flag.removeprefix("no-").replace("-", "_") for flag in flags if flag}
 
 
 def _listen(address) -> str:

@@ -78,16 +78,18 @@ def count_tokens(usage: Usage | None) -> Priced:
 
 
 # POST endpoints of the providers' APIs that bill nothing: uploading files, counting tokens, cancelling.
-UNBILLED_POST_ENDPOINTS = ("/files", "/uploads", "/count_tokens", "/input_tokens", "/cancel")
+UNBILLED_POST_ENDPOINTS = ("/files", "/uploads", "/count_tokens", "/input_tokens", ":countTokens", "/cancel")
+# Endpoints reached by another method that do bill: OpenAI's Realtime API is a GET upgraded to a WebSocket.
+BILLED_UPGRADE_ENDPOINTS = ("/realtime",)
 
 
 def is_billed_endpoint(method: str, path: str, reads_usage: bool) -> bool | None:
     """Whether providers bill a call of `method` to `path` (no query string) for tokens: True for the LLM endpoints
     llmtap reads usage from (`reads_usage`), False for calls no provider bills (reading, listing and deleting, file
-    uploads, token counting), None for other endpoints that may bill (embeddings, images, audio), whose price llmtap
-    does not know."""
+    uploads, token counting), None for other endpoints that may bill (embeddings, images, audio, a Realtime session),
+    whose price llmtap does not know."""
     if method.upper() != "POST":
-        return False
+        return None if any(path.endswith(name) for name in BILLED_UPGRADE_ENDPOINTS) else False
     if any(path.endswith(name) or f"{name}/" in path for name in UNBILLED_POST_ENDPOINTS):
         return False
     return True if reads_usage else None

@@ -183,14 +183,14 @@ def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: An
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
     if state.route.provider is None:
         return Priced(price_error="no provider")
+    if state.route.provider.free:  # a local model server: 0 by design, whatever the endpoint; its tokens counted
+        return replace(count_tokens(usage), cost_usd=Decimal(0), price_source="free")
     path = endpoint_path(state.request.client_path or flow.request.path)
     billed = is_billed_endpoint(flow.request.method, path, state.route.wire is not None)
     if billed is False:  # GET /v1/models, a file upload: no LLM call, nothing to price
         return Priced(cost_usd=Decimal(0), price_source="not-billed")
     if billed is None:
         return Priced(price_error=f"llmtap does not read usage from {flow.request.method} {path}")
-    if state.route.provider.free:  # a local model server: 0 by design, its tokens still counted
-        return replace(count_tokens(usage), cost_usd=Decimal(0), price_source="free")
     if usage is None and _cut(state):
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(

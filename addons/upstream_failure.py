@@ -27,6 +27,7 @@ from typing import Any
 
 from mitmproxy import flow as mitmflow
 from mitmproxy import http
+from mitmproxy import version as mitmproxy_version
 from mitmproxy.proxy.layers import http as http_layer
 
 from .attempts import TOKEN_HEADER as RELAY_TOKEN_HEADER
@@ -110,6 +111,7 @@ class UpstreamFailure:
 
 
 _patched = False
+KNOWN_MITMPROXY = "12."  # written against 12.3's HttpStream; another major release may change it: then no patch
 
 
 def honour_answers_from_error_hook() -> None:
@@ -120,7 +122,8 @@ def honour_answers_from_error_hook() -> None:
     stream = http_layer.HttpStream
     if _patched:
         return
-    if not all(hasattr(stream, name) for name in ("handle_protocol_error", "check_killed", "state_done")):
+    if not mitmproxy_version.VERSION.startswith(KNOWN_MITMPROXY) or not all(
+            hasattr(stream, name) for name in ("handle_protocol_error", "check_killed", "state_done")):
         logger.warning("llmtap: this mitmproxy's HTTP layer is not the one llmtap knows; an unreachable provider "
                        "will be answered with mitmproxy's HTML 502 instead of JSON")
         return

@@ -74,6 +74,9 @@ def test_a_users_set_replaces_llmtaps_value_in_either_spelling():
     assert args[-3:] == ["--set", "web_open_browser=true", "--set=web_columns=path"]
     assert "store_streamed_bodies=true" in sets  # what the user did not set stays llmtap's
 
+    by_flag = mitmproxy_args(config, None, True, ["--web-open-browser", "--no-upstream-cert"])
+    assert not [s for s in by_flag if s.startswith(("web_open_browser=", "upstream_cert="))]
+
 
 def test_the_flow_list_shows_each_calls_comment(web_gateway):
     web = Mitmweb(web_gateway)

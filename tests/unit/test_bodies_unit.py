@@ -20,7 +20,7 @@ def test_a_json_body_parses_with_no_problem():
      "(Expecting value at line 1 column 34)"),
     (b'{"model": "gpt-4o", "messages": "hel',
      "the request body is cut off: its JSON ends at byte 36 before it is complete "
-     "(Unterminated string starting at at line 1 column 33)"),
+     "(Unterminated string starting at line 1 column 33)"),
     (b'{"model": "gpt-4o",\n "stream": tru}',
      "the request body is not valid JSON: Expecting value at line 2 column 12 (byte 31)"),
     (b'{"model": "\xc3\xa9" "x"}',

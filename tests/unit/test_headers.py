@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
+from llmtap import headers
 from llmtap.headers import HeaderError, parse_helicone_headers, unknown_helicone_headers
 from llmtap.options import CacheOptions, FallbackOptions, HeliconeOptions, RetryOptions
 from llmtap.ratelimit_policy import RateLimitPolicy
@@ -254,3 +258,9 @@ def test_one_header_sent_twice_with_the_same_value_is_accepted():
     options = parse_helicone_headers([("Helicone-User-Id", "alice"), ("helicone-user-id", "alice")])
 
     assert options.user_id == "alice"
+
+
+def test_every_header_the_parser_reads_is_known_and_no_other():
+    """A header the parser reads but KNOWN_HEADERS lacks would be noted on rows as ignored while it is used."""
+    read = set(re.findall(r'"(helicone-[a-z-]+)"', inspect.getsource(headers.parse_helicone_headers)))
+    assert read - {"helicone-property-"} == set(headers.KNOWN_HEADERS)
