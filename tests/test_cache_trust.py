@@ -168,8 +168,8 @@ def test_a_garbage_cache_file_stops_start_up_with_a_message_naming_it(tmp_path, 
     result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=30)
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "Traceback" not in output
-    message = next(line for line in output.splitlines() if "cache.db" in line)
+    assert result.returncode != 0 and "Traceback" not in output, output
+    message = next((line for line in output.splitlines() if "cache.db" in line), output)
     assert str(cache_db.resolve()) in message and "llmtap cache clear" in message
 
     cleared = subprocess.run([sys.executable, "-m", "llmtap.cli", "cache", "clear", "--config", str(config)],
