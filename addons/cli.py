@@ -273,12 +273,13 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
         master_cls = DumpMaster
         make_parser = cmdline.mitmdump
 
+    source = str(config.source) if config.source else None
+
     class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
         def __init__(self, options, *a, **kw):
             super().__init__(options, *a, **kw)
-            install(self)
+            install(self, source or "")
 
-    source = str(config.source) if config.source else None
     record = record_running_gateway(config.source)  # how `llmtap env`, `sql`, ... run elsewhere find this config
     try:
         master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))

@@ -46,11 +46,11 @@ GATEWAY_TARGET_HOST = "llmtap.gateway"
 
 
 def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
-                wall_clock: Callable[[], float] = time.time) -> list[object]:
-    """llmtap's addons, in order. The clocks (seconds) are what rate-limit windows and cache expiry read: tests move
-    them by hand."""
+                wall_clock: Callable[[], float] = time.time, config_path: str = "") -> list[object]:
+    """llmtap's addons, in order, reading the config at `config_path` (empty: the built-in defaults). The clocks
+    (seconds) are what rate-limit windows and cache expiry read: tests move them by hand."""
     contentviews.add(LlmCallView)
-    settings = Settings()
+    settings = Settings(config_path)
     windows = Windows(monotonic_clock)
     refusals = RefusalSink()
     return [
@@ -68,9 +68,10 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
 SHOWS_FLOWS = ("Save", "SaveHar", "Dumper", "View")
 
 
-def install(master) -> list[object]:
-    """Add llmtap's addons to `master`'s chain, before the first addon that shows or saves flows."""
-    addons = make_addons()
+def install(master, config_path: str = "") -> list[object]:
+    """Add llmtap's addons, reading the config at `config_path`, to `master`'s chain, before the first addon that
+    shows or saves flows."""
+    addons = make_addons(config_path=config_path)
     master.addons.add(*addons)
     chain = master.addons.chain
     for addon in addons:

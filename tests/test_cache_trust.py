@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -165,10 +166,14 @@ def test_a_garbage_cache_file_stops_start_up_with_a_message_naming_it(tmp_path, 
     proxy_port, gateway_port = free_ports(2)
     config.write_text(f"listen: {{proxy: '127.0.0.1:{proxy_port}', gateway: '127.0.0.1:{gateway_port}'}}\n"
                       "certs: certs\nstorage: {path: data/llmtap.duckdb}\n")
+    defaults_home = tmp_path / "xdg-data"  # where the built-in defaults would keep a log and a cache
     result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "XDG_DATA_HOME": str(defaults_home)})
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "Traceback" not in output, output
+    # mitmproxy goes back to the option's default when start-up fails: that is this config, not the built-in one
+    assert not defaults_home.exists()
     message = next((line for line in output.splitlines() if "cache.db" in line), output)
     assert str(cache_db.resolve()) in message and "llmtap cache clear" in message
 
