@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from .log_file import LOCK_HELD
+from .log_file import LOCK_HELD, first_line
 from .spool import encode_row, private_dir
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class BatchWriter:
         except StorageFailure:
             raise
         except Exception as e:  # anything else outside one row's values: wait and retry, never drop
-            raise StorageFailure(_first_line(e)) from e
+            raise StorageFailure(first_line(e)) from e
 
     def _append_bisecting(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
         """Append all; when DuckDB refuses a part for its values, split it until the refused rows stand alone."""
@@ -89,9 +89,9 @@ class BatchWriter:
                 _append(db, [e.record for e in part])
             except Exception as e:
                 if is_storage_error(e):
-                    raise StorageFailure(_first_line(e)) from e
+                    raise StorageFailure(first_line(e)) from e
                 if len(part) == 1:
-                    self._salvage(db, part[0], _first_line(e))
+                    self._salvage(db, part[0], first_line(e))
                 else:
                     middle = len(part) // 2
                     parts += [part[middle:], part[:middle]]  # the first half is tried first
@@ -110,8 +110,8 @@ class BatchWriter:
             _append(db, [salvaged])
         except Exception as e:
             if is_storage_error(e):
-                raise StorageFailure(_first_line(e)) from e
-            self._reject(record, _first_line(e))
+                raise StorageFailure(first_line(e)) from e
+            self._reject(record, first_line(e))
         else:
             self.written += 1
             self.rows_salvaged += 1
@@ -239,9 +239,6 @@ def _epoch_us(at: datetime) -> int:
     aware = at if at.tzinfo else at.replace(tzinfo=UTC)
     return (aware - EPOCH) // timedelta(microseconds=1)
 
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _text(value: Any) -> str | None:

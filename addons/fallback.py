@@ -125,7 +125,7 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
         url = f"{provider.upstream}{_path(provider, state)}"
         headers = _headers_for(provider, primary.headers, extra, state)
         if _needs_llmtaps_key(provider, extra) and provider.api_key is None:
-            skipped_because = f"{SKIPPED}{provider.api_key_env} is not set"
+            skipped_because = no_key_reason(provider)
     headers = tuple((k, v) for k, v in headers if k.lower() not in extra) + tuple(extra.items())
     return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes, skipped_because)
 
@@ -155,6 +155,11 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
     if (key := provider.api_key) is None:
         return kept
     return kept + tuple(state.route.wire.auth_headers(key).items())
+
+
+def no_key_reason(provider: ProviderConfig) -> str:
+    """Why a target of `provider` is skipped when llmtap has no key for it, as its attempt log says."""
+    return f"{SKIPPED}{provider.api_key_env} is not set"
 
 
 def _needs_llmtaps_key(provider: ProviderConfig, extra: dict[str, str]) -> bool:

@@ -36,7 +36,7 @@ def log_file_problem(path: Path) -> str | None:
     except duckdb.Error as e:
         if LOCK_HELD in str(e).lower():
             return None
-        return _problem(where, f"cannot be opened by DuckDB ({_first_line(e)})")
+        return _problem(where, f"cannot be opened by DuckDB ({first_line(e)})")
     if not os.access(path, os.R_OK | os.W_OK):
         return _problem(where, "cannot be written by this user (permission denied)")
     return None
@@ -48,5 +48,6 @@ def _problem(where: str, what: str) -> str:
             "storage.path in the config to another file.")
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error's first line (DuckDB's messages go on for several), or its type when it has no words."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -15,8 +15,7 @@ from .bodies import json_kind
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
 from .credentials import CLIENT_KEY_HEADERS
-from .fallback import has_fallbacks
-from .record import SKIPPED
+from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
 from .wire import endpoint_path, format_for_gateway_path, gateway_endpoints
@@ -90,7 +89,7 @@ class Router:
                 return True  # a provider that needs no key (a local model server)
             if has_fallbacks(state, self.settings.config):
                 # Its fallbacks may have keys: AttemptRunner tries them and notes this provider as skipped.
-                state.route.primary_skipped_because = f"{SKIPPED}{provider.api_key_env} is not set"
+                state.route.primary_skipped_because = no_key_reason(provider)
                 return True
             reply_with_error(
                 flow, 500, "llmtap_missing_provider_key",
