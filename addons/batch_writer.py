@@ -221,6 +221,7 @@ def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
     while True:
         try:
             with connect(path, timeout_s=timeout_s, read_only=True) as db:
+                db.execute("SET TimeZone = 'UTC'")  # times read the same on every machine, as the periods are UTC
                 cursor = db.execute(sql, params or [])
                 description = cursor.description or []
                 columns, types = [d[0] for d in description], [str(d[1]) for d in description]

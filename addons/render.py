@@ -16,11 +16,18 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .money import exact_decimal_text, format_usd
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL"}
 
 
 def render_rows(columns: list[str], rows: list[tuple], output_format: str, types: list[str] | None = None) -> None:
@@ -35,14 +42,50 @@ def render_rows(columns: list[str], rows: list[tuple], output_format: str, types
         writer.writerows([[cell_text(value, kind) for value, kind in zip(row, types, strict=True)] for row in rows])
     else:
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(*columns)
-        money = [_is_money(name) for name in columns]
-        for row in rows:
-            table.add_row(*[_money_text(value) if is_money else cell_text(value, kind)
-                            for value, kind, is_money in zip(row, types, money, strict=True)])
-        Console().print(table)
+        Console().print(rich_table(columns, types, rows))
+
+
+def rich_table(columns: list[str], types: list[str], rows: list[tuple], headers: Mapping[str, str] | None = None,
+               title: str | None = None) -> Table:
+    """Rows as a rich table for a person: money as `format_usd`, counts with thousands separators, `…_ms` in whole
+    milliseconds, `…_pct` as a percentage, times to the second (UTC); numbers right-aligned. `headers` renames
+    columns for the eye only."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name, kind in zip(columns, types, strict=True):
+        table.add_column((headers or {}).get(name, name), justify="right" if _is_numeric(name, kind) else "left",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*[table_cell_text(name, value, kind) for name, value, kind in zip(columns, row, types,
+                                                                                        strict=True)])
+    return table
+
+
+def table_cell_text(name: str, value: Any, kind: str = "") -> str:
+    """One value as a table shows it (see `rich_table`)."""
+    if value is None:
+        return "$?" if _is_money(name) else ""
+    if _is_money(name):
+        return _money_text(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and math.isfinite(value):
+        if name.endswith("_pct"):
+            return f"{value:.1f}%"
+        if name.endswith("_ms"):
+            return f"{value:,.0f}"
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return cell_text(value, kind)
+
+
+def _is_numeric(name: str, kind: str) -> bool:
+    return _is_money(name) or kind.split("(")[0] in NUMERIC_TYPES
 
 
 def json_line(columns: list[str], types: list[str], row: tuple) -> str:

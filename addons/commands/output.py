@@ -1,0 +1,44 @@
+"""The one way a command prints rows: a rich table on a terminal, the same table as plain text fitted to 80 columns
+when stdout is not a terminal, one JSON object per line (`--json`) or CSV (`--csv`). How each kind of value is
+written (exact money in JSON and CSV, `$0.0000082` in a table) is render.py's."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+from rich.console import Console, RenderableType
+
+from ..analytics.queries import Rows
+from ..render import render_rows, rich_table
+
+PIPE_WIDTH = 80
+
+
+def console() -> Console:
+    """Rich's console for stdout: the terminal's width and colours on a terminal, 80 plain columns in a pipe."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPE_WIDTH, no_color=True, highlight=False, emoji=False, markup=False)
+
+
+def emit(rows: Rows, output_format: str, empty: str, headers: Mapping[str, str] | None = None,
+         title: str | None = None) -> None:
+    """Print `rows` in `output_format` (table, json, csv). With no rows, a table says `empty` in words; JSON and CSV
+    print nothing on stdout (CSV its header line) and say it on stderr, so a pipe reads no prose."""
+    if output_format in ("json", "csv"):
+        if not rows.rows:
+            print(f"llmtap: {empty}", file=sys.stderr)
+        render_rows(rows.columns, rows.rows, output_format, rows.types)
+        return
+    if not rows.rows:
+        print(empty)
+        return
+    show(rich_table(rows.columns, rows.types, rows.rows, headers or {}, title))
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print rich renderables (a table, a tree, bars) the way `emit` prints tables."""
+    out = console()
+    for renderable in renderables:
+        out.print(renderable)
