@@ -167,3 +167,17 @@ def test_the_repository_config_keeps_data_and_certs_at_the_top(tmp_path):
     config = load_config(ROOT / "config" / "llmtap.yaml")
     assert (config.storage_path, config.cache_path, config.certs_dir) == (
         ROOT / "data" / "llmtap.duckdb", ROOT / "data" / "llmtap-cache", ROOT / "certs")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["nope"], "No such command 'nope'"),
+    (["sql", "SELECT 1", "--formt", "json"], "--formt"),
+    (["sql", "SELECT 1", "--format", "yaml"], "'yaml' is not one of"),
+    (["cache", "clear", "--older-than", "3x"], "expected an age such as 90s"),
+    (["cache", "stats", "--days", "0"], "--days"),
+])
+def test_a_mistyped_command_line_is_one_line_and_exit_status_2(tmp_path, args, named):
+    result = llmtap(*args, cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmtap") and named in lines[0], result.stderr
