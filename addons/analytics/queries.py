@@ -124,6 +124,115 @@ def unpriced(log: Path, scope: Scope) -> Rows:
 
 
 # ---------------------------------------------------------------------------------------------- costs, users, trends
+# `llmtap costs`, `llmtap users`, `llmtap trends`: what was spent, by whom, and how it moves over time.
+
+def costs(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None) -> Rows:
+    """Cost per group of `by` (and within each, per group of `then`), then one total row (`is_total`, its group
+    columns NULL): requests, tokens, total cost of the priced calls (`cost_usd`, NULL when none has a price), average
+    cost per priced call, what the cache saved, the group's share of the scope's total cost (`share_pct`, 0-100) and
+    how many calls have no price. A group whose calls have no value (no user, no such property) has a NULL value.
+    Periods come in time order; other groups by cost, most first (within `by`'s group, for `then`)."""
+    if then is not None and then.name == by.name:
+        raise ScopeError(f"--then must name another dimension than --by, both are {by.name!r}")
+    calls, params = scoped(scope)
+    dimensions = [by] if then is None else [by, then]
+    names = ", ".join(f'"{d.name}"' for d in dimensions)
+    outer_group = f'(PARTITION BY grouping({names}), "{by.name}")'  # the `by` group a row is in
+    outer = f'"{by.name}" NULLS LAST' if by.name in PERIODS else (
+        f'sum(sum(cost_usd)) OVER {outer_group} DESC NULLS LAST, sum(count(*)) OVER {outer_group} DESC, '
+        f'"{by.name}" NULLS LAST')
+    inner = "" if then is None else f', "{then.name}" NULLS LAST' if then.name in PERIODS else (
+        f', cost_usd DESC NULLS LAST, requests DESC, "{then.name}" NULLS LAST')
+    return run(log, f"""
+        WITH {calls},
+        grouped AS (
+            SELECT {", ".join(f'{d.sql} AS "{d.name}"' for d in dimensions)},
+                   cost_usd, input_tokens, output_tokens, cost_saved_usd
+            FROM calls)
+        SELECT {names},
+               count(*) AS requests,
+               coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+               coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+               sum(cost_usd) AS cost_usd,
+               (sum(cost_usd) / count(cost_usd))::DECIMAL(18, 10) AS avg_cost_usd,
+               coalesce(sum(cost_saved_usd), 0) AS saved_usd,
+               round(100 * sum(cost_usd)::DOUBLE / nullif((SELECT sum(cost_usd) FROM calls), 0)::DOUBLE, 2)
+                   AS share_pct,
+               count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+               grouping({names}) > 0 AS is_total
+        FROM grouped
+        GROUP BY GROUPING SETS (({names}), ())
+        HAVING count(*) > 0  -- an empty scope has no rows, not a total of nothing
+        ORDER BY is_total, {outer}{inner}""",
+               [*params, *[p for d in dimensions for p in d.params]])
+
+
+
+def users(log: Path, scope: Scope) -> Rows:
+    """Per user (`user_id`; NULL for the calls that named none): requests, total cost of the priced calls, how many
+    have no price, average and 95th-percentile latency, the share of calls that failed (`error_pct`: 400 and up, or
+    no answer), the models used as one text (`gpt-4o-mini 67%, claude-haiku-4-5 33%`, most used first) and the
+    last call's time. Most spent first, then most calls."""
+    calls, params = scoped(scope)
+    return run(log, f"""
+        WITH {calls},
+        per_model AS (
+            SELECT user_id, coalesce(model, model_requested, '(no model)') AS model, count(*) AS requests,
+                   round(100 * count(*) / sum(count(*)) OVER (PARTITION BY user_id))::INT AS share_pct
+            FROM calls GROUP BY user_id, 2),
+        mix AS (
+            SELECT user_id, string_agg(model || ' ' || share_pct || '%', ', ' ORDER BY requests DESC, model) AS models
+            FROM per_model GROUP BY user_id)
+        SELECT c.user_id AS "user",
+               count(*) AS requests,
+               sum(cost_usd) AS cost_usd,
+               count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+               avg(latency_ms) AS avg_latency_ms,
+               quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
+               round(100 * count(*) FILTER (WHERE status IS NULL OR status >= 400) / count(*), 2) AS error_pct,
+               any_value(mix.models) AS models,
+               max(created_at) AS last_seen
+        FROM calls c JOIN mix ON c.user_id IS NOT DISTINCT FROM mix.user_id
+        GROUP BY c.user_id
+        ORDER BY cost_usd DESC NULLS LAST, requests DESC, "user" NULLS LAST""", params)
+
+
+def trends(log: Path, scope: Scope, every: str, by: Dimension | None = None) -> Rows:
+    """Requests and spend per period (`every`: hour, day, week or month; UTC), every period from the scope's start
+    (else the first call) to its end (else now) present, those without calls with 0 requests and $0. With `by`, each
+    period is split by its groups (a period without calls has one row, its group NULL), and every row carries its
+    period's totals (`period_requests`, `period_cost_usd`). `cost_usd` sums the priced calls (NULL when none of a
+    period's calls has a price); `unpriced` counts the others. No rows when the scope has no calls."""
+    if every not in PERIODS:
+        raise ScopeError(f"expected a period as one of {', '.join(PERIODS)}, got {every!r}")
+    calls, params = scoped(scope)
+    period = DIMENSIONS[every]  # the same buckets as `--by day`, so trends and costs agree
+    cast = "" if every == "hour" else "::DATE"
+    group = "" if by is None else f', {by.sql} AS "{by.name}"'
+    group_name = "" if by is None else f', "{by.name}"'
+    cost = "CASE WHEN count(c.period) = 0 THEN 0 ELSE sum(cost_usd) END"  # no calls spent $0; unpriced ones: unknown
+    period_totals = "" if by is None else f""",
+               sum(count(c.period)) OVER (PARTITION BY p.period)::BIGINT AS period_requests,
+               sum({cost}) OVER (PARTITION BY p.period) AS period_cost_usd"""
+    return run(log, f"""
+        WITH {calls},
+        bounds AS (  -- `until` is exclusive: a range ending at midnight does not show the next day
+            SELECT date_trunc('{every}', timezone('UTC', coalesce(?::TIMESTAMPTZ, min(created_at)))) AS first,
+                   date_trunc('{every}', timezone('UTC', coalesce(?::TIMESTAMPTZ - INTERVAL 1 microsecond,
+                                                                  greatest(now(), max(created_at))))) AS last
+            FROM calls HAVING count(*) > 0),
+        periods AS (
+            SELECT period{cast} AS period
+            FROM bounds, range(first, last + INTERVAL 1 {every}, INTERVAL 1 {every}) AS r(period)),
+        bucketed AS (SELECT {period} AS period{group}, cost_usd FROM calls)
+        SELECT p.period AS "{every}"{group_name},
+               count(c.period) AS requests,
+               {cost} AS cost_usd,
+               count(c.period) FILTER (WHERE cost_usd IS NULL) AS unpriced{period_totals}
+        FROM periods p LEFT JOIN bucketed c ON c.period = p.period
+        GROUP BY p.period{group_name}
+        ORDER BY p.period{", cost_usd DESC NULLS LAST, requests DESC" + group_name + " NULLS LAST" if by else ""}""",
+               [*params, scope.since, scope.until, *(by.params if by else ())])
 
 
 # ---------------------------------------------------------------------------------------------- logs, tail, export
