@@ -127,22 +127,24 @@ def unpriced(log: Path, scope: Scope) -> Rows:
 # `llmtap costs`, `llmtap users`, `llmtap trends`: what was spent, by whom, and how it moves over time.
 
 def costs(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None) -> Rows:
-    """Cost per group of `by` (and within each, per group of `then`), then one total row (`is_total`, its group
-    columns NULL): requests, tokens, total cost of the priced calls (`cost_usd`, NULL when none has a price), average
-    cost per priced call, what the cache saved, the group's share of the scope's total cost (`share_pct`, 0-100) and
-    how many calls have no price. A group whose calls have no value (no user, no such property) has a NULL value.
-    Periods come in time order; other groups by cost, most first (within `by`'s group, for `then`)."""
+    """Cost per group of `by`: requests, tokens, total cost of the priced calls (`cost_usd`, NULL when none has a
+    price), average cost per priced call, what the cache saved, the share of the scope's total cost (`share_pct`,
+    0-100) and how many calls have no price. `kind` says what a row is: `group`, with `then` a `subtotal` of a `by`
+    group followed by its `group` rows (one per value of `then`), and last the `total` (its group columns NULL).
+    A group whose calls have no value (no user, no such property) has a NULL value. Periods come in time order,
+    other groups by cost, most first (a `then` group within its `by` group)."""
     if then is not None and then.name == by.name:
         raise ScopeError(f"--then must name another dimension than --by, both are {by.name!r}")
     calls, params = scoped(scope)
     dimensions = [by] if then is None else [by, then]
     names = ", ".join(f'"{d.name}"' for d in dimensions)
-    outer_group = f'(PARTITION BY grouping({names}), "{by.name}")'  # the `by` group a row is in
+    # A `by` group's rows (its subtotal and its `then` groups) share a partition; the subtotal is its largest row.
+    outer_group = f'(PARTITION BY grouping("{by.name}"), "{by.name}")'
     outer = f'"{by.name}" NULLS LAST' if by.name in PERIODS else (
-        f'sum(sum(cost_usd)) OVER {outer_group} DESC NULLS LAST, sum(count(*)) OVER {outer_group} DESC, '
+        f'max(sum(cost_usd)) OVER {outer_group} DESC NULLS LAST, max(count(*)) OVER {outer_group} DESC, '
         f'"{by.name}" NULLS LAST')
-    inner = "" if then is None else f', "{then.name}" NULLS LAST' if then.name in PERIODS else (
-        f', cost_usd DESC NULLS LAST, requests DESC, "{then.name}" NULLS LAST')
+    inner = "" if then is None else f', kind DESC, "{then.name}" NULLS LAST' if then.name in PERIODS else (
+        f', kind DESC, cost_usd DESC NULLS LAST, requests DESC, "{then.name}" NULLS LAST')  # subtotal first
     return run(log, f"""
         WITH {calls},
         grouped AS (
@@ -159,13 +161,13 @@ def costs(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None)
                round(100 * sum(cost_usd)::DOUBLE / nullif((SELECT sum(cost_usd) FROM calls), 0)::DOUBLE, 2)
                    AS share_pct,
                count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-               grouping({names}) > 0 AS is_total
+               CASE grouping({names}) WHEN 0 THEN 'group' WHEN {2 ** len(dimensions) - 1} THEN 'total'
+                                      ELSE 'subtotal' END AS kind
         FROM grouped
-        GROUP BY GROUPING SETS (({names}), ())
+        GROUP BY ROLLUP ({names})
         HAVING count(*) > 0  -- an empty scope has no rows, not a total of nothing
-        ORDER BY is_total, {outer}{inner}""",
+        ORDER BY kind = 'total', {outer}{inner}""",
                [*params, *[p for d in dimensions for p in d.params]])
-
 
 
 def users(log: Path, scope: Scope) -> Rows:

@@ -82,12 +82,20 @@ def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
         print(f"llmtap: {line}", file=sys.stderr)
 
 
-def _without_totals(rows: Rows) -> Rows:
-    """The group rows alone, without the total row and its flag: what a pipe sums by itself."""
-    keep = [i for i, name in enumerate(rows.columns) if name != "is_total"]
-    flag = rows.columns.index("is_total")
+def _groups_only(rows: Rows) -> Rows:
+    """The group rows alone, without subtotals, the total and the `kind` column: what a pipe sums by itself."""
+    kind = rows.columns.index("kind")
+    keep = [i for i in range(len(rows.columns)) if i != kind]
     return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
-                [tuple(row[i] for i in keep) for row in rows.rows if not row[flag]])
+                [tuple(row[i] for i in keep) for row in rows.rows if row[kind] == "group"])
+
+
+def _short_count(count: int) -> str:
+    """A count for a narrow column: `8,765`, `12.3k`, `4.5M`."""
+    for size, unit in ((10**9, "G"), (10**6, "M"), (10**4, "k")):
+        if count >= size:
+            return f"{count / size:.1f}{unit}" if unit != "k" else f"{count / 10**3:.1f}k"
+    return f"{count:,}"
 
 
 def _compact(table: Table, wrap: tuple[str, ...]) -> Table:
@@ -101,8 +109,9 @@ def _compact(table: Table, wrap: tuple[str, ...]) -> Table:
     return table
 
 
-COST_HEADERS = {"requests": "calls", "input_tokens": "in tok", "output_tokens": "out tok", "cost_usd": "cost",
-                "avg_cost_usd": "per call", "saved_usd": "saved", "share_pct": "share", "unpriced": "no price"}
+COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_tokens": "tokens\nout", "cost_usd": "cost",
+                "avg_cost_usd": "cost per\ncall", "saved_usd": "cache\nsaved", "share_pct": "share",
+                "unpriced": "no\nprice"}
 
 
 @click.command()
@@ -123,22 +132,36 @@ def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: st
     the group rows only (no total row), one per line, with exact decimals.
     """
     rows = _read(config, queries.costs, scope, by, then)
-    empty = "no calls in this time range and filters"
     if output_format != "table" or not rows.rows:
-        emit(_without_totals(rows) if rows.rows else rows, output_format, empty=empty)
+        emit(_groups_only(rows) if rows.rows else rows, output_format, empty="no calls in this time range and filters")
     else:
-        groups = 1 if then is None else 2
-        flag = rows.columns.index("is_total")
-        laid_out = [tuple("total" if row[flag] and i == 0 else "" if row[flag] else NO_VALUE if value is None
-                          else value for i, value in enumerate(row[:groups])) + row[groups:flag]
-                    for row in rows.rows]
-        table = _compact(rich_table(rows.columns[:flag], rows.types[:flag], laid_out, COST_HEADERS),
-                         wrap=tuple(rows.columns[:groups]))
-        table.rows[-2].end_section = True  # a rule above the total
-        show(table)
+        show(_cost_table(rows, by, then))
     if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
         _say_unpriced(config, scope, output_format)
     return 0
+
+
+def _cost_table(rows: Rows, by: Dimension, then: Dimension | None) -> Table:
+    """The costs as a table that fits 80 columns: one label column (with --then, each `by` group's subtotal in bold
+    and its `then` groups indented under it), the total last under a rule."""
+    numbers = rows.columns[rows.columns.index("requests"):rows.columns.index("kind")]
+    label_column = by.name if then is None else f"{by.name} / {then.name}"
+
+    def label(record: dict[str, Any]) -> str:
+        if record["kind"] == "total":
+            return "total"
+        name = by.name if then is None or record["kind"] == "subtotal" else then.name
+        value = NO_VALUE if record[name] is None else table_cell_text(name, record[name])
+        return value if name == by.name else f"  {value}"
+
+    laid_out = [(label(record), *(_short_count(record[name]) if name.endswith("_tokens") else record[name]
+                                  for name in numbers)) for record in rows.dicts()]
+    types = ["VARCHAR", *rows.types[rows.columns.index("requests"):rows.columns.index("kind")]]
+    table = _compact(rich_table([label_column, *numbers], types, laid_out, COST_HEADERS), wrap=(label_column,))
+    for row, kind in zip(table.rows, (row[-1] for row in rows.rows), strict=True):
+        row.style = "bold" if kind == "subtotal" else None
+    table.rows[-2].end_section = True  # a rule above the total
+    return table
 
 
 USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg ms", "p95_latency_ms": "p95 ms",

@@ -3,7 +3,7 @@ are unknown stay unknown, groups without a value, periods without calls, an empt
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import duckdb
@@ -13,7 +13,6 @@ from llmtap.analytics.queries import dimension
 from llmtap.analytics.scope import Scope, ScopeError
 from llmtap.migrations import migrate
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 WEEK = Scope(since=datetime(2026, 11, 20, tzinfo=UTC), until=datetime(2026, 11, 27, tzinfo=UTC))  # 7 whole days
 
 # request_id, time, model, user, properties, cost_usd, saved_usd, status, latency_ms, input/output tokens
@@ -50,11 +49,11 @@ def log(tmp_path):
 
 def test_costs_per_model_sum_priced_calls_and_count_the_others(log):
     rows = queries.costs(log, WEEK, dimension("model")).dicts()
-    assert [(r["model"], r["requests"], r["cost_usd"], r["unpriced"], r["is_total"]) for r in rows] == [
-        ("gpt-4o", 1, Decimal("0.0025"), 0, False),
-        ("gpt-4o-mini", 4, Decimal("0.0004582"), 0, False),
-        ("local-llama", 2, None, 2, False),  # unknown, not $0
-        (None, 7, Decimal("0.0029582"), 2, True),
+    assert [(r["model"], r["requests"], r["cost_usd"], r["unpriced"], r["kind"]) for r in rows] == [
+        ("gpt-4o", 1, Decimal("0.0025"), 0, "group"),
+        ("gpt-4o-mini", 4, Decimal("0.0004582"), 0, "group"),
+        ("local-llama", 2, None, 2, "group"),  # unknown, not $0
+        (None, 7, Decimal("0.0029582"), 2, "total"),
     ]
     mini, total = rows[1], rows[3]
     assert mini["avg_cost_usd"] == Decimal("0.0004582") / 4
@@ -65,14 +64,18 @@ def test_costs_per_model_sum_priced_calls_and_count_the_others(log):
 
 
 def test_costs_per_workflow_then_step_is_the_seeds_view(log):
-    rows = queries.costs(log, WEEK, dimension("property:Workflow"), dimension("property:STEP")).rows
-    assert [row[:4] for row in rows] == [  # workflow by its cost, the steps within it by theirs
-        ("research", "summarize", 2, 1000 + 500),
-        ("research", "fetch", 2, 2000),
-        ("chat", None, 1, 10),
-        (None, None, 2, 80),  # no workflow at all, and unpriced: last
-        (None, None, 7, 3590),
+    rows = queries.costs(log, WEEK, dimension("property:Workflow"), dimension("property:STEP")).dicts()
+    assert [(r["workflow"], r["step"], r["requests"], r["input_tokens"], r["cost_usd"], r["kind"]) for r in rows] == [
+        ("research", None, 4, 3500, Decimal("0.00295"), "subtotal"),  # each workflow's total, by cost, then its steps
+        ("research", "summarize", 2, 1000 + 500, Decimal("0.0028"), "group"),
+        ("research", "fetch", 2, 2000, Decimal("0.00015"), "group"),
+        ("chat", None, 1, 10, Decimal("0.0000082"), "subtotal"),
+        ("chat", None, 1, 10, Decimal("0.0000082"), "group"),
+        (None, None, 2, 80, None, "subtotal"),  # no workflow at all, and unpriced: last
+        (None, None, 2, 80, None, "group"),
+        (None, None, 7, 3590, Decimal("0.0029582"), "total"),
     ]
+    assert rows[0]["share_pct"] == round(float(100 * Decimal("0.00295") / Decimal("0.0029582")), 2)
 
 
 def test_costs_per_day_come_in_time_order_and_only_days_with_calls(log):
