@@ -31,6 +31,7 @@ from .output import console, emit, show
 REPORT_SINCE = "7d"
 DIMENSION_HELP = "model, provider, user, key, session, status, hour, day, week, month or property:NAME"
 NO_VALUE = "(none)"
+MAX_LABEL_WIDTH = 28  # a trend's group names (models, users) beyond this are cut, so the bars keep their room
 
 
 class LogUnreadable(click.ClickException):
@@ -124,12 +125,13 @@ COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_token
 @format_options
 @config_option()
 def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: str, config: Config) -> int:
-    """What was spent, per model (or --by provider, user, day, key, property:NAME, ...).
+    """What was spent, per model, user, day, workflow, ... (--by).
 
     Per group: calls, input and output tokens, the cost of the priced calls, the average cost per priced call, what
-    llmtap's cache saved and the group's share of the total cost, then the total. Calls without a price are counted
-    and named below the table, never added as $0; a group without a value (no user) is "(none)". --json/--csv give
-    the group rows only (no total row), one per line, with exact decimals.
+    llmtap's cache saved and the group's share of the total cost; the total last. With --then, each --by group's
+    subtotal comes first, its --then groups under it. Calls without a price are counted and named below the table,
+    never added as $0; a group without a value (no user, no such property) is "(none)". --json/--csv give the
+    group rows only (no subtotals, no total), with exact decimals.
     """
     rows = _read(config, queries.costs, scope, by, then)
     if output_format != "table" or not rows.rows:
@@ -173,11 +175,12 @@ USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg 
 @format_options
 @config_option()
 def users(scope: Scope, output_format: str, config: Config) -> int:
-    """Per user (Helicone-User-Id): calls, cost, average and p95 latency, error rate, models used, last seen.
+    """Calls, cost, latency, errors and models per user.
 
-    Calls that named no user are one row, "(no user)". The cost is that of the priced calls; calls without a price
-    are counted (`unpriced` in --json/--csv) and named below the table. Errors are answers of 400 and up and calls
-    that got no answer.
+    Per Helicone-User-Id: calls, cost, average and p95 latency, error rate, the models used (share of the user's
+    calls) and the last call's time (UTC). Calls that named no user are one row, "(no user)". The cost is that of
+    the priced calls; calls without a price are counted (`unpriced` in --json/--csv) and named below the table.
+    Errors are answers of 400 and up and calls that got no answer.
     """
     rows = _read(config, queries.users, scope)
     empty = "no calls in this time range and filters"
@@ -224,37 +227,36 @@ def trends(every: str, by: Dimension | None, scope: Scope, output_format: str, c
 def _bars(rows: Rows, every: str, by: Dimension | None) -> Table:
     """The trend as a picture: per period a spend bar and a calls bar with their numbers (and with `by`, a line per
     group under its period's total), the bars sharing one scale each so lengths compare."""
-    records = rows.dicts()
-    cost_column, calls_column = ("cost_usd", "requests") if by is None else ("period_cost_usd", "period_requests")
-    # The scales: the largest period. Sizing a picture is the view's job; every number shown came from the query.
-    most_usd = max((r[cost_column] or Decimal(0) for r in records), default=Decimal(0)) or Decimal(1)
-    most_calls = max((r[calls_column] for r in records), default=0) or 1
-    label_width = 16 if every == "hour" else 10
-    if by is not None:
-        label_width = max(label_width, 18)
-    bar_width = max(6, (console().width - label_width - 10 - 7 - 8) // 2)
-    table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=True, header_style="bold")
-    table.add_column(every, no_wrap=True, max_width=label_width, overflow="ellipsis")
-    table.add_column("spend", width=bar_width, no_wrap=True)
-    table.add_column("", justify="right", no_wrap=True)
-    table.add_column("calls", width=bar_width, no_wrap=True)
-    table.add_column("", justify="right", no_wrap=True)
-
-    def line(label: str, cost_usd: Decimal | None, calls: int, style: str = "") -> None:
-        table.add_row(Text(label, style=style), Bar(float(most_usd), 0, float(cost_usd or 0), width=bar_width),
-                      format_usd(cost_usd), Bar(most_calls, 0, calls, width=bar_width), f"{calls:,}")
-
+    lines: list[tuple[str, Decimal | None, int, str]] = []  # label, cost, calls, style
     previous = None
-    for record in records:
+    for record in rows.dicts():
         period = record[every]
         label = table_cell_text(every, period)[:16] if every == "hour" else str(period)
         if by is None:
-            line(label, record["cost_usd"], record["requests"])
+            lines.append((label, record["cost_usd"], record["requests"], ""))
             continue
         if period != previous:
-            line(label, record["period_cost_usd"], record["period_requests"], style="bold")
+            lines.append((label, record["period_cost_usd"], record["period_requests"], "bold"))
             previous = period
         if record["requests"]:
             group = record[by.name]
-            line(f"  {NO_VALUE if group is None else group}", record["cost_usd"], record["requests"])
+            lines.append((f"  {NO_VALUE if group is None else table_cell_text(by.name, group)}", record["cost_usd"],
+                          record["requests"], ""))
+    # The scales: the largest period. Sizing a picture is the view's job; every number shown came from the query.
+    most_usd = max((cost or Decimal(0) for _, cost, _, _ in lines), default=Decimal(0)) or Decimal(1)
+    most_calls = max((calls for _, _, calls, _ in lines), default=0) or 1
+    label_width = min(MAX_LABEL_WIDTH, max(len(label) for label, _, _, _ in lines))
+    money_width = max(len(format_usd(cost)) for _, cost, _, _ in lines)
+    calls_width = max(len(f"{calls:,}") for _, _, calls, _ in lines)
+    gaps = 2 * 4  # one space each side between five columns
+    bar_width = max(6, (console().width - label_width - money_width - calls_width - gaps) // 2)
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=True, header_style="bold")
+    table.add_column(every, no_wrap=True, width=label_width, overflow="ellipsis")
+    table.add_column("spend", width=bar_width, no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True, width=money_width)
+    table.add_column("calls", width=bar_width, no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True, width=calls_width)
+    for label, cost_usd, calls, style in lines:
+        table.add_row(Text(label, style=style), Bar(float(most_usd), 0, float(cost_usd or 0), width=bar_width),
+                      format_usd(cost_usd), Bar(most_calls, 0, calls, width=bar_width), f"{calls:,}")
     return table
