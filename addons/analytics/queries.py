@@ -176,26 +176,27 @@ def users(log: Path, scope: Scope) -> Rows:
     no answer), the models used as one text (`gpt-4o-mini 67%, claude-haiku-4-5 33%`, most used first) and the
     last call's time. Most spent first, then most calls."""
     calls, params = scoped(scope)
+    # One pass over the calls: each user's models as a histogram, written out as text (most used first) afterwards.
     return run(log, f"""
         WITH {calls},
-        per_model AS (
-            SELECT user_id, coalesce(model, model_requested, '(no model)') AS model, count(*) AS requests,
-                   round(100 * count(*) / sum(count(*)) OVER (PARTITION BY user_id))::INT AS share_pct
-            FROM calls GROUP BY user_id, 2),
-        mix AS (
-            SELECT user_id, string_agg(model || ' ' || share_pct || '%', ', ' ORDER BY requests DESC, model) AS models
-            FROM per_model GROUP BY user_id)
-        SELECT c.user_id AS "user",
-               count(*) AS requests,
-               sum(cost_usd) AS cost_usd,
-               count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
-               avg(latency_ms) AS avg_latency_ms,
-               quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
-               round(100 * count(*) FILTER (WHERE status IS NULL OR status >= 400) / count(*), 2) AS error_pct,
-               any_value(mix.models) AS models,
-               max(created_at) AS last_seen
-        FROM calls c JOIN mix ON c.user_id IS NOT DISTINCT FROM mix.user_id
-        GROUP BY c.user_id
+        per_user AS (
+            SELECT user_id AS "user",
+                   count(*) AS requests,
+                   sum(cost_usd) AS cost_usd,
+                   count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
+                   avg(latency_ms) AS avg_latency_ms,
+                   quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
+                   round(100 * count(*) FILTER (WHERE status IS NULL OR status >= 400) / count(*), 2) AS error_pct,
+                   histogram(coalesce(model, model_requested, '(no model)')) AS per_model,
+                   max(created_at) AS last_seen
+            FROM calls GROUP BY user_id)
+        SELECT "user", requests, cost_usd, unpriced, avg_latency_ms, p95_latency_ms, error_pct,
+               array_to_string(list_transform(
+                   list_sort(list_transform(map_entries(per_model),
+                                            lambda e: {{'fewer': -(e.value::BIGINT), 'model': e.key}})),
+                   lambda e: e.model || ' ' || round(-100 * e.fewer / requests)::INT || '%'), ', ') AS models,
+               last_seen
+        FROM per_user
         ORDER BY cost_usd DESC NULLS LAST, requests DESC, "user" NULLS LAST""", params)
 
 
@@ -212,9 +213,9 @@ def trends(log: Path, scope: Scope, every: str, by: Dimension | None = None) -> 
     cast = "" if every == "hour" else "::DATE"
     group = "" if by is None else f', {by.sql} AS "{by.name}"'
     group_name = "" if by is None else f', "{by.name}"'
-    cost = "CASE WHEN count(c.period) = 0 THEN 0 ELSE sum(cost_usd) END"  # no calls spent $0; unpriced ones: unknown
+    cost = "CASE WHEN c.requests IS NULL THEN 0 ELSE c.cost_usd END"  # no calls spent $0; unpriced ones: unknown
     period_totals = "" if by is None else f""",
-               sum(count(c.period)) OVER (PARTITION BY p.period)::BIGINT AS period_requests,
+               coalesce(sum(c.requests) OVER (PARTITION BY p.period), 0)::BIGINT AS period_requests,
                sum({cost}) OVER (PARTITION BY p.period) AS period_cost_usd"""
     return run(log, f"""
         WITH {calls},
@@ -226,13 +227,15 @@ def trends(log: Path, scope: Scope, every: str, by: Dimension | None = None) -> 
         periods AS (
             SELECT period{cast} AS period
             FROM bounds, range(first, last + INTERVAL 1 {every}, INTERVAL 1 {every}) AS r(period)),
-        bucketed AS (SELECT {period} AS period{group}, cost_usd FROM calls)
+        bucketed AS (  -- the calls summed per period (and group) first: the gap-filling join is then small
+            SELECT {period} AS period{group}, count(*) AS requests, sum(cost_usd) AS cost_usd,
+                   count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced
+            FROM calls GROUP BY ALL)
         SELECT p.period AS "{every}"{group_name},
-               count(c.period) AS requests,
+               coalesce(c.requests, 0) AS requests,
                {cost} AS cost_usd,
-               count(c.period) FILTER (WHERE cost_usd IS NULL) AS unpriced{period_totals}
+               coalesce(c.unpriced, 0) AS unpriced{period_totals}
         FROM periods p LEFT JOIN bucketed c ON c.period = p.period
-        GROUP BY p.period{group_name}
         ORDER BY p.period{", cost_usd DESC NULLS LAST, requests DESC" + group_name + " NULLS LAST" if by else ""}""",
                [*params, scope.since, scope.until, *(by.params if by else ())])
 
