@@ -17,6 +17,16 @@ def test_every_user_has_the_calls_sent_for_them(analytics):
     assert sum(count for _, count in rows) == workload.calls == 17
 
 
+def test_every_call_is_logged_as_the_workload_says_it_was_sent(analytics):
+    gateway, workload = analytics
+    columns = ("request_id", "user_id", "way", "provider", "model_requested", "key_owner", "status", "stream",
+               "session_id", "session_path", "properties")
+    logged = {row["request_id"]: tuple(row[c] for c in columns) for row in gateway.rows(count=workload.calls)}
+    assert logged == {call.request_id: (call.request_id, call.user, call.way, call.provider, call.model,
+                                        call.key_owner, call.status, call.stream, call.session_id,
+                                        call.session_path, call.properties) for call in workload.sent.values()}
+
+
 def test_both_ways_in_both_providers_and_the_gateway_keys_owners(analytics):
     gateway, workload = analytics
     ways = gateway.query("SELECT way, provider, key_owner, count(*) FROM requests GROUP BY ALL ORDER BY ALL")
