@@ -1,6 +1,7 @@
-"""`llmtap costs`, `llmtap users` and `llmtap trends` over a real gateway's log, as a user runs them: while the gateway
-runs and after it stopped. JSON and CSV are checked exactly against what a plain SQL read of each row adds up to (an
-independent computation, not the report's query); tables by what a reader looks for."""
+"""`llmtap costs`, `llmtap users` and `llmtap trends` over the shared workload's log (tests/analytics_workload.py), as
+a user runs them: while the gateway runs and after it stopped. JSON and CSV are checked exactly against what a plain
+SQL read of each row adds up to (an independent computation, not the report's query); tables by what a reader looks
+for."""
 
 from __future__ import annotations
 
@@ -11,51 +12,15 @@ import math
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import openai
 import pytest
 
-from conftest import Gateway, start_gateway
-
-CACHE_ON = {"Helicone-Cache-Enabled": "true"}
-
-
-def call(gw: Gateway, model: str, user: str | None, properties: dict[str, str] | None = None,
-         extra: dict[str, str] | None = None, content: str = "hello") -> None:
-    headers = {f"Helicone-Property-{name}": value for name, value in (properties or {}).items()}
-    if user:
-        headers["Helicone-User-Id"] = user
-    client = openai.OpenAI(base_url=gw.base_url, api_key="sk-client", max_retries=0)
-    try:
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}],
-                                       extra_headers={**headers, **(extra or {})})
-    except openai.APIStatusError:
-        pass  # an error the provider or llmtap answered is a logged call too
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
-    """A gateway with a small workload: priced and unpriced models, three users and calls without one, workflow and
-    step properties (mixed case), a cache hit and a 500."""
-
-    gateway = start_gateway(tmp_path_factory.mktemp("reports"), mock_provider)
-    research = {"Workflow": "research"}
-    call(gateway, "gpt-4o-mini", "alice", {**research, "Step": "fetch"}, content="fetch the news")
-    call(gateway, "gpt-4o", "alice", {**research, "step": "summarize"}, content="summarize the news")
-    call(gateway, "gpt-4o-mini", "bob", {**research, "Step": "fetch"}, content="fetch the weather")
-    call(gateway, "gpt-4o-mini", "bob", {"workflow": "chat"}, CACHE_ON, content="cached question")
-    call(gateway, "gpt-4o-mini", "bob", {"workflow": "chat"}, CACHE_ON, content="cached question")  # a hit
-    call(gateway, "openai/my-private-model", None, {"workflow": "chat"}, content="no price for this one")
-    call(gateway, "openai/my-private-model", "carol", content="nor this one")
-    mock_provider.script({"status": 500})
-    call(gateway, "gpt-4o-mini", "carol", content="this one fails")
-    gateway.rows(count=8)
-    yield gateway
-    gateway.stop()
+from analytics_workload import UNPRICED_MODEL, Workload
+from conftest import Gateway
 
 
 def llmtap(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
@@ -63,9 +28,11 @@ def llmtap(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
                           cwd=gw.workdir, capture_output=True, text=True, timeout=60)
 
 
-def logged(gw: Gateway) -> list[dict[str, Any]]:
+def logged(gw: Gateway, workload: Workload) -> list[dict[str, Any]]:
     """Every row, read with plain SQL: what the expected figures are computed from."""
-    return gw.rows(count=8)
+    rows = gw.rows(count=workload.calls)
+    assert len(rows) == workload.calls
+    return rows
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -138,13 +105,17 @@ def p95(values: list[float]) -> float:
     return ordered[low] + (position - low) * (ordered[high] - ordered[low])
 
 
-def check_costs_by_model(gw: Gateway) -> None:
-    rows = logged(gw)
+def test_costs_per_model(log_state):
+    gw, workload, _ = log_state
+    rows = logged(gw, workload)
     expected = [{"model": g.pop("group"), **g} for g in group_costs(rows, model_of)]
+    unpriced = [row for row in rows if row["cost_usd"] is None]
+    assert unpriced and {model_of(row) for row in unpriced} >= {UNPRICED_MODEL}
     result = llmtap(gw, "costs", "--json")
     assert result.returncode == 0, result.stderr
     assert json_lines(result.stdout) == expected
-    assert "2 calls without a price" in result.stderr and "my-private-model" in result.stderr
+    assert f"{len(unpriced)} call{'s' * (len(unpriced) != 1)} without a price" in result.stderr
+    assert UNPRICED_MODEL in result.stderr
     result = llmtap(gw, "costs", "--csv")
     assert result.returncode == 0 and result.stdout == csv_text(expected)
 
@@ -153,41 +124,57 @@ def check_costs_by_model(gw: Gateway) -> None:
     lines = table.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     end = next(n for n, line in enumerate(lines) if line.startswith("total"))
-    rows_shown = [line.split() for line in lines[3:end + 1] if len(line.split()) > 2]  # not a wrapped name's rest
-    assert len(rows_shown) == len(expected) + 1 and rows_shown[-1][0] == "total"
-    assert all(group["model"].startswith(shown[0]) for group, shown in zip(expected, rows_shown, strict=False))
-    private = next(line for line in lines if line.startswith("my-private"))
-    assert private.split()[1:] == ["2", *private.split()[2:4], "$?", "$?", "$0", "2"]  # unknown, never $0
-    total = next(line for line in lines if line.startswith("total"))
-    assert total.split()[1] == str(len(rows)) and "100.0%" in total
-    assert table.stdout.rstrip().endswith("(no price for my-private-model)") or "my-private-model" in lines[-1]
+    shown = [line.split() for line in lines[3:end + 1] if len(line.split()) > 2]  # not a wrapped name's rest
+    assert len(shown) == len(expected) + 1
+    assert all(group["model"].startswith(row[0]) for group, row in zip(expected, shown, strict=False))
+    for group, row in zip(expected, shown, strict=False):
+        assert row[1] == f"{group['requests']:,}"
+        assert ("$?" in row) == (group["cost_usd"] is None)  # unknown, never $0
+    assert shown[-1][1] == str(len(rows)) and "100.0%" in shown[-1]
+    assert f"{len(unpriced)} call" in lines[end + 1] and UNPRICED_MODEL in "".join(lines[end + 1:]).replace("\n", "")
 
 
-def check_costs_per_workflow_then_step(gw: Gateway) -> None:
-    rows = logged(gw)
+def test_costs_per_workflow_then_step(log_state):
+    gw, workload, _ = log_state
+    rows = logged(gw, workload)
     expected = group_costs(rows, lambda row: (row["properties"].get("workflow"), row["properties"].get("step")))
     # Workflows by their total cost, steps by theirs within each: re-order the per-(workflow, step) groups so.
-    workflow_cost: dict[Any, tuple] = {}
+    workflow_order: dict[Any, tuple] = {}
     for g in group_costs(rows, lambda row: row["properties"].get("workflow")):
-        workflow_cost[g["group"]] = (g["cost_usd"] is None, -(g["cost_usd"] or 0), -g["requests"],
-                                     g["group"] is None, g["group"] or "")
-    expected.sort(key=lambda g: workflow_cost[g["group"][0]])  # stable: keeps the steps' order within
+        workflow_order[g["group"]] = (g["cost_usd"] is None, -(g["cost_usd"] or 0), -g["requests"],
+                                      g["group"] is None, g["group"] or "")
+    expected.sort(key=lambda g: workflow_order[g["group"][0]])  # stable: keeps the steps' order within
     expected = [{"workflow": g["group"][0], "step": g["group"][1], **{k: v for k, v in g.items() if k != "group"}}
                 for g in expected]
     result = llmtap(gw, "costs", "--by", "property:Workflow", "--then", "property:STEP", "--json")
     assert result.returncode == 0, result.stderr
     assert json_lines(result.stdout) == expected
-    assert expected[0]["workflow"] == "research" and {g["step"] for g in expected[:2]} == {"fetch", "summarize"}
+    assert {g["step"] for g in expected if g["workflow"] == "research-agent"} == workload.properties["step"]
 
-    table = llmtap(gw, "costs", "--by", "property:workflow", "--then", "property:step").stdout
-    assert "(none)" in table and max(len(line) for line in table.splitlines()) <= 80
+    table = llmtap(gw, "costs", "--by", "property:workflow", "--then", "property:step").stdout.splitlines()
+    assert max(len(line) for line in table) <= 80
+    end = next(n for n, line in enumerate(table) if line.startswith("total"))
+    shown = [(line.startswith("  "), line.split()[0]) for line in table[3:end] if len(line.split()) > 2]
+    # each workflow (its subtotal), then its steps indented under it; no value is "(none)"
+    wanted: list[tuple[bool, str]] = []
+    previous: object = object()
+    for group in expected:
+        if group["workflow"] != previous:
+            wanted.append((False, group["workflow"] or "(none)"))
+            previous = group["workflow"]
+        wanted.append((True, group["step"] or "(none)"))
+    assert len(shown) == len(wanted)
+    assert all(indented == want_indented and want.startswith(label)  # a long name wraps onto the next line
+               for (indented, label), (want_indented, want) in zip(shown, wanted, strict=True))
 
 
-def check_users(gw: Gateway) -> None:
-    rows = logged(gw)
+def test_users(log_state):
+    gw, workload, _ = log_state
+    rows = logged(gw, workload)
     by_user: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_user[row["user_id"]].append(row)
+    assert {user: len(members) for user, members in by_user.items()} == workload.calls_by_user()
     expected = []
     for user, members in by_user.items():
         counts = Counter(model_of(member) for member in members)
@@ -210,21 +197,23 @@ def check_users(gw: Gateway) -> None:
         for name in ("avg_latency_ms", "p95_latency_ms"):  # floats: the same mean by another summation order
             assert float(line.pop(name)) == pytest.approx(want.pop(name))
         assert line == want
-    assert [u["user"] for u in expected] == ["alice", "bob", "carol", None] or len(expected) == 4
 
     result = llmtap(gw, "users", "--csv")
     assert result.returncode == 0
-    assert list(csv.DictReader(io.StringIO(result.stdout)))[0]["user"] == expected[0]["user"]
+    assert [(r["user"], r["requests"], r["error_pct"]) for r in csv.DictReader(io.StringIO(result.stdout))] == [
+        (u["user"] or "", str(u["requests"]), repr(float(u["error_pct"]))) for u in expected]
 
-    table = llmtap(gw, "users").stdout
-    lines = table.splitlines()
+    lines = llmtap(gw, "users").stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert "(no user)" in table and "50.0%" in next(line for line in lines if line.startswith("carol"))
-    assert "$?" in next(line for line in lines if line.startswith("(no user)"))
+    for user in expected:
+        line = next(line for line in lines if line.startswith(user["user"] or "(no user)"))
+        assert line.split()[1 if user["user"] else 2] == str(user["requests"])
+        assert f"{user['error_pct']:.1f}%" in line
 
 
-def check_trends(gw: Gateway) -> None:
-    rows = logged(gw)
+def test_trends(log_state):
+    gw, workload, _ = log_state
+    rows = logged(gw, workload)
     today = datetime.now(UTC).date()
     days = [today - timedelta(days=n) for n in range(7, -1, -1)]  # --since 7d: a week ago's day to today
     assert {row["created_at"].astimezone(UTC).date() for row in rows} == {today}
@@ -242,7 +231,7 @@ def check_trends(gw: Gateway) -> None:
         (day.isoformat(), None, 0) for day in days[:-1]]
     todays = by_user[7:]
     assert sorted((line["user"] or "", line["requests"]) for line in todays) == sorted(
-        (user or "", n) for user, n in Counter(row["user_id"] for row in rows).items())
+        (user or "", n) for user, n in workload.calls_by_user().items())
     assert {(line["period_requests"], line["period_cost_usd"]) for line in todays} == {(len(rows), total_usd)}
 
     picture = llmtap(gw, "trends").stdout.splitlines()
@@ -250,20 +239,10 @@ def check_trends(gw: Gateway) -> None:
     assert [line.split()[0] for line in picture[1:9]] == [day.isoformat() for day in days]
     assert "█" in picture[8] and picture[8].split()[-1] == str(len(rows))
     assert all(line.split()[1:] == ["$0", "0"] for line in picture[1:8])  # days without calls: empty bars
-
-
-CHECKS = [check_costs_by_model, check_costs_per_workflow_then_step, check_users, check_trends]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
-def test_reports_while_the_gateway_runs(gw, check):
-    check(gw)
-
-
-def test_reports_after_the_gateway_stopped(gw):
-    assert gw.stop() == 0
-    for check in CHECKS:
-        check(gw)
+    split = llmtap(gw, "trends", "--by", "user", "--since", "1d").stdout.splitlines()
+    assert max(len(line) for line in split) <= 80
+    assert [line.split()[0] for line in split if line.startswith("  ")] == [
+        line["user"] or "(none)" for line in todays]
 
 
 @pytest.mark.parametrize("args, says", [
