@@ -31,6 +31,7 @@ from .output import console, emit, show
 REPORT_SINCE = "7d"
 DIMENSION_HELP = "model, provider, user, key, session, status, hour, day, week, month or property:NAME"
 NO_VALUE = "(none)"
+NO_CALLS = "no calls in this time range and filters"
 MAX_LABEL_WIDTH = 28  # a trend's group names (models, users) beyond this are cut, so the bars keep their room
 
 
@@ -47,14 +48,15 @@ def _dimension(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
 
 
-def _read(config: Config, query: Callable[..., Rows], *args: Any) -> Rows:
-    """`query(log, *args)` over the config's log, after the storage warning; a log that is missing or unreadable
-    becomes one line and exit status 1."""
+def _read(config: Config, query: Callable[..., Rows], *args: Any, first: bool = True) -> Rows:
+    """`query(log, *args)` over the config's log, the `first` read of a command saying first when the log is missing
+    rows; a log that is missing or unreadable becomes one line and exit status 1."""
     import duckdb
 
     from ..log_file import first_line, log_file_problem
 
-    warn_if_storage_unhealthy(config)
+    if first:
+        warn_if_storage_unhealthy(config)
     log: Path = config.storage_path
     if not log.exists():
         raise LogUnreadable(f"no log yet at {log} (start the gateway and make a call)")
@@ -71,7 +73,7 @@ def _read(config: Config, query: Callable[..., Rows], *args: Any) -> Rows:
 def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
     """Why a cost total leaves calls out: how many have no price, by model and reason (on stderr for a pipe's
     JSON/CSV, so stdout stays rows)."""
-    missing = _read(config, queries.unpriced, scope)
+    missing = _read(config, queries.unpriced, scope, first=False)
     if not missing.rows:
         return
     count = sum(calls for _, _, calls in missing.rows)
@@ -93,9 +95,10 @@ def _groups_only(rows: Rows) -> Rows:
 
 def _short_count(count: int) -> str:
     """A count for a narrow column: `8,765`, `12.3k`, `4.5M`."""
-    for size, unit in ((10**9, "G"), (10**6, "M"), (10**4, "k")):
-        if count >= size:
-            return f"{count / size:.1f}{unit}" if unit != "k" else f"{count / 10**3:.1f}k"
+    if count >= 10_000:
+        for size, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+            if count >= size:
+                return f"{count / size:.1f}{unit}"
     return f"{count:,}"
 
 
@@ -135,7 +138,7 @@ def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: st
     """
     rows = _read(config, queries.costs, scope, by, then)
     if output_format != "table" or not rows.rows:
-        emit(_groups_only(rows) if rows.rows else rows, output_format, empty="no calls in this time range and filters")
+        emit(_groups_only(rows), output_format, empty=NO_CALLS)
     else:
         show(_cost_table(rows, by, then))
     if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
@@ -183,9 +186,8 @@ def users(scope: Scope, output_format: str, config: Config) -> int:
     Errors are answers of 400 and up and calls that got no answer.
     """
     rows = _read(config, queries.users, scope)
-    empty = "no calls in this time range and filters"
     if output_format != "table" or not rows.rows:
-        emit(rows, output_format, empty=empty)
+        emit(rows, output_format, empty=NO_CALLS)
     else:
         shown = [name for name in rows.columns if name != "unpriced"]
         laid_out = [tuple("(no user)" if name == "user" and value is None else
@@ -216,7 +218,7 @@ def trends(every: str, by: Dimension | None, scope: Scope, output_format: str, c
     """
     rows = _read(config, queries.trends, scope, every, by)
     if output_format != "table" or not rows.rows:
-        emit(rows, output_format, empty="no calls in this time range and filters")
+        emit(rows, output_format, empty=NO_CALLS)
     else:
         show(_bars(rows, every, by))
     if any(row[rows.columns.index("unpriced")] for row in rows.rows):
