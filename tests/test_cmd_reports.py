@@ -281,4 +281,12 @@ def test_no_log_and_no_calls_are_said_plainly(tmp_path):
     for command in ("costs", "users", "trends"):
         empty = run(command)
         assert empty.returncode == 0 and empty.stdout == "no calls in this time range and filters\n"
-    assert run("costs", "--json").stdout == "" and run("costs", "--csv").stdout.startswith("model,requests")
+    assert run("costs", "--json").stdout == ""
+    assert run("costs", "--csv").stdout == "model,requests,input_tokens,output_tokens,cost_usd,avg_cost_usd,saved_usd," \
+                                           "share_pct,unpriced\n"
+
+    (tmp_path / "llmtap.duckdb").write_bytes(b"not a DuckDB file, but something else entirely" * 100)
+    for command in ("costs", "users", "trends"):
+        unreadable = run(command)
+        assert unreadable.returncode == 1 and unreadable.stdout == ""
+        assert len(unreadable.stderr.splitlines()) == 1 and unreadable.stderr.startswith("llmtap: ")
