@@ -42,9 +42,9 @@ def gw(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def calls(gw: Gateway, mock_provider: MockProvider) -> dict[str, str]:
-    """Four calls, both SDKs, and their request ids: a priced chat call with a markup-and-ANSI prompt (alice), an
+    """Five calls, both SDKs, and their request ids: a priced chat call with a markup-and-ANSI prompt (alice), an
     Anthropic call with a system prompt, an image, a tool call and its result (bob), a streamed call to a model
-    without a price (carol), and a call the provider fails (alice)."""
+    without a price (carol), a call the provider fails (alice), and one by a user whose id is rich markup."""
     chat = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
     ids = {}
     ids["markup"] = chat.chat.completions.with_raw_response.create(
@@ -73,7 +73,10 @@ def calls(gw: Gateway, mock_provider: MockProvider) -> dict[str, str]:
         chat.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "fail me"}],
                                      extra_headers={"Helicone-User-Id": "alice"})
     ids["error"] = failed.value.response.headers["helicone-id"]
-    gw.rows(count=4)
+    ids["odd user"] = chat.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "who am I"}],
+        extra_headers={"Helicone-User-Id": "[/bold]"}).headers["helicone-id"]
+    gw.rows(count=5)
     return ids
 
 
@@ -166,6 +169,8 @@ def test_logs_show_renders_the_turns_and_shows_logged_text_literally(gw, calls):
     assert "\\x1b[31mred\\x1b[0m" in shown and "\x1b[31mred" not in shown  # an escape shows, it does not colour
     assert "Mock reply to: Explain [bold]this[/bold]" in shown
     assert "workflow=research" in shown and "alice" in shown
+    listed = run_in_terminal(gw, "logs")
+    assert "[/bold]" in listed and calls["odd user"][:8] in listed  # a user id that is rich markup, shown as typed
 
     claude = llmtap(gw, "logs", "show", calls["claude"])
     assert claude.returncode == 0, claude.stderr
