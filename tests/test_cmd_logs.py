@@ -25,6 +25,7 @@ import duckdb
 import openai
 import pytest
 from llmtap.batch_writer import read_log
+from llmtap.money import format_usd
 
 from conftest import Gateway, MockProvider, start_gateway
 
@@ -271,6 +272,28 @@ def test_tail_shows_each_call_once_as_it_lands_with_running_totals(gw, calls, mo
     with pytest.raises(queue.Empty):  # nothing shown twice
         out.next(0.5)
     assert err.next(5).startswith("2 calls, spend $")
+
+
+def test_tail_prints_a_line_per_call_and_the_totals_on_ctrl_c(gw, calls):
+    process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "tail", "--user", "erin", "--config",
+                                str(gw.config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = Lines(process.stdout), Lines(process.stderr)
+    try:
+        assert err.next(30).startswith("llmtap: following ")
+        client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+        for user in ("someone else", "erin"):
+            request_id = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "tail me"}],
+                extra_headers={"Helicone-User-Id": user}).headers["helicone-id"]
+        line = out.next(10)
+        row = gw.row(request_id)
+        assert line.split() == [row["created_at"].strftime("%H:%M:%S"), row["model"], "erin",
+                                f"{row['input_tokens']}→{row['output_tokens']}", "tok", format_usd(row["cost_usd"]),
+                                f"{row['latency_ms']:,.0f}", "ms", "200"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    assert out.next(5) == f"1 call, spend {format_usd(row['cost_usd'])}, 0 errors, 0 cache hits\n"
 
 
 def check_exports(gw: Gateway, tmp_path: Path) -> None:

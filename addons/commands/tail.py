@@ -58,11 +58,11 @@ def tail(config: Config, scope: Scope, output_format: str) -> int:
                     if isinstance(live, Live):
                         live.update(Text(totals_line(last), style="bold"))
                 time.sleep(POLL_S)
+    except (KeyboardInterrupt, duckdb.InterruptException):  # Ctrl-C, between polls or during one
+        pass
     except duckdb.Error as e:
         print(f"llmtap: cannot read the log {log}: {first_line(e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     print(totals_line(last), file=sys.stderr if output_format != "table" else sys.stdout, flush=True)
     return 0
 
@@ -111,8 +111,12 @@ def totals_line(last: dict[str, Any]) -> str:
     spend = format_usd(last["spend_usd"]) if last.get("spend_usd") is not None else "$0" if not last.get(
         "unpriced") else "$?"
     unpriced = f" (+{last['unpriced']:,} unpriced)" if last.get("unpriced") else ""
-    return (f"{calls:,} calls, spend {spend}{unpriced}, {last.get('errors', 0):,} errors, "
-            f"{last.get('cache_hits', 0):,} cache hits")
+    return (f"{_count(calls, 'call')}, spend {spend}{unpriced}, {_count(last.get('errors', 0), 'error')}, "
+            f"{_count(last.get('cache_hits', 0), 'cache hit')}")
+
+
+def _count(number: int, what: str) -> str:
+    return f"{number:,} {what}" + ("" if number == 1 else "s")
 
 
 def _cut(text: str, width: int) -> str:
