@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..locations import LOOKUP_ORDER
-from . import cache, gateway, sql
+from . import cache, gateway, limits, sessions, sql
 
 
 @click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,8 @@ def llmtap() -> None:
     """A self-hosted AI gateway for LLM observability: every LLM call logged to DuckDB, with reports over it."""
 
 
-for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache):
+for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
+                sessions.sessions, sessions.trace, limits.limits):
     llmtap.add_command(command)
 
 
