@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from rich.tree import Tree
 
 from ..analytics import queries
-from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
+from ..render import table_cell_text
 from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
-from .output import emit
+from .output import emit, show
 from .sessions import read
 
-TABLE_COLUMNS = ("provider", "model", "key", "rate_limited", "retry_after_s", "requests_left_min_pct",
-                 "tokens_left_min_pct", "requests_left_now_pct", "tokens_left_now_pct", "seen_at")
-HEADERS = {"rate_limited": "429s", "retry_after_s": "retry after s", "requests_left_min_pct": "requests left min",
-           "tokens_left_min_pct": "tokens left min", "requests_left_now_pct": "requests left now",
-           "tokens_left_now_pct": "tokens left now", "seen_at": "now as of"}
+EMPTY = "no throttling in this range: no 429 from a provider and no rate-limit headers in the answers"
 
 
 @click.command()
@@ -31,14 +30,43 @@ def limits(config: Config, scope: Scope, output_format: str) -> None:
     remaining counts and the limits."""
     warn_if_storage_unhealthy(config)
     rows = read(config, queries.limits, scope)
-    empty = "no throttling in this range: no 429 from a provider and no rate-limit headers in the answers"
-    if output_format == "table":
-        rows = columns(rows, TABLE_COLUMNS)
-    emit(rows, output_format, empty=empty, headers=HEADERS)
+    if output_format != "table" or not rows.rows:
+        emit(rows, output_format, empty=EMPTY)
+        return
+    show(limits_tree(rows.dicts()))
 
 
-def columns(rows: Rows, names: tuple[str, ...]) -> Rows:
-    """`rows` with only the columns `names`, in that order (what fits a terminal)."""
-    keep = [rows.columns.index(name) for name in names]
-    return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
-                [tuple(row[i] for i in keep) for row in rows.rows])
+def limits_tree(groups: list[dict[str, Any]]) -> Tree:
+    """Provider > model > key, each key with its throttling in words (a table of ten columns does not fit 80)."""
+    root = Tree("throttling by provider, model and key (budget left: now, lowest)")
+    providers: dict[Any, Tree] = {}
+    models: dict[tuple[Any, Any], Tree] = {}
+    for group in groups:
+        provider, model = group["provider"] or "?", group["model"] or "?"
+        if provider not in providers:
+            providers[provider] = root.add(provider)
+        if (provider, model) not in models:
+            models[(provider, model)] = providers[provider].add(model)
+        models[(provider, model)].add(group_text(group))
+    return root
+
+
+def group_text(group: dict[str, Any]) -> str:
+    """`ops-team: 2 × 429, latest retry-after 1 s at …; requests left 99.9% now, 99.9% lowest; tokens …; as of …`."""
+    def when(name: str) -> str:
+        return table_cell_text(name, group[name])
+
+    parts = [f"{group['key'] or 'no key'}:"]
+    if group["rate_limited"]:
+        retry = f", latest retry-after {group['retry_after_s']:g} s" if group["retry_after_s"] is not None else ""
+        parts.append(f"{group['rate_limited']:,} × 429{retry} (last at {when('last_rate_limited')});")
+    else:
+        parts.append("no 429;")
+    for kind in ("requests", "tokens"):
+        now, lowest = group[f"{kind}_left_now_pct"], group[f"{kind}_left_min_pct"]
+        if now is not None or lowest is not None:
+            parts.append(f"{kind} left {table_cell_text('_pct', now) or '?'} now, "
+                         f"{table_cell_text('_pct', lowest) or '?'} lowest;")
+    if group["seen_at"] is not None:
+        parts.append(f"as of {when('seen_at')}")
+    return " ".join(parts).rstrip(";")

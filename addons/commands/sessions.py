@@ -18,7 +18,8 @@ from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import emit, show
 
-SESSION_HEADERS = {"unpriced": "no price", "duration_ms": "duration ms"}
+SESSION_HEADERS = {"cost_usd": "cost", "unpriced": "no price", "duration_ms": "duration ms"}
+TABLE_COLUMNS = ("session", "calls", "cost_usd", "tokens", "errors", "started", "duration_ms")
 TOTAL_COLUMNS = ("calls", "cost_usd", "unpriced", "tokens", "errors", "duration_ms")
 
 
@@ -51,6 +52,8 @@ def sessions(config: Config, scope: Scope, output_format: str) -> None:
     those calls."""
     warn_if_storage_unhealthy(config)
     rows = read(config, queries.sessions, scope)
+    if output_format == "table":
+        rows = columns(named(rows), TABLE_COLUMNS)
     emit(rows, output_format, empty="no sessions in this range (calls carry one with Helicone-Session-Id)",
          headers=SESSION_HEADERS)
 
@@ -108,6 +111,20 @@ def call_text(call: dict[str, Any]) -> str:
 
 def totals_table(totals: Rows) -> Any:
     """The session's totals row as a table."""
-    keep = [totals.columns.index(name) for name in TOTAL_COLUMNS]
-    return rich_table([totals.columns[i] for i in keep], [totals.types[i] for i in keep],
-                      [tuple(row[i] for i in keep) for row in totals.rows], SESSION_HEADERS, title="totals")
+    kept = columns(totals, TOTAL_COLUMNS)
+    return rich_table(kept.columns, kept.types, kept.rows, SESSION_HEADERS, title="totals")
+
+
+def named(sessions: Rows) -> Rows:
+    """Sessions with each name under its id in the `session` cell, so a table of them fits 80 columns."""
+    at_id, at_name = sessions.columns.index("session"), sessions.columns.index("name")
+    return Rows(sessions.columns, sessions.types, [
+        tuple(f"{row[at_id]}\n{row[at_name]}" if i == at_id and row[at_name] else value for i, value in enumerate(row))
+        for row in sessions.rows])
+
+
+def columns(rows: Rows, names: tuple[str, ...]) -> Rows:
+    """`rows` with only the columns `names`, in that order (what fits a terminal; JSON and CSV keep them all)."""
+    keep = [rows.columns.index(name) for name in names]
+    return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
+                [tuple(row[i] for i in keep) for row in rows.rows])
