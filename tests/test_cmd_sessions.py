@@ -168,7 +168,7 @@ def expected_limits(gateway, workload) -> dict[tuple, dict[str, Any]]:
             groups[(row["provider"], sent, key)]["tries"].append(float(row["ratelimit"]["retry-after"]))
         budget = {kind: next((float(v) for k, v in (row["ratelimit"] or {}).items() if pattern.search(k)), None)
                   for kind, pattern in BUDGET.items()}
-        if any(value is not None for value in budget.values()):
+        if any(value is not None for value in budget.values()) and row["cache_status"] != "HIT":
             groups[(row["provider"], sent, key)]["budgets"].append(budget)
     return groups
 

@@ -235,7 +235,8 @@ def limits(log: Path, scope: Scope) -> Rows:
                    {_budget("limit", "requests")} AS requests_limit,
                    {_budget("remaining", "tokens")} AS tokens_remaining,
                    {_budget("limit", "tokens")} AS tokens_limit
-            FROM calls WHERE cardinality(ratelimit) > 0
+            -- a cache hit replays an old answer's headers: they say nothing about the budget at its time
+            FROM calls WHERE cardinality(ratelimit) > 0 AND cache_status IS DISTINCT FROM 'HIT'
         ),
         reported AS (
             SELECT *, 100 * requests_remaining / nullif(requests_limit, 0) AS requests_left_pct,

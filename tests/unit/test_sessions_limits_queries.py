@@ -83,13 +83,42 @@ def test_a_session_id_prefix_finds_one_session_or_says_it_is_ambiguous(log):
     assert queries.sessions_matching(log, "s1").rows == [("s1",)]
     assert [row[0] for row in queries.sessions_matching(log, "s").rows] == ["s1", "s2"]
     assert queries.sessions_matching(log, "nope").rows == []
+    insert(log, call("z", 100, session_id="zeta-42"))
+    assert queries.sessions_matching(log, "ze").rows == [("zeta-42",)]
+
+
+def run_cli(tmp_path, log, *args: str) -> subprocess.CompletedProcess:
+    config = tmp_path / "llmtap.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"path": str(log)}}))
+    return subprocess.run([sys.executable, "-m", "llmtap.cli", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args", [("sessions",), ("trace", "s1"), ("limits",)])
+def test_a_missing_or_unreadable_log_is_one_line_and_exit_1(tmp_path, args):
+    missing = run_cli(tmp_path, tmp_path / "none.duckdb", *args)
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr.splitlines() == [
+        f"llmtap: no log yet at {tmp_path / 'none.duckdb'} (start the gateway and make a call)"]
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"not a database" * 1000)
+    unreadable = run_cli(tmp_path, garbage, *args)
+    assert (unreadable.returncode, unreadable.stdout) == (1, "")
+    [line] = unreadable.stderr.splitlines()
+    assert line.startswith(f"llmtap: {garbage} cannot be read: ")
+
+
+def test_a_cache_hit_says_nothing_about_the_budget_now(tmp_path):
+    path = tmp_path / "llmtap.duckdb"
+    insert(path, call("a", 0, key_hash="k", ratelimit=openai_budget(90, 900)),
+           call("b", 1, key_hash="k", ratelimit=openai_budget(10, 100)),
+           call("hit", 2, key_hash="k", ratelimit=openai_budget(90, 900), cache_status="HIT"))
+    [row] = queries.limits(path, Scope()).dicts()
+    assert (row["requests_left_now_pct"], row["seen_at"]) == (10.0, T0 + timedelta(seconds=1))
 
 
 def test_trace_tree_shows_levels_without_calls_as_branches(log, tmp_path):
-    config = tmp_path / "llmtap.yaml"
-    config.write_text(yaml.safe_dump({"storage": {"path": str(log)}}))
-    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "trace", "s1", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli(tmp_path, log, "trace", "s1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "session s1 (first)"
@@ -148,10 +177,7 @@ def test_limits_count_every_429_try_and_read_any_providers_budget_headers(tmp_pa
 def test_limits_json_is_one_object_per_group(tmp_path):
     path = tmp_path / "llmtap.duckdb"
     insert(path, call("a", 0, key_hash="sha256:k1", ratelimit=openai_budget(10, 500)))
-    config = tmp_path / "llmtap.yaml"
-    config.write_text(yaml.safe_dump({"storage": {"path": str(path)}}))
-    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "limits", "--since", "2026-11-01", "--json",
-                             "--config", str(config)], capture_output=True, text=True, timeout=60)
+    result = run_cli(tmp_path, path, "limits", "--since", "2026-11-01", "--json")
     assert result.returncode == 0, result.stderr
     [row] = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["requests_left_now_pct"] == 10.0 and row["rate_limited"] == 0 and row["last_rate_limited"] is None
