@@ -143,7 +143,7 @@ SESSION_COLUMNS = """
     coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0) AS tokens,
     count(*) FILTER (WHERE status IS NULL OR status >= 400) AS errors,
     min(created_at) AS started,
-    max(epoch(created_at) * 1000 + coalesce(latency_ms, 0)) - min(epoch(created_at) * 1000) AS duration_ms"""
+    (max(epoch_us(created_at) + coalesce(latency_ms, 0) * 1000) - min(epoch_us(created_at))) / 1000 AS duration_ms"""
 
 
 def sessions(log: Path, scope: Scope) -> Rows:
@@ -182,7 +182,7 @@ def trace(log: Path, session_id: str) -> Rows:
         )
         SELECT request_id, '/' || trimmed_path AS path,
                CASE WHEN trimmed_path IS NULL THEN 0 ELSE len(string_split(trimmed_path, '/')) END AS depth,
-               epoch(created_at) * 1000 - min(epoch(created_at) * 1000) OVER () AS offset_ms,
+               (epoch_us(created_at) - min(epoch_us(created_at)) OVER ()) / 1000 AS offset_ms,
                created_at, coalesce(model, model_requested) AS model, user_id AS user, status, latency_ms,
                input_tokens, output_tokens, cost_usd, error
         FROM cleaned ORDER BY created_at, request_id""", params)
