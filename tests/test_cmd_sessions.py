@@ -102,6 +102,7 @@ def test_sessions_table_fits_80_columns_and_names_each_session(log_state):
 def test_sessions_filters_and_an_empty_range_say_so(log_state):
     gateway, _, _ = log_state
     assert [row["session"] for row in json_rows(ok(gateway, "sessions", "--user", "bob", "--json"))] == ["research-2"]
+    assert [row["session"] for row in json_rows(ok(gateway, "sessions", "-n", "1", "--json"))] == ["research-2"]
     result = llmtap(gateway, "sessions", "--user", "carol")
     assert result.returncode == 0 and result.stdout.startswith("no sessions in this range")
     result = llmtap(gateway, "sessions", "--until", "2020-01-01", "--json")

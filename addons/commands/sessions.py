@@ -45,13 +45,15 @@ def read(config: Config, query: Callable[..., Rows], *args: Any) -> Rows:
 @click.command()
 @config_option()
 @scope_options(default_since="7d")
+@click.option("-n", "--count", type=click.IntRange(min=0), default=50, show_default=True,
+              help="the newest N sessions; 0 for all")
 @format_options
-def sessions(config: Config, scope: Scope, output_format: str) -> None:
+def sessions(config: Config, scope: Scope, count: int, output_format: str) -> None:
     """Sessions (calls sharing a Helicone-Session-Id), newest first: calls, users, models, cost, tokens, errors,
     start and duration. A session's cost is unknown ($?) when one of its calls has no price; `no price` counts
     those calls."""
     warn_if_storage_unhealthy(config)
-    rows = read(config, queries.sessions, scope)
+    rows = read(config, queries.sessions, scope, count or None)
     if output_format == "table":
         rows = columns(named(rows), TABLE_COLUMNS)
     emit(rows, output_format, empty="no sessions in this range (calls carry one with Helicone-Session-Id)",
