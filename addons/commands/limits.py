@@ -11,10 +11,9 @@ from ..analytics import queries
 from ..analytics.scope import Scope
 from ..config import Config
 from ..render import table_cell_text
-from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import emit, show
-from .sessions import read
+from .reading import read_log, warn_if_storage_unhealthy
 
 EMPTY = "no throttling in this range: no 429 from a provider and no rate-limit headers in the answers"
 
@@ -29,7 +28,7 @@ def limits(config: Config, scope: Scope, output_format: str) -> None:
     rate-limit headers) and the share the latest answer left, as of when it was seen. --json/--csv add the
     remaining counts and the limits."""
     warn_if_storage_unhealthy(config)
-    rows = read(config, queries.limits, scope)
+    rows = read_log(config, queries.limits, scope)
     if output_format != "table" or not rows.rows:
         emit(rows, output_format, empty=EMPTY)
         return

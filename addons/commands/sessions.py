@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -12,34 +11,14 @@ from ..analytics import queries
 from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
-from ..log_file import first_line
 from ..render import rich_table, table_cell_text
-from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import emit, show
+from .reading import ReadFailed, read_log, warn_if_storage_unhealthy
 
 SESSION_HEADERS = {"cost_usd": "cost", "unpriced": "no price", "duration_ms": "duration ms"}
 TABLE_COLUMNS = ("session", "calls", "cost_usd", "tokens", "errors", "started", "duration_ms")
 TOTAL_COLUMNS = ("calls", "cost_usd", "unpriced", "tokens", "errors", "duration_ms")
-
-
-class LogUnreadable(click.ClickException):
-    """The log is missing or cannot be read: one line, exit status 1 (not the user's typing)."""
-
-    exit_code = 1
-
-
-def read(config: Config, query: Callable[..., Rows], *args: Any) -> Rows:
-    """`query(log, *args)` over the config's log; a missing or unreadable log raises LogUnreadable."""
-    import duckdb
-
-    log = config.storage_path
-    if not log.exists():
-        raise LogUnreadable(f"no log yet at {log} (start the gateway and make a call)")
-    try:
-        return query(log, *args)
-    except duckdb.Error as e:
-        raise LogUnreadable(f"{log} cannot be read: {first_line(e)}") from None
 
 
 @click.command()
@@ -53,7 +32,7 @@ def sessions(config: Config, scope: Scope, count: int, output_format: str) -> No
     start and duration. A session's cost is unknown ($?) when one of its calls has no price; `no price` counts
     those calls."""
     warn_if_storage_unhealthy(config)
-    rows = read(config, queries.sessions, scope, count or None)
+    rows = read_log(config, queries.sessions, scope, count or None)
     if output_format == "table":
         rows = columns(named(rows), TABLE_COLUMNS)
     emit(rows, output_format, empty="no sessions in this range (calls carry one with Helicone-Session-Id)",
@@ -69,15 +48,15 @@ def trace(session_id: str, config: Config, output_format: str) -> None:
     session's first call, model, latency, tokens, cost and status; then the session's totals. SESSION_ID may be a
     unique prefix. --json/--csv give the calls as rows, with their path, depth and offset."""
     warn_if_storage_unhealthy(config)
-    matches = [row[0] for row in read(config, queries.sessions_matching, session_id).rows]
+    matches = [row[0] for row in read_log(config, queries.sessions_matching, session_id).rows]
     if len(matches) != 1:
         problem = "no session" if not matches else "more than one session"
-        raise LogUnreadable(f"{problem} with an id starting {session_id!r} (see `llmtap sessions`)")
-    calls = read(config, queries.trace, matches[0])
+        raise ReadFailed(f"{problem} with an id starting {session_id!r} (see `llmtap sessions`)")
+    calls = read_log(config, queries.trace, matches[0])
     if output_format != "table":
         emit(calls, output_format, empty=f"no calls in session {matches[0]}")
         return
-    totals = read(config, queries.session_totals, matches[0])
+    totals = read_log(config, queries.session_totals, matches[0])
     show(session_tree(matches[0], totals.dicts()[0]["name"], calls.dicts()), totals_table(totals))
 
 
