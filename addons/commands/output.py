@@ -5,8 +5,10 @@ written (exact money in JSON and CSV, `$0.0000082` in a table) is render.py's.""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import click
 from rich.console import Console, RenderableType
 
 from ..analytics.queries import Rows
@@ -35,6 +37,23 @@ def emit(rows: Rows, output_format: str, empty: str, headers: Mapping[str, str] 
         print(empty)
         return
     show(rich_table(rows.columns, rows.types, rows.rows, headers or {}, title))
+
+
+TABLE_ROWS = 50  # a table longer than this is slow to lay out (rich: seconds per thousand rows) and to read
+
+
+def table_rows_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`-n/--count N`: how many rows a table shows (the first, in the report's order); the command receives
+    `count` (0: all). --json/--csv always give every row: a program never gets a cut list without asking."""
+    return click.option("-n", "--count", type=click.IntRange(min=0), default=TABLE_ROWS, show_default=True,
+                        help="rows a table shows, 0 for all (--json/--csv give every row)")(command)
+
+
+def cut[T](rows: list[T], count: int, what: str) -> tuple[list[T], str | None]:
+    """The first `count` of `rows` (all when 0) and, when some are left out, the line that says so."""
+    if not count or len(rows) <= count:
+        return rows, None
+    return rows[:count], f"… and {len(rows) - count:,} more {what} (-n 0 shows all; --json/--csv give every row)"
 
 
 def show(*renderables: RenderableType) -> None:

@@ -23,7 +23,7 @@ from ..config import Config
 from ..money import format_usd
 from ..render import rich_table, table_cell_text
 from .options import config_option, format_options, scope_options
-from .output import console, emit, show
+from .output import console, cut, emit, show, table_rows_option
 from .reading import read_log, warn_if_storage_unhealthy
 
 REPORT_SINCE = "7d"
@@ -95,9 +95,10 @@ COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_token
               help="within each --by group, split by another dimension (e.g. --by property:workflow --then "
                    "property:step)")
 @scope_options(REPORT_SINCE)
+@table_rows_option
 @format_options
 @config_option()
-def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: str, config: Config) -> int:
+def costs(by: Dimension, then: Dimension | None, scope: Scope, count: int, output_format: str, config: Config) -> int:
     """What was spent, per model, user, day, workflow, ... (--by).
 
     Per group: calls, input and output tokens, the cost of the priced calls, the average cost per priced call, what
@@ -111,15 +112,18 @@ def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: st
     if output_format != "table" or not rows.rows:
         emit(_groups_only(rows), output_format, empty=NO_CALLS)
     else:
-        show(_cost_table(rows, by, then))
+        show(*_cost_table(rows, by, then, count))
     if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
         _say_unpriced(config, scope, output_format)
     return 0
 
 
-def _cost_table(rows: Rows, by: Dimension, then: Dimension | None) -> Table:
+def _cost_table(rows: Rows, by: Dimension, then: Dimension | None, count: int) -> list[Table | str]:
     """The costs as a table that fits 80 columns: one label column (with --then, each `by` group's subtotal in bold
-    and its `then` groups indented under it), the total last under a rule."""
+    and its `then` groups indented under it), the first `count` rows, the total (of every group) last under a rule;
+    and the line saying how many rows were left out, if any."""
+    shown, more = cut(rows.rows[:-1], count, "rows")
+    rows = Rows(rows.columns, rows.types, [*shown, rows.rows[-1]])
     numbers = rows.columns[rows.columns.index("requests"):rows.columns.index("kind")]
     label_column = by.name if then is None else f"{by.name} / {then.name}"
 
@@ -137,7 +141,7 @@ def _cost_table(rows: Rows, by: Dimension, then: Dimension | None) -> Table:
     for row, kind in zip(table.rows, (row[-1] for row in rows.rows), strict=True):
         row.style = "bold" if kind == "subtotal" else None
     table.rows[-2].end_section = True  # a rule above the total
-    return table
+    return [table] if more is None else [table, more]
 
 
 USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg ms", "p95_latency_ms": "p95 ms",
@@ -146,9 +150,10 @@ USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg 
 
 @click.command()
 @scope_options(REPORT_SINCE)
+@table_rows_option
 @format_options
 @config_option()
-def users(scope: Scope, output_format: str, config: Config) -> int:
+def users(scope: Scope, count: int, output_format: str, config: Config) -> int:
     """Calls, cost, latency, errors and models per user.
 
     Per Helicone-User-Id: calls, cost, average and p95 latency, error rate, the models used (share of the user's
@@ -162,15 +167,26 @@ def users(scope: Scope, output_format: str, config: Config) -> int:
         emit(rows, output_format, empty=NO_CALLS)
     else:
         shown = [name for name in rows.columns if name != "unpriced"]
+        first, more = cut(rows.rows, count, "users")
         laid_out = [tuple("(no user)" if name == "user" and value is None else
-                          value.strftime("%m-%d %H:%M") if name == "last_seen" else value
+                          value.strftime("%m-%d %H:%M") if name == "last_seen" else
+                          _first_models(value) if name == "models" else value
                           for name, value in zip(rows.columns, row, strict=True) if name in shown)
-                    for row in rows.rows]
+                    for row in first]
         types = [kind for name, kind in zip(rows.columns, rows.types, strict=True) if name in shown]
-        show(_compact(rich_table(shown, types, laid_out, USER_HEADERS), wrap=("user", "models")))
+        show(_compact(rich_table(shown, types, laid_out, USER_HEADERS), wrap=("user", "models")), *filter(None, [more]))
     if any(row[rows.columns.index("unpriced")] for row in rows.rows):
         _say_unpriced(config, scope, output_format)
     return 0
+
+
+def _first_models(models: str | None, shown: int = 1) -> str | None:
+    """The user's `shown` most used models of the query's text (`a 60%, b 30%, c 10%`), and how many more: a table
+    row stays a row at 80 columns (--json/--csv keep the whole text)."""
+    if not models:
+        return models
+    parts = models.split(", ")
+    return ", ".join(parts[:shown]) + (f" +{len(parts) - shown} more" if len(parts) > shown else "")
 
 
 @click.command()
