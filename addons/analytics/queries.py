@@ -14,7 +14,8 @@ Conventions every query keeps, so views stay thin:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -243,10 +244,36 @@ def trends(log: Path, scope: Scope, every: str, by: Dimension | None = None) -> 
 # ---------------------------------------------------------------------------------------------- logs, tail, export
 # `llmtap logs`, `logs show`, `tail`, `export`: calls one by one, newest first or as they land, and the log as files.
 
+SEARCH_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=30))
+
+
 def logs(log: Path, scope: Scope, limit: int, compact: bool = False) -> Rows:
     """The latest `limit` calls of the scope, newest first: time, id, model, user, tokens, cost (NULL when unknown),
     latency, llmtap's cache, status. `compact` (for a table at 80 columns): the id's first 8 characters (a prefix
-    `call` accepts) and the time as text without the year."""
+    `call` accepts) and the time as text without the year.
+
+    A text search (`scope.text`) reads every body it looks at, the one costly read of the log (about 2.5 GB of
+    JSON per million calls), so it looks newest first: the last hour, day, week, month, then the rest, and stops once
+    `limit` calls are found. The log is written in time order, so DuckDB skips the row groups outside each window
+    (its min/max of `created_at`); a match from today costs a day of bodies, not the whole log."""
+    if not scope.text:
+        return _latest_calls(log, scope, limit, compact)
+    found = Rows([], [], [])
+    upper = scope.until
+    newest = datetime.now(UTC) if upper is None else upper
+    for window in (*SEARCH_WINDOWS, None):
+        lower = None if window is None else newest - window
+        if scope.since is not None and (lower is None or lower <= scope.since):
+            lower = scope.since
+        part = _latest_calls(log, replace(scope, since=lower, until=upper), limit - len(found), compact)
+        found = Rows(part.columns, part.types, [*found.rows, *part.rows])
+        if len(found) >= limit or lower is None or lower == scope.since:
+            return found
+        upper = lower
+    return found  # not reached: the last window has no lower bound
+
+
+def _latest_calls(log: Path, scope: Scope, limit: int, compact: bool) -> Rows:
     calls, params = scoped(scope)
     time, request_id = ("strftime(created_at, '%m-%d %H:%M')", "left(request_id, 8)") if compact else (
         "created_at", "request_id")

@@ -101,3 +101,37 @@ def test_totals_leave_unknown_prices_unknown(log):
     totals = queries.totals(log, Scope()).dicts()[0]
     assert totals["requests"] == 4 and totals["cost_usd"] is None and totals["unpriced"] == 4
     assert totals["errors"] == 3 and totals["cache_hits"] == 1 and totals["cache_misses"] == 1
+
+
+@pytest.fixture
+def aged_log(tmp_path):
+    """Calls 10 minutes, 5 hours, 3 days, 20 days and 90 days old, each saying 'needle' in its prompt, written in
+    time order as the gateway writes them; and one recent call that does not."""
+    path = tmp_path / "aged.duckdb"
+    now = datetime.now(UTC)
+    with duckdb.connect(str(path)) as db:
+        migrate(db)
+        for request_id, age, text in [("d90", timedelta(days=90), "needle"), ("d20", timedelta(days=20), "Needle"),
+                                      ("d3", timedelta(days=3), "NEEDLE"), ("h5", timedelta(hours=5), "needle"),
+                                      ("m10", timedelta(minutes=10), "needle"), ("m1", timedelta(minutes=1), "hay")]:
+            db.execute("INSERT INTO requests (request_id, created_at, way, request_body) VALUES (?, ?, 'gateway', ?)",
+                       [request_id, now - age, f'{{"messages": [{{"role": "user", "content": "a {text} b"}}]}}'])
+    return path
+
+
+@pytest.mark.parametrize("limit, expected", [
+    (1, ["m10"]),  # found in the last hour
+    (2, ["m10", "h5"]),  # the hour, then the day
+    (4, ["m10", "h5", "d3", "d20"]),
+    (10, ["m10", "h5", "d3", "d20", "d90"]),  # every window, then the rest of the log
+])
+def test_a_text_search_finds_the_newest_matches_window_by_window(aged_log, limit, expected):
+    assert [row[1] for row in queries.logs(aged_log, Scope(text="needle"), limit).rows] == expected
+
+
+def test_a_text_search_keeps_the_scopes_own_time_range(aged_log):
+    now = datetime.now(UTC)
+    within = Scope(text="needle", since=now - timedelta(days=30), until=now - timedelta(hours=1))
+    assert [row[1] for row in queries.logs(aged_log, within, 10).rows] == ["h5", "d3", "d20"]
+    assert [row[1] for row in queries.logs(aged_log, Scope(text="needle", since=now - timedelta(days=2)), 10).rows] \
+        == ["m10", "h5"]
