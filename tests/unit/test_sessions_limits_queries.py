@@ -105,7 +105,7 @@ def test_a_missing_or_unreadable_log_is_one_line_and_exit_1(tmp_path, args):
     unreadable = run_cli(tmp_path, garbage, *args)
     assert (unreadable.returncode, unreadable.stdout) == (1, "")
     [line] = unreadable.stderr.splitlines()
-    assert line.startswith(f"llmtap: {garbage} cannot be read: ")
+    assert line.startswith(f"llmtap: the log {garbage} cannot be opened by DuckDB") and "mv " in line
 
 
 def test_a_cache_hit_says_nothing_about_the_budget_now(tmp_path):
