@@ -185,3 +185,19 @@ def m006_upstream_and_notes(db: duckdb.DuckDBPyConnection) -> None:
     call without refusing it (a Helicone-* header it ignored)."""
     db.execute("ALTER TABLE requests ADD COLUMN upstream VARCHAR")
     db.execute("ALTER TABLE requests ADD COLUMN notes VARCHAR[]")
+
+
+@migration
+def m007_property_names_lower_case(db: duckdb.DuckDBPyConnection) -> None:
+    """Property names as ingestion now stores them, lower-cased (`properties['workflow']` finds every call), in logs
+    written before it did. Names that become one keep the later entry's value, as a later header would have
+    overwritten an earlier one; values are unchanged, and rows whose names are all lower-case are not rewritten."""
+    db.execute(
+        """
+        UPDATE requests SET properties = map_from_entries(list_transform(
+            list_filter(map_entries(properties), lambda e, i: NOT list_contains(
+                list_transform(map_entries(properties)[i + 1:], lambda later: lower(later.key)), lower(e.key))),
+            lambda e: {'key': lower(e.key), 'value': e.value}))
+        WHERE list_bool_or(list_transform(map_keys(properties), lambda k: k <> lower(k)))
+        """
+    )
