@@ -75,16 +75,18 @@ def reports(log: Path) -> list[Report]:
         Report("unpriced", [], lambda p: queries.unpriced(p, week)),
     ]
     # The report commands of issue 11, where this checkout has them (their queries are named in queries.py).
-    optional = [
+    month = week.with_time(datetime.now(UTC) - timedelta(days=30))
+    optional: list[tuple[str, list[str], str, Callable[..., Any]]] = [
         ("costs --by model", ["costs", "--by", "model"], "costs", lambda f, p: f(p, week, queries.dimension("model"))),
         ("costs 30d --by property:workflow", ["costs", "--since", "30d", "--by", "property:workflow"], "costs",
-         lambda f, p: f(p, week.with_time(datetime.now(UTC) - timedelta(days=30)), queries.dimension(
-             "property:workflow"))),
+         lambda f, p: f(p, month, queries.dimension("property:workflow"))),
         ("users", ["users"], "users", lambda f, p: f(p, week)),
-        ("trends", ["trends"], "trends", lambda f, p: f(p, week)),
-        ("logs -n 20", ["logs", "-n", "20"], "logs", lambda f, p: f(p, Scope(), 20)),
+        ("trends", ["trends"], "trends", lambda f, p: f(p, week, "day")),
+        ("trends 30d --every hour", ["trends", "--since", "30d", "--every", "hour"], "trends",
+         lambda f, p: f(p, month, "hour")),
+        ("logs -n 20", ["logs", "-n", "20"], "logs", lambda f, p: f(p, Scope(), 20, True)),
         (f"logs -q {SEARCH_TEXT}", ["logs", "-q", SEARCH_TEXT], "logs",
-         lambda f, p: f(p, Scope(text=SEARCH_TEXT), 20)),
+         lambda f, p: f(p, Scope(text=SEARCH_TEXT), 20, True)),
         ("trace SESSION", ["trace", session], "trace", lambda f, p: f(p, session)),
     ]
     for name, argv, function_name, call in optional:
@@ -266,14 +268,20 @@ class Phase:
     row_delay_s: list[float] = field(default_factory=list)
     rows_missing: int = 0
     commands_s: dict[str, list[float]] = field(default_factory=dict)
+    commands_cpu_s: dict[str, list[float]] = field(default_factory=dict)
+    open_wait_s: list[float] = field(default_factory=list)  # the probe's waits for the gateway's lock
     seconds: float = 0.0
+    load_average: float = 0.0  # of the machine over the last minute, at the phase's end
 
     def summary(self) -> dict[str, Any]:
         return {"calls": len(self.call_s), "call_errors": self.call_errors,
                 "calls_per_s": round(len(self.call_s) / self.seconds, 1) if self.seconds else 0,
                 "call_ms": _percentiles([s * 1000 for s in self.call_s]),
                 "row_delay_s": _percentiles(self.row_delay_s, digits=3), "rows_missing": self.rows_missing,
-                "commands_s": {name: _percentiles(times, digits=3) for name, times in self.commands_s.items()}}
+                "open_wait_s": _percentiles(self.open_wait_s, digits=3),
+                "commands_s": {name: _percentiles(times, digits=3) for name, times in self.commands_s.items()},
+                "commands_cpu_s": {name: _percentiles(times, digits=3) for name, times in self.commands_cpu_s.items()},
+                "load_average": round(self.load_average, 1)}
 
 
 def _percentiles(values: list[float], digits: int = 1) -> dict[str, float] | None:
@@ -317,7 +325,9 @@ def load(port: int, rate_per_s: float, clients: int, stop: threading.Event, phas
 
 def probe(port: int, log: Path, stop: threading.Event, phase: Phase) -> threading.Thread:
     """Every second, one call with a known Helicone-Request-Id; its row delay is the time from the answer to the
-    first read that finds the row (polled every 50 ms with a query DuckDB answers from its zone maps)."""
+    first read that finds the row (polled every 50 ms with a query DuckDB answers from its zone maps). Each read's
+    wait for the file (the gateway holding it to write a batch) is kept too."""
+    from llmtap.batch_writer import connect
 
     def run() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -327,8 +337,11 @@ def probe(port: int, log: Path, stop: threading.Event, phase: Phase) -> threadin
             post(conn, {"helicone-request-id": request_id})
             answered = time.perf_counter()
             while True:
-                found = queries.run(log, "SELECT count(*) FROM requests WHERE created_at > ? AND request_id = ?",
-                                    [sent_at, request_id]).rows[0][0]
+                opening = time.perf_counter()
+                with connect(log, timeout_s=30, read_only=True) as db:
+                    phase.open_wait_s.append(time.perf_counter() - opening)
+                    found = db.execute("SELECT count(*) FROM requests WHERE created_at > ? AND request_id = ?",
+                                       [sent_at, request_id]).fetchall()[0][0]
                 if found:
                     phase.row_delay_s.append(time.perf_counter() - answered)
                     break
@@ -350,7 +363,9 @@ def reader_loop(commands: list[Report], config: Path, stop: threading.Event, pha
     done = 0
     while not stop.is_set() and (rounds is None or done < rounds):
         for report in commands:
-            phase.commands_s.setdefault(report.name, []).append(command_s(report.argv, config))
+            wall_s, cpu_s = command_times(report.argv, config)
+            phase.commands_s.setdefault(report.name, []).append(wall_s)
+            phase.commands_cpu_s.setdefault(report.name, []).append(cpu_s)
         done += 1
 
 
@@ -384,6 +399,7 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
         started = time.perf_counter()
         reader_loop(commands, config, threading.Event(), idle, rounds=5)
         idle.seconds = time.perf_counter() - started
+        idle.load_average = os.getloadavg()[0]
         phases.append(idle)
         for name, with_readers in (("load", False), ("load+reports", True)):
             phase = Phase(name)
@@ -401,6 +417,7 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
             for thread in threads:
                 thread.join(90)
             phase.seconds = time.perf_counter() - started
+            phase.load_average = os.getloadavg()[0]
             phases.append(phase)
             print(f"  {name}: {json.dumps(phase.summary())}", file=sys.stderr)
         return {"log": about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds,
@@ -430,12 +447,17 @@ def print_under_load(results: dict[str, Any]) -> None:
     table.add_column("calls/s", justify="right")
     table.add_column("call ms", justify="right")
     table.add_column("row delay s", justify="right")
+    table.add_column("read's wait for the file s", justify="right")
     names = sorted({n for phase in results["phases"].values() for n in phase["commands_s"]})
     for name in names:
-        table.add_column(f"{name} s", justify="right")
+        table.add_column(f"{name} s (cpu s)", justify="right")
+    table.add_column("load average", justify="right")
     for phase_name, phase in results["phases"].items():
         table.add_row(phase_name, str(phase["calls_per_s"] or ""), fmt(phase["call_ms"]), fmt(phase["row_delay_s"]),
-                      *(fmt(phase["commands_s"].get(n)) for n in names))
+                      fmt(phase["open_wait_s"]),
+                      *(f"{fmt(phase['commands_s'].get(n))} ({phase['commands_cpu_s'][n]['median']})"
+                        if n in phase["commands_s"] else "" for n in names),
+                      str(phase["load_average"]))
     Console(width=160).print(table)
 
 
