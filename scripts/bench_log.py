@@ -22,11 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from llmtap.migrations import migrate  # noqa: E402  (the script runs from a checkout)
+from llmtap.migrations import migrate
 
 DAYS = 30
 MEAN_SESSION_CALLS = 0.7 * 16.5 + 0.3  # 70% are sessions of 3..30 calls (uniformly), 30% single calls

@@ -42,13 +42,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from llmtap.analytics import queries
+from llmtap.analytics.scope import Scope
+
+import bench_log  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from llmtap.analytics import queries  # noqa: E402
-from llmtap.analytics.scope import Scope  # noqa: E402
-
-import bench_log  # noqa: E402  (beside this script)
 
 SIZES = {"1m": (1_000_000, True), "10m": (10_000_000, False)}  # name -> (rows, with bodies)
 TARGET_S = {"1m": 1.0, "10m": 2.0}
