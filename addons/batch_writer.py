@@ -222,6 +222,7 @@ def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
         try:
             with connect(path, timeout_s=timeout_s, read_only=True) as db:
                 db.execute("SET TimeZone = 'UTC'")  # times read the same on every machine, as the periods are UTC
+                db.execute("SET enable_progress_bar = false")  # a slow read would draw a bar on the command's stderr
                 cursor = db.execute(sql, params or [])
                 description = cursor.description or []
                 columns, types = [d[0] for d in description], [str(d[1]) for d in description]

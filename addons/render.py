@@ -52,14 +52,16 @@ def rich_table(columns: list[str], types: list[str], rows: list[tuple], headers:
     milliseconds, `…_pct` as a percentage, times to the second (UTC); numbers right-aligned. `headers` renames
     columns for the eye only."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     for name, kind in zip(columns, types, strict=True):
         table.add_column((headers or {}).get(name, name), justify="right" if _is_numeric(name, kind) else "left",
                          overflow="fold")
     for row in rows:
-        table.add_row(*[table_cell_text(name, value, kind) for name, value, kind in zip(columns, row, types,
-                                                                                        strict=True)])
+        # Text, not str: a logged value (a user id, a model name) is shown as it is, never read as rich markup.
+        table.add_row(*[Text(table_cell_text(name, value, kind)) for name, value, kind in zip(columns, row, types,
+                                                                                              strict=True)])
     return table
 
 

@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..locations import LOOKUP_ORDER
-from . import cache, gateway, sql
+from . import cache, export, gateway, logs, reports, sql, tail
 
 
 @click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,9 @@ def llmtap() -> None:
     """A self-hosted AI gateway for LLM observability: every LLM call logged to DuckDB, with reports over it."""
 
 
-for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache):
+for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
+                reports.costs, reports.users, reports.trends,
+                logs.logs, tail.tail, export.export):
     llmtap.add_command(command)
 
 

@@ -161,6 +161,8 @@ def text_of(content: Any) -> str:
             if isinstance(part, dict):
                 if isinstance(part.get("text"), str):
                     parts.append(part["text"])
+                elif "image" in str(part.get("type")):  # image_url, input_image, image: the picture is not text
+                    parts.append("[image]")
                 elif part.get("type"):
                     parts.append(f"[{part['type']}]")
         return "\n".join(parts)

@@ -1,0 +1,67 @@
+"""`llmtap export`: the log's calls as files other tools read (Parquet by day, CSV, JSON lines), written by DuckDB."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from ..analytics import queries
+from ..analytics.scope import Scope
+from ..config import Config
+from ..log_file import first_line
+from .health import warn_if_storage_unhealthy
+from .options import config_option, scope_options
+
+
+@click.command()
+@config_option()
+@scope_options(default_since=None)
+@click.option("--format", "file_format", type=click.Choice(queries.EXPORT_FORMATS), default="parquet",
+              show_default=True, help="parquet: a directory partitioned by day; csv, jsonl: one file")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="the file (csv, jsonl) or directory (parquet) to write")
+@click.option("--overwrite", is_flag=True, help="replace PATH when it exists")
+def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite: bool) -> int:
+    """Write the calls (every column, exact money) to Parquet, CSV or JSON lines for other tools; works while the
+    gateway runs. Parquet is partitioned by day: read it with read_parquet('PATH/*/*.parquet',
+    hive_partitioning = true) in DuckDB, or pandas.read_parquet('PATH')."""
+    import duckdb
+
+    warn_if_storage_unhealthy(config)
+    log = config.storage_path
+    if not log.exists():
+        print(f"llmtap: no log yet at {log} (start the gateway and make a call)", file=sys.stderr)
+        return 1
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            print(f"llmtap: {out} exists (add --overwrite to replace it)", file=sys.stderr)
+            return 1
+        if problem := _cannot_replace(out):
+            print(f"llmtap: {problem}", file=sys.stderr)
+            return 1
+        shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+    try:
+        written = queries.export(log, scope, file_format, out.absolute())
+    except duckdb.Error as e:
+        print(f"llmtap: cannot export the log {log}: {first_line(e)}", file=sys.stderr)
+        return 1
+    rows = int(written.rows[0][0]) if written.rows else 0
+    if rows == 0:
+        print("llmtap: no calls in this scope: nothing written", file=sys.stderr)
+        return 0
+    what = "a directory of Parquet files by day" if file_format == "parquet" else file_format.upper()
+    print(f"wrote {rows:,} calls to {out} ({what})")
+    return 0
+
+
+def _cannot_replace(out: Path) -> str | None:
+    """Why `--overwrite` leaves `out` alone: a directory that is not an earlier Parquet export (only `day=…`
+    directories) is not llmtap's to delete."""
+    if out.is_dir() and not out.is_symlink():
+        strangers = [p.name for p in out.iterdir() if not (p.is_dir() and p.name.startswith("day="))]
+        if strangers:
+            return f"{out} is a directory holding more than an export ({strangers[0]}, …): choose another --out"
+    return None

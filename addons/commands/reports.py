@@ -1,0 +1,264 @@
+"""`llmtap costs`, `llmtap users`, `llmtap trends`: what was spent, by whom, and how it moves over time.
+
+One module for the three because they share how they read (a missing log, a log DuckDB cannot open) and what they
+say under a money column when some calls have no price; each command only lays out its query's rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.bar import Bar
+from rich.table import Table
+from rich.text import Text
+
+from ..analytics import queries
+from ..analytics.queries import Dimension, Rows
+from ..analytics.scope import Scope, ScopeError
+from ..config import Config
+from ..money import format_usd
+from ..render import rich_table, table_cell_text
+from .health import warn_if_storage_unhealthy
+from .options import config_option, format_options, scope_options
+from .output import console, emit, show
+
+REPORT_SINCE = "7d"
+DIMENSION_HELP = "model, provider, user, key, session, status, hour, day, week, month or property:NAME"
+NO_VALUE = "(none)"
+NO_CALLS = "no calls in this time range and filters"
+MAX_LABEL_WIDTH = 28  # a trend's group names (models, users) beyond this are cut, so the bars keep their room
+
+
+class LogUnreadable(click.ClickException):
+    """The log is missing or DuckDB cannot read it: one line, exit status 1 (not the user's typing: not 2)."""
+
+    exit_code = 1
+
+
+def _dimension(ctx: click.Context, param: click.Parameter, value: str | None) -> Dimension | None:
+    try:
+        return None if value is None else queries.dimension(value)
+    except ScopeError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+
+
+def _read(config: Config, query: Callable[..., Rows], *args: Any, first: bool = True) -> Rows:
+    """`query(log, *args)` over the config's log, the `first` read of a command saying first when the log is missing
+    rows; a log that is missing or unreadable becomes one line and exit status 1."""
+    import duckdb
+
+    from ..log_file import first_line, log_file_problem
+
+    if first:
+        warn_if_storage_unhealthy(config)
+    log: Path = config.storage_path
+    if not log.exists():
+        raise LogUnreadable(f"no log yet at {log} (start the gateway and make a call)")
+    try:
+        return query(log, *args)
+    except ScopeError as e:  # a combination of options no single option's parser could refuse
+        raise click.UsageError(str(e)) from None
+    except duckdb.IOException as e:
+        raise LogUnreadable(log_file_problem(log) or first_line(e)) from None
+    except duckdb.Error as e:
+        raise LogUnreadable(first_line(e)) from None
+
+
+def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
+    """Why a cost total leaves calls out: how many have no price, by model and reason (on stderr for a pipe's
+    JSON/CSV, so stdout stays rows)."""
+    missing = _read(config, queries.unpriced, scope, first=False)
+    if not missing.rows:
+        return
+    count = sum(calls for _, _, calls in missing.rows)
+    reasons = "; ".join(f"{calls:,} × {model or NO_VALUE} ({reason})" for model, reason, calls in missing.rows)
+    line = f"{count:,} call{'s' * (count != 1)} without a price, not in the cost: {reasons}"
+    if output_format == "table":
+        show(Text(line))
+    else:
+        print(f"llmtap: {line}", file=sys.stderr)
+
+
+def _groups_only(rows: Rows) -> Rows:
+    """The group rows alone, without subtotals, the total and the `kind` column: what a pipe sums by itself."""
+    kind = rows.columns.index("kind")
+    keep = [i for i in range(len(rows.columns)) if i != kind]
+    return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
+                [tuple(row[i] for i in keep) for row in rows.rows if row[kind] == "group"])
+
+
+def _short_count(count: int) -> str:
+    """A count for a narrow column: `8,765`, `12.3k`, `4.5M`."""
+    if count >= 10_000:
+        for size, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+            if count >= size:
+                return f"{count / size:.1f}{unit}"
+    return f"{count:,}"
+
+
+def _compact(table: Table, wrap: tuple[str, ...]) -> Table:
+    """A report table that fits 80 columns: no frame, one space between columns, numbers never broken (only the
+    columns named in `wrap`, by their header, give up width)."""
+    table.box = box.SIMPLE_HEAD
+    table.show_edge = False
+    table.padding = (0, 0)
+    for column in table.columns:
+        column.no_wrap = str(column.header) not in wrap
+    return table
+
+
+COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_tokens": "tokens\nout", "cost_usd": "cost",
+                "avg_cost_usd": "cost per\ncall", "saved_usd": "cache\nsaved", "share_pct": "share",
+                "unpriced": "no\nprice"}
+
+
+@click.command()
+@click.option("--by", "by", default="model", show_default=True, callback=_dimension, metavar="DIMENSION",
+              help=f"group by {DIMENSION_HELP}")
+@click.option("--then", "then", callback=_dimension, metavar="DIMENSION",
+              help="within each --by group, split by another dimension (e.g. --by property:workflow --then "
+                   "property:step)")
+@scope_options(REPORT_SINCE)
+@format_options
+@config_option()
+def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: str, config: Config) -> int:
+    """What was spent, per model, user, day, workflow, ... (--by).
+
+    Per group: calls, input and output tokens, the cost of the priced calls, the average cost per priced call, what
+    llmtap's cache saved and the group's share of the total cost; the total last. With --then, each --by group's
+    subtotal comes first, its --then groups under it. Calls without a price are counted and named below the table,
+    never added as $0; a group without a value (no user, no such property) is "(none)". --json/--csv give the
+    group rows only (no subtotals, no total), with exact decimals.
+    """
+    rows = _read(config, queries.costs, scope, by, then)
+    if output_format != "table" or not rows.rows:
+        emit(_groups_only(rows), output_format, empty=NO_CALLS)
+    else:
+        show(_cost_table(rows, by, then))
+    if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
+        _say_unpriced(config, scope, output_format)
+    return 0
+
+
+def _cost_table(rows: Rows, by: Dimension, then: Dimension | None) -> Table:
+    """The costs as a table that fits 80 columns: one label column (with --then, each `by` group's subtotal in bold
+    and its `then` groups indented under it), the total last under a rule."""
+    numbers = rows.columns[rows.columns.index("requests"):rows.columns.index("kind")]
+    label_column = by.name if then is None else f"{by.name} / {then.name}"
+
+    def label(record: dict[str, Any]) -> str:
+        if record["kind"] == "total":
+            return "total"
+        name = by.name if then is None or record["kind"] == "subtotal" else then.name
+        value = NO_VALUE if record[name] is None else table_cell_text(name, record[name])
+        return value if name == by.name else f"  {value}"
+
+    laid_out = [(label(record), *(_short_count(record[name]) if name.endswith("_tokens") else record[name]
+                                  for name in numbers)) for record in rows.dicts()]
+    types = ["VARCHAR", *rows.types[rows.columns.index("requests"):rows.columns.index("kind")]]
+    table = _compact(rich_table([label_column, *numbers], types, laid_out, COST_HEADERS), wrap=(label_column,))
+    for row, kind in zip(table.rows, (row[-1] for row in rows.rows), strict=True):
+        row.style = "bold" if kind == "subtotal" else None
+    table.rows[-2].end_section = True  # a rule above the total
+    return table
+
+
+USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg ms", "p95_latency_ms": "p95 ms",
+                "error_pct": "errors", "models": "models", "last_seen": "last seen"}
+
+
+@click.command()
+@scope_options(REPORT_SINCE)
+@format_options
+@config_option()
+def users(scope: Scope, output_format: str, config: Config) -> int:
+    """Calls, cost, latency, errors and models per user.
+
+    Per Helicone-User-Id: calls, cost, average and p95 latency, error rate, the models used (share of the user's
+    calls) and the last call's time (UTC). Calls that named no user are one row, "(no user)". The cost is that of
+    the priced calls; calls without a price are counted (`unpriced` in --json/--csv) and named below the table.
+    Errors are answers of 400 and up and calls that got no answer.
+    """
+    rows = _read(config, queries.users, scope)
+    if output_format != "table" or not rows.rows:
+        emit(rows, output_format, empty=NO_CALLS)
+    else:
+        shown = [name for name in rows.columns if name != "unpriced"]
+        laid_out = [tuple("(no user)" if name == "user" and value is None else
+                          value.strftime("%m-%d %H:%M") if name == "last_seen" else value
+                          for name, value in zip(rows.columns, row, strict=True) if name in shown)
+                    for row in rows.rows]
+        types = [kind for name, kind in zip(rows.columns, rows.types, strict=True) if name in shown]
+        show(_compact(rich_table(shown, types, laid_out, USER_HEADERS), wrap=("user", "models")))
+    if any(row[rows.columns.index("unpriced")] for row in rows.rows):
+        _say_unpriced(config, scope, output_format)
+    return 0
+
+
+@click.command()
+@click.option("--every", type=click.Choice(queries.PERIODS), default="day", show_default=True,
+              help="one bar per hour, day, week (from Monday) or month, UTC")
+@click.option("--by", "by", callback=_dimension, metavar="DIMENSION",
+              help=f"split each period by {DIMENSION_HELP}")
+@scope_options(REPORT_SINCE)
+@format_options
+@config_option()
+def trends(every: str, by: Dimension | None, scope: Scope, output_format: str, config: Config) -> int:
+    """Spend and calls per period, as bars, with each period's total.
+
+    Every period in the range has its line, those without calls too. With --by, each period's total is followed by
+    one bar per group (model, user, ...), on the same scale. --json/--csv give one row per period (and group):
+    period, requests, cost_usd (priced calls only), unpriced, and with --by the period's totals.
+    """
+    rows = _read(config, queries.trends, scope, every, by)
+    if output_format != "table" or not rows.rows:
+        emit(rows, output_format, empty=NO_CALLS)
+    else:
+        show(_bars(rows, every, by))
+    if any(row[rows.columns.index("unpriced")] for row in rows.rows):
+        _say_unpriced(config, scope, output_format)
+    return 0
+
+
+def _bars(rows: Rows, every: str, by: Dimension | None) -> Table:
+    """The trend as a picture: per period a spend bar and a calls bar with their numbers (and with `by`, a line per
+    group under its period's total), the bars sharing one scale each so lengths compare."""
+    lines: list[tuple[str, Decimal | None, int, str]] = []  # label, cost, calls, style
+    previous = None
+    for record in rows.dicts():
+        period = record[every]
+        label = table_cell_text(every, period)[:16] if every == "hour" else str(period)
+        if by is None:
+            lines.append((label, record["cost_usd"], record["requests"], ""))
+            continue
+        if period != previous:
+            lines.append((label, record["period_cost_usd"], record["period_requests"], "bold"))
+            previous = period
+        if record["requests"]:
+            group = record[by.name]
+            lines.append((f"  {NO_VALUE if group is None else table_cell_text(by.name, group)}", record["cost_usd"],
+                          record["requests"], ""))
+    # The scales: the largest period. Sizing a picture is the view's job; every number shown came from the query.
+    most_usd = max((cost or Decimal(0) for _, cost, _, _ in lines), default=Decimal(0)) or Decimal(1)
+    most_calls = max((calls for _, _, calls, _ in lines), default=0) or 1
+    label_width = min(MAX_LABEL_WIDTH, max(len(label) for label, _, _, _ in lines))
+    money_width = max(len(format_usd(cost)) for _, cost, _, _ in lines)
+    calls_width = max(len(f"{calls:,}") for _, _, calls, _ in lines)
+    gaps = 2 * 4  # one space each side between five columns
+    bar_width = max(6, (console().width - label_width - money_width - calls_width - gaps) // 2)
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=True, header_style="bold")
+    table.add_column(every, no_wrap=True, width=label_width, overflow="ellipsis")
+    table.add_column("spend", width=bar_width, no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True, width=money_width)
+    table.add_column("calls", width=bar_width, no_wrap=True)
+    table.add_column("", justify="right", no_wrap=True, width=calls_width)
+    for label, cost_usd, calls, style in lines:
+        table.add_row(Text(label, style=style), Bar(float(most_usd), 0, float(cost_usd or 0), width=bar_width),
+                      format_usd(cost_usd), Bar(most_calls, 0, calls, width=bar_width), f"{calls:,}")
+    return table
