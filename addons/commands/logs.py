@@ -25,7 +25,6 @@ from ..config import Config
 from ..log_file import first_line
 from ..money import format_usd
 from ..render import rich_table, table_cell_text
-from ..wire import format_for_path
 from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import emit, show
@@ -125,6 +124,8 @@ def read(config: Config, query: Callable[[Path], Rows], render: Callable[[Rows],
 def call_view(row: dict[str, Any]) -> list[RenderableType]:
     """What `logs show` prints for one row: the heading, the conversation, the answer, then the details."""
     request, response = _body(row["request_body"]), _body(row["response_body"])
+    from ..wire import format_for_path  # the formats bring mitmproxy and genai-prices: only `logs show` needs them
+
     wire = format_for_path(row["path"] or "")
     heading = Text(literal(f"{row['request_id']}  {table_cell_text('created_at', row['created_at'])} UTC  "
                            f"{row['way']} → {row['provider'] or 'no provider'}  {row['method']} {row['path']}"),
