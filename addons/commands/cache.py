@@ -10,8 +10,8 @@ from ..analytics.scope import AGE, AGE_UNITS_S, Scope
 from ..config import Config
 from ..log_file import first_line
 from ..money import format_usd
-from .health import warn_if_storage_unhealthy
 from .options import config_option
+from .reading import warn_if_storage_unhealthy
 
 
 @click.group()

@@ -11,9 +11,8 @@ import click
 from ..analytics import queries
 from ..analytics.scope import Scope
 from ..config import Config
-from ..log_file import first_line
-from .health import warn_if_storage_unhealthy
 from .options import config_option, scope_options
+from .reading import read_log, require_log, warn_if_storage_unhealthy
 
 
 @click.command()
@@ -28,13 +27,8 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
     """Write the calls (every column, exact money) to Parquet, CSV or JSON lines for other tools; works while the
     gateway runs. Parquet is partitioned by day: read it with read_parquet('PATH/*/*.parquet',
     hive_partitioning = true) in DuckDB, or pandas.read_parquet('PATH')."""
-    import duckdb
-
     warn_if_storage_unhealthy(config)
-    log = config.storage_path
-    if not log.exists():
-        print(f"llmtap: no log yet at {log} (start the gateway and make a call)", file=sys.stderr)
-        return 1
+    require_log(config)  # before touching --out
     if out.exists() or out.is_symlink():
         if not overwrite:
             print(f"llmtap: {out} exists (add --overwrite to replace it)", file=sys.stderr)
@@ -43,11 +37,7 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
             print(f"llmtap: {problem}", file=sys.stderr)
             return 1
         shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-    try:
-        written = queries.export(log, scope, file_format, out.absolute())
-    except duckdb.Error as e:
-        print(f"llmtap: cannot export the log {log}: {first_line(e)}", file=sys.stderr)
-        return 1
+    written = read_log(config, queries.export, scope, file_format, out.absolute())
     rows = int(written.rows[0][0]) if written.rows else 0
     if rows == 0:
         print("llmtap: no calls in this scope: nothing written", file=sys.stderr)

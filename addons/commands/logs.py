@@ -9,7 +9,6 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,12 +21,11 @@ from ..analytics import queries
 from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
-from ..log_file import first_line
 from ..money import format_usd
 from ..render import rich_table, table_cell_text
-from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import emit, show
+from .reading import read_log, warn_if_storage_unhealthy
 
 HEADERS = {"tokens_in": "in", "tokens_out": "out", "cost_usd": "cost", "latency_ms": "ms"}
 # Control characters other than newline and tab, shown as escapes: a logged prompt cannot drive the terminal.
@@ -62,7 +60,8 @@ def logs(config: Config, scope: Scope, count: int, text: str | None, output_form
     scope = dataclasses.replace(scope, text=text) if text else scope
     empty = "no calls logged" + (" in this scope" if scope != Scope() else "")
     if output_format != "table":
-        return read(config, lambda log: queries.logs(log, scope, count), lambda rows: emit(rows, output_format, empty))
+        emit(read_log(config, queries.logs, scope, count), output_format, empty)
+        return 0
 
     def table(rows: Rows) -> None:
         if not rows.rows:
@@ -74,7 +73,8 @@ def logs(config: Config, scope: Scope, count: int, text: str | None, output_form
         for column in laid_out.columns:
             column.no_wrap = column.header not in ("model", "user")
         show(laid_out)
-    return read(config, lambda log: queries.logs(log, scope, count, compact=True), table)
+    table(read_log(config, lambda log: queries.logs(log, scope, count, compact=True)))
+    return 0
 
 
 @logs.command("show")
@@ -101,22 +101,7 @@ def show_call(request_id: str, config: Config, as_json: bool) -> int:
             show(*call_view(found[0]))
         return 0
 
-    return read(config, lambda log: queries.call(log, request_id.strip()), render)
-
-
-def read(config: Config, query: Callable[[Path], Rows], render: Callable[[Rows], int | None]) -> int:
-    """Run `query` on the log and `render` its rows; a missing or unreadable log is one line and exit status 1."""
-    import duckdb
-
-    if not config.storage_path.exists():
-        print(f"llmtap: no log yet at {config.storage_path} (start the gateway and make a call)", file=sys.stderr)
-        return 1
-    try:
-        rows = query(config.storage_path)
-    except duckdb.Error as e:
-        print(f"llmtap: cannot read the log {config.storage_path}: {first_line(e)}", file=sys.stderr)
-        return 1
-    return render(rows) or 0
+    return render(read_log(config, queries.call, request_id.strip()))
 
 
 # ---------------------------------------------------------------------------------------------- one call

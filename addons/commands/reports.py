@@ -7,9 +7,7 @@ say under a money column when some calls have no price; each command only lays o
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,21 +22,15 @@ from ..analytics.scope import Scope, ScopeError
 from ..config import Config
 from ..money import format_usd
 from ..render import rich_table, table_cell_text
-from .health import warn_if_storage_unhealthy
 from .options import config_option, format_options, scope_options
 from .output import console, emit, show
+from .reading import read_log, warn_if_storage_unhealthy
 
 REPORT_SINCE = "7d"
 DIMENSION_HELP = "model, provider, user, key, session, status, hour, day, week, month or property:NAME"
 NO_VALUE = "(none)"
 NO_CALLS = "no calls in this time range and filters"
 MAX_LABEL_WIDTH = 28  # a trend's group names (models, users) beyond this are cut, so the bars keep their room
-
-
-class LogUnreadable(click.ClickException):
-    """The log is missing or DuckDB cannot read it: one line, exit status 1 (not the user's typing: not 2)."""
-
-    exit_code = 1
 
 
 def _dimension(ctx: click.Context, param: click.Parameter, value: str | None) -> Dimension | None:
@@ -48,32 +40,10 @@ def _dimension(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(e), ctx=ctx, param=param) from None
 
 
-def _read(config: Config, query: Callable[..., Rows], *args: Any, first: bool = True) -> Rows:
-    """`query(log, *args)` over the config's log, the `first` read of a command saying first when the log is missing
-    rows; a log that is missing or unreadable becomes one line and exit status 1."""
-    import duckdb
-
-    from ..log_file import first_line, log_file_problem
-
-    if first:
-        warn_if_storage_unhealthy(config)
-    log: Path = config.storage_path
-    if not log.exists():
-        raise LogUnreadable(f"no log yet at {log} (start the gateway and make a call)")
-    try:
-        return query(log, *args)
-    except ScopeError as e:  # a combination of options no single option's parser could refuse
-        raise click.UsageError(str(e)) from None
-    except duckdb.IOException as e:
-        raise LogUnreadable(log_file_problem(log) or first_line(e)) from None
-    except duckdb.Error as e:
-        raise LogUnreadable(first_line(e)) from None
-
-
 def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
     """Why a cost total leaves calls out: how many have no price, by model and reason (on stderr for a pipe's
     JSON/CSV, so stdout stays rows)."""
-    missing = _read(config, queries.unpriced, scope, first=False)
+    missing = read_log(config, queries.unpriced, scope)
     if not missing.rows:
         return
     count = sum(calls for _, _, calls in missing.rows)
@@ -136,7 +106,8 @@ def costs(by: Dimension, then: Dimension | None, scope: Scope, output_format: st
     never added as $0; a group without a value (no user, no such property) is "(none)". --json/--csv give the
     group rows only (no subtotals, no total), with exact decimals.
     """
-    rows = _read(config, queries.costs, scope, by, then)
+    warn_if_storage_unhealthy(config)
+    rows = read_log(config, queries.costs, scope, by, then)
     if output_format != "table" or not rows.rows:
         emit(_groups_only(rows), output_format, empty=NO_CALLS)
     else:
@@ -185,7 +156,8 @@ def users(scope: Scope, output_format: str, config: Config) -> int:
     the priced calls; calls without a price are counted (`unpriced` in --json/--csv) and named below the table.
     Errors are answers of 400 and up and calls that got no answer.
     """
-    rows = _read(config, queries.users, scope)
+    warn_if_storage_unhealthy(config)
+    rows = read_log(config, queries.users, scope)
     if output_format != "table" or not rows.rows:
         emit(rows, output_format, empty=NO_CALLS)
     else:
@@ -216,7 +188,8 @@ def trends(every: str, by: Dimension | None, scope: Scope, output_format: str, c
     one bar per group (model, user, ...), on the same scale. --json/--csv give one row per period (and group):
     period, requests, cost_usd (priced calls only), unpriced, and with --by the period's totals.
     """
-    rows = _read(config, queries.trends, scope, every, by)
+    warn_if_storage_unhealthy(config)
+    rows = read_log(config, queries.trends, scope, every, by)
     if output_format != "table" or not rows.rows:
         emit(rows, output_format, empty=NO_CALLS)
     else:

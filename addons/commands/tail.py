@@ -18,10 +18,10 @@ from ..config import Config
 from ..log_file import first_line
 from ..money import format_usd
 from ..render import json_line, table_cell_text
-from .health import warn_if_storage_unhealthy
 from .logs import literal
 from .options import config_option, format_options, scope_options
 from .output import console
+from .reading import warn_if_storage_unhealthy
 
 POLL_S = 0.3  # one quick read-only query per poll: new rows show within a second of the writer's batch
 
