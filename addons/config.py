@@ -40,9 +40,10 @@ from .config_errors import first_error_line
 from .locations import user_data_dir
 from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
 from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_policy
-from .wire import FORMATS
 
-WIRE_FORMAT_NAMES = tuple(f.name for f in FORMATS)
+# The names of wire.FORMATS (a test pins them), written out so that reading a config (every `llmtap` command does)
+# does not import the formats, which bring mitmproxy and genai-prices: a report would start ~0.5 s later.
+WIRE_FORMAT_NAMES = ("openai_chat", "anthropic_messages", "openai_responses")
 DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
 # The keys a provider's endpoints had before `paths`; a user's file may still use them.
 OLD_PATH_KEYS = {

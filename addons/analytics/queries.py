@@ -63,6 +63,7 @@ class Dimension:
     params: tuple[Any, ...] = ()
 
 
+UTC_DAY = "(DATE '1970-01-01' + (epoch_us(created_at) // 86400000000)::INTEGER)"  # calls are after 1970
 DIMENSIONS = {
     "model": "coalesce(model, model_requested)",
     "provider": "provider",
@@ -70,10 +71,12 @@ DIMENSIONS = {
     "key": "coalesce(key_owner, key_hash)",  # a gateway key's owner, else the hash of the provider key used
     "session": "session_id",
     "status": "status",
-    "hour": "date_trunc('hour', timezone('UTC', created_at))",
-    "day": "date_trunc('day', timezone('UTC', created_at))::DATE",
-    "week": "date_trunc('week', timezone('UTC', created_at))::DATE",  # weeks start on Monday
-    "month": "date_trunc('month', timezone('UTC', created_at))::DATE",
+    # UTC periods from the instant's microseconds: the same values as date_trunc over timezone('UTC', created_at),
+    # in any session time zone, for a sixth of the CPU (10M calls: 1.9 s against 0.2-0.5 s, scripts/bench_reports.py)
+    "hour": "make_timestamp(epoch_us(created_at) // 3600000000 * 3600000000)",
+    "day": UTC_DAY,
+    "week": f"date_trunc('week', {UTC_DAY})::DATE",  # weeks start on Monday
+    "month": f"date_trunc('month', {UTC_DAY})::DATE",
 }
 PERIODS = ("hour", "day", "week", "month")
 PROPERTY = "property:"

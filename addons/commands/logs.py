@@ -23,7 +23,6 @@ from ..analytics.scope import Scope
 from ..config import Config
 from ..money import format_usd
 from ..render import rich_table, table_cell_text
-from ..wire import format_for_path
 from .options import config_option, format_options, scope_options
 from .output import emit, show
 from .reading import read_log, warn_if_storage_unhealthy
@@ -110,6 +109,8 @@ def show_call(request_id: str, config: Config, as_json: bool) -> int:
 def call_view(row: dict[str, Any]) -> list[RenderableType]:
     """What `logs show` prints for one row: the heading, the conversation, the answer, then the details."""
     request, response = _body(row["request_body"]), _body(row["response_body"])
+    from ..wire import format_for_path  # the formats bring mitmproxy and genai-prices: only `logs show` needs them
+
     wire = format_for_path(row["path"] or "")
     heading = Text(literal(f"{row['request_id']}  {table_cell_text('created_at', row['created_at'])} UTC  "
                            f"{row['way']} → {row['provider'] or 'no provider'}  {row['method']} {row['path']}"),

@@ -92,6 +92,9 @@ def selected(log, scope: Scope) -> list[str]:
     (Scope(text="100%"), ["a", "b", "c", "d"]),
     (Scope(text="SURE_A"), ["a"]),  # case-insensitive, and `_` is a character, not a wildcard
     (Scope(text="sure%a"), []),  # `%` is a character too
+    (Scope(text="sure.a"), []),  # and so is anything a regular expression would read otherwise
+    (Scope(text='"content": "100% SURE_B'), ["b"]),  # spaces, quotes: the body's JSON text as stored
+    (Scope(text="(100% sure_[cd]"), []),
 ])
 def test_each_filter_selects_the_calls_a_user_means(log, scope, expected):
     assert selected(log, scope) == expected
