@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from loopback import free_port, stop_all, wait_for_port  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark the gateway overhead"}]}
@@ -43,23 +44,6 @@ from mitmproxy import http
 def request(flow):
     flow.response = http.Response.make(200, {answer}, {{"content-type": "application/json"}})
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def call(conn: http.client.HTTPConnection, body: dict, headers: dict | None = None) -> float:
@@ -180,13 +164,7 @@ def main() -> None:
                   f"throughput x{m['rps'] / b['rps']:.2f}")
         print(f"\ncache hits one at a time, gateway time from the log (median / p99): {hit_gateway_ms(workdir)}")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes, timeout_s=30)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

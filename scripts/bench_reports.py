@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from llmtap.analytics import queries
 from llmtap.analytics.scope import Scope
 
 import bench_log  # beside this script
+from loopback import free_port, stop_all, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,23 +224,6 @@ def print_reports(results: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- under load
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 BODY = json.dumps({"model": "gpt-4o-mini",
                    "messages": [{"role": "user", "content": "steady load while reports read the log"}]}).encode()
 
@@ -390,7 +373,7 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
                                    env={**os.environ, "OPENAI_API_KEY": "sk-bench-env"}, cwd=workdir,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(gateway)
-        wait_for_port(gateway_port)
+        wait_for_port(gateway_port, timeout_s=60)
         commands = [r for r in reports(log) if r.name in ("sql count", "costs --by model", "logs -n 20")]
 
         phases = []
@@ -422,13 +405,7 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
         return {"log": about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds,
                 "phases": {phase.name: phase.summary() for phase in phases}}
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes, timeout_s=60)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
