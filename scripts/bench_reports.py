@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"1m": (1_000_000, True), "10m": (10_000_000, False)}  # name -> (rows, with bodies)
 TARGET_S = {"1m": 1.0, "10m": 2.0}
 SEARCH_TEXT = "ticket-4242"  # a ticket number a few calls in every million share (bench_log.py)
+ABSENT_TEXT = "no-such-text-anywhere"  # the worst case of a search: every body read
 
 
 @dataclass
@@ -73,34 +74,24 @@ def reports(log: Path) -> list[Report]:
         Report("totals", [], lambda p: queries.totals(p, week)),
         Report("unpriced", [], lambda p: queries.unpriced(p, week)),
     ]
-    # The report commands of issue 11, where this checkout has them (their queries are named in queries.py).
     month = week.with_time(datetime.now(UTC) - timedelta(days=30))
-    optional: list[tuple[str, list[str], str, Callable[..., Any]]] = [
-        ("costs --by model", ["costs", "--by", "model"], "costs", lambda f, p: f(p, week, queries.dimension("model"))),
-        ("costs 30d --by property:workflow", ["costs", "--since", "30d", "--by", "property:workflow"], "costs",
-         lambda f, p: f(p, month, queries.dimension("property:workflow"))),
-        ("users", ["users"], "users", lambda f, p: f(p, week)),
-        ("trends", ["trends"], "trends", lambda f, p: f(p, week, "day")),
-        ("trends 30d --every hour", ["trends", "--since", "30d", "--every", "hour"], "trends",
-         lambda f, p: f(p, month, "hour")),
-        ("logs -n 20", ["logs", "-n", "20"], "logs", lambda f, p: f(p, Scope(), 20, True)),
-        (f"logs -q {SEARCH_TEXT}", ["logs", "-q", SEARCH_TEXT], "logs",
-         lambda f, p: f(p, Scope(text=SEARCH_TEXT), 20, True)),
-        ("trace SESSION", ["trace", session], "trace", lambda f, p: f(p, session)),
-    ]
-    for name, argv, function_name, call in optional:
-        function = getattr(queries, function_name, None)
-        if function is not None:
-            found.append(Report(name, argv, (lambda f, c: lambda p: c(f, p))(function, call)))
-        elif _has_command(argv[0]):
-            found.append(Report(name, argv))
-    return found
-
-
-def _has_command(name: str) -> bool:
-    from llmtap.commands import llmtap
-
-    return name in llmtap.commands
+    return [*found,
+            Report("costs --by model", ["costs", "--by", "model"],
+                   lambda p: queries.costs(p, week, queries.dimension("model"))),
+            Report("costs 30d --by property:workflow", ["costs", "--since", "30d", "--by", "property:workflow"],
+                   lambda p: queries.costs(p, month, queries.dimension("property:workflow"))),
+            Report("users", ["users"], lambda p: queries.users(p, week)),
+            Report("trends", ["trends"], lambda p: queries.trends(p, week, "day")),
+            Report("trends 30d --every hour", ["trends", "--since", "30d", "--every", "hour"],
+                   lambda p: queries.trends(p, month, "hour")),
+            Report("logs -n 20", ["logs", "-n", "20"], lambda p: queries.logs(p, Scope(), 20, True)),
+            Report(f"logs -q {SEARCH_TEXT}", ["logs", "-q", SEARCH_TEXT],
+                   lambda p: queries.logs(p, Scope(text=SEARCH_TEXT), 20, True)),
+            Report(f"logs -q {ABSENT_TEXT}", ["logs", "-q", ABSENT_TEXT],
+                   lambda p: queries.logs(p, Scope(text=ABSENT_TEXT), 20, True)),
+            Report("sessions", ["sessions"], lambda p: queries.sessions(p, week, 50)),
+            Report("trace SESSION", ["trace", session], lambda p: queries.trace(p, session)),
+            Report("limits", ["limits"], lambda p: queries.limits(p, week))]
 
 
 def _busiest_recent_session(log: Path) -> str:
