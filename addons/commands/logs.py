@@ -25,7 +25,7 @@ from ..money import format_usd
 from ..render import rich_table, table_cell_text
 from ..wire import format_for_path
 from .options import config_option, format_options, scope_options
-from .output import emit, show
+from .output import emit, show, sql_limit
 from .reading import read_log, warn_if_storage_unhealthy
 
 HEADERS = {"tokens_in": "in", "tokens_out": "out", "cost_usd": "cost", "latency_ms": "ms"}
@@ -49,7 +49,8 @@ def _unless_subcommand(command: Callable[..., Any]) -> Callable[..., Any]:
 @_unless_subcommand
 @config_option()
 @scope_options(default_since=None)
-@click.option("-n", "--count", type=click.IntRange(min=1), default=20, show_default=True, help="how many calls")
+@click.option("-n", "--count", type=click.IntRange(min=1), default=20, show_default=True, help="how many calls",
+              callback=sql_limit)
 @click.option("-q", "--query", "text", metavar="TEXT", help="only calls whose prompt or answer contains TEXT "
                                                            "(any case)")
 @format_options

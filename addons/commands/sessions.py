@@ -15,7 +15,7 @@ from ..config import Config
 from ..render import rich_table, table_cell_text
 from .logs import literal
 from .options import config_option, format_options, scope_options
-from .output import emit, show
+from .output import emit, show, sql_limit
 from .reading import ReadFailed, read_log, warn_if_storage_unhealthy
 
 SESSION_HEADERS = {"cost_usd": "cost", "unpriced": "no price", "duration_ms": "duration ms"}
@@ -27,7 +27,7 @@ TOTAL_COLUMNS = ("calls", "cost_usd", "unpriced", "tokens", "errors", "duration_
 @config_option()
 @scope_options(default_since="7d")
 @click.option("-n", "--count", type=click.IntRange(min=0), default=50, show_default=True,
-              help="the newest N sessions; 0 for all")
+              help="the newest N sessions; 0 for all", callback=sql_limit)
 @format_options
 def sessions(config: Config, scope: Scope, count: int, output_format: str) -> None:
     """Sessions (calls sharing a Helicone-Session-Id), newest first: calls, users, models, cost, tokens, errors,
