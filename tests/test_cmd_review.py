@@ -82,3 +82,11 @@ def test_an_age_before_year_one_is_a_one_line_usage_error(gw):
         result = llmtap(gw, "costs", "--since", age)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv", "jsonl"])
+def test_an_export_of_no_calls_leaves_no_file_behind(gw, tmp_path, file_format):
+    out = tmp_path / f"calls.{file_format}"
+    result = llmtap(gw, "export", "--format", file_format, "--out", str(out), "--user", "nobody")
+    assert result.returncode == 0 and "nothing written" in result.stderr, result.stderr
+    assert not out.exists()  # as it says: a later export to the same PATH needs no --overwrite

@@ -39,7 +39,8 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
         shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
     written = read_log(config, queries.export, scope, file_format, out.absolute())
     rows = int(written.rows[0][0]) if written.rows else 0
-    if rows == 0:
+    if rows == 0:  # DuckDB still made the file (a header, nothing) or the directory: take it back, as we say
+        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
         print("llmtap: no calls in this scope: nothing written", file=sys.stderr)
         return 0
     what = "a directory of Parquet files by day" if file_format == "parquet" else file_format.upper()
