@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
 from ..money import format_usd
-from ..render import rich_table, table_cell_text
+from ..render import literal, rich_table, table_cell_text
 from ..wire import format_for_path
 from .options import config_option, format_options, scope_options
 from .output import emit, show, sql_limit
@@ -30,7 +29,6 @@ from .reading import read_log, warn_if_storage_unhealthy
 
 HEADERS = {"tokens_in": "in", "tokens_out": "out", "cost_usd": "cost", "latency_ms": "ms"}
 # Control characters other than newline and tab, shown as escapes: a logged prompt cannot drive the terminal.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _unless_subcommand(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,11 +204,6 @@ def _section(title: str, lines: list[tuple[str, str]]) -> RenderableType:
     for label, text in lines:
         grid.add_row(Text(literal(label)), Text(literal(text)))
     return Group(Text(""), Text(title.upper(), style="bold"), grid)
-
-
-def literal(text: str) -> str:
-    """`text` with control characters (an ANSI escape, a bell) written as escapes (`\\x1b`), so they show."""
-    return CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def _body(value: Any) -> Any:
