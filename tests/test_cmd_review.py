@@ -90,3 +90,11 @@ def test_an_export_of_no_calls_leaves_no_file_behind(gw, tmp_path, file_format):
     result = llmtap(gw, "export", "--format", file_format, "--out", str(out), "--user", "nobody")
     assert result.returncode == 0 and "nothing written" in result.stderr, result.stderr
     assert not out.exists()  # as it says: a later export to the same PATH needs no --overwrite
+
+
+def test_an_until_before_the_since_says_so_instead_of_finding_no_calls(gw):
+    for args in (("--since", "2026-11-20", "--until", "2026-11-10"), ("--until", "8d")):  # reports start 7d ago
+        result = llmtap(gw, "costs", *args)
+        assert result.returncode == 2 and "is not after --since" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert llmtap(gw, "logs", "--until", "8d").returncode == 0  # logs start at the first call: nothing to clash
