@@ -98,3 +98,11 @@ def test_an_until_before_the_since_says_so_instead_of_finding_no_calls(gw):
         assert result.returncode == 2 and "is not after --since" in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert llmtap(gw, "logs", "--until", "8d").returncode == 0  # logs start at the first call: nothing to clash
+
+
+def test_export_never_overwrites_the_log_itself(gw):
+    for log_file in (gw.db_path, gw.db_path.with_name(gw.db_path.name + ".wal")):
+        result = llmtap(gw, "export", "--format", "csv", "--out", str(log_file), "--overwrite")
+        assert result.returncode == 2 and "the log" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert gw.db_path.exists() and llmtap(gw, "logs", "--json").stdout.count("\n") == 1

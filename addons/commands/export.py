@@ -28,7 +28,9 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
     gateway runs. Parquet is partitioned by day: read it with read_parquet('PATH/*/*.parquet',
     hive_partitioning = true) in DuckDB, or pandas.read_parquet('PATH')."""
     warn_if_storage_unhealthy(config)
-    require_log(config)  # before touching --out
+    log = require_log(config)  # before touching --out
+    if out.resolve() in (log.resolve(), log.resolve().with_name(log.name + ".wal")):  # --overwrite would delete it
+        raise click.BadParameter(f"{out} is the log itself: choose another PATH", param_hint="'--out'")
     if out.exists() or out.is_symlink():
         if not overwrite:
             print(f"llmtap: {out} exists (add --overwrite to replace it)", file=sys.stderr)
