@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from datetime import date, datetime, time
@@ -59,10 +60,19 @@ def rich_table(columns: list[str], types: list[str], rows: list[tuple], headers:
         table.add_column((headers or {}).get(name, name), justify="right" if _is_numeric(name, kind) else "left",
                          overflow="fold")
     for row in rows:
-        # Text, not str: a logged value (a user id, a model name) is shown as it is, never read as rich markup.
-        table.add_row(*[Text(table_cell_text(name, value, kind)) for name, value, kind in zip(columns, row, types,
-                                                                                              strict=True)])
+        # Text, not str: a logged value (a user id, a model name) is shown as it is, never read as rich markup;
+        # literal: an escape sequence in it is shown, not obeyed by the terminal.
+        table.add_row(*[Text(literal(table_cell_text(name, value, kind)))
+                        for name, value, kind in zip(columns, row, types, strict=True)])
     return table
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(text: str) -> str:
+    """`text` with control characters (an ANSI escape, a bell) written as escapes (`\\x1b`), so they show."""
+    return CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def table_cell_text(name: str, value: Any, kind: str = "") -> str:

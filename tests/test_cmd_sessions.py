@@ -105,7 +105,7 @@ def test_sessions_filters_and_an_empty_range_say_so(log_state):
     assert [row["session"] for row in json_rows(ok(gateway, "sessions", "-n", "1", "--json"))] == ["research-2"]
     result = llmtap(gateway, "sessions", "--user", "carol")
     assert result.returncode == 0 and result.stdout.startswith("no sessions in this range")
-    result = llmtap(gateway, "sessions", "--until", "2020-01-01", "--json")
+    result = llmtap(gateway, "sessions", "--since", "2019-01-01", "--until", "2020-01-01", "--json")
     assert result.returncode == 0 and result.stdout == "" and "no sessions" in result.stderr
 
 
@@ -218,7 +218,7 @@ def test_limits_table_is_a_tree_in_words_within_80_columns(log_state):
 
 def test_nothing_throttled_says_so(log_state):
     gateway, _, _ = log_state
-    result = llmtap(gateway, "limits", "--until", "2020-01-01")
+    result = llmtap(gateway, "limits", "--since", "2019-01-01", "--until", "2020-01-01")
     assert result.returncode == 0
     assert result.stdout.startswith("no throttling in this range: no 429 from a provider and no rate-limit headers")
 

@@ -79,6 +79,8 @@ DIMENSIONS = {
     "month": f"date_trunc('month', {UTC_DAY})::DATE",
 }
 PERIODS = ("hour", "day", "week", "month")
+REPORT_COLUMNS = {"requests", "input_tokens", "output_tokens", "cost_usd", "avg_cost_usd", "saved_usd", "share_pct",
+                  "unpriced", "kind", "period_requests", "period_cost_usd"}  # what costs and trends add to a group
 PROPERTY = "property:"
 
 
@@ -88,7 +90,12 @@ def dimension(text: str) -> Dimension:
     cleaned = text.strip().lower()
     if cleaned.startswith(PROPERTY) and cleaned[len(PROPERTY):].strip():
         name = cleaned[len(PROPERTY):].strip()
-        return Dimension(name, "properties[?]", (name,))
+        if '"' in name:  # the column's quoted name; no header name holds a quote
+            raise ScopeError(f"a property name has no quote (\"), got {text!r}")
+        # A property named like another dimension or a report's own column (`user`, `kind`, `requests`) keeps
+        # `property:` in its column name: two columns of one name would lose one of them in JSON.
+        column = f"{PROPERTY}{name}" if name in DIMENSIONS or name in REPORT_COLUMNS else name
+        return Dimension(column, "properties[?]", (name,))
     if cleaned in DIMENSIONS:
         return Dimension(cleaned, DIMENSIONS[cleaned])
     raise ScopeError(f"expected one of {', '.join(DIMENSIONS)} or property:NAME, got {text!r}")

@@ -33,13 +33,15 @@ class ScopeError(ValueError):
 def parse_time(text: str, now: datetime) -> datetime:
     """`text` as an aware UTC time: an age before `now` (`30m`, `7d`), a date (midnight UTC) or an ISO 8601 time."""
     cleaned = text.strip()
-    if match := AGE.match(cleaned.lower()):
-        return now - timedelta(seconds=float(match[1]) * AGE_UNITS_S[match[2]])
     try:
+        if match := AGE.match(cleaned.lower()):
+            return now - timedelta(seconds=float(match[1]) * AGE_UNITS_S[match[2]])
         at = datetime.fromisoformat(cleaned)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:  # an age reaching before year 1 (`1000000d`), a time whose offset does
+        raise ScopeError(f"{text!r} reaches outside the years 1 to 9999") from None
     except ValueError:
         raise ScopeError(f"expected {TIME_HELP}, got {text!r}") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def parse_property(text: str) -> tuple[str, str]:

@@ -28,7 +28,9 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
     gateway runs. Parquet is partitioned by day: read it with read_parquet('PATH/*/*.parquet',
     hive_partitioning = true) in DuckDB, or pandas.read_parquet('PATH')."""
     warn_if_storage_unhealthy(config)
-    require_log(config)  # before touching --out
+    log = require_log(config)  # before touching --out
+    if out.resolve() in (log.resolve(), log.resolve().with_name(log.name + ".wal")):  # --overwrite would delete it
+        raise click.BadParameter(f"{out} is the log itself: choose another PATH", param_hint="'--out'")
     if out.exists() or out.is_symlink():
         if not overwrite:
             print(f"llmtap: {out} exists (add --overwrite to replace it)", file=sys.stderr)
@@ -39,7 +41,8 @@ def export(config: Config, scope: Scope, file_format: str, out: Path, overwrite:
         shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
     written = read_log(config, queries.export, scope, file_format, out.absolute())
     rows = int(written.rows[0][0]) if written.rows else 0
-    if rows == 0:
+    if rows == 0:  # DuckDB still made the file (a header, nothing) or the directory: take it back, as we say
+        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
         print("llmtap: no calls in this scope: nothing written", file=sys.stderr)
         return 0
     what = "a directory of Parquet files by day" if file_format == "parquet" else file_format.upper()

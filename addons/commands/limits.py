@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.text import Text
 from rich.tree import Tree
 
 from ..analytics import queries
 from ..analytics.scope import Scope
 from ..config import Config
 from ..render import table_cell_text
+from .logs import literal
 from .options import config_option, format_options, scope_options
 from .output import emit, show
 from .reading import read_log, warn_if_storage_unhealthy
@@ -43,10 +45,10 @@ def limits_tree(groups: list[dict[str, Any]]) -> Tree:
     for group in groups:
         provider, model = group["provider"] or "?", group["model"] or "?"
         if provider not in providers:
-            providers[provider] = root.add(provider)
+            providers[provider] = root.add(Text(literal(provider)))  # logged text: never read as rich markup
         if (provider, model) not in models:
-            models[(provider, model)] = providers[provider].add(model)
-        models[(provider, model)].add(group_text(group))
+            models[(provider, model)] = providers[provider].add(Text(literal(model)))
+        models[(provider, model)].add(Text(literal(group_text(group))))
     return root
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,14 +21,13 @@ from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
 from ..money import format_usd
-from ..render import rich_table, table_cell_text
+from ..render import literal, rich_table, table_cell_text
 from .options import config_option, format_options, scope_options
-from .output import emit, show
+from .output import emit, show, sql_limit
 from .reading import read_log, warn_if_storage_unhealthy
 
 HEADERS = {"tokens_in": "in", "tokens_out": "out", "cost_usd": "cost", "latency_ms": "ms"}
 # Control characters other than newline and tab, shown as escapes: a logged prompt cannot drive the terminal.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _unless_subcommand(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,7 +46,8 @@ def _unless_subcommand(command: Callable[..., Any]) -> Callable[..., Any]:
 @_unless_subcommand
 @config_option()
 @scope_options(default_since=None)
-@click.option("-n", "--count", type=click.IntRange(min=1), default=20, show_default=True, help="how many calls")
+@click.option("-n", "--count", type=click.IntRange(min=1), default=20, show_default=True, help="how many calls",
+              callback=sql_limit)
 @click.option("-q", "--query", "text", metavar="TEXT", help="only calls whose prompt or answer contains TEXT "
                                                            "(any case)")
 @format_options
@@ -206,11 +205,6 @@ def _section(title: str, lines: list[tuple[str, str]]) -> RenderableType:
     for label, text in lines:
         grid.add_row(Text(literal(label)), Text(literal(text)))
     return Group(Text(""), Text(title.upper(), style="bold"), grid)
-
-
-def literal(text: str) -> str:
-    """`text` with control characters (an ANSI escape, a bell) written as escapes (`\\x1b`), so they show."""
-    return CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def _body(value: Any) -> Any:

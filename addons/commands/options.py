@@ -91,7 +91,11 @@ def scope_options(default_since: str | None) -> Callable[[Callable[..., Any]], C
                     sessions: tuple[str, ...], status: str | None, cache: str | None, key_owners: tuple[str, ...],
                     **kwargs: Any) -> Any:
             now = datetime.now(UTC)
-            scope = Scope(since=_time("--since", since or default_since, now), until=_time("--until", until, now),
+            start, end = _time("--since", since or default_since, now), _time("--until", until, now)
+            if start is not None and end is not None and end <= start:  # an empty range is a mix-up, not a finding
+                started = f"--since {since}" if since else f"--since (default {default_since})"
+                raise click.BadParameter(f"--until {until} is not after {started}", param_hint="'--until'")
+            scope = Scope(since=start, until=end,
                           models=models, providers=providers, users=users, properties=properties,
                           sessions=sessions, status=status, cache=cache, key_owners=key_owners)
             return command(*args, scope=scope, **kwargs)

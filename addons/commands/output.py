@@ -49,6 +49,15 @@ def table_rows_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="rows a table shows, 0 for all (--json/--csv give every row)")(command)
 
 
+SQL_LIMIT_MAX = 2**63 - 1  # DuckDB's LIMIT is a BIGINT
+
+
+def sql_limit(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A click callback for a count that becomes a SQL LIMIT: a count larger than a BIGINT holds means every row,
+    as it says, instead of DuckDB's conversion error."""
+    return min(value, SQL_LIMIT_MAX)
+
+
 def cut[T](rows: list[T], count: int, what: str) -> tuple[list[T], str | None]:
     """The first `count` of `rows` (all when 0) and, when some are left out, the line that says so."""
     if not count or len(rows) <= count:

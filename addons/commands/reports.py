@@ -21,7 +21,7 @@ from ..analytics.queries import Dimension, Rows
 from ..analytics.scope import Scope, ScopeError
 from ..config import Config
 from ..money import format_usd
-from ..render import rich_table, table_cell_text
+from ..render import literal, rich_table, table_cell_text
 from .options import config_option, format_options, scope_options
 from .output import console, cut, emit, show, table_rows_option
 from .reading import read_log, warn_if_storage_unhealthy
@@ -50,7 +50,7 @@ def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
     reasons = "; ".join(f"{calls:,} × {model or NO_VALUE} ({reason})" for model, reason, calls in missing.rows)
     line = f"{count:,} call{'s' * (count != 1)} without a price, not in the cost: {reasons}"
     if output_format == "table":
-        show(Text(line))
+        show(Text(literal(line)))
     else:
         print(f"llmtap: {line}", file=sys.stderr)
 
@@ -248,6 +248,6 @@ def _bars(rows: Rows, every: str, by: Dimension | None) -> Table:
     table.add_column("calls", width=bar_width, no_wrap=True)
     table.add_column("", justify="right", no_wrap=True, width=calls_width)
     for label, cost_usd, calls, style in lines:
-        table.add_row(Text(label, style=style), Bar(float(most_usd), 0, float(cost_usd or 0), width=bar_width),
+        table.add_row(Text(literal(label), style=style), Bar(float(most_usd), 0, float(cost_usd or 0), width=bar_width),
                       format_usd(cost_usd), Bar(most_calls, 0, calls, width=bar_width), f"{calls:,}")
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.text import Text
 from rich.tree import Tree
 
 from ..analytics import queries
@@ -12,8 +13,9 @@ from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
 from ..render import rich_table, table_cell_text
+from .logs import literal
 from .options import config_option, format_options, scope_options
-from .output import emit, show
+from .output import emit, show, sql_limit
 from .reading import ReadFailed, read_log, warn_if_storage_unhealthy
 
 SESSION_HEADERS = {"cost_usd": "cost", "unpriced": "no price", "duration_ms": "duration ms"}
@@ -25,7 +27,7 @@ TOTAL_COLUMNS = ("calls", "cost_usd", "unpriced", "tokens", "errors", "duration_
 @config_option()
 @scope_options(default_since="7d")
 @click.option("-n", "--count", type=click.IntRange(min=0), default=50, show_default=True,
-              help="the newest N sessions; 0 for all")
+              help="the newest N sessions; 0 for all", callback=sql_limit)
 @format_options
 def sessions(config: Config, scope: Scope, count: int, output_format: str) -> None:
     """Sessions (calls sharing a Helicone-Session-Id), newest first: calls, users, models, cost, tokens, errors,
@@ -63,7 +65,8 @@ def trace(session_id: str, config: Config, output_format: str) -> None:
 def session_tree(session_id: str, name: str | None, calls: list[dict[str, Any]]) -> Tree:
     """The calls as a rich Tree: one branch per path level (a level without calls of its own included), each call
     a leaf under its path in the order it arrived; calls without a path at the root."""
-    root = Tree(f"session {session_id}" + (f" ({name})" if name else ""))
+    # Text, not str: a session id, name, path, model or error is logged text, never read as rich markup.
+    root = Tree(Text(literal(f"session {session_id}" + (f" ({name})" if name else ""))))
     branches: dict[str, Tree] = {}
     for call in calls:
         node = root
@@ -72,9 +75,9 @@ def session_tree(session_id: str, name: str | None, calls: list[dict[str, Any]])
             for depth in range(1, len(levels) + 1):
                 path = "/" + "/".join(levels[:depth])
                 if path not in branches:
-                    branches[path] = node.add(path)
+                    branches[path] = node.add(Text(literal(path)))
                 node = branches[path]
-        node.add(call_text(call))
+        node.add(Text(literal(call_text(call))))
     return root
 
 

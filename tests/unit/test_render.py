@@ -36,3 +36,17 @@ def test_csv_cells_keep_exact_decimals_and_write_json_for_structures():
     assert cell_text(Decimal("0.0000115000")) == "0.0000115"
     assert cell_text({"a": [1, Decimal("2.50")]}) == '{"a": [1, 2.5]}'
     assert cell_text(None) == "" and cell_text('{"k": 1}', "JSON") == '{"k": 1}'
+
+
+def test_a_table_shows_a_logged_escape_sequence_instead_of_sending_it_to_the_terminal():
+    import io
+
+    from llmtap.render import rich_table
+    from rich.console import Console
+
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, width=120).print(
+        rich_table(["user", "model"], ["VARCHAR", "VARCHAR"], [("\x1b[31mred\x1b[0m", "m\x07[/b]")]))
+    drawn = screen.getvalue()
+    assert "\x1b[31mred" not in drawn and "\\x1b[31mred\\x1b[0m" in drawn  # shown, not obeyed
+    assert "m\\x07[/b]" in drawn

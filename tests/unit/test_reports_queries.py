@@ -146,3 +146,17 @@ def test_trends_of_an_empty_scope_are_no_rows(log):
     assert queries.trends(log, Scope(users=("nobody",)), "day").rows == []
     with pytest.raises(ScopeError, match="hour, day, week, month"):
         queries.trends(log, WEEK, "year")
+
+
+def test_a_property_named_like_a_report_column_gets_its_own_column(log):
+    with duckdb.connect(str(log)) as db:
+        db.execute("INSERT INTO requests (request_id, created_at, way, model, user_id, properties, cost_usd) "
+                   "VALUES ('k', '2026-11-25 10:00:00+00', 'gateway', 'gpt-4o', 'dave', "
+                   "MAP {'kind': 'batch', 'user': 'team-a'}, 0.5)")
+    by_kind = queries.costs(log, WEEK, dimension("property:kind"))
+    assert len(set(by_kind.columns)) == len(by_kind.columns)
+    assert [(r["property:kind"], r["kind"]) for r in by_kind.dicts()][:1] == [("batch", "group")]
+    split = queries.costs(log, WEEK, dimension("property:User"), dimension("user")).dicts()
+    assert ("team-a", "dave", "group") in [(r["property:user"], r["user"], r["kind"]) for r in split]
+    with pytest.raises(ScopeError, match="quote"):
+        dimension('property:a"b')

@@ -34,6 +34,12 @@ def test_a_time_that_cannot_be_read_says_what_is_expected(text):
         parse_time(text, NOW)
 
 
+@pytest.mark.parametrize("text", ["1000000d", "99999999999w", "0001-01-01T00:00+01:00"])
+def test_a_time_outside_the_calendar_is_refused_not_a_crash(text):
+    with pytest.raises(ScopeError, match="outside the years 1 to 9999"):
+        parse_time(text, NOW)
+
+
 def test_property_names_match_in_any_case_values_exactly():
     assert parse_property("Workflow=Research-Agent") == ("workflow", "Research-Agent")
     assert parse_property("step=a=b") == ("step", "a=b")
