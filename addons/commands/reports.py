@@ -168,9 +168,11 @@ def users(scope: Scope, count: int, output_format: str, config: Config) -> int:
     else:
         shown = [name for name in rows.columns if name != "unpriced"]
         first, more = cut(rows.rows, count, "users")
+        unpriced = rows.columns.index("unpriced")
         laid_out = [tuple("(no user)" if name == "user" and value is None else
                           value.strftime("%m-%d %H:%M") if name == "last_seen" else
-                          _first_models(value) if name == "models" else value
+                          _first_models(value) if name == "models" else
+                          _partial_cost(value, row[unpriced]) if name == "cost_usd" else value
                           for name, value in zip(rows.columns, row, strict=True) if name in shown)
                     for row in first]
         types = [kind for name, kind in zip(rows.columns, rows.types, strict=True) if name in shown]
@@ -178,6 +180,12 @@ def users(scope: Scope, count: int, output_format: str, config: Config) -> int:
     if any(row[rows.columns.index("unpriced")] for row in rows.rows):
         _say_unpriced(config, scope, output_format)
     return 0
+
+
+def _partial_cost(cost: Decimal | None, unpriced: int) -> Decimal | str | None:
+    """A user's cost as a table shows it: `$1.23+?` when some of the user's calls have no price (the sum leaves them
+    out), so a partial sum never reads as the whole; `$?` when none has one."""
+    return f"{format_usd(cost)}+?" if cost is not None and unpriced else cost
 
 
 def _first_models(models: str | None, shown: int = 1) -> str | None:
