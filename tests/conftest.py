@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -116,6 +117,27 @@ def curl(*args: str, timeout_s: float = 30) -> CurlResult:
     status_line, *header_lines = last_head.split("\r\n")
     headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
     return CurlResult(int(status_line.split()[1]), headers, text)
+
+
+def in_terminal(config_path: Path, *args: str, columns: int = 100) -> tuple[int, str, str]:
+    """`llmtap ARGS --config CONFIG_PATH` on a pseudo-terminal (where rich draws colours and would read markup):
+    its exit status, what it drew, and its stderr."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", *args, "--config", str(config_path)],
+                               stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": str(columns)})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    status = process.wait(timeout=60)
+    return status, b"".join(chunks).decode(), process.stderr.read().decode() if process.stderr else ""
 
 
 @dataclass

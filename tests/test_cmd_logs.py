@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
 import queue
 import signal
 import subprocess
@@ -27,7 +25,7 @@ import pytest
 from llmtap.batch_writer import read_log
 from llmtap.money import format_usd
 
-from conftest import Gateway, MockProvider, start_gateway
+from conftest import Gateway, MockProvider, in_terminal, start_gateway
 
 PROMPT = "Explain [bold]this[/bold] and \x1b[31mred\x1b[0m please"
 IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -145,23 +143,10 @@ def test_logs_query_finds_calls_by_prompt_and_by_answer_text(gw, calls):
 
 
 def run_in_terminal(gw: Gateway, *args: str) -> str:
-    """What a command prints on a terminal (a pseudo-terminal, so rich renders colours and would read markup)."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", *args, "--config", str(gw.config_path)],
-                               stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "100"})
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closes when the process ends
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    return b"".join(chunks).decode()
+    """What a command prints on a terminal; it must succeed."""
+    status, shown, errors = in_terminal(gw.config_path, *args, columns=100)
+    assert status == 0, errors
+    return shown
 
 
 def test_logs_show_renders_the_turns_and_shows_logged_text_literally(gw, calls):

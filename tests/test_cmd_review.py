@@ -4,8 +4,6 @@ log (or, for a bad flag, no log at all)."""
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from conftest import Gateway, start_gateway
+from conftest import Gateway, in_terminal, start_gateway
 
 MARKUP_SESSION = "s[/bold]1"
 MARKUP_PATH = "/plan[/x]/"
@@ -38,34 +36,14 @@ def llmtap(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def in_terminal(gw: Gateway, *args: str) -> tuple[int, str, str]:
-    """Exit status, what the command drew on a pseudo-terminal (where rich would read markup), and its stderr."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", *args, "--config", str(gw.config_path)],
-                               stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "120"})
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    status = process.wait(timeout=60)
-    return status, b"".join(chunks).decode(), process.stderr.read().decode() if process.stderr else ""
-
-
 def test_trace_on_a_terminal_shows_a_session_id_name_path_and_model_that_look_like_markup(gw):
-    status, shown, errors = in_terminal(gw, "trace", MARKUP_SESSION)
+    status, shown, errors = in_terminal(gw.config_path, "trace", MARKUP_SESSION, columns=120)
     assert status == 0, errors
     assert MARKUP_SESSION in shown and "[/i] name" in shown and "/plan[/x]" in shown and MARKUP_MODEL in shown
 
 
 def test_limits_on_a_terminal_shows_a_model_that_looks_like_markup(gw):
-    status, shown, errors = in_terminal(gw, "limits")
+    status, shown, errors = in_terminal(gw.config_path, "limits", columns=120)
     assert status == 0, errors
     assert MARKUP_MODEL in shown
 

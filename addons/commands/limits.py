@@ -11,8 +11,7 @@ from rich.tree import Tree
 from ..analytics import queries
 from ..analytics.scope import Scope
 from ..config import Config
-from ..render import table_cell_text
-from .logs import literal
+from ..render import literal, table_cell_text
 from .options import config_option, format_options, scope_options
 from .output import emit, show
 from .reading import read_log, warn_if_storage_unhealthy

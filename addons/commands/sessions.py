@@ -12,8 +12,7 @@ from ..analytics import queries
 from ..analytics.queries import Rows
 from ..analytics.scope import Scope
 from ..config import Config
-from ..render import rich_table, table_cell_text
-from .logs import literal
+from ..render import literal, rich_table, table_cell_text
 from .options import config_option, format_options, scope_options
 from .output import emit, show, sql_limit
 from .reading import ReadFailed, read_log, warn_if_storage_unhealthy

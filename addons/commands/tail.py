@@ -17,11 +17,10 @@ from ..analytics.scope import Scope
 from ..config import Config
 from ..log_file import first_line
 from ..money import format_usd
-from ..render import json_line, table_cell_text
-from .logs import literal
+from ..render import json_line, literal, table_cell_text
 from .options import config_option, format_options, scope_options
 from .output import console
-from .reading import warn_if_storage_unhealthy
+from .reading import require_log, warn_if_storage_unhealthy
 
 POLL_S = 0.3  # one quick read-only query per poll: new rows show within a second of the writer's batch
 
@@ -36,10 +35,7 @@ def tail(config: Config, scope: Scope, output_format: str) -> int:
     import duckdb
 
     warn_if_storage_unhealthy(config)
-    log = config.storage_path
-    if not log.exists():
-        print(f"llmtap: no log yet at {log} (start the gateway and make a call)", file=sys.stderr)
-        return 1
+    log = require_log(config)
     out = console()
     last: dict[str, Any] = {}
     try:
