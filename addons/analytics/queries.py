@@ -14,6 +14,7 @@ Conventions every query keeps, so views stay thin:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,12 @@ class Rows:
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def only(self, names: Iterable[str]) -> Rows:
+        """These rows with only the columns `names`, in that order (what a narrow view shows)."""
+        keep = [self.columns.index(name) for name in names]
+        return Rows([self.columns[i] for i in keep], [self.types[i] for i in keep],
+                    [tuple(row[i] for i in keep) for row in self.rows])
 
 
 def run(log: Path, sql: str, params: list[Any] | None = None) -> Rows:

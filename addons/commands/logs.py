@@ -27,7 +27,6 @@ from .output import emit, show, sql_limit
 from .reading import read_log, warn_if_storage_unhealthy
 
 HEADERS = {"tokens_in": "in", "tokens_out": "out", "cost_usd": "cost", "latency_ms": "ms"}
-# Control characters other than newline and tab, shown as escapes: a logged prompt cannot drive the terminal.
 
 
 def _unless_subcommand(command: Callable[..., Any]) -> Callable[..., Any]:

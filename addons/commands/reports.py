@@ -58,9 +58,8 @@ def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
 def _groups_only(rows: Rows) -> Rows:
     """The group rows alone, without subtotals, the total and the `kind` column: what a pipe sums by itself."""
     kind = rows.columns.index("kind")
-    keep = [i for i in range(len(rows.columns)) if i != kind]
-    return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
-                [tuple(row[i] for i in keep) for row in rows.rows if row[kind] == "group"])
+    groups = Rows(rows.columns, rows.types, [row for row in rows.rows if row[kind] == "group"])
+    return groups.only(name for name in rows.columns if name != "kind")
 
 
 def _short_count(count: int) -> str:

@@ -35,7 +35,7 @@ def sessions(config: Config, scope: Scope, count: int, output_format: str) -> No
     warn_if_storage_unhealthy(config)
     rows = read_log(config, queries.sessions, scope, count or None)
     if output_format == "table":
-        rows = columns(named(rows), TABLE_COLUMNS)
+        rows = named(rows).only(TABLE_COLUMNS)
     emit(rows, output_format, empty="no sessions in this range (calls carry one with Helicone-Session-Id)",
          headers=SESSION_HEADERS)
 
@@ -94,7 +94,7 @@ def call_text(call: dict[str, Any]) -> str:
 
 def totals_table(totals: Rows) -> Any:
     """The session's totals row as a table."""
-    kept = columns(totals, TOTAL_COLUMNS)
+    kept = totals.only(TOTAL_COLUMNS)
     return rich_table(kept.columns, kept.types, kept.rows, SESSION_HEADERS, title="totals")
 
 
@@ -104,10 +104,3 @@ def named(sessions: Rows) -> Rows:
     return Rows(sessions.columns, sessions.types, [
         tuple(f"{row[at_id]}\n{row[at_name]}" if i == at_id and row[at_name] else value for i, value in enumerate(row))
         for row in sessions.rows])
-
-
-def columns(rows: Rows, names: tuple[str, ...]) -> Rows:
-    """`rows` with only the columns `names`, in that order (what fits a terminal; JSON and CSV keep them all)."""
-    keep = [rows.columns.index(name) for name in names]
-    return Rows([rows.columns[i] for i in keep], [rows.types[i] for i in keep],
-                [tuple(row[i] for i in keep) for row in rows.rows])
