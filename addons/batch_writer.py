@@ -34,6 +34,10 @@ STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalE
 STORAGE_WORDS = ("no space left", "read-only file system", "disk quota", "has been invalidated", "could not write",
                  "could not read", "input/output error", "could not set lock")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The logs this process writes. DuckDB refuses, within one process, a read-only connection to a file another
+# connection has open for writing (and the reverse): reads in the gateway's own process (its dashboard) open the file
+# as the writer does, and share its database, where reading and appending go on side by side.
+_WRITTEN_HERE: set[Path] = set()
 
 
 class StorageFailure(Exception):
@@ -67,6 +71,7 @@ class BatchWriter:
         self.rows_rejected = 0  # kept in the rejected file
         self.rows_already_written = 0  # replayed rows DuckDB had already
         self.connections_opened = 0  # one per batch (and per retry), however many rows DuckDB refuses
+        _WRITTEN_HERE.add(path.resolve())
 
     def write(self, entries: list[Entry]) -> None:
         """Append `entries` through one connection, marking each done as it lands."""
@@ -220,7 +225,7 @@ def read_log_typed(path: Path, sql: str, params: list[Any] | None = None,
     other_failures = 0
     while True:
         try:
-            with connect(path, timeout_s=timeout_s, read_only=True) as db:
+            with connect(path, timeout_s=timeout_s, read_only=path.resolve() not in _WRITTEN_HERE) as db:
                 db.execute("SET TimeZone = 'UTC'")  # times read the same on every machine, as the periods are UTC
                 db.execute("SET enable_progress_bar = false")  # a slow read would draw a bar on the command's stderr
                 cursor = db.execute(sql, params or [])

@@ -146,7 +146,7 @@ class RateLimitRule:
 # --- Values the file writes as text, parsed into the types above (ValueError says what is accepted) ---
 
 def _address(value: Any) -> Address | None:
-    if value is None or value is False or value == "off":
+    if value is None or value is False or value in ("off", ""):
         return None
     text = str(value)
     host, sep, port = text.rpartition(":")
@@ -254,6 +254,7 @@ class StorageOptions(_Section):
 class _Listen(_Section):
     proxy: ListenAddress = Address("127.0.0.1", 8080)
     gateway: ListenAddress = Address("127.0.0.1", 8787)
+    dashboard: ListenAddress = Address("127.0.0.1", 8790)
 
 
 class _Storage(StorageOptions):
@@ -384,6 +385,7 @@ class Config:
     source: Path | None
     proxy_listen: Address | None
     gateway_listen: Address | None
+    dashboard_listen: Address | None  # the web dashboard's address (None: off)
     certs_dir: Path
     storage_path: Path
     providers: tuple[ProviderConfig, ...]
@@ -451,6 +453,7 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
         source=source,
         proxy_listen=file.listen.proxy,
         gateway_listen=file.listen.gateway,
+        dashboard_listen=file.listen.dashboard,
         certs_dir=_under(base, file.certs),
         storage_path=_under(base, file.storage.path),
         providers=_providers(file.providers),
@@ -479,11 +482,14 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
-    for where, address in (("listen.gateway", config.gateway_listen), ("listen.proxy", config.proxy_listen)):
+    for where, address, what in (
+            ("listen.gateway", config.gateway_listen, "the gateway and your provider keys"),
+            ("listen.proxy", config.proxy_listen, "the gateway and your provider keys"),
+            ("listen.dashboard", config.dashboard_listen, "the dashboard and read every logged prompt")):
         if address is not None and not address.is_loopback and not config.gateway_keys:
             raise ConfigError(
                 f"{where}: {address} is reachable from other machines, so gateway.keys must be set "
-                "(anyone could use the gateway and your provider keys otherwise)"
+                f"(anyone could use {what} otherwise)"
             )
     return config
 

@@ -8,10 +8,10 @@ ShutdownGate (right after Intake's checks, so the refused call still gets its ro
 stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
-silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView
-writes what mitmweb shows, and Drain (last, so a call counts as finished only once every other addon has seen it
-end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that
-show or save flows.
+silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
+shows, Dashboard serves the web dashboard (it sees no flow), and Drain (last, so a call counts as finished only once
+every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before
+mitmproxy's own addons that show or save flows.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mitmproxy import contentviews
 from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
+from .dashboard.addon import Dashboard
 from .drain import Drain, ShutdownGate
 from .exposed_proxy import ExposedProxyGuard
 from .idle import ClientIdleTimeout
@@ -58,7 +59,7 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
         RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
         AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
-        Drain(settings),
+        Dashboard(settings), Drain(settings),
     ]
 
 

@@ -217,6 +217,7 @@ class Gateway:
     config_path: Path
     proxy_port: int
     gateway_port: int
+    dashboard_port: int | None
     db_path: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -233,6 +234,8 @@ class Gateway:
         try:
             wait_for_port(self.proxy_port, self.process, self.log_path, log_from=log_from)
             wait_for_port(self.gateway_port, self.process, self.log_path, log_from=log_from)
+            if self.dashboard_port is not None:
+                wait_for_port(self.dashboard_port, self.process, self.log_path, log_from=log_from)
         except RuntimeError:
             self.stop()
             raise
@@ -307,11 +310,17 @@ def start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None =
     raise AssertionError("unreachable")
 
 
+def _address_port(address: str | None) -> int | None:
+    """The port of a `listen` address as a config writes it (`127.0.0.1:8790`), None for off."""
+    return None if address in (None, "", "off") else int(str(address).rpartition(":")[2])
+
+
 def _start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None, env: dict | None,
                    args: tuple[str, ...], proxy_bind: str) -> Gateway:
-    proxy_port, gateway_port = free_ports(2)
+    proxy_port, gateway_port, dashboard_port = free_ports(3)
     config = {
-        "listen": {"proxy": f"{proxy_bind}:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+        "listen": {"proxy": f"{proxy_bind}:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}",
+                   "dashboard": f"127.0.0.1:{dashboard_port}"},
         "certs": "certs",
         "storage": {"path": "data/llmtap.duckdb"},
         "providers": {"openai": {"upstream": mock.url}, "anthropic": {"upstream": mock.url}},
@@ -321,7 +330,8 @@ def _start_gateway(workdir: Path, mock: MockProvider, extra_config: dict | None,
     config_path = workdir / "llmtap.yaml"
     config_path.write_text(yaml.safe_dump(config))
     full_env = {**os.environ, "OPENAI_API_KEY": OPENAI_ENV_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_ENV_KEY, **(env or {})}
-    gateway = Gateway(None, workdir, config_path, proxy_port, gateway_port, workdir / "data" / "llmtap.duckdb",
+    dashboard = _address_port(config["listen"].get("dashboard"))  # a test's own config may move or switch it off
+    gateway = Gateway(None, workdir, config_path, proxy_port, gateway_port, dashboard, workdir / "data" / "llmtap.duckdb",
                       workdir / "gateway.log", full_env, args)
     gateway.launch()
     return gateway

@@ -164,7 +164,7 @@ def test_a_garbage_cache_file_stops_start_up_with_a_message_naming_it(tmp_path, 
     cache_db.write_bytes(b"this is not a SQLite database\n" * 1000)
     config = tmp_path / "llmtap.yaml"
     proxy_port, gateway_port = free_ports(2)
-    config.write_text(f"listen: {{proxy: '127.0.0.1:{proxy_port}', gateway: '127.0.0.1:{gateway_port}'}}\n"
+    config.write_text(f"listen: {{proxy: '127.0.0.1:{proxy_port}', gateway: '127.0.0.1:{gateway_port}', dashboard: 'off'}}\n"
                       "certs: certs\nstorage: {path: data/llmtap.duckdb}\n")
     defaults_home = tmp_path / "xdg-data"  # where the built-in defaults would keep a log and a cache
     result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,

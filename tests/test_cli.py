@@ -67,12 +67,12 @@ def gateway_elsewhere(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
     proxy_port, gateway_port = free_ports(2)
     config_path = config_dir / "llmtap.yaml"
     config_path.write_text(yaml.safe_dump({
-        "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+        "listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}", "dashboard": "off"},
         "certs": "ca", "storage": {"path": "logs/calls.duckdb"}, "cache": {"path": "logs/cache"},
         "providers": {"openai": {"upstream": mock_provider.url}},
     }))
     env = {"LLMTAP_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
-    gw = Gateway(None, start_dir, config_path, proxy_port, gateway_port, config_dir / "logs" / "calls.duckdb",
+    gw = Gateway(None, start_dir, config_path, proxy_port, gateway_port, None, config_dir / "logs" / "calls.duckdb",
                  start_dir / "gateway.log", {**os.environ, "OPENAI_API_KEY": "sk-llmtap-own", **env})
     gw.launch()
     yield gw

@@ -23,7 +23,7 @@ FAILS_WITHIN_S = 15  # the import of mitmproxy and the config included; it waite
 
 def write_config(workdir: Path) -> Path:
     proxy_port, gateway_port = free_ports(2)
-    config = {"listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}"},
+    config = {"listen": {"proxy": f"127.0.0.1:{proxy_port}", "gateway": f"127.0.0.1:{gateway_port}", "dashboard": "off"},
               "certs": str(workdir / "certs"), "storage": {"path": str(workdir / "data" / "llmtap.duckdb")}}
     path = workdir / "llmtap.yaml"
     path.write_text(yaml.safe_dump(config))

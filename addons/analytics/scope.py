@@ -44,6 +44,21 @@ def parse_time(text: str, now: datetime) -> datetime:
         raise ScopeError(f"expected {TIME_HELP}, got {text!r}") from None
 
 
+def parse_range(since: str | None, until: str | None, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until` (either may be None: open-ended) as aware UTC times; an empty range (`until` not after
+    `since`) is a mix-up, not a finding, and raises ScopeError."""
+    def parsed(name: str, text: str | None) -> datetime | None:
+        try:
+            return None if text is None else parse_time(text, now)
+        except ScopeError as e:
+            raise ScopeError(f"{name}: {e}") from None
+
+    start, end = parsed("since", since), parsed("until", until)
+    if start is not None and end is not None and end <= start:
+        raise ScopeError(f"until {until} is not after since {since}")
+    return start, end
+
+
 def parse_property(text: str) -> tuple[str, str]:
     """`NAME=VALUE` as (lower-cased name, value)."""
     name, equals, value = text.partition("=")

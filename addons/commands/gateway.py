@@ -93,6 +93,12 @@ def gateway_url(config: Config) -> str:
     return f"http://{config.gateway_listen}"
 
 
+def dashboard_url(config: Config) -> str:
+    address = config.dashboard_listen
+    host = f"[{address.host}]" if address and ":" in address.host else address.host if address else ""
+    return f"http://{host}:{address.port if address else ''}/"
+
+
 def ca_paths(config: Config) -> tuple[Path, Path]:
     return (config.certs_dir / CA_CERT).resolve(), (config.certs_dir / CA_BUNDLE).resolve()
 
@@ -150,6 +156,8 @@ def banner(config: Config, web: bool) -> str:
                      "its own keys)")
     if config.gateway_listen:
         lines.append(f"  gateway way in   {gateway_url(config)}/v1   (base_url: llmtap adds the provider keys)")
+    if config.dashboard_listen:
+        lines.append(f"  dashboard        {dashboard_url(config)}")
     lines += [
         f"  CA               {ca}",
         f"  log              {config.storage_path}",

@@ -1,0 +1,45 @@
+"""`llmtap dashboard`: the web dashboard over the log, without a gateway (one that runs serves its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import click
+
+from ..config import Config
+from .options import config_option
+from .reading import ReadFailed
+
+
+@click.command()
+@config_option()
+def dashboard(config: Config) -> int:
+    """Serve the web dashboard at listen.dashboard over the config's log until Ctrl-C. A running gateway serves
+    the same page itself, at the same address."""
+    from ..dashboard.server import DashboardServer
+
+    if config.dashboard_listen is None:
+        raise ReadFailed("listen.dashboard is off in the config: set it to an address such as 127.0.0.1:8790")
+    server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys)
+
+    async def serve() -> None:
+        try:
+            server.start()
+        except OSError as e:
+            raise ReadFailed(f"cannot listen on {config.dashboard_listen} ({e.strerror or e}): is a gateway with "
+                             f"this config running? It serves the dashboard at {server.url}") from None
+        print(f"llmtap dashboard at {server.url}  (log {config.storage_path}; Ctrl-C stops it)", flush=True)
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopped.set)
+        await stopped.wait()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        server.stop()
+    print("llmtap: dashboard stopped", file=sys.stderr)
+    return 0
