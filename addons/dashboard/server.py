@@ -83,6 +83,7 @@ def make_app(dashboard: DashboardServer) -> tornado.web.Application:
     pages = "|".join(PAGES)
     return tornado.web.Application([
         (r"/", tornado.web.RedirectHandler, {"url": "/overview", "permanent": False}),
+        (r"/favicon.ico", NoIconHandler),
         (rf"/({pages})(?:/[^/]*)?", PageHandler),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC)}),
         (r"/api/([a-z_]+)(?:/(.+))?", ApiHandler),
@@ -116,6 +117,11 @@ class PageHandler(_Guarded):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish((STATIC / "index.html").read_bytes())
+
+
+class NoIconHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_status(204)
 
 
 class StaticHandler(tornado.web.StaticFileHandler):

@@ -1,0 +1,182 @@
+// The dashboard's shell: the page picked by the path, one time-range picker and one filter bar for every page (all in
+// the URL, so a view can be shared), the gateway-key prompt, and live refresh while new calls land.
+import {
+  ApiError, DEFAULT_SINCE, api, clearCharts, el, href, link, navigate, params, scopeParams,
+} from './ui.js';
+
+const PAGES = [
+  ['overview', 'Overview'], ['requests', 'Requests'], ['users', 'Users'], ['properties', 'Properties'],
+  ['sessions', 'Sessions'], ['limits', 'Rate limits & cache'],
+];
+const RANGES = ['1h', '24h', '7d', '30d'];
+const FILTERS = ['model', 'provider', 'user', 'property', 'session', 'key', 'status', 'cache', 'q'];
+const POLL_MS = 3000;
+
+const main = document.getElementById('page');
+const status = document.getElementById('status');
+let current = null; // {name, module}
+let renderId = 0;
+let lastSeq = null;
+
+function pageName() {
+  const first = location.pathname.split('/').filter(Boolean)[0] || 'overview';
+  return PAGES.some(([name]) => name === first) ? first : 'overview';
+}
+
+/** The path after the page's name (`/sessions/<id>` -> '<id>'), decoded; null when none. */
+function pageItem() {
+  const parts = location.pathname.split('/').filter(Boolean);
+  return parts.length > 1 ? decodeURIComponent(parts.slice(1).join('/')) : null;
+}
+
+// ---------------------------------------------------------------------------------------------- header
+
+function drawNav() {
+  const name = pageName();
+  document.getElementById('nav').replaceChildren(...PAGES.map(([page, title]) => {
+    const a = link(href(page), title);
+    if (page === name) a.setAttribute('aria-current', 'page');
+    return a;
+  }));
+}
+
+function drawRanges() {
+  const p = params();
+  const since = p.get('since') || DEFAULT_SINCE;
+  const custom = p.has('until') || !RANGES.includes(since);
+  const box = document.getElementById('ranges');
+  box.replaceChildren(...RANGES.map((range) => el('button', {
+    type: 'button', 'aria-pressed': String(!custom && since === range),
+    onclick: () => navigate(withScope({since: range, until: null})),
+  }, range)), el('button', {
+    type: 'button', 'aria-pressed': String(custom), onclick: () => {
+      const form = document.getElementById('custom-range');
+      form.hidden = !form.hidden;
+    },
+  }, 'custom'));
+  const form = document.getElementById('custom-range');
+  form.hidden = !custom;
+  form.since.value = isoLocal(custom ? p.get('since') : null);
+  form.until.value = isoLocal(p.get('until'));
+}
+
+function isoLocal(value) {
+  // An ISO time or date, as a datetime-local input shows it (UTC, to the minute); '' for anything else.
+  if (!value || !/^\d{4}-\d{2}-\d{2}/.test(value)) return '';
+  return value.length === 10 ? `${value}T00:00` : value.slice(0, 16);
+}
+
+function drawFilters() {
+  const p = params();
+  const form = document.getElementById('filters');
+  for (const name of FILTERS) form.elements[name].value = p.getAll(name).slice(-1)[0] || '';
+  const active = [];
+  for (const name of FILTERS) for (const value of p.getAll(name)) active.push([name, value]);
+  document.getElementById('filter-count').textContent = active.length ? `(${active.length})` : '';
+  document.getElementById('chips').replaceChildren(...active.map(([name, value]) => el('span', {class: 'chip'},
+    `${name}: ${value}`, el('button', {type: 'button', 'aria-label': `remove ${name} ${value}`, onclick: () => {
+      const next = params();
+      const kept = next.getAll(name).filter((v) => v !== value);
+      next.delete(name);
+      for (const v of kept) next.append(name, v);
+      navigate(`${location.pathname}?${next}`);
+    }}, '×'))));
+}
+
+/** The current URL with scope arguments replaced (`null` removes one); a page's own arguments that depend on the
+ * rows shown (a cursor) are dropped. */
+function withScope(changes) {
+  const p = params();
+  p.delete('before');
+  for (const [k, v] of Object.entries(changes)) {
+    p.delete(k);
+    if (v !== null && v !== '') p.append(k, v);
+  }
+  const query = p.toString();
+  return `${location.pathname}${query ? '?' + query : ''}`;
+}
+
+function wireControls() {
+  document.getElementById('custom-range').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.target;
+    navigate(withScope({since: form.since.value || DEFAULT_SINCE, until: form.until.value || null}));
+  });
+  document.getElementById('filters').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const changes = {};
+    for (const name of FILTERS) changes[name] = form.elements[name].value.trim() || null;
+    navigate(withScope(changes));
+  });
+  document.getElementById('clear-filters').addEventListener('click', () => {
+    navigate(withScope(Object.fromEntries(FILTERS.map((name) => [name, null]))));
+  });
+  window.addEventListener('popstate', () => render());
+  window.addEventListener('llmtap:navigate', () => render());
+}
+
+// ---------------------------------------------------------------------------------------------- pages
+
+async function render({quiet = false} = {}) {
+  const id = ++renderId;
+  drawNav();
+  drawRanges();
+  drawFilters();
+  const name = pageName();
+  const title = PAGES.find(([page]) => page === name)[1];
+  document.title = `${title} · llmtap`;
+  try {
+    if (!current || current.name !== name) current = {name, module: await import(`./pages/${name}.js`)};
+    // A page builds its content off-screen, then swaps it in whole: a refresh never flashes an empty page.
+    const content = await current.module.render({item: pageItem(), params: params(), scope: scopeParams()});
+    if (id !== renderId) return;
+    clearCharts();
+    main.replaceChildren(el('h1', {}, title), ...[content].flat());
+    if (typeof current.module.mounted === 'function') current.module.mounted(main);
+    main.dataset.state = 'ready';
+  } catch (error) {
+    if (id !== renderId) return;
+    if (quiet && !(error instanceof ApiError && error.status === 401)) {
+      status.textContent = `refresh failed: ${error.message}`;
+      return;
+    }
+    clearCharts();
+    main.replaceChildren(el('h1', {}, title), error instanceof ApiError && error.status === 401 ? keyPrompt() :
+      el('div', {class: 'error', role: 'alert'}, error.message));
+    main.dataset.state = 'error';
+  }
+}
+
+function keyPrompt() {
+  const input = el('input', {type: 'password', name: 'key', autocomplete: 'off', required: true});
+  return el('form', {class: 'key-prompt', onsubmit: (e) => {
+    e.preventDefault();
+    sessionStorage.setItem('llmtap-key', input.value);
+    render();
+  }}, el('p', {}, 'This dashboard asks for a gateway key (one of gateway.keys in the config).'),
+  el('label', {}, 'Gateway key ', input), el('button', {type: 'submit'}, 'Open'));
+}
+
+// ---------------------------------------------------------------------------------------------- live
+
+async function poll() {
+  if (document.visibilityState === 'visible') {
+    try {
+      const {seq} = await api('seq', new URLSearchParams());
+      if (lastSeq !== null && seq !== lastSeq && main.dataset.state === 'ready' &&
+          (!current || current.module.live !== false) && !params().has('before')) {
+        await render({quiet: true});
+      }
+      lastSeq = seq;
+      status.textContent = `live · checked ${new Date().toISOString().slice(11, 19)} UTC`;
+    } catch (error) {
+      status.textContent = `live updates paused: ${error.message}`;
+    }
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+wireControls();
+render().then(poll);
+
