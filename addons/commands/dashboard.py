@@ -30,7 +30,9 @@ def dashboard(config: Config) -> int:
         except OSError as e:
             raise ReadFailed(f"cannot listen on {config.dashboard_listen} ({e.strerror or e}): is a gateway with "
                              f"this config running? It serves the dashboard at {server.url}") from None
-        print(f"llmtap dashboard at {server.url}  (log {config.storage_path}; Ctrl-C stops it)", flush=True)
+        # "listening at HOST:PORT." as mitmproxy says it of its listeners, then where to point a browser
+        print(f"llmtap dashboard listening at {config.dashboard_listen}. Open {server.url} (log "
+              f"{config.storage_path}; Ctrl-C stops it)", flush=True)
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 
 class Dashboard:
     """Serves the dashboard at `listen.dashboard` while the gateway runs (nothing when it is off). An address it
-    cannot have (taken by another process) is said in one ERROR line; the gateway goes on logging calls."""
+    cannot have (taken by another process) is one ERROR line at start-up, which mitmproxy turns into an exit before
+    any call is taken, as it does for its own listeners: a gateway never runs without the page it said it serves."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -26,8 +27,8 @@ class Dashboard:
         try:
             server.start()
         except OSError as e:
-            logger.error("llmtap: the dashboard cannot listen on %s (%s); the gateway runs without it. Set "
-                         "listen.dashboard to another address, or off.", config.dashboard_listen, e.strerror or e)
+            logger.error("llmtap: the dashboard cannot listen on %s (%s). Set listen.dashboard to another address, "
+                         "or off.", config.dashboard_listen, e.strerror or e)
             server.stop()
             return
         self.server = server

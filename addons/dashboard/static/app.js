@@ -127,6 +127,7 @@ async function render({quiet = false} = {}) {
   const title = PAGES.find(([page]) => page === name)[1];
   document.title = `${title} · llmtap`;
   try {
+    if (lastSeq === null) lastSeq = (await api('seq', new URLSearchParams())).seq;  // asks for the key, if needed
     if (!current || current.name !== name) current = {name, module: await import(`./pages/${name}.js`)};
     // A page builds its content off-screen, then swaps it in whole: a refresh never flashes an empty page.
     const content = await current.module.render({item: pageItem(), params: params(), scope: scopeParams()});
@@ -172,6 +173,7 @@ async function poll() {
       status.textContent = `live · checked ${new Date().toISOString().slice(11, 19)} UTC`;
     } catch (error) {
       status.textContent = `live updates paused: ${error.message}`;
+      if (error instanceof ApiError && error.status === 401 && main.dataset.state !== 'error') render();
     }
   }
   setTimeout(poll, POLL_MS);

@@ -1,0 +1,248 @@
+"""The dashboard as a server: where it runs (in the gateway, or `llmtap dashboard` over a stopped gateway's log), who
+may read it (loopback; a gateway key elsewhere; its own Host only), that it works offline, and that however often it
+is read, the gateway's calls still land in the log. The pages themselves: test_dashboard_{overview,requests,people}."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from conftest import Gateway, free_port, free_ports, stop, wait_for_port
+
+GATEWAY_KEY = "gk-dashboard-test-0123456789"
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout_s: float = 30) -> tuple[int, dict[str, Any], str]:
+    """GET `url`: status, headers (names lower-cased) and body text, whatever the status."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+
+def dashboard_url(gateway: Gateway) -> str:
+    return f"http://127.0.0.1:{gateway.dashboard_port}"
+
+
+def chat(gateway: Gateway, content: str, user: str = "dash-user") -> str:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-client", max_retries=0)
+    response = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": content}], extra_headers={"Helicone-User-Id": user})
+    return response.headers["helicone-id"]
+
+
+# ---------------------------------------------------------------------------------------------- in the gateway
+
+def test_the_gateway_serves_the_dashboard_and_names_it_in_its_banner(gateway):
+    assert f"dashboard        http://127.0.0.1:{gateway.dashboard_port}/" in gateway.output()
+    status, headers, body = get(dashboard_url(gateway) + "/overview")
+    assert status == 200 and headers["content-type"].startswith("text/html") and "/static/app.js" in body
+    request_id = chat(gateway, "counted on the dashboard")
+    gateway.row(request_id)
+    status, _, body = get(dashboard_url(gateway) + "/api/seq")
+    assert status == 200 and json.loads(body)["seq"] >= 0
+
+
+def test_a_bad_argument_is_a_400_naming_it_and_an_unknown_endpoint_a_404(gateway):
+    status, headers, body = get(dashboard_url(gateway) + "/api/seq?since=yesterdayish")
+    assert status == 200  # /api/seq reads no scope: the argument is not its business
+    for endpoint in ("overview", "requests", "users"):
+        status, headers, body = get(f"{dashboard_url(gateway)}/api/{endpoint}?since=yesterdayish")
+        if status == 404:  # that page is not there yet: not this test's business either
+            continue
+        assert status == 400 and headers["content-type"].startswith("application/json")
+        assert "since" in json.loads(body)["error"] and "yesterdayish" in json.loads(body)["error"]
+    status, _, body = get(dashboard_url(gateway) + "/api/no_such_thing")
+    assert status == 404 and "no endpoint /api/no_such_thing" in json.loads(body)["error"]
+
+
+def test_another_host_name_is_refused_so_a_web_page_elsewhere_cannot_read_it_by_dns_rebinding(gateway):
+    for path in ("/api/seq", "/overview"):
+        status, _, body = get(dashboard_url(gateway) + path, {"Host": f"attacker.example:{gateway.dashboard_port}"})
+        assert status == 403 and "its own address" in json.loads(body)["error"]
+    assert get(dashboard_url(gateway) + "/api/seq", {"Host": f"localhost:{gateway.dashboard_port}"})[0] == 200
+
+
+def test_the_page_fetches_nothing_from_elsewhere(gateway, browser):
+    """Offline: every script, style and font comes from the dashboard itself."""
+    page = browser.new_page()
+    origins: list[str] = []
+    page.on("request", lambda request: origins.append(request.url))
+    page.goto(dashboard_url(gateway) + "/overview")
+    page.wait_for_selector("main[data-state]")
+    page.wait_for_function("window.Chart !== undefined")
+    page.close()
+    assert origins and all(url.startswith(dashboard_url(gateway) + "/") for url in origins), origins
+
+
+def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
+    """Four clients ask for the heaviest endpoints back to back while calls are made: each call's row still lands
+    within a few seconds (the writer shares the database with the dashboard's reads; nothing waits on a lock)."""
+    stopping = threading.Event()
+    answered = []
+
+    def hammer() -> None:
+        while not stopping.is_set():
+            for endpoint in ("overview?since=30d", "requests?since=30d", "users?since=30d", "limits?since=30d"):
+                answered.append(get(f"{dashboard_url(gateway)}/api/{endpoint}")[0])
+
+    readers = [threading.Thread(target=hammer) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        time.sleep(0.5)
+        waits = []
+        for n in range(10):
+            request_id = chat(gateway, f"written while the dashboard is read {n}")
+            started = time.monotonic()
+            assert gateway.rows("request_id = ?", [request_id], timeout_s=10), f"call {n} never landed"
+            waits.append(time.monotonic() - started)
+    finally:
+        stopping.set()
+        for reader in readers:
+            reader.join()
+    assert answered and set(answered) <= {200, 404}, set(answered)
+    assert max(waits) < 5, waits
+
+
+# ---------------------------------------------------------------------------------------------- beyond loopback
+
+def write_config(workdir: Path, mock_url: str, listen: dict[str, str], keys: bool) -> Path:
+    config: dict[str, Any] = {"listen": listen, "certs": "certs", "storage": {"path": "data/llmtap.duckdb"},
+                              "providers": {"openai": {"upstream": mock_url}}}
+    if keys:
+        config["gateway"] = {"keys": [{"owner": "dash", "key": GATEWAY_KEY}]}
+    path = workdir / "llmtap.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_dashboard_other_machines_could_reach_will_not_start_without_gateway_keys(tmp_path, mock_provider):
+    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{free_port()}",
+                                                        "dashboard": f"0.0.0.0:{free_port()}"}, keys=False)
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "listen.dashboard" in result.stderr and "gateway.keys must be set" in result.stderr
+
+
+@pytest.fixture
+def exposed_dashboard(tmp_path, mock_provider):
+    """A gateway whose dashboard listens on all addresses (reached here on loopback only), with a gateway key."""
+    gateway_port, dashboard_port = free_ports(2)
+    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{gateway_port}",
+                                                        "dashboard": f"0.0.0.0:{dashboard_port}"}, keys=True)
+    log = tmp_path / "gateway.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)],
+                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "OPENAI_API_KEY": "sk-llmtap-own"})
+    try:
+        wait_for_port(gateway_port, process, log)
+        wait_for_port(dashboard_port, process, log)
+        yield f"http://127.0.0.1:{dashboard_port}", gateway_port
+    finally:
+        stop(process)
+
+
+def test_beyond_loopback_every_endpoint_asks_for_a_gateway_key(exposed_dashboard):
+    url, _ = exposed_dashboard
+    status, headers, body = get(url + "/api/seq")
+    assert status == 401 and "gateway key" in json.loads(body)["error"] and headers["www-authenticate"].startswith(
+        "Bearer")
+    assert get(url + "/api/seq", {"Authorization": "Bearer gk-wrong"})[0] == 401
+    assert get(url + "/api/seq", {"Authorization": f"Bearer {GATEWAY_KEY}"})[0] == 200
+    assert get(url + "/overview")[0] == 200  # the page holds no data; it asks for the key itself
+
+
+def test_the_page_asks_for_the_key_once_and_then_shows(exposed_dashboard, browser, screenshot):
+    url, _ = exposed_dashboard
+    page = browser.new_page()
+    page.goto(url + "/overview")
+    page.wait_for_selector("form.key-prompt")
+    screenshot(page, "dashboard-key-prompt")
+    page.fill("form.key-prompt input", GATEWAY_KEY)
+    page.click("form.key-prompt button")
+    page.wait_for_selector("main[data-state=ready]")
+    page.click("nav a:has-text('Users')")  # the key is kept for the tab: the next page asks no more
+    page.wait_for_selector("main[data-state=ready] h1:has-text('Users')")
+    assert page.query_selector("form.key-prompt") is None
+    page.close()
+
+
+# ---------------------------------------------------------------------------------------------- llmtap dashboard
+
+def test_llmtap_dashboard_serves_a_stopped_gateways_log_and_stops_on_sigterm(fresh_gateway):
+    gateway = fresh_gateway()
+    request_id = chat(gateway, "read after the gateway stopped")
+    gateway.row(request_id)
+    assert gateway.stop() == 0
+    log = gateway.workdir / "dashboard.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config",
+                                    str(gateway.config_path)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(gateway.dashboard_port, process, log)
+        assert f"Open http://127.0.0.1:{gateway.dashboard_port}/" in log.read_text()
+        status, _, body = get(dashboard_url(gateway) + "/api/seq")
+        assert status == 200 and json.loads(body)["seq"] == 0  # the one call: rowid 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        stop(process)
+    assert "dashboard stopped" in log.read_text()
+
+
+def test_llmtap_dashboard_says_in_one_line_when_its_address_is_taken_or_there_is_no_log(tmp_path, mock_provider):
+    gateway_port, dashboard_port = free_ports(2)
+    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{gateway_port}",
+                                                        "dashboard": f"127.0.0.1:{dashboard_port}"}, keys=False)
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(dashboard_port, first, log)
+        status, _, body = get(f"http://127.0.0.1:{dashboard_port}/api/seq")
+        assert status == 503 and "no log yet" in json.loads(body)["error"]
+        second = subprocess.run([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        stop(first)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"cannot listen on 127.0.0.1:{dashboard_port}" in second.stderr and len(second.stderr.splitlines()) == 1
+
+
+def test_a_gateway_whose_dashboard_address_is_taken_says_so_and_does_not_start(tmp_path, mock_provider):
+    """As mitmproxy does for its own listeners: at once, one line naming the address and what to do."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{free_port()}",
+                                                        "dashboard": f"127.0.0.1:{taken}"}, keys=False)
+    try:
+        result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert f"the dashboard cannot listen on 127.0.0.1:{taken} (Address already in use). Set listen.dashboard" in (
+        result.stdout + result.stderr)
