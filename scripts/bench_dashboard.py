@@ -1,0 +1,254 @@
+"""How fast the dashboard's pages are on a large log, and what reading it does to a gateway writing that log.
+
+Pages (default): `llmtap dashboard` over the 1M-row log with bodies (made once by bench_log.py, reused from `--dir`,
+as bench_reports.py does), each page loaded `--runs` times in Debian's chromium after one warm-up. A page's time runs
+from the navigation's start to the page drawn (`main[data-state]` set, its charts drawn): what a person waits.
+Each page's JSON endpoint is timed alone too (HTTP, no browser). Target (issue 12): every page under 1 s.
+
+Under load (`--under-load`): a real gateway (`llmtap start`, provider = scripts/mock_provider.py) logging into a copy
+of the 1M-row log at a steady `--rate` of calls, first alone, then while `--readers` clients load the dashboard's
+endpoints (the gateway's own, in its process) one after another without pause, far harder than a person refreshing.
+It reports the calls' latency and the gateway's row delay (from a call's answer to its row being readable) in both
+phases: reading the dashboard must never hold the writes up by more than a few seconds.
+
+    .venv/bin/python scripts/bench_dashboard.py [--dir DIR] [--runs 5]
+    .venv/bin/python scripts/bench_dashboard.py --under-load [--rate 100] [--seconds 30] [--readers 2]
+
+Results print as a table and are written as JSON (`--json`, default DIR/bench-dashboard.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from llmtap.analytics import queries
+from llmtap.analytics.scope import Scope
+
+import bench_reports  # beside this script: the logs, the load, the probe
+from loopback import free_port, stop_all, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP  # noqa: E402  (the tests' own browser set-up)
+
+TARGET_S = 1.0
+
+
+def pages(log: Path) -> list[tuple[str, str, str]]:
+    """(name, page URL path, its endpoint's path) for every page, with a call, a session and a property picked
+    from the log so each shows something."""
+    call = queries.logs(log, Scope(), 1).dicts()[0]["id"]
+    session = bench_reports._busiest_recent_session(log)
+    return [
+        ("overview 7d", "/overview", "/api/overview"),
+        ("overview 30d", "/overview?since=30d", "/api/overview?since=30d"),
+        ("requests", "/requests", "/api/requests"),
+        ("requests user=…", "/requests?user=user-0042", "/api/requests?user=user-0042"),
+        ("requests q=…", f"/requests?q={bench_reports.SEARCH_TEXT}", f"/api/requests?q={bench_reports.SEARCH_TEXT}"),
+        ("one request", f"/requests/{call}", f"/api/requests/{call}"),
+        ("users", "/users", "/api/users"),
+        ("properties", "/properties?by=workflow&then=step", "/api/properties?by=workflow&then=step"),
+        ("sessions", "/sessions", "/api/sessions"),
+        ("one session", f"/sessions/{session}", f"/api/sessions/{session}"),
+        ("rate limits & cache", "/limits", "/api/limits"),
+    ]
+
+
+def _get_s(url: str) -> float:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as response:
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+    return time.perf_counter() - started
+
+
+def time_pages(directory: Path, runs: int, regenerate: bool) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    log, about = bench_reports.ensure_log(directory, "1m", regenerate)
+    port = free_port()
+    config = bench_reports.write_config(directory, log, {"listen": {"dashboard": f"127.0.0.1:{port}"}})
+    server = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {"log": about, "runs": runs, "pages": {}}
+    try:
+        wait_for_port(port, timeout_s=60)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=LAPTOP)
+            for name, path, endpoint in pages(log):
+                page_s, api_s = [], []
+                for run in range(runs + 1):  # the first is a warm-up (DuckDB's and the OS's caches)
+                    started = time.perf_counter()
+                    page.goto(base + path)
+                    page.wait_for_selector("main[data-state]", timeout=120_000)
+                    page.wait_for_function("Array.from(document.querySelectorAll('canvas'))"
+                                           ".every(c => window.Chart && Chart.getChart(c))")
+                    state = page.get_attribute("main", "data-state")
+                    if state != "ready":
+                        raise RuntimeError(f"{name}: {page.inner_text('main')[:300]}")
+                    elapsed = time.perf_counter() - started
+                    api_elapsed = _get_s(base + endpoint)
+                    if run:
+                        page_s.append(elapsed)
+                        api_s.append(api_elapsed)
+                results["pages"][name] = {"page_s": _stats(page_s), "api_s": _stats(api_s)}
+                print(f"  {name}: {json.dumps(results['pages'][name])}", file=sys.stderr)
+            browser.close()
+    finally:
+        stop_all([server])
+    return results
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+
+
+def print_pages(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"dashboard over {results['log']['rows']:,} rows with bodies; median / max of "
+                        f"{results['runs']} runs (target: every page under {TARGET_S:g} s)", title_justify="left")
+    for column in ("page", "page drawn s", "endpoint alone s", "under target"):
+        table.add_column(column, justify="left" if column == "page" else "right")
+    for name, entry in results["pages"].items():
+        page_s, api_s = entry["page_s"], entry["api_s"]
+        table.add_row(name, f"{page_s['median']} / {page_s['max']}", f"{api_s['median']} / {api_s['max']}",
+                      "yes" if page_s["median"] < TARGET_S else "NO")
+    Console(width=120).print(table)
+
+
+# ---------------------------------------------------------------------------------------------- under load
+
+def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float, readers: int,
+               regenerate: bool) -> dict[str, Any]:
+    source, about = bench_reports.ensure_log(directory, "1m", regenerate)
+    workdir = Path(tempfile.mkdtemp(prefix="llmtap-bench-dashboard-"))
+    processes: list[subprocess.Popen] = []
+    try:
+        log = workdir / "data" / "llmtap.duckdb"
+        log.parent.mkdir()
+        shutil.copyfile(source, log)  # the gateway adds rows: the benchmark's log stays as made
+        mock = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes.append(mock)
+        assert mock.stdout is not None
+        mock_url = mock.stdout.readline().split()[1]
+        gateway_port, dashboard_port = free_port(), free_port()
+        config = bench_reports.write_config(workdir, log, {
+            "listen": {"proxy": f"127.0.0.1:{free_port()}", "gateway": f"127.0.0.1:{gateway_port}",
+                       "dashboard": f"127.0.0.1:{dashboard_port}"},
+            "providers": {"openai": {"upstream": mock_url}},
+        })
+        gateway = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config), "--", "-q"],
+                                   env={**os.environ, "OPENAI_API_KEY": "sk-bench-env"}, cwd=workdir,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(gateway)
+        wait_for_port(gateway_port, timeout_s=60)
+        wait_for_port(dashboard_port, timeout_s=60)
+        endpoints = [f"http://127.0.0.1:{dashboard_port}{endpoint}" for _, _, endpoint in pages(log)]
+
+        phases = {}
+        for name, reading in (("load", False), ("load+dashboard", True)):
+            phase = bench_reports.Phase(name)
+            stop = threading.Event()
+            threads = [*bench_reports.load(gateway_port, rate_per_s, clients, stop, phase),
+                       bench_reports.probe(gateway_port, log, stop, phase)]
+            reads: list[float] = []
+            if reading:
+                threads += [threading.Thread(target=_read_all, args=(endpoints, stop, reads), daemon=True)
+                            for _ in range(readers)]
+                for thread in threads[-readers:]:
+                    thread.start()
+            started = time.perf_counter()
+            stop.wait(seconds)
+            stop.set()
+            for thread in threads:
+                thread.join(120)
+            phase.seconds = time.perf_counter() - started
+            phase.load_average = os.getloadavg()[0]
+            summary = phase.summary()
+            summary["dashboard_reads"] = bench_reports._percentiles(reads, digits=3)
+            phases[name] = summary
+            print(f"  {name}: {json.dumps(summary)}", file=sys.stderr)
+        return {"log": about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds, "readers": readers,
+                "phases": phases}
+    finally:
+        stop_all(processes, timeout_s=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read_all(endpoints: list[str], stop: threading.Event, reads: list[float]) -> None:
+    """One dashboard client reading every endpoint in turn, without pause, until `stop`."""
+    while not stop.is_set():
+        for url in endpoints:
+            if stop.is_set():
+                return
+            try:
+                reads.append(_get_s(url))
+            except Exception as e:  # noqa: BLE001  (counted as what it is: a failed read)
+                print(f"  dashboard read failed: {url}: {e}", file=sys.stderr)
+
+
+def print_under_load(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(p: dict[str, float] | None) -> str:
+        return f"{p['median']} / {p['p95']} / {p['max']}" if p else ""
+
+    table = Table(title=f"gateway over {results['log']['rows']:,} rows; {results['clients']} clients at "
+                        f"{results['rate_per_s']:.0f} calls/s for {results['seconds']:.0f} s, "
+                        f"{results['readers']} dashboard readers; median / p95 / max", title_justify="left")
+    for column in ("phase", "calls/s", "call ms", "row delay s", "dashboard read s", "load average"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for name, phase in results["phases"].items():
+        table.add_row(name, str(phase["calls_per_s"]), fmt(phase["call_ms"]), fmt(phase["row_delay_s"]),
+                      fmt(phase["dashboard_reads"]), str(phase["load_average"]))
+    Console(width=140).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dir", type=Path, help="where the benchmark logs are kept and reused "
+                                                 "(default: a directory under the system's temp directory)")
+    parser.add_argument("--regenerate", action="store_true", help="make the log again even when it exists")
+    parser.add_argument("--runs", type=int, default=5, help="loads per page, after one warm-up")
+    parser.add_argument("--under-load", action="store_true", help="measure a gateway's writes while it is read")
+    parser.add_argument("--rate", type=float, default=100, help="calls per second under load")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent callers under load")
+    parser.add_argument("--seconds", type=float, default=30, help="length of each phase under load")
+    parser.add_argument("--readers", type=int, default=2, help="dashboard clients reading without pause")
+    parser.add_argument("--json", type=Path, help="where to write the results (default DIR/bench-dashboard.json)")
+    opts = parser.parse_args()
+    directory = opts.dir or Path(tempfile.gettempdir()) / "llmtap-bench-reports"
+    directory.mkdir(parents=True, exist_ok=True)
+    if opts.under_load:
+        results = under_load(directory, opts.rate, opts.clients, opts.seconds, opts.readers, opts.regenerate)
+        print_under_load(results)
+        out = opts.json or directory / "bench-dashboard-under-load.json"
+    else:
+        results = time_pages(directory, opts.runs, opts.regenerate)
+        print_pages(results)
+        out = opts.json or directory / "bench-dashboard.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()
