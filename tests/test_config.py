@@ -178,6 +178,18 @@ def test_a_proxy_reachable_from_other_machines_needs_gateway_keys(tmp_path):
     assert "gateway.keys" in message
 
 
+def test_a_dashboard_reachable_from_other_machines_needs_gateway_keys(tmp_path):
+    message = config_error(write_config(tmp_path, "listen:\n  dashboard: 0.0.0.0:8790\n"))
+
+    assert "listen.dashboard" in message and "gateway.keys" in message and "every logged prompt" in message
+
+
+def test_the_dashboard_listens_on_loopback_by_default_and_off_or_empty_switches_it_off(tmp_path):
+    assert load_config(write_config(tmp_path, "{}\n")).dashboard_listen == Address("127.0.0.1", 8790)
+    for off in ("off", "''"):
+        assert load_config(write_config(tmp_path, f"listen:\n  dashboard: {off}\n")).dashboard_listen is None
+
+
 def test_limits_accept_sizes_with_units_and_name_a_bad_one(tmp_path):
     config = load_config(write_config(tmp_path, "limits:\n  max_request_bytes: 2 MiB\n"))
     assert config.limits.max_request_bytes == 2 * 1024 * 1024
