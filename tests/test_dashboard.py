@@ -192,6 +192,9 @@ def test_llmtap_dashboard_serves_a_stopped_gateways_log_and_stops_on_sigterm(fre
     gateway = fresh_gateway()
     request_id = chat(gateway, "read after the gateway stopped")
     gateway.row(request_id)
+    refused = subprocess.run([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(gateway.config_path)],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "a gateway is writing" in refused.stderr and "own dashboard" in refused.stderr
     assert gateway.stop() == 0
     log = gateway.workdir / "dashboard.log"
     with log.open("w") as out:
@@ -202,6 +205,19 @@ def test_llmtap_dashboard_serves_a_stopped_gateways_log_and_stops_on_sigterm(fre
         assert f"Open http://127.0.0.1:{gateway.dashboard_port}/" in log.read_text()
         status, _, body = get(dashboard_url(gateway) + "/api/seq")
         assert status == 200 and json.loads(body)["seq"] == 0  # the one call: rowid 0
+
+        # A gateway starts writing the log meanwhile (its own dashboard off): reading it from here would hold the
+        # file from its writer, so the page is told where to look instead.
+        config = yaml.safe_load(gateway.config_path.read_text())
+        config["listen"]["dashboard"] = "off"
+        gateway.config_path.write_text(yaml.safe_dump(config))
+        gateway.dashboard_port, port = None, gateway.dashboard_port
+        gateway.launch()
+        try:
+            status, _, body = get(f"http://127.0.0.1:{port}/api/seq")
+            assert status == 409 and "a gateway is writing" in json.loads(body)["error"]
+        finally:
+            assert gateway.stop() == 0
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     finally:

@@ -9,20 +9,23 @@ import sys
 import click
 
 from ..config import Config
-from .options import config_option
+from .options import ConfigProblem, config_option
 from .reading import ReadFailed
 
 
 @click.command()
 @config_option()
 def dashboard(config: Config) -> int:
-    """Serve the web dashboard at listen.dashboard over the config's log until Ctrl-C. A running gateway serves
-    the same page itself, at the same address."""
-    from ..dashboard.server import DashboardServer
+    """Serve the web dashboard at listen.dashboard over a stopped gateway's log until Ctrl-C. A running gateway
+    serves the same page itself, at the same address."""
+    from ..dashboard.server import GATEWAY_RUNNING, DashboardServer
+    from ..store_health import gateway_running
 
     if config.dashboard_listen is None:
-        raise ReadFailed("listen.dashboard is off in the config: set it to an address such as 127.0.0.1:8790")
-    server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys)
+        raise ConfigProblem("listen.dashboard is off: set it to an address such as 127.0.0.1:8790")
+    if gateway_running(config.storage_path):
+        raise ReadFailed(GATEWAY_RUNNING.format(log=config.storage_path))
+    server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=False)
 
     async def serve() -> None:
         try:

@@ -23,7 +23,7 @@ class Dashboard:
         config = self.settings.config
         if config.dashboard_listen is None or self.server is not None:
             return
-        server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys)
+        server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=True)
         try:
             server.start()
         except OSError as e:

@@ -29,22 +29,29 @@ import tornado.web
 from ..analytics.scope import ScopeError
 from ..config import Address, GatewayKey
 from ..log_file import first_line
+from ..store_health import gateway_running
 from . import endpoints
 from .api import ENDPOINTS, ApiError, Request, encode
 
 logger = logging.getLogger(__name__)
 
 READERS = 2  # reads of the log at once; more queue
+GATEWAY_RUNNING = ("a gateway is writing {log} now: open its own dashboard (listen.dashboard in its config), whose "
+                   "reads never hold up its writes")
 PAGES = ("overview", "requests", "users", "properties", "sessions", "limits")
 STATIC = Path(str(resources.files(__package__) / "static"))
 
 
 class DashboardServer:
     """The dashboard for the log at `log`, listening on `address`; `keys`, when the address is not loopback, are the
-    gateway keys an endpoint asks for."""
+    gateway keys an endpoint asks for. `in_gateway`: served by the gateway that writes `log` (its reads share the
+    writer's database); else by `llmtap dashboard`, which reads only a log no gateway is writing: its reads would
+    hold the file from the gateway's writer (one process at a time may open it), so it says to use that gateway's
+    own dashboard instead."""
 
-    def __init__(self, log: Path, address: Address, keys: tuple[GatewayKey, ...]):
+    def __init__(self, log: Path, address: Address, keys: tuple[GatewayKey, ...], in_gateway: bool):
         self.log = log
+        self.in_gateway = in_gateway
         self.address = address
         self.keys = keys if not address.is_loopback else ()
         self.readers = ThreadPoolExecutor(READERS, thread_name_prefix="llmtap-dashboard")
@@ -142,7 +149,7 @@ class ApiHandler(_Guarded):
             request = Request({k: [v.decode("utf-8", "replace") for v in vs]
                                for k, vs in self.request.query_arguments.items()}, item)
             loop = asyncio.get_running_loop()
-            body = await loop.run_in_executor(dashboard.readers, _answer, function, dashboard.log, request)
+            body = await loop.run_in_executor(dashboard.readers, _answer, function, dashboard, request)
         except ApiError as e:
             self.set_status(e.status)
             body = encode({"error": e.message})
@@ -160,8 +167,11 @@ class ApiHandler(_Guarded):
 
 
 
-def _answer(function: Any, log: Path, request: Request) -> str:
+def _answer(function: Any, dashboard: DashboardServer, request: Request) -> str:
     """Run one endpoint (in a reader thread) and write its answer as JSON, or raise ApiError saying why not."""
+    log = dashboard.log
+    if not dashboard.in_gateway and gateway_running(log):
+        raise ApiError(409, GATEWAY_RUNNING.format(log=log))
     if not log.exists():
         raise ApiError(503, f"no log yet at {log} (start the gateway and make a call)")
     try:
