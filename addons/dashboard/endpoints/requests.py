@@ -103,7 +103,8 @@ def cost_breakdown(row: dict[str, Any]) -> dict[str, Any]:
         parts = cost_split(tokens, model, row["provider"], row["created_at"].replace(second=0, microsecond=0))
         if parts is not None:
             split = {"input_usd": parts[0], "output_usd": parts[1],
-                     "matches_logged": parts[0] + parts[1] == row["cost_usd"]}
+                     # The log keeps 10 decimal places (DECIMAL(18,10)).
+                     "matches_logged": round(parts[0] + parts[1], 10) == row["cost_usd"]}
     return {"tokens": {"input": row["input_tokens"], "cached_input": row["cached_input_tokens"],
                        "cache_write": row["cache_write_input_tokens"], "output": row["output_tokens"],
                        "reasoning": row["reasoning_tokens"]},
