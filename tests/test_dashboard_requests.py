@@ -69,7 +69,7 @@ def test_paging_by_cursor_walks_every_call_once_and_back(logged):
         pages.append(page)
         seen += ids_of(page)
         cursor = page["next"]
-        if cursor is None:
+        if cursor is None or len(seen) > len(newest_first):  # the bound: a cursor that stalls
             break
     assert seen == newest_first and len(pages) == -(-len(newest_first) // 4)
     # Back up from the oldest page: each `newer` cursor gives the page before it, the same calls.
@@ -88,6 +88,18 @@ def test_filters_select_calls_and_a_text_search_is_not_counted(logged):
     status, found = get(gateway, "requests", q="dashboard-MARKED")
     assert status == 200 and ids_of(found) == [marked] and found["total"] is None
     assert found["calls"]["rows"][0]["user"] == "dora"
+
+
+def test_a_text_search_pages_by_cursor_through_its_windows(logged):
+    gateway, workload, marked, newest_first = logged
+    seen, cursor = [], None
+    while True:
+        status, page = get(gateway, "requests", q="WORKLOAD", limit=3, **({"before": cursor} if cursor else {}))
+        assert status == 200 and page["total"] is None
+        seen += ids_of(page)
+        if (cursor := page["next"]) is None or len(seen) > len(newest_first):  # the bound: a cursor that stalls
+            break
+    assert seen == [i for i in newest_first if i != marked] and set(seen) == set(workload.ids.values())
 
 
 def test_bad_cursor_unknown_and_ambiguous_ids(logged):
