@@ -117,3 +117,15 @@ def _override_cost(tokens: Priced, price: PriceOverride) -> Decimal:
     cached_price = price.cached_input_per_mtok if price.cached_input_per_mtok is not None else price.input_per_mtok
     output = tokens.output_tokens or 0
     return (uncached * price.input_per_mtok + cached * cached_price + output * price.output_per_mtok) / MTOK
+
+
+def cost_split(tokens: Priced, model: str, prices_provider: str, when: datetime) -> tuple[Decimal, Decimal] | None:
+    """The input and output parts of what genai-prices charges `tokens` of `model` at `when` (the parts of a cost
+    logged with price_source "genai-prices"), or None when it has no price for the model."""
+    usage = Usage(input_tokens=tokens.input_tokens, output_tokens=tokens.output_tokens,
+                  cache_read_tokens=tokens.cached_input_tokens, cache_write_tokens=tokens.cache_write_input_tokens)
+    try:
+        split = calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
+    except (LookupError, ValueError):
+        return None
+    return split.input_price, split.output_price

@@ -13,25 +13,46 @@ from .scope import Scope, ScopeError
 SEARCH_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=30))
 
 
-def logs(log: Path, scope: Scope, limit: int, compact: bool = False) -> Rows:
+# A call's place in the newest-first order: (created_at, request_id), what a page of calls continues from.
+Cursor = tuple[datetime, str]
+
+# What `llmtap logs` shows, and the wider row the dashboard's requests table shows.
+LOG_COLUMNS = """coalesce(model, model_requested) AS model, user_id AS user, input_tokens AS tokens_in,
+               output_tokens AS tokens_out, cost_usd, latency_ms, cache_status AS cache, status"""
+PAGE_COLUMNS = """provider, coalesce(model, model_requested) AS model, user_id AS user, session_id AS session,
+               status, latency_ms, ttft_ms, input_tokens AS tokens_in, output_tokens AS tokens_out, cost_usd,
+               cache_status AS cache, way, key_owner"""
+
+
+def logs(log: Path, scope: Scope, limit: int, compact: bool = False, *, before: Cursor | None = None,
+         after: Cursor | None = None, wide: bool = False) -> Rows:
     """The latest `limit` calls of the scope, newest first: time, id, model, user, tokens, cost (NULL when unknown),
     latency, llmtap's cache, status. `compact` (for a table at 80 columns): the id's first 8 characters (a prefix
-    `call` accepts) and the time as text without the year.
+    `call` accepts) and the time as text without the year. `wide` (the dashboard's table): time, id, provider, model,
+    user, session, status, latency and TTFT, tokens, cost, cache, way in and key owner.
+
+    Paging is by keyset, so the millionth row costs what the first does: `before` = the (created_at, request_id) of
+    the oldest call shown gives the next older page; `after` = the newest call shown gives the page just newer than
+    it (still newest first).
 
     A text search (`scope.text`) reads every body it looks at, the one costly read of the log (about 2.5 GB of
     JSON per million calls), so it looks newest first: the last hour, day, week, month, then the rest, and stops once
     `limit` calls are found. The log is written in time order, so DuckDB skips the row groups outside each window
-    (its min/max of `created_at`); a match from today costs a day of bodies, not the whole log."""
-    if not scope.text:
-        return _latest_calls(log, scope, limit, compact)
+    (its min/max of `created_at`); a match from today costs a day of bodies, not the whole log. The windows start at
+    `before`'s time; with `after` the cursor's time already bounds what is read."""
+    if not scope.text or after is not None:
+        return _latest_calls(log, scope, limit, compact, before, after, wide)
     found = Rows([], [], [])
     upper = scope.until
     newest = datetime.now(UTC) if upper is None else upper
+    if before is not None:
+        newest = min(newest, before[0] + timedelta(microseconds=1))  # the cursor's own time may hold older ids
     for window in (*SEARCH_WINDOWS, None):
         lower = None if window is None else newest - window
         if scope.since is not None and (lower is None or lower <= scope.since):
             lower = scope.since
-        part = _latest_calls(log, replace(scope, since=lower, until=upper), limit - len(found), compact)
+        part = _latest_calls(log, replace(scope, since=lower, until=upper), limit - len(found), compact, before,
+                             None, wide)
         found = Rows(part.columns, part.types, [*found.rows, *part.rows])
         if len(found) >= limit or lower is None or lower == scope.since:
             return found
@@ -39,16 +60,36 @@ def logs(log: Path, scope: Scope, limit: int, compact: bool = False) -> Rows:
     return found  # not reached: the last window has no lower bound
 
 
-def _latest_calls(log: Path, scope: Scope, limit: int, compact: bool) -> Rows:
+def _latest_calls(log: Path, scope: Scope, limit: int, compact: bool, before: Cursor | None = None,
+                  after: Cursor | None = None, wide: bool = False) -> Rows:
     calls, params = scoped(scope)
     time, request_id = ("strftime(created_at, '%m-%d %H:%M')", "left(request_id, 8)") if compact else (
         "created_at", "request_id")
+    # The plain `created_at <=`/`>=` lets DuckDB skip row groups by their min/max time; the OR picks the exact place.
+    keyset, cursor = "true", []
+    if before is not None:
+        keyset = "created_at <= ? AND (created_at < ? OR request_id < ?)"
+        cursor = [before[0], before[0], before[1]]
+    elif after is not None:
+        keyset = "created_at >= ? AND (created_at > ? OR request_id > ?)"
+        cursor = [after[0], after[0], after[1]]
+    # Newer than `after`: the `limit` calls just above it, then newest first like every page.
+    order = "ASC" if after is not None else "DESC"
     return run(log, f"""
-        WITH {calls}
-        SELECT {time} AS time, {request_id} AS id, coalesce(model, model_requested) AS model, user_id AS user,
-               input_tokens AS tokens_in, output_tokens AS tokens_out, cost_usd, latency_ms,
-               cache_status AS cache, status
-        FROM calls ORDER BY created_at DESC, request_id DESC LIMIT ?""", [*params, limit])
+        WITH {calls}, page AS (
+            SELECT created_at AS sort_at, request_id AS sort_id, {time} AS time, {request_id} AS id,
+                   {PAGE_COLUMNS if wide else LOG_COLUMNS}
+            FROM calls WHERE {keyset} ORDER BY created_at {order}, request_id {order} LIMIT ?)
+        SELECT * EXCLUDE (sort_at, sort_id) FROM page ORDER BY sort_at DESC, sort_id DESC""", [*params, *cursor, limit])
+
+
+def count_calls(log: Path, scope: Scope) -> int | None:
+    """How many calls the scope holds (the "of 1,234,567" under a page of calls); None with a text search, which
+    would read every body in the scope to count them."""
+    if scope.text:
+        return None
+    calls, params = scoped(scope)
+    return int(run(log, f"WITH {calls} SELECT count(*) AS calls FROM calls", params).rows[0][0])
 
 
 def call(log: Path, id_prefix: str) -> Rows:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -106,23 +105,19 @@ def show_call(request_id: str, config: Config, as_json: bool) -> int:
 
 def call_view(row: dict[str, Any]) -> list[RenderableType]:
     """What `logs show` prints for one row: the heading, the conversation, the answer, then the details."""
-    request, response = _body(row["request_body"]), _body(row["response_body"])
-    from ..wire import format_for_path  # the formats bring mitmproxy and genai-prices: only `logs show` needs them
+    from ..wire.turns import call_turns  # the formats bring mitmproxy and genai-prices: only `logs show` needs them
 
-    wire = format_for_path(row["path"] or "")
+    turns = call_turns(row["path"], row["request_body"], row["response_body"])
     heading = Text(literal(f"{row['request_id']}  {table_cell_text('created_at', row['created_at'])} UTC  "
                            f"{row['way']} → {row['provider'] or 'no provider'}  {row['method']} {row['path']}"),
                    style="bold")
     parts: list[RenderableType] = [heading]
-    if wire is None:
-        parts.append(_section("request", [("body", _raw(request))]))
-        parts.append(_section("answer", [("body", _raw(response))]))
+    if not turns.known_format:
+        parts.append(_section("request", turns.conversation))
+        parts.append(_section("answer", turns.answer))
     else:
-        parts.append(_section("conversation", wire.transcript(request, None) or [("", "(no messages logged)")]))
-        answer = wire.transcript(None, response)
-        if not answer:
-            answer = [("", "(no answer logged)" if response is None else _raw(response))]
-        parts.append(_section("answer" + (" (streamed)" if row["stream"] else ""), answer))
+        parts.append(_section("conversation", turns.conversation))
+        parts.append(_section("answer" + (" (streamed)" if row["stream"] else ""), turns.answer))
     parts.append(_section("details", details(row)))
     return parts
 
@@ -204,19 +199,3 @@ def _section(title: str, lines: list[tuple[str, str]]) -> RenderableType:
     for label, text in lines:
         grid.add_row(Text(literal(label)), Text(literal(text)))
     return Group(Text(""), Text(title.upper(), style="bold"), grid)
-
-
-def _body(value: Any) -> Any:
-    """A JSON column's value as Python data (DuckDB hands JSON columns over as text)."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _raw(body: Any) -> str:
-    if body is None:
-        return "(not logged)"
-    return body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
