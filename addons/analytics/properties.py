@@ -9,13 +9,12 @@ from .scope import Scope
 
 
 def property_names(log: Path, scope: Scope) -> Rows:
-    """Each property name the scope's calls carry (`name`, stored lower-cased), with how many calls carry it
-    (`calls`) and how many distinct values it has (`values`); most used first, then by name. No rows when no call
-    has a property."""
+    """Each property name the scope's calls carry (`name`, stored lower-cased) with how many calls carry it (`calls`),
+    most used first, then by name. No rows when no call has a property."""
     calls, params = scoped(scope)
-    # map_entries unnests only the calls that have properties; the map itself is never rebuilt per call.
+    # Only the map's keys: counting each name's distinct values too would double the time (1M calls: 0.2 s -> 0.5 s).
     return run(log, f"""
-        WITH {calls},
-        named AS (SELECT unnest(map_entries(properties)) AS entry FROM calls WHERE cardinality(properties) > 0)
-        SELECT entry.key AS name, count(*) AS calls, count(DISTINCT entry.value) AS "values"
-        FROM named GROUP BY entry.key ORDER BY calls DESC, name""", params)
+        WITH {calls}
+        SELECT name, count(*) AS calls
+        FROM (SELECT unnest(map_keys(properties)) AS name FROM calls)
+        GROUP BY name ORDER BY calls DESC, name""", params)

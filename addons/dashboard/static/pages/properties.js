@@ -29,7 +29,7 @@ export async function render({params: url}) {
 /** The two pickers: the property to group by and an optional one to split each value by. */
 function pickers(names, by, then) {
   const option = (r, chosen) => el('option', {value: r.name, selected: r.name === chosen},
-    `${r.name} (${int(r.calls)} calls, ${int(r.values)} values)`);
+    `${r.name} (${int(r.calls)} calls)`);
   const go = () => navigate(href('properties', {by: bySelect.value, then: thenSelect.value || null}));
   const bySelect = el('select', {name: 'by', onchange: () => { thenSelect.value = ''; go(); }},
     names.map((r) => option(r, by)));
