@@ -19,16 +19,17 @@ async function list(url) {
       'Helicone-Session-Id header).'));
   }
   const columns = [
-    {key: 'session', label: 'Session', href: (r) => href(`sessions/${encodeURIComponent(r.session)}`)},
-    {key: 'name', label: 'Name', format: (v) => v ?? '–'},
+    // The name under the id (as `llmtap sessions` shows it), and cost next: what a phone shows without scrolling.
+    {key: 'session', label: 'Session', format: (v, r) => el('span', {},
+      link(href(`sessions/${encodeURIComponent(v)}`), v), r.name ? el('span', {class: 'sub'}, r.name) : null)},
     {key: 'calls', label: 'Calls', format: int, num: true},
-    {key: 'users', label: 'Users', format: int, num: true},
-    {key: 'models', label: 'Models', format: int, num: true},
     {key: 'cost_usd', label: 'Cost', format: usd, num: true},
+    {key: 'duration_ms', label: 'Duration', format: duration, num: true},
     {key: 'tokens', label: 'Tokens', format: int, num: true},
     {key: 'errors', label: 'Errors', format: int, num: true},
+    {key: 'users', label: 'Users', format: int, num: true},
+    {key: 'models', label: 'Models', format: int, num: true},
     {key: 'started', label: 'Started (UTC)', format: time},
-    {key: 'duration_ms', label: 'Duration', format: duration, num: true},
   ];
   const more = LIMITS.find((n) => n > limit);
   const footer = rows.length < limit ? null : el('p', {class: 'note muted'}, `The newest ${int(limit)} sessions. `,
