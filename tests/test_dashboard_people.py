@@ -120,6 +120,9 @@ def test_properties_page_nests_steps_under_workflows_with_the_reports_figures(an
     assert "then=" not in page.url
     page.locator("main thead th", has_text="step").wait_for()
 
+    nothing = open_page("/properties?user=alice&model=claude-haiku-4-5&session=research-2")  # no such calls
+    assert "No call in this time range and filters carries a property" in nothing.locator("main").inner_text()
+
 
 def test_sessions_page_lists_sessions_and_opens_one_as_a_tree(analytics, open_page, screenshot):
     gw, workload = analytics
