@@ -12,9 +12,10 @@ from ..api import ApiError, Request, endpoint
 
 @endpoint("properties")
 def properties(log: Path, request: Request) -> dict[str, Any]:
-    """`{"names": Rows, "by", "then", "costs": Rows | null}`: the property names the scope's calls carry (most used
-    first, with their call counts: what the page's pickers offer) and the costs by `by` (default: the most used
-    name), then by `then` within each value when given. With no property in the scope, `by` and `costs` are null."""
+    """`{"names": Rows, "by", "then", "costs": Rows | null, "columns": {"by", "then"}}`: the property names the
+    scope's calls carry (most used first, with their call counts: what the page's pickers offer) and the costs by
+    `by` (default: the most used name), then by `then` within each value when given; `columns` names the costs'
+    value columns. With no property in the scope, `by` and `costs` are null."""
     scope = request.scope()
     names = queries.property_names(log, scope)
     by = (request.arg("by") or (names.rows[0][0] if names.rows else "")).lower()
