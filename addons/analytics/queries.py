@@ -16,16 +16,18 @@ One module per family of questions; this module is their one import surface (`qu
 - rows.py: `Rows`, `run`, `scoped`; dimensions.py: what a report groups by;
 - spend.py: totals, unpriced, costs, users, trends; calls.py: logs, count_calls, call, tail, export;
 - sessions.py: sessions and traces; limits.py: throttling and remaining budgets.
+- properties.py: the property names calls carry.
 """
 
 from .calls import EXPORT_FORMATS, SEARCH_WINDOWS, Cursor, call, count_calls, export, last_seq, logs, tail
 from .dimensions import DIMENSIONS, PERIODS, PROPERTY, REPORT_COLUMNS, UTC_DAY, Dimension, dimension
 from .limits import limits
+from .properties import property_names
 from .rows import Rows, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
 from .spend import costs, totals, trends, unpriced, users
 
 __all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
-           "last_seq", "limits", "logs", "Rows", "run", "scoped", "session_totals", "sessions", "sessions_matching",
-           "tail", "totals", "trace", "trends", "unpriced", "users"]
+           "last_seq", "limits", "logs", "property_names", "Rows", "run", "scoped", "session_totals", "sessions",
+           "sessions_matching", "tail", "totals", "trace", "trends", "unpriced", "users"]

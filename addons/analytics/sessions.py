@@ -29,13 +29,22 @@ def sessions(log: Path, scope: Scope, limit: int | None = None) -> Rows:
     distinct users and models, cost (NULL when a call lacks a price; `unpriced` counts those), tokens (input +
     output), errors, when it started and how long it lasted. `limit`: only the newest that many."""
     calls, params = scoped(scope)
+    # With a limit, the newest sessions are picked first by their start alone, and only their calls are summed: the
+    # distinct counts and arg_max over every session were most of the time (1M calls, 59k sessions: 0.6 s -> 0.2 s).
+    # The pick reads `requests` with the scope's condition, not `calls`: a CTE read twice is materialized whole.
+    where, where_params = scope.where()
+    newest = "" if limit is None else f""",
+        newest AS (SELECT session_id FROM requests WHERE ({where}) AND session_id IS NOT NULL
+                   GROUP BY session_id ORDER BY min(created_at) DESC, session_id LIMIT ?)"""
+    only_newest = "" if limit is None else "AND session_id IN (SELECT session_id FROM newest)"
     return run(log, f"""
-        WITH {calls}
+        WITH {calls}{newest}
         SELECT session_id AS session,
                arg_max(session_name, created_at) FILTER (WHERE session_name IS NOT NULL) AS name,
                {SESSION_COLUMNS}
-        FROM calls WHERE session_id IS NOT NULL
-        GROUP BY session_id ORDER BY started DESC, session LIMIT ?""", [*params, limit])
+        FROM calls WHERE session_id IS NOT NULL {only_newest}
+        GROUP BY session_id ORDER BY started DESC, session""",
+               [*params, *([] if limit is None else [*where_params, limit])])
 
 
 def sessions_matching(log: Path, prefix: str) -> Rows:

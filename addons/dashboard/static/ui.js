@@ -188,10 +188,14 @@ export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '
 
 const charts = new Set();
 
-/** Destroy every chart (a page calls this before it re-renders). */
+/** Destroy the charts on screen (the shell calls this as it swaps a page's new content in). Charts of the new
+ * content, built off-screen, are not connected yet and stay. */
 export function clearCharts() {
-  for (const c of charts) c.destroy();
-  charts.clear();
+  for (const c of charts) {
+    if (!c.canvas || !c.canvas.isConnected) continue;
+    c.destroy();
+    charts.delete(c);
+  }
 }
 
 /** A Chart.js chart in a new box: `config` is Chart.js's own ({type, data, options}); `yFormat` formats the value
@@ -238,4 +242,10 @@ export function coloured(datasets, type = 'bar') {
     pointRadius: 0,
     fill: false,
   }));
+}
+
+/** A sum of money that may leave calls out: `$1.23+?` when `unpriced` of its calls have no price, `$?` when none
+ * has one (as the terminal's reports write it). */
+export function usdPartial(value, unpriced) {
+  return value !== null && value !== undefined && Number(unpriced) > 0 ? `${usd(value)}+?` : usd(value);
 }
