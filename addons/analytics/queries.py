@@ -15,12 +15,15 @@ Conventions every query keeps, so views stay thin:
 One module per family of questions; this module is their one import surface (`queries.costs(...)`):
 - rows.py: `Rows`, `run`, `scoped`; dimensions.py: what a report groups by;
 - spend.py: totals, unpriced, costs, users, trends; calls.py: logs, call, tail, export;
-- sessions.py: sessions and traces; limits.py: throttling and remaining budgets.
+- sessions.py: sessions and traces; limits.py: throttling and remaining budgets;
+- overview.py: the scope at a glance and over time; buckets.py: time buckets for charts.
 """
 
+from .buckets import step_for
 from .calls import EXPORT_FORMATS, SEARCH_WINDOWS, call, export, last_seq, logs, tail
 from .dimensions import DIMENSIONS, PERIODS, PROPERTY, REPORT_COLUMNS, UTC_DAY, Dimension, dimension
-from .limits import limits
+from .limits import headroom_series, limits
+from .overview import series, spend_by_model, summary
 from .rows import Rows, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
 from .spend import costs, totals, trends, unpriced, users
@@ -29,3 +32,4 @@ __all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMN
            "UTC_DAY", "Dimension", "Rows", "call", "costs", "dimension", "export", "last_seq", "limits", "logs", "run",
            "scoped", "session_totals", "sessions", "sessions_matching", "tail", "totals", "trace", "trends",
            "unpriced", "users"]
+__all__ += ["headroom_series", "series", "spend_by_model", "step_for", "summary"]  # the overview and limits pages
