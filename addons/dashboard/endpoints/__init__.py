@@ -1,3 +1,7 @@
 """The dashboard's endpoints, one module per page; importing this package registers every one (api.endpoint)."""
 
-from . import live  # noqa: F401  (registers its endpoints)
+from . import (  # noqa: F401  (importing a page's module registers its endpoints)
+    limits,
+    live,
+    overview,
+)

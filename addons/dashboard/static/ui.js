@@ -155,11 +155,11 @@ export function empty(text) {
   return el('p', {class: 'empty'}, text);
 }
 
-/** KPI cards: [{label, value (text), note?, id?}]. */
+/** KPI cards: [{label, value (text), note?, id?, href? (the value links there)}]. */
 export function cards(items) {
   return el('div', {class: 'cards'}, items.map((c) => el('div', {class: 'card', 'data-kpi': c.id || c.label},
     el('div', {class: 'card-label'}, c.label),
-    el('div', {class: 'card-value num'}, c.value),
+    el('div', {class: 'card-value num'}, c.href ? link(c.href, c.value) : c.value),
     c.note ? el('div', {class: 'card-note'}, c.note) : null)));
 }
 
@@ -188,10 +188,12 @@ export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '
 
 const charts = new Set();
 
-/** Destroy every chart (a page calls this before it re-renders). */
+/** Destroy the charts on screen (the shell calls this as it swaps a page's new content in). The charts of that new
+ * content, built off-screen, are kept: destroying them too left every chart blank. */
 export function clearCharts() {
-  for (const c of charts) c.destroy();
-  charts.clear();
+  for (const c of charts) {
+    if (!c.canvas || c.canvas.isConnected) { c.destroy(); charts.delete(c); }
+  }
 }
 
 /** A Chart.js chart in a new box: `config` is Chart.js's own ({type, data, options}); `yFormat` formats the value
