@@ -46,13 +46,21 @@ THROTTLED = """tries AS (
         )"""
 
 
-def _reported(log: Path, scope: Scope) -> tuple[str, list[Any]]:
+def ratelimit_headers(log: Path, scope: Scope) -> list[str]:
+    """The names of the rate-limit headers the scope's calls hold: what `limits` and `headroom_series` look up first.
+    A view asking both for one scope looks them up once and passes them to each (`header_names`)."""
+    calls, params = scoped(scope)
+    return [row[0] for row in run(log, f"""
+        WITH {calls} SELECT DISTINCT unnest(map_keys(ratelimit)) FROM calls""", params).rows]
+
+
+def _reported(log: Path, scope: Scope, header_names: list[str] | None) -> tuple[str, list[Any]]:
     """The CTEs `calls`, `tries`, `throttled` and `reported` (every answer that reported a budget: its remaining
     and limit figures and `…_left_pct`, remaining / limit 0–100), and their parameters. The rate-limit header names
-    are those the scope's calls hold, looked up first."""
+    are those the scope's calls hold (`ratelimit_headers`), looked up first unless given."""
     calls, params = scoped(scope)
-    header_names = [row[0] for row in run(log, f"""
-        WITH {calls} SELECT DISTINCT unnest(map_keys(ratelimit)) FROM calls""", params).rows]
+    if header_names is None:
+        header_names = ratelimit_headers(log, scope)
     budgets = {f"{kind}_{quantity}": _budget(header_names, quantity, kind)  # in the order the SQL names them
                for kind in ("requests", "tokens") for quantity in ("remaining", "limit")}
     return f"""{calls},
@@ -72,13 +80,13 @@ def _reported(log: Path, scope: Scope) -> tuple[str, list[Any]]:
         )""", [*params, *(name for sql, names in budgets.values() for name in names)]
 
 
-def limits(log: Path, scope: Scope) -> Rows:
+def limits(log: Path, scope: Scope, header_names: list[str] | None = None) -> Rows:
     """Throttling per provider, model and key (a gateway key's owner, else the key's fingerprint), most throttled
     first: the 429s providers sent (every try, retried ones included, as the `throttling` view counts them) and
     the latest retry-after asked for; the lowest remaining requests and tokens any answer reported, against their
     limits; and the latest answer's remaining budget (how close to the limit it is now) with when it was seen.
-    `…_left_…_pct` is remaining / limit, 0–100."""
-    reported, params = _reported(log, scope)
+    `…_left_…_pct` is remaining / limit, 0–100. `header_names`: see `ratelimit_headers`."""
+    reported, params = _reported(log, scope, header_names)
     return run(log, f"""
         WITH {reported},
         throttling_by_key AS (
@@ -114,11 +122,12 @@ def limits(log: Path, scope: Scope) -> Rows:
                  provider NULLS LAST, model NULLS LAST, key NULLS LAST""", params)
 
 
-def headroom_series(log: Path, scope: Scope, step_s: int) -> Rows:
+def headroom_series(log: Path, scope: Scope, step_s: int, header_names: list[str] | None = None) -> Rows:
     """Per time bucket (`step_s` wide, gap-filled: buckets.py): the 429s providers sent (`rate_limited`, counted as
     `limits` counts them) and the lowest remaining budget any answer reported (`requests_left_min_pct`,
-    `tokens_left_min_pct`, 0–100; NULL when none reported one). No rows when the scope has no calls."""
-    reported, params = _reported(log, scope)
+    `tokens_left_min_pct`, 0–100; NULL when none reported one). No rows when the scope has no calls.
+    `header_names`: see `ratelimit_headers`."""
+    reported, params = _reported(log, scope, header_names)
     filled, fill_params = buckets(scope, step_s)
     return run(log, f"""
         WITH {reported},

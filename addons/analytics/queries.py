@@ -22,7 +22,7 @@ One module per family of questions; this module is their one import surface (`qu
 from .buckets import step_for
 from .calls import EXPORT_FORMATS, SEARCH_WINDOWS, call, export, last_seq, logs, tail
 from .dimensions import DIMENSIONS, PERIODS, PROPERTY, REPORT_COLUMNS, UTC_DAY, Dimension, dimension
-from .limits import headroom_series, limits
+from .limits import headroom_series, limits, ratelimit_headers
 from .overview import series, spend_by_model, summary
 from .rows import Rows, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
@@ -32,4 +32,4 @@ __all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMN
            "UTC_DAY", "Dimension", "Rows", "call", "costs", "dimension", "export", "last_seq", "limits", "logs", "run",
            "scoped", "session_totals", "sessions", "sessions_matching", "tail", "totals", "trace", "trends",
            "unpriced", "users"]
-__all__ += ["headroom_series", "series", "spend_by_model", "step_for", "summary"]  # the overview and limits pages
+__all__ += ["headroom_series", "ratelimit_headers", "series", "spend_by_model", "step_for", "summary"]  # dashboard

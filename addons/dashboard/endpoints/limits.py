@@ -20,6 +20,7 @@ def limits(log: Path, request: Request) -> dict[str, Any]:
     summary = queries.summary(log, scope).only(("requests", "cache_hits", "cache_misses", "cache_hit_pct",
                                                 "saved_usd", "first_call"))
     step_s = chart_step_s(scope, summary.dicts()[0]["first_call"])
-    return {"step_s": step_s, "summary": summary, "limits": queries.limits(log, scope),
-            "headroom": queries.headroom_series(log, scope, step_s),
+    header_names = queries.ratelimit_headers(log, scope)  # looked up once for both
+    return {"step_s": step_s, "summary": summary, "limits": queries.limits(log, scope, header_names),
+            "headroom": queries.headroom_series(log, scope, step_s, header_names),
             "cache": queries.series(log, scope, step_s).only(CACHE_COLUMNS)}
