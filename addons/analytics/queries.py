@@ -15,13 +15,16 @@ Conventions every query keeps, so views stay thin:
 One module per family of questions; this module is their one import surface (`queries.costs(...)`):
 - rows.py: `Rows`, `run`, `scoped`; dimensions.py: what a report groups by;
 - spend.py: totals, unpriced, costs, users, trends; calls.py: logs, count_calls, call, tail, export;
-- sessions.py: sessions and traces; limits.py: throttling and remaining budgets.
-- properties.py: the property names calls carry.
+- sessions.py: sessions and traces; limits.py: throttling and remaining budgets;
+- properties.py: the property names calls carry;
+- overview.py: the scope at a glance and over time; buckets.py: time buckets for charts.
 """
 
+from .buckets import step_for
 from .calls import EXPORT_FORMATS, SEARCH_WINDOWS, Cursor, call, count_calls, export, last_seq, logs, tail
 from .dimensions import DIMENSIONS, PERIODS, PROPERTY, REPORT_COLUMNS, UTC_DAY, Dimension, dimension
-from .limits import limits
+from .limits import headroom_series, limits, ratelimit_headers
+from .overview import series, spend_by_model, summary
 from .properties import property_names
 from .rows import Rows, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
@@ -29,5 +32,6 @@ from .spend import costs, totals, trends, unpriced, users
 
 __all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
-           "last_seq", "limits", "logs", "property_names", "Rows", "run", "scoped", "session_totals", "sessions",
-           "sessions_matching", "tail", "totals", "trace", "trends", "unpriced", "users"]
+           "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "Rows", "run",
+           "scoped", "series", "session_totals", "sessions", "sessions_matching", "spend_by_model", "step_for",
+           "summary", "tail", "totals", "trace", "trends", "unpriced", "users"]

@@ -12,7 +12,9 @@ from .scope import Scope, ScopeError
 
 def totals(log: Path, scope: Scope) -> Rows:
     """One row for the whole scope: requests, errors, cache hits and misses, tokens, total cost (priced calls only),
-    how many calls have no price, what the cache saved, and the time of the first and last call."""
+    how many calls have no price, what the cache saved, and the time of the first and last call; then the shares
+    and typical figures beside them: `error_pct`, `avg_cost_usd` (per priced call), `cache_hit_pct` (hits of hits
+    and misses), median and 95th-percentile latency, and time to first token of the streamed calls that have one."""
     calls, params = scoped(scope)
     return run(log, f"""
         WITH {calls}
@@ -25,7 +27,15 @@ def totals(log: Path, scope: Scope) -> Rows:
                sum(cost_usd) AS cost_usd,
                count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced,
                coalesce(sum(cost_saved_usd), 0) AS saved_usd,
-               min(created_at) AS first_call, max(created_at) AS last_call
+               min(created_at) AS first_call, max(created_at) AS last_call,
+               round(100 * count(*) FILTER (WHERE status IS NULL OR status >= 400) / nullif(count(*), 0), 2)
+                   AS error_pct,
+               (sum(cost_usd) / count(cost_usd))::DECIMAL(18, 10) AS avg_cost_usd,
+               round(100 * cache_hits / nullif(cache_hits + cache_misses, 0), 2) AS cache_hit_pct,
+               quantile_cont(latency_ms, 0.5) AS p50_latency_ms,
+               quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
+               quantile_cont(ttft_ms, 0.5) FILTER (WHERE stream) AS p50_ttft_ms,
+               quantile_cont(ttft_ms, 0.95) FILTER (WHERE stream) AS p95_ttft_ms
         FROM calls""", params)
 
 

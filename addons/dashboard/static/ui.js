@@ -155,11 +155,11 @@ export function empty(text) {
   return el('p', {class: 'empty'}, text);
 }
 
-/** KPI cards: [{label, value (text), note?, id?}]. */
+/** KPI cards: [{label, value (text), note?, id?, href? (the value links there)}]. */
 export function cards(items) {
   return el('div', {class: 'cards'}, items.map((c) => el('div', {class: 'card', 'data-kpi': c.id || c.label},
     el('div', {class: 'card-label'}, c.label),
-    el('div', {class: 'card-value num'}, c.value),
+    el('div', {class: 'card-value num'}, c.href ? link(c.href, c.value) : c.value),
     c.note ? el('div', {class: 'card-note'}, c.note) : null)));
 }
 
@@ -222,14 +222,24 @@ export function chart(title, config, {yFormat = int, height = 240} = {}) {
         tooltip: {callbacks: {label: (ctx) => `${ctx.dataset.label}: ${yFormat(ctx.parsed.y)}`}},
       },
       scales: {
-        x: {stacked, ticks: {maxRotation: 0, autoSkip: true, maxTicksLimit: 8}},
-        y: {stacked, beginAtZero: true, ticks: {callback: (v) => yFormat(v)}},
+        x: {stacked, ticks: {maxRotation: 0, autoSkip: true, autoSkipPadding: 12, maxTicksLimit: 8}},
+        // counts step by whole numbers: a 0-2 axis read "0 0 1 1 2 2" with int's rounding
+        y: {stacked, beginAtZero: true,
+          ticks: {callback: (v) => yFormat(v), precision: yFormat === int ? 0 : undefined}},
       },
       ...options,
     },
   });
   charts.add(made);
   return holder;
+}
+
+// A line draws no dot at its points, except where a value has no neighbour to join: it would not show at all.
+function isolatedPoint(ctx) {
+  const data = ctx.dataset.data;
+  const i = ctx.dataIndex;
+  const known = (j) => j >= 0 && j < data.length && data[j] !== null && data[j] !== undefined;
+  return known(i) && !known(i - 1) && !known(i + 1) ? 3 : 0;
 }
 
 /** Datasets in the palette's colours: [{label, data}] -> Chart.js datasets (bars filled, lines not). */
@@ -239,7 +249,7 @@ export function coloured(datasets, type = 'bar') {
     backgroundColor: PALETTE[i % PALETTE.length] + (type === 'line' ? '33' : 'cc'),
     borderColor: PALETTE[i % PALETTE.length],
     borderWidth: type === 'line' ? 2 : 0,
-    pointRadius: 0,
+    pointRadius: type === 'line' ? isolatedPoint : 0,
     fill: false,
   }));
 }
