@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,10 @@ from .rows import Rows, run, scoped
 from .scope import Scope, ScopeError
 
 SEARCH_WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=30))
+SEARCH_PACE_S = 5e-6  # a text search's time per call read (2.5 KB of bodies), until a window has measured it
+PACE_SAMPLE = 2000  # calls a window must have read for its own pace to count
+REST_GUESS = timedelta(days=365)  # how far back the rest of a log reaches, when no start is given
+MIN_SEARCH_STEP = timedelta(minutes=1)  # less of the next window than this is not worth a read
 
 
 # A call's place in the newest-first order: (created_at, request_id), what a page of calls continues from.
@@ -35,29 +40,66 @@ def logs(log: Path, scope: Scope, limit: int, compact: bool = False, *, before: 
     the oldest call shown gives the next older page; `after` = the newest call shown gives the page just newer than
     it (still newest first).
 
-    A text search (`scope.text`) reads every body it looks at, the one costly read of the log (about 2.5 GB of
-    JSON per million calls), so it looks newest first: the last hour, day, week, month, then the rest, and stops once
-    `limit` calls are found. The log is written in time order, so DuckDB skips the row groups outside each window
-    (its min/max of `created_at`); a match from today costs a day of bodies, not the whole log. The windows start at
-    `before`'s time; with `after` the cursor's time already bounds what is read."""
+    A text search (`scope.text`): see `search_calls`."""
     if not scope.text or after is not None:
         return _latest_calls(log, scope, limit, compact, before, after, wide)
+    return search_calls(log, scope, limit, compact, before=before, wide=wide)[0]
+
+
+def search_calls(log: Path, scope: Scope, limit: int, compact: bool = False, *, before: Cursor | None = None,
+                 wide: bool = False, budget_s: float | None = None) -> tuple[Rows, datetime | None]:
+    """The latest `limit` calls of the scope whose bodies hold `scope.text`, as `logs` shows them, and where the
+    search stopped: None when it read the whole scope (or found `limit` calls), else the time it read back to.
+
+    A text search reads every body it looks at, the one costly read of the log (about 2.5 GB of JSON per million
+    calls), so it looks newest first: the last hour, day, week, month, then the rest, and stops once `limit` calls
+    are found. The log is written in time order, so DuckDB skips the row groups outside each window (its min/max of
+    `created_at`); a match from today costs a day of bodies, not the whole log. The windows start at `before`'s time.
+
+    With `budget_s` (a page that must draw within a second), it does not start a window that, at the pace of the
+    last one, would end past the budget: it returns what it found and the time it read back to, and the caller asks
+    again from there (`before` = that time, any id) for older calls."""
+    started = time.monotonic()
     found = Rows([], [], [])
     upper = scope.until
     newest = datetime.now(UTC) if upper is None else upper
     if before is not None:
         newest = min(newest, before[0] + timedelta(microseconds=1))  # the cursor's own time may hold older ids
-    for window in (*SEARCH_WINDOWS, None):
+    windows = [*SEARCH_WINDOWS, None]
+    for number, window in enumerate(windows):
         lower = None if window is None else newest - window
         if scope.since is not None and (lower is None or lower <= scope.since):
             lower = scope.since
+        window_started = time.monotonic()
         part = _latest_calls(log, replace(scope, since=lower, until=upper), limit - len(found), compact, before,
                              None, wide)
         found = Rows(part.columns, part.types, [*found.rows, *part.rows])
         if len(found) >= limit or lower is None or lower == scope.since:
-            return found
+            return found, None
+        if budget_s is not None:
+            # The bodies read cost about the same per call: the next window's calls (counted from the time index,
+            # no body read) at this window's pace per call say whether it would end past the budget.
+            unfiltered = replace(scope, text=None)
+            read = count_calls(log, replace(unfiltered, since=lower, until=upper)) or 0
+            pace_s = (time.monotonic() - window_started) / read if read >= PACE_SAMPLE else SEARCH_PACE_S
+            following = windows[number + 1]
+            next_lower = None if following is None else newest - following
+            if scope.since is not None and (next_lower is None or next_lower < scope.since):
+                next_lower = scope.since
+            ahead = count_calls(log, replace(unfiltered, since=next_lower, until=lower)) or 0
+            left_s = budget_s - (time.monotonic() - started)
+            if ahead and pace_s * ahead > left_s:
+                # Only the part of the next window the budget still covers (calls spread evenly over it, as near
+                # enough), so that every page reads about a budget's worth of bodies.
+                reach = (lower - (next_lower or lower - REST_GUESS)) * max(0.0, left_s / (pace_s * ahead))
+                if reach < MIN_SEARCH_STEP:
+                    return found, lower
+                part = _latest_calls(log, replace(scope, since=lower - reach, until=lower), limit - len(found),
+                                     compact, before, None, wide)
+                found = Rows(part.columns, part.types, [*found.rows, *part.rows])
+                return found, (None if len(found) >= limit else lower - reach)
         upper = lower
-    return found  # not reached: the last window has no lower bound
+    return found, None  # not reached: the last window has no lower bound
 
 
 def _latest_calls(log: Path, scope: Scope, limit: int, compact: bool, before: Cursor | None = None,

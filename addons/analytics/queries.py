@@ -21,17 +21,28 @@ One module per family of questions; this module is their one import surface (`qu
 """
 
 from .buckets import step_for
-from .calls import EXPORT_FORMATS, SEARCH_WINDOWS, Cursor, call, count_calls, export, last_seq, logs, tail
+from .calls import (
+    EXPORT_FORMATS,
+    SEARCH_WINDOWS,
+    Cursor,
+    call,
+    count_calls,
+    export,
+    last_seq,
+    logs,
+    search_calls,
+    tail,
+)
 from .dimensions import DIMENSIONS, PERIODS, PROPERTY, REPORT_COLUMNS, UTC_DAY, Dimension, dimension
 from .limits import headroom_series, limits, ratelimit_headers
 from .overview import series, spend_by_model, summary
 from .properties import property_names
-from .rows import Rows, run, scoped
+from .rows import Rows, reading, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
 from .spend import costs, totals, trends, unpriced, users
 
 __all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
-           "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "Rows", "run",
-           "scoped", "series", "session_totals", "sessions", "sessions_matching", "spend_by_model", "step_for",
-           "summary", "tail", "totals", "trace", "trends", "unpriced", "users"]
+           "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "reading", "Rows",
+           "run", "scoped", "search_calls", "series", "session_totals", "sessions", "sessions_matching",
+           "spend_by_model", "step_for", "summary", "tail", "totals", "trace", "trends", "unpriced", "users"]

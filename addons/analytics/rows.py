@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..batch_writer import read_log_typed
+from ..batch_writer import read_log_typed, reading
 from .scope import Scope
 
 
@@ -38,6 +38,9 @@ def run(log: Path, sql: str, params: list[Any] | None = None) -> Rows:
     a torn read: batch_writer.read_log_typed)."""
     columns, types, rows = read_log_typed(log, sql, params)
     return Rows(columns, types, rows)
+
+
+__all__ = ["Rows", "reading", "run", "scoped"]  # `reading`: several queries over one connection (batch_writer)
 
 
 def scoped(scope: Scope) -> tuple[str, list[Any]]:

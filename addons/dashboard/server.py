@@ -26,6 +26,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from ..analytics import queries
 from ..analytics.scope import ScopeError
 from ..config import Address, GatewayKey
 from ..log_file import first_line
@@ -175,7 +176,9 @@ def _answer(function: Any, dashboard: DashboardServer, request: Request) -> str:
     if not log.exists():
         raise ApiError(503, f"no log yet at {log} (start the gateway and make a call)")
     try:
-        return encode(function(log, request))
+        with queries.reading(log):  # one connection for all the page's queries
+            answer = function(log, request)
+        return encode(answer)
     except ScopeError as e:
         raise ApiError(400, str(e)) from None
     except duckdb.IOException as e:  # the file itself (held elsewhere past the wait, not a DuckDB file)

@@ -12,6 +12,7 @@ from ...wire.turns import call_turns, json_value
 from ..api import ApiError, Request, endpoint
 
 MAX_PAGE = 500
+SEARCH_BUDGET_S = 0.5  # a text search's reading time per page, so the page draws within a second
 PAGE_COLUMNS = ["time", "id", "provider", "model", "user", "session", "status", "latency_ms", "ttft_ms", "tokens_in",
                 "tokens_out", "cost_usd", "cache", "way", "key_owner"]
 
@@ -20,7 +21,9 @@ PAGE_COLUMNS = ["time", "id", "provider", "model", "user", "session", "status", 
 def requests(log: Path, request: Request) -> dict[str, Any]:
     """`/api/requests?<scope>&limit=50&before=<cursor>` (or `after=<cursor>`): `{"calls": Rows (newest first),
     "next": the cursor of the next older page or null, "newer": the cursor (an `after`) of the page just newer or
-    null, "total": the scope's calls, or null with a text search (counting would read every body)}`.
+    null, "searched_since": with a text search that stopped before reading the whole scope, the time it read back
+    to (`next` then continues from there), "total": the scope's calls, or null with a text search (counting would
+    read every body)}`.
 
     `/api/requests/<id or its first characters>`: the call opened (see `one_call`)."""
     if request.item is not None:
@@ -30,8 +33,14 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
     before, after = _cursor(request, "before"), _cursor(request, "after")
     if before is not None and after is not None:
         raise ApiError(400, "give before or after, not both")
-    # One row more than shown says whether there is a page beyond this one.
-    calls = queries.logs(log, scope, limit + 1, before=before, after=after, wide=True)
+    # One row more than shown says whether there is a page beyond this one. A text search reads bodies newest first
+    # for at most SEARCH_BUDGET_S, so the page draws within a second; older calls are searched on "Older".
+    searched_since = None
+    if scope.text and after is None:
+        calls, searched_since = queries.search_calls(log, scope, limit + 1, before=before, wide=True,
+                                                     budget_s=SEARCH_BUDGET_S)
+    else:
+        calls = queries.logs(log, scope, limit + 1, before=before, after=after, wide=True)
     rows = calls.rows
     if after is None:
         beyond, rows = len(rows) > limit, rows[:limit]
@@ -40,15 +49,25 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
         beyond, rows = len(rows) > limit, rows[-limit:]
         older, newer = True, beyond
     page = queries.Rows(calls.columns, calls.types, rows)
+    if searched_since is not None and not beyond:  # what is older than where the search stopped is still unread
+        next_cursor: str | None = f"{_iso(searched_since)}~"
+    else:
+        next_cursor = encode_cursor(rows[-1]) if older and rows else None
     return {"calls": page,
-            "next": encode_cursor(rows[-1]) if older and rows else None,
+            "next": next_cursor,
+            "searched_since": searched_since if next_cursor and searched_since is not None and not beyond else None,
             "newer": encode_cursor(rows[0]) if newer and rows else None,
             "total": queries.count_calls(log, scope)}
 
 
 def encode_cursor(row: tuple) -> str:
-    """A call's place as a URL keeps it: `<created_at, ISO UTC to the microsecond>~<request id>`."""
-    return f"{row[0].astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}~{row[1]}"
+    """A call's place as a URL keeps it: `<created_at, ISO UTC to the microsecond>~<request id>`. A cursor with no
+    id (`<time>~`) is a time: the calls before it."""
+    return f"{_iso(row[0])}~{row[1]}"
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
 
 def _cursor(request: Request, name: str) -> queries.Cursor | None:
@@ -60,7 +79,7 @@ def _cursor(request: Request, name: str) -> queries.Cursor | None:
         when = datetime.fromisoformat(at)
     except ValueError:
         when = None
-    if not sep or not request_id or when is None or when.tzinfo is None:
+    if not sep or when is None or when.tzinfo is None:
         raise ApiError(400, f"{name}: expected a cursor as <ISO time>~<request id> (as `next` gives it), got {text!r}")
     return when, request_id
 

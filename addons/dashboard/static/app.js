@@ -127,15 +127,19 @@ async function render({quiet = false} = {}) {
   const title = PAGES.find(([page]) => page === name)[1];
   document.title = `${title} · llmtap`;
   try {
-    if (lastSeq === null) lastSeq = (await api('seq', new URLSearchParams())).seq;  // asks for the key, if needed
+    // Where the log ends, for the live refresh (this also asks for the key, if one is needed), side by side with the
+    // page's own reads.
+    const seq = lastSeq === null ? api('seq', new URLSearchParams()).then((answer) => { lastSeq = answer.seq; }) : null;
     if (!current || current.name !== name) current = {name, module: await import(`./pages/${name}.js`)};
     // A page builds its content off-screen, then swaps it in whole: a refresh never flashes an empty page.
-    const content = await current.module.render({item: pageItem(), params: params(), scope: scopeParams()});
+    const [, content] = await Promise.all([seq,
+      current.module.render({item: pageItem(), params: params(), scope: scopeParams()})]);
     if (id !== renderId) return;
     clearCharts();
     main.replaceChildren(el('h1', {}, title), ...[content].flat());
     if (typeof current.module.mounted === 'function') current.module.mounted(main);
     main.dataset.state = 'ready';
+    performance.mark('llmtap:ready');  // what scripts/bench_dashboard.py times a page to
   } catch (error) {
     if (id !== renderId) return;
     if (quiet && !(error instanceof ApiError && error.status === 401)) {

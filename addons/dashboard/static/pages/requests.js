@@ -43,8 +43,13 @@ async function listView() {
   ];
   const shown = rows.length;
   let summary;
-  if (!shown) summary = 'No calls in this scope.';
-  else if (answer.total === null) summary = `${int(shown)} calls shown, newest first; more may match (a text search is not counted)`;
+  if (!shown && answer.searched_since) {
+    summary = `No call found back to ${time(answer.searched_since)} UTC; “Older” searches further back.`;
+  } else if (!shown) summary = 'No calls in this scope.';
+  else if (answer.total === null && answer.searched_since) {
+    summary = `${int(shown)} calls found, newest first, searching back to ${time(answer.searched_since)} UTC; ` +
+      'older calls are searched on “Older”';
+  } else if (answer.total === null) summary = `${int(shown)} calls shown, newest first; more may match (a text search is not counted)`;
   else if (!paged) summary = `1–${int(shown)} of ${int(answer.total)} calls, newest first`;
   else summary = `${int(shown)} calls from ${time(rows[0].time)} back to ${time(rows[shown - 1].time)}, of ${int(answer.total)} in the scope`;
   const pager = el('nav', {class: 'pager', 'aria-label': 'pages of calls'},
