@@ -2,7 +2,8 @@
 
 Pages (default): `llmtap dashboard` over the 1M-row log with bodies (made once by bench_log.py, reused from `--dir`,
 as bench_reports.py does), each page loaded `--runs` times in Debian's chromium after one warm-up. A page's time runs
-from the navigation's start to the page drawn (`main[data-state]` set, its charts drawn): what a person waits.
+from the navigation's start to the page drawn (the shell's `llmtap:ready` mark: data read, rows laid out, charts
+drawn): what a person waits. The browser driver's wall time, which adds its own round trips, is shown beside it.
 Each page's JSON endpoint is timed alone too (HTTP, no browser). Target (issue 12): every page under 1 s.
 
 Under load (`--under-load`): a real gateway (`llmtap start`, provider = scripts/mock_provider.py) logging into a copy
@@ -51,18 +52,22 @@ def pages(log: Path) -> list[tuple[str, str, str]]:
     from the log so each shows something."""
     call = queries.logs(log, Scope(), 1).dicts()[0]["id"]
     session = bench_reports._busiest_recent_session(log)
+    found, absent = bench_reports.SEARCH_TEXT, bench_reports.ABSENT_TEXT  # a few calls hold it; none does
     return [
         ("overview 7d", "/overview", "/api/overview"),
         ("overview 30d", "/overview?since=30d", "/api/overview?since=30d"),
+        ("overview 24h", "/overview?since=24h", "/api/overview?since=24h"),
         ("requests", "/requests", "/api/requests"),
         ("requests user=…", "/requests?user=user-0042", "/api/requests?user=user-0042"),
-        ("requests q=…", f"/requests?q={bench_reports.SEARCH_TEXT}", f"/api/requests?q={bench_reports.SEARCH_TEXT}"),
+        ("requests q=…", f"/requests?q={found}", f"/api/requests?q={found}"),
+        ("requests q=absent", f"/requests?q={absent}", f"/api/requests?q={absent}"),
         ("one request", f"/requests/{call}", f"/api/requests/{call}"),
         ("users", "/users", "/api/users"),
         ("properties", "/properties?by=workflow&then=step", "/api/properties?by=workflow&then=step"),
         ("sessions", "/sessions", "/api/sessions"),
         ("one session", f"/sessions/{session}", f"/api/sessions/{session}"),
         ("rate limits & cache", "/limits", "/api/limits"),
+        ("rate limits & cache 30d", "/limits?since=30d", "/api/limits?since=30d"),
     ]
 
 
@@ -91,22 +96,25 @@ def time_pages(directory: Path, runs: int, regenerate: bool) -> dict[str, Any]:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport=LAPTOP)
             for name, path, endpoint in pages(log):
-                page_s, api_s = [], []
+                page_s, wall_s, api_s = [], [], []
                 for run in range(runs + 1):  # the first is a warm-up (DuckDB's and the OS's caches)
                     started = time.perf_counter()
                     page.goto(base + path)
                     page.wait_for_selector("main[data-state]", timeout=120_000)
                     page.wait_for_function("Array.from(document.querySelectorAll('canvas'))"
                                            ".every(c => window.Chart && Chart.getChart(c))")
-                    state = page.get_attribute("main", "data-state")
-                    if state != "ready":
+                    waited = time.perf_counter() - started
+                    if page.get_attribute("main", "data-state") != "ready":
                         raise RuntimeError(f"{name}: {page.inner_text('main')[:300]}")
-                    elapsed = time.perf_counter() - started
+                    # From the navigation's start to the page drawn, as the page itself measures it (the shell
+                    # marks `llmtap:ready`); the wall time also holds the browser driver's own round trips.
+                    drawn_ms = page.evaluate("performance.getEntriesByName('llmtap:ready')[0].startTime")
                     api_elapsed = _get_s(base + endpoint)
                     if run:
-                        page_s.append(elapsed)
+                        page_s.append(drawn_ms / 1000)
+                        wall_s.append(waited)
                         api_s.append(api_elapsed)
-                results["pages"][name] = {"page_s": _stats(page_s), "api_s": _stats(api_s)}
+                results["pages"][name] = {"page_s": _stats(page_s), "wall_s": _stats(wall_s), "api_s": _stats(api_s)}
                 print(f"  {name}: {json.dumps(results['pages'][name])}", file=sys.stderr)
             browser.close()
     finally:
@@ -124,12 +132,12 @@ def print_pages(results: dict[str, Any]) -> None:
 
     table = Table(title=f"dashboard over {results['log']['rows']:,} rows with bodies; median / max of "
                         f"{results['runs']} runs (target: every page under {TARGET_S:g} s)", title_justify="left")
-    for column in ("page", "page drawn s", "endpoint alone s", "under target"):
+    for column in ("page", "drawn s", "driver's wall s", "endpoint alone s", "under target"):
         table.add_column(column, justify="left" if column == "page" else "right")
     for name, entry in results["pages"].items():
-        page_s, api_s = entry["page_s"], entry["api_s"]
-        table.add_row(name, f"{page_s['median']} / {page_s['max']}", f"{api_s['median']} / {api_s['max']}",
-                      "yes" if page_s["median"] < TARGET_S else "NO")
+        page_s, wall_s, api_s = entry["page_s"], entry["wall_s"], entry["api_s"]
+        table.add_row(name, f"{page_s['median']} / {page_s['max']}", f"{wall_s['median']} / {wall_s['max']}",
+                      f"{api_s['median']} / {api_s['max']}", "yes" if page_s["max"] < TARGET_S else "NO")
     Console(width=120).print(table)
 
 
