@@ -101,7 +101,8 @@ def test_new_calls_appear_on_an_open_page_without_a_reload(gateway, browser):
 
 def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
     """Four clients ask for the heaviest endpoints back to back while calls are made: each call's row still lands
-    within a few seconds (the writer shares the database with the dashboard's reads; nothing waits on a lock)."""
+    within a few seconds (the dashboard's own view of the log, which shares the writer's database, sees it), and a
+    reader in another process (an `llmtap` command) still gets its turn at the file."""
     stopping = threading.Event()
     answered = []
 
@@ -115,18 +116,24 @@ def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
         reader.start()
     try:
         time.sleep(0.5)
-        waits = []
+        landed_s, read_elsewhere_s = [], []
         for n in range(6):
             request_id = chat(gateway, f"written while the dashboard is read {n}")
             started = time.monotonic()
-            assert gateway.rows("request_id = ?", [request_id], timeout_s=10), f"call {n} never landed"
-            waits.append(time.monotonic() - started)
+            while get(f"{dashboard_url(gateway)}/api/requests/{request_id}")[0] != 200:
+                assert time.monotonic() - started < 15, f"call {n} never landed"
+                time.sleep(0.05)
+            landed_s.append(time.monotonic() - started)
+            started = time.monotonic()
+            assert gateway.rows("request_id = ?", [request_id], timeout_s=10)
+            read_elsewhere_s.append(time.monotonic() - started)
     finally:
         stopping.set()
         for reader in readers:
             reader.join()
     assert answered and set(answered) == {200}, set(answered)
-    assert max(waits) < 5, waits
+    assert max(landed_s) < 5, landed_s
+    assert max(read_elsewhere_s) < 5, read_elsewhere_s
 
 
 # ---------------------------------------------------------------------------------------------- beyond loopback

@@ -2,9 +2,12 @@
 who may read them. Tornado serves it on whichever asyncio loop is running it: mitmproxy's, inside the gateway, or its
 own for `llmtap dashboard`.
 
-- Reading the log never happens on the loop: each endpoint runs in a pool of `READERS` threads (DuckDB releases the
-  GIL while it computes), so a page that refreshes often queues its reads instead of piling them on the file, and
-  the gateway's calls are never held up by a page.
+- Reading the log never happens on the loop: each endpoint runs in a reader thread (DuckDB releases the GIL while it
+  computes), so a page that refreshes often queues its reads instead of piling them on the file, and the gateway's
+  calls are never held up by a page. In the gateway, one reader, which leaves the file alone for `READ_GAP_S` after
+  each read: DuckDB lets one process at a time hold the file, and the gateway's own reads must leave room for
+  `llmtap` commands in other processes (they wait for a free moment, polling every 50 ms), however hard the
+  dashboard is read. `llmtap dashboard` opens the file read-only, which other readers may share: two readers.
 - On loopback anyone on this machine may read it, as they may read the log file; a request whose `Host` is not the
   dashboard's own address is refused (a web page elsewhere cannot reach it through DNS rebinding). On any other
   address every endpoint asks for a gateway key (`Authorization: Bearer <key>`); the page asks for it once and keeps
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -36,7 +40,8 @@ from .api import ENDPOINTS, ApiError, Request, encode
 
 logger = logging.getLogger(__name__)
 
-READERS = 2  # reads of the log at once; more queue
+READERS = 2  # reads of the log at once in `llmtap dashboard`; more queue (in the gateway: one)
+READ_GAP_S = 0.1  # in the gateway, the file left to other processes after each read
 GATEWAY_RUNNING = ("a gateway is writing {log} now: open its own dashboard (listen.dashboard in its config), whose "
                    "reads never hold up its writes")
 PAGES = ("overview", "requests", "users", "properties", "sessions", "limits")
@@ -53,9 +58,10 @@ class DashboardServer:
     def __init__(self, log: Path, address: Address, keys: tuple[GatewayKey, ...], in_gateway: bool):
         self.log = log
         self.in_gateway = in_gateway
+        self.next_read_at = 0.0  # monotonic; in the gateway, no read starts before (READ_GAP_S after the last)
         self.address = address
         self.keys = keys if not address.is_loopback else ()
-        self.readers = ThreadPoolExecutor(READERS, thread_name_prefix="llmtap-dashboard")
+        self.readers = ThreadPoolExecutor(1 if in_gateway else READERS, thread_name_prefix="llmtap-dashboard")
         self._server: tornado.httpserver.HTTPServer | None = None
 
     @property
@@ -176,8 +182,13 @@ def _answer(function: Any, dashboard: DashboardServer, request: Request) -> str:
     if not log.exists():
         raise ApiError(503, f"no log yet at {log} (start the gateway and make a call)")
     try:
-        with queries.reading(log):  # one connection for all the page's queries
-            answer = function(log, request)
+        if dashboard.in_gateway:  # the file left free a moment after the last read, unless the writer holds it
+            time.sleep(max(0.0, dashboard.next_read_at - time.monotonic()))
+        try:
+            with queries.reading(log):  # one connection for all the page's queries
+                answer = function(log, request)
+        finally:
+            dashboard.next_read_at = time.monotonic() + READ_GAP_S
         return encode(answer)
     except ScopeError as e:
         raise ApiError(400, str(e)) from None
