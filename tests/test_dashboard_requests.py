@@ -113,6 +113,15 @@ def test_bad_cursor_unknown_and_ambiguous_ids(logged):
     assert status == 409 and "several" in answer["error"]
 
 
+def test_a_limit_that_is_not_a_plain_whole_number_is_a_400(logged):
+    gateway = logged[0]
+    # "²".isdigit() is True, yet int("²") fails: it was a 500
+    for endpoint, bad in [("requests", "501"), *((e, b) for e in ("requests", "sessions")
+                                                  for b in ("²", "٣", "1.5", "-1", "0"))]:
+        status, answer = get(gateway, endpoint, limit=bad)
+        assert status == 400 and answer["error"].startswith("limit: expected a whole number"), (endpoint, bad, answer)
+
+
 def test_one_call_has_its_turns_attempts_and_cost(logged):
     gateway, workload, marked, _ = logged
     status, one = get(gateway, f"requests/{marked[:12]}")
