@@ -90,6 +90,26 @@ def test_the_page_fetches_nothing_from_elsewhere(gateway, browser):
     assert origins and all(url.startswith(dashboard_url(gateway) + "/") for url in origins), origins
 
 
+def test_new_calls_appear_without_a_reload_and_leave_what_the_user_is_typing(gateway, browser):
+    """Live refresh: a call made while the Requests page is open shows up in its table by itself, and the refresh
+    keeps a filter being typed and the open custom-range form as they were (it used to wipe and close them)."""
+    page = browser.new_page()
+    try:
+        page.goto(dashboard_url(gateway) + "/requests")
+        page.wait_for_selector("main[data-state='ready']")
+        page.click("#filters-box summary")
+        page.fill("#filters input[name='model']", "half-typed-model")
+        page.click("#ranges button:has-text('custom')")
+        page.fill("#custom-range input[name='since']", "2026-01-02T03:04")
+        request_id = chat(gateway, "a call that lands while the page is open")
+        page.wait_for_selector(f"main a[href^='/requests/{request_id}']", timeout=20_000)
+        assert page.input_value("#filters input[name='model']") == "half-typed-model"
+        assert page.is_visible("#custom-range")
+        assert page.input_value("#custom-range input[name='since']") == "2026-01-02T03:04"
+    finally:
+        page.close()
+
+
 def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
     """Four clients ask for the heaviest endpoints back to back while calls are made: each call's row still lands
     within a few seconds (the writer shares the database with the dashboard's reads; nothing waits on a lock)."""

@@ -214,6 +214,11 @@ def test_older_and_newer_walk_every_call_once(page, logged):
     page.get_by_role("link", name="‹ Newer").click()
     page.wait_for_url("**after=*")
     expect(page.locator("td[data-col='time']")).to_have_text(first_pages[-2])
+    # Another time range starts the list again from the newest call: the cursor belonged to the old view.
+    page.click("#ranges button:has-text('30d')")
+    page.wait_for_url("**since=30d*")
+    assert "after=" not in page.url
+    expect(page.locator("td[data-col='time']")).to_have_text(first_pages[0])
 
 
 def test_a_row_opens_the_call_by_role_and_markup_stays_text(browser, page, logged, screenshot):

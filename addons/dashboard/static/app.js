@@ -75,22 +75,19 @@ function drawFilters() {
   document.getElementById('filter-count').textContent = active.length ? `(${active.length})` : '';
   document.getElementById('chips').replaceChildren(...active.map(([name, value]) => el('span', {class: 'chip'},
     `${name}: ${value}`, el('button', {type: 'button', 'aria-label': `remove ${name} ${value}`, onclick: () => {
-      const next = params();
-      const kept = next.getAll(name).filter((v) => v !== value);
-      next.delete(name);
-      for (const v of kept) next.append(name, v);
-      navigate(`${location.pathname}?${next}`);
+      navigate(withScope({[name]: params().getAll(name).filter((v) => v !== value)}));
     }}, '×'))));
 }
 
-/** The current URL with scope arguments replaced (`null` removes one); a page's own arguments that depend on the
- * rows shown (a cursor) are dropped. */
+/** The current URL with scope arguments replaced (`null` removes one, an array sets several values); a page's own
+ * arguments that depend on the rows shown (a cursor, either way) are dropped. */
 function withScope(changes) {
   const p = params();
   p.delete('before');
+  p.delete('after');
   for (const [k, v] of Object.entries(changes)) {
     p.delete(k);
-    if (v !== null && v !== '') p.append(k, v);
+    for (const one of [].concat(v ?? [])) if (one !== '') p.append(k, one);
   }
   const query = p.toString();
   return `${location.pathname}${query ? '?' + query : ''}`;
@@ -120,9 +117,13 @@ function wireControls() {
 
 async function render({quiet = false} = {}) {
   const id = ++renderId;
-  drawNav();
-  drawRanges();
-  drawFilters();
+  // A live refresh leaves the controls be: the URL has not changed, and redrawing them would wipe a filter or a
+  // custom range the user is typing (and close the custom-range form) every time a call lands.
+  if (!quiet) {
+    drawNav();
+    drawRanges();
+    drawFilters();
+  }
   const name = pageName();
   const title = PAGES.find(([page]) => page === name)[1];
   document.title = `${title} · llmtap`;
