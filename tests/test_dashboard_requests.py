@@ -196,6 +196,20 @@ def test_the_table_lists_the_calls_and_the_filter_bar_narrows_it(page, logged, s
     assert table_column(page, "user") == ["dora"] and "not counted" in page.inner_text("#requests-count")
 
 
+def test_applying_a_filter_keeps_the_urls_other_values(page, logged):
+    """A view reached by a link (two models, a status the list does not offer) keeps them when a filter is added."""
+    gateway = logged[0]
+    open_page(page, gateway, "/requests?model=gpt-4o-mini&model=claude-haiku-4-5&status=500")
+    page.click("#filters-box summary")
+    page.fill("#filters input[name='user']", "carol")
+    page.click("#filters button[type='submit']")
+    page.wait_for_url("**user=carol*")
+    page.wait_for_selector("main[data-state='ready']")
+    chips = [c.rsplit("×", 1)[0].strip() for c in page.locator("#chips .chip").all_inner_texts()]
+    assert sorted(chips) == ["model: claude-haiku-4-5", "model: gpt-4o-mini", "status: 500", "user: carol"]
+    assert table_column(page, "status") == ["500"] and table_column(page, "user") == ["carol"]
+
+
 def test_older_and_newer_walk_every_call_once(page, logged):
     gateway, _, _, newest_first = logged
     open_page(page, gateway, "/requests?limit=6")

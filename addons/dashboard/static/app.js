@@ -69,7 +69,14 @@ function isoLocal(value) {
 function drawFilters() {
   const p = params();
   const form = document.getElementById('filters');
-  for (const name of FILTERS) form.elements[name].value = p.getAll(name).slice(-1)[0] || '';
+  for (const name of FILTERS) {
+    const field = form.elements[name];
+    const value = p.getAll(name).slice(-1)[0] || '';
+    // A value the status list does not offer (a shared link's status=502) gets an option, or the field would show
+    // "any" and Apply would drop it.
+    if (field.tagName === 'SELECT' && ![...field.options].some((o) => o.value === value)) field.add(el('option', {}, value));
+    field.value = value;
+  }
   const active = [];
   for (const name of FILTERS) for (const value of p.getAll(name)) active.push([name, value]);
   document.getElementById('filter-count').textContent = active.length ? `(${active.length})` : '';
@@ -103,7 +110,9 @@ function wireControls() {
     e.preventDefault();
     const form = e.target;
     const changes = {};
-    for (const name of FILTERS) changes[name] = form.elements[name].value.trim() || null;
+    // A field edits its filter's newest value; the others (a repeated model, a property link's two properties) stay.
+    const p = params();
+    for (const name of FILTERS) changes[name] = [...p.getAll(name).slice(0, -1), form.elements[name].value.trim()];
     navigate(withScope(changes));
   });
   document.getElementById('clear-filters').addEventListener('click', () => {
