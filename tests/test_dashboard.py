@@ -61,14 +61,16 @@ def test_the_gateway_serves_the_dashboard_and_names_it_in_its_banner(gateway):
 def test_a_bad_argument_is_a_400_naming_it_and_an_unknown_endpoint_a_404(gateway):
     status, headers, body = get(dashboard_url(gateway) + "/api/seq?since=yesterdayish")
     assert status == 200  # /api/seq reads no scope: the argument is not its business
-    for endpoint in ("overview", "requests", "users"):
+    for endpoint in ("overview", "requests", "users", "properties", "sessions", "limits"):
         status, headers, body = get(f"{dashboard_url(gateway)}/api/{endpoint}?since=yesterdayish")
-        if status == 404:  # that page is not there yet: not this test's business either
-            continue
-        assert status == 400 and headers["content-type"].startswith("application/json")
+        assert status == 400 and headers["content-type"].startswith("application/json"), endpoint
         assert "since" in json.loads(body)["error"] and "yesterdayish" in json.loads(body)["error"]
-    status, _, body = get(dashboard_url(gateway) + "/api/no_such_thing")
-    assert status == 404 and "no endpoint /api/no_such_thing" in json.loads(body)["error"]
+    for name in ("no_such_thing", "Requests", "no-such-thing", ""):  # any name: a JSON 404, not tornado's HTML page
+        status, headers, body = get(f"{dashboard_url(gateway)}/api/{name}")
+        assert status == 404 and headers["content-type"].startswith("application/json"), name
+        assert f"no endpoint /api/{name}" in json.loads(body)["error"]
+    status, _, body = get(dashboard_url(gateway) + "/api/requests/")  # a trailing slash: the list, as without
+    assert status == 200 and "calls" in json.loads(body)
 
 
 def test_another_host_name_is_refused_so_a_web_page_elsewhere_cannot_read_it_by_dns_rebinding(gateway):
