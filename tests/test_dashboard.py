@@ -112,6 +112,23 @@ def test_new_calls_appear_without_a_reload_and_leave_what_the_user_is_typing(gat
         page.close()
 
 
+def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
+    """At phone width the nav shows all six pages (it used to run off the right edge from "Properties" on)."""
+    from browser import PHONE
+
+    page = browser.new_page(viewport=PHONE)
+    try:
+        page.goto(dashboard_url(gateway) + "/overview")
+        page.wait_for_selector("main[data-state]")
+        links = page.locator("#nav a")
+        assert links.count() == 6
+        for n in range(6):
+            box = links.nth(n).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], links.nth(n).inner_text()
+    finally:
+        page.close()
+
+
 def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
     """Four clients ask for the heaviest endpoints back to back while calls are made: each call's row still lands
     within a few seconds (the writer shares the database with the dashboard's reads; nothing waits on a lock)."""
