@@ -144,7 +144,9 @@ def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
     for reader in readers:
         reader.start()
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not answered and time.monotonic() < deadline:  # the readers are at it before the first call
+            time.sleep(0.01)
         waits = []
         for n in range(6):
             request_id = chat(gateway, f"written while the dashboard is read {n}")
