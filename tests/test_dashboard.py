@@ -112,6 +112,29 @@ def test_new_calls_appear_without_a_reload_and_leave_what_the_user_is_typing(gat
         page.close()
 
 
+def test_the_whole_throttling_table_stays_whole_while_calls_land(gateway, browser):
+    """Rate limits & cache: "Show all" keeps every row through the live refresh a new call brings (a button's
+    expansion used to fall back to the first 15 rows at the next call)."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-client", max_retries=0)
+
+    def call(model: str) -> None:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "headroom"}])
+
+    for n in range(16):  # one throttling row per model: more than the 15 shown at first
+        call(f"gpt-limits-{n:02}")
+    page = browser.new_page()
+    try:
+        page.goto(dashboard_url(gateway) + "/limits")
+        page.wait_for_selector("main[data-state='ready']")
+        page.get_by_text("Show all").click()
+        page.wait_for_selector("main[data-state='ready'] td[data-col='model'] >> text=gpt-limits-15")
+        call("gpt-limits-16")  # lands while the page is open: the page refreshes by itself
+        page.wait_for_selector("td[data-col='model'] >> text=gpt-limits-16", timeout=20_000)
+        assert page.locator("td[data-col='model']").filter(has_text="gpt-limits-").count() == 17
+    finally:
+        page.close()
+
+
 def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
     """At phone width the nav shows all six pages (it used to run off the right edge from "Properties" on)."""
     from browser import PHONE
