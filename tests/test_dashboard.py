@@ -135,6 +135,45 @@ def test_the_whole_throttling_table_stays_whole_while_calls_land(gateway, browse
         page.close()
 
 
+HOSTILE_USER = "<img src=x onerror=window.pwned=1>"
+HOSTILE_SESSION = "run/1%2F \"quoted\" 'x' <b>"
+HOSTILE_VALUE = "\"><script>window.pwned=2</script>"
+
+
+def test_markup_in_user_session_and_property_is_shown_as_text_on_every_page(gateway, browser):
+    """Log values that look like markup, quotes, `/` and `%` in a session id: each page shows them as text, links
+    to them work, and nothing runs."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-client", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hostile values"}],
+        extra_headers={"Helicone-User-Id": HOSTILE_USER, "Helicone-Session-Id": HOSTILE_SESSION,
+                       "Helicone-Property-Hostile": HOSTILE_VALUE})
+    request_id = raw.headers["helicone-id"]
+    assert gateway.rows("request_id = ?", [request_id], timeout_s=10)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        def shown(path: str) -> str:
+            page.goto(dashboard_url(gateway) + path)
+            page.wait_for_selector("main[data-state]")
+            assert page.get_attribute("main", "data-state") == "ready", (path, page.inner_text("main"))
+            return page.inner_text("main")
+
+        assert HOSTILE_USER in shown("/users")
+        assert HOSTILE_VALUE in shown("/properties?by=hostile")
+        page.goto(dashboard_url(gateway) + "/sessions")
+        page.wait_for_selector("main[data-state='ready']")
+        page.get_by_role("link", name=HOSTILE_SESSION).click()  # the id's `/` and `%` survive the link
+        page.wait_for_selector("main[data-state='ready'] .waterfall")
+        assert HOSTILE_SESSION in page.inner_text("main")
+        text = shown(f"/requests/{request_id}")
+        assert HOSTILE_USER in text and HOSTILE_SESSION in text and HOSTILE_VALUE in text
+        assert page.evaluate("window.pwned") is None and not errors, errors
+    finally:
+        page.close()
+
+
 def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
     """At phone width the nav shows all six pages (it used to run off the right edge from "Properties" on)."""
     from browser import PHONE
