@@ -80,6 +80,16 @@ def test_another_host_name_is_refused_so_a_web_page_elsewhere_cannot_read_it_by_
     assert get(dashboard_url(gateway) + "/api/seq", {"Host": f"localhost:{gateway.dashboard_port}"})[0] == 200
 
 
+def test_the_page_forbids_inline_script_and_framing(gateway):
+    """The page's Content-Security-Policy: scripts and styles from the dashboard only, none inline, never framed; so
+    even markup that reached the DOM could not run."""
+    status, headers, _ = get(dashboard_url(gateway) + "/requests")
+    policy = {d.split()[0]: d.split()[1:] for d in headers["content-security-policy"].split(";") if d.strip()}
+    assert status == 200 and policy["default-src"] == ["'self'"] and "script-src" not in policy
+    assert policy["frame-ancestors"] == ["'none'"] and "'unsafe-inline'" not in str(policy)
+    assert headers["x-content-type-options"] == "nosniff"
+
+
 def test_the_page_fetches_nothing_from_elsewhere(gateway, browser):
     """Offline: every script, style and font comes from the dashboard itself."""
     page = browser.new_page()
