@@ -63,10 +63,14 @@ def test_a_bad_argument_is_a_400_naming_it_and_an_unknown_endpoint_a_404(gateway
     assert status == 200  # /api/seq reads no scope: the argument is not its business
     for endpoint in ("overview", "requests", "users", "properties", "sessions", "limits"):
         status, headers, body = get(f"{dashboard_url(gateway)}/api/{endpoint}?since=yesterdayish")
-        assert status == 400 and headers["content-type"].startswith("application/json")
+        assert status == 400 and headers["content-type"].startswith("application/json"), endpoint
         assert "since" in json.loads(body)["error"] and "yesterdayish" in json.loads(body)["error"]
-    status, _, body = get(dashboard_url(gateway) + "/api/no_such_thing")
-    assert status == 404 and "no endpoint /api/no_such_thing" in json.loads(body)["error"]
+    for name in ("no_such_thing", "Requests", "no-such-thing", ""):  # any name: a JSON 404, not tornado's HTML page
+        status, headers, body = get(f"{dashboard_url(gateway)}/api/{name}")
+        assert status == 404 and headers["content-type"].startswith("application/json"), name
+        assert f"no endpoint /api/{name}" in json.loads(body)["error"]
+    status, _, body = get(dashboard_url(gateway) + "/api/requests/")  # a trailing slash: the list, as without
+    assert status == 200 and "calls" in json.loads(body)
 
 
 def test_another_host_name_is_refused_so_a_web_page_elsewhere_cannot_read_it_by_dns_rebinding(gateway):
@@ -74,6 +78,16 @@ def test_another_host_name_is_refused_so_a_web_page_elsewhere_cannot_read_it_by_
         status, _, body = get(dashboard_url(gateway) + path, {"Host": f"attacker.example:{gateway.dashboard_port}"})
         assert status == 403 and "its own address" in json.loads(body)["error"]
     assert get(dashboard_url(gateway) + "/api/seq", {"Host": f"localhost:{gateway.dashboard_port}"})[0] == 200
+
+
+def test_the_page_forbids_inline_script_and_framing(gateway):
+    """The page's Content-Security-Policy: scripts and styles from the dashboard only, none inline, never framed; so
+    even markup that reached the DOM could not run."""
+    status, headers, _ = get(dashboard_url(gateway) + "/requests")
+    policy = {d.split()[0]: d.split()[1:] for d in headers["content-security-policy"].split(";") if d.strip()}
+    assert status == 200 and policy["default-src"] == ["'self'"] and "script-src" not in policy
+    assert policy["frame-ancestors"] == ["'none'"] and "'unsafe-inline'" not in str(policy)
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_page_fetches_nothing_from_elsewhere(gateway, browser):
@@ -88,15 +102,103 @@ def test_the_page_fetches_nothing_from_elsewhere(gateway, browser):
     assert origins and all(url.startswith(dashboard_url(gateway) + "/") for url in origins), origins
 
 
-def test_new_calls_appear_on_an_open_page_without_a_reload(gateway, browser):
+def test_new_calls_appear_without_a_reload_and_leave_what_the_user_is_typing(gateway, browser):
+    """Live refresh: a call made while the Requests page is open shows up in its table by itself, and the refresh
+    keeps a filter being typed and the open custom-range form as they were (it used to wipe and close them)."""
     page = browser.new_page()
-    page.goto(dashboard_url(gateway) + "/requests?since=1h")
-    page.wait_for_selector("main[data-state=ready]")
-    page.evaluate("window.__same_page = true")  # gone if the page were loaded again
-    chat(gateway, "appears by itself", user="live-arrival")
-    page.wait_for_selector("td[data-col=user]:has-text('live-arrival')", timeout=20_000)
-    assert page.evaluate("window.__same_page") is True
-    page.close()
+    try:
+        page.goto(dashboard_url(gateway) + "/requests")
+        page.wait_for_selector("main[data-state='ready']")
+        page.click("#filters-box summary")
+        page.fill("#filters input[name='model']", "half-typed-model")
+        page.click("#ranges button:has-text('custom')")
+        page.fill("#custom-range input[name='since']", "2026-01-02T03:04")
+        request_id = chat(gateway, "a call that lands while the page is open")
+        page.wait_for_selector(f"main a[href^='/requests/{request_id}']", timeout=20_000)
+        assert page.input_value("#filters input[name='model']") == "half-typed-model"
+        assert page.is_visible("#custom-range")
+        assert page.input_value("#custom-range input[name='since']") == "2026-01-02T03:04"
+    finally:
+        page.close()
+
+
+def test_the_whole_throttling_table_stays_whole_while_calls_land(gateway, browser):
+    """Rate limits & cache: "Show all" keeps every row through the live refresh a new call brings (a button's
+    expansion used to fall back to the first 15 rows at the next call)."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-client", max_retries=0)
+
+    def call(model: str) -> None:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "headroom"}])
+
+    for n in range(16):  # one throttling row per model: more than the 15 shown at first
+        call(f"gpt-limits-{n:02}")
+    page = browser.new_page()
+    try:
+        page.goto(dashboard_url(gateway) + "/limits")
+        page.wait_for_selector("main[data-state='ready']")
+        page.get_by_text("Show all").click()
+        page.wait_for_selector("main[data-state='ready'] td[data-col='model'] >> text=gpt-limits-15")
+        call("gpt-limits-16")  # lands while the page is open: the page refreshes by itself
+        page.wait_for_selector("td[data-col='model'] >> text=gpt-limits-16", timeout=20_000)
+        assert page.locator("td[data-col='model']").filter(has_text="gpt-limits-").count() == 17
+    finally:
+        page.close()
+
+
+HOSTILE_USER = "<img src=x onerror=window.pwned=1>"
+HOSTILE_SESSION = "run/1%2F \"quoted\" 'x' <b>"
+HOSTILE_VALUE = "\"><script>window.pwned=2</script>"
+
+
+def test_markup_in_user_session_and_property_is_shown_as_text_on_every_page(gateway, browser):
+    """Log values that look like markup, quotes, `/` and `%` in a session id: each page shows them as text, links
+    to them work, and nothing runs."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-client", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hostile values"}],
+        extra_headers={"Helicone-User-Id": HOSTILE_USER, "Helicone-Session-Id": HOSTILE_SESSION,
+                       "Helicone-Property-Hostile": HOSTILE_VALUE})
+    request_id = raw.headers["helicone-id"]
+    assert gateway.rows("request_id = ?", [request_id], timeout_s=10)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        def shown(path: str) -> str:
+            page.goto(dashboard_url(gateway) + path)
+            page.wait_for_selector("main[data-state]")
+            assert page.get_attribute("main", "data-state") == "ready", (path, page.inner_text("main"))
+            return page.inner_text("main")
+
+        assert HOSTILE_USER in shown("/users")
+        assert HOSTILE_VALUE in shown("/properties?by=hostile")
+        page.goto(dashboard_url(gateway) + "/sessions")
+        page.wait_for_selector("main[data-state='ready']")
+        page.get_by_role("link", name=HOSTILE_SESSION).click()  # the id's `/` and `%` survive the link
+        page.wait_for_selector("main[data-state='ready'] .waterfall")
+        assert HOSTILE_SESSION in page.inner_text("main")
+        text = shown(f"/requests/{request_id}")
+        assert HOSTILE_USER in text and HOSTILE_SESSION in text and HOSTILE_VALUE in text
+        assert page.evaluate("window.pwned") is None and not errors, errors
+    finally:
+        page.close()
+
+
+def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
+    """At phone width the nav shows all six pages (it used to run off the right edge from "Properties" on)."""
+    from browser import PHONE
+
+    page = browser.new_page(viewport=PHONE)
+    try:
+        page.goto(dashboard_url(gateway) + "/overview")
+        page.wait_for_selector("main[data-state]")
+        links = page.locator("#nav a")
+        assert links.count() == 6
+        for n in range(6):
+            box = links.nth(n).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], links.nth(n).inner_text()
+    finally:
+        page.close()
 
 
 def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
@@ -115,7 +217,9 @@ def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
     for reader in readers:
         reader.start()
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not answered and time.monotonic() < deadline:  # the readers are at it before the first call
+            time.sleep(0.01)
         landed_s, read_elsewhere_s = [], []
         for n in range(6):
             request_id = chat(gateway, f"written while the dashboard is read {n}")

@@ -128,6 +128,10 @@ def test_overview_page_shows_the_figures_and_draws_spend_by_model(analytics, pag
     assert all(chart["width"] > 200 and chart["labels"] >= 60 for chart in drawn.values())
     models = {label for (label,) in gateway.query("SELECT DISTINCT coalesce(model, model_requested) FROM requests")}
     assert {d["label"] for d in drawn["Spend by model"]["datasets"]} == models  # the legend names every model
+    # the bars sum the priced calls only, and say so
+    calls, are = ("calls", "are") if unpriced > 1 else ("call", "is")
+    assert page.locator("section.panel:has(h2:text-is('Spend by model')) .note").inner_text() == (
+        f"{unpriced} {calls} without a price {are} not in the bars.")
     requests = next(d for d in drawn["Requests and errors"]["datasets"] if d["label"] == "requests")
     assert sum(requests["data"]) == workload.calls
     screenshot(page, "overview-laptop")

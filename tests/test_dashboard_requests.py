@@ -108,9 +108,23 @@ def test_bad_cursor_unknown_and_ambiguous_ids(logged):
         status, answer = get(gateway, "requests", before=bad)
         assert status == 400 and "cursor" in answer["error"], bad
     assert get(gateway, "requests/no-such-call")[0] == 404
+    # a text search pages older only: forward from a call deep in it would read every body since, unbudgeted
+    status, answer = get(gateway, "requests", q="mock", after="2026-11-01T00:00:00Z~abc")
+    assert status == 400 and "text search" in answer["error"]
+    status, answer = get(gateway, "requests", before="2999-01-01T00:00:00Z~")  # a time alone: the calls before it
+    assert status == 200 and len(answer["calls"]["rows"]) == min(len(newest_first), 50)
     prefix = next(a[:1] for a in newest_first if sum(b.startswith(a[:1]) for b in newest_first) > 1)
     status, answer = get(gateway, f"requests/{prefix}")
     assert status == 409 and "several" in answer["error"]
+
+
+def test_a_limit_that_is_not_a_plain_whole_number_is_a_400(logged):
+    gateway = logged[0]
+    # "²".isdigit() is True, yet int("²") fails: it was a 500
+    for endpoint, bad in [("requests", "501"), *((e, b) for e in ("requests", "sessions")
+                                                  for b in ("²", "٣", "1.5", "-1", "0"))]:
+        status, answer = get(gateway, endpoint, limit=bad)
+        assert status == 400 and answer["error"].startswith("limit: expected a whole number"), (endpoint, bad, answer)
 
 
 def test_one_call_has_its_turns_attempts_and_cost(logged):
@@ -187,6 +201,20 @@ def test_the_table_lists_the_calls_and_the_filter_bar_narrows_it(page, logged, s
     assert table_column(page, "user") == ["dora"] and "not counted" in page.inner_text("#requests-count")
 
 
+def test_applying_a_filter_keeps_the_urls_other_values(page, logged):
+    """A view reached by a link (two models, a status the list does not offer) keeps them when a filter is added."""
+    gateway = logged[0]
+    open_page(page, gateway, "/requests?model=gpt-4o-mini&model=claude-haiku-4-5&status=500")
+    page.click("#filters-box summary")
+    page.fill("#filters input[name='user']", "carol")
+    page.click("#filters button[type='submit']")
+    page.wait_for_url("**user=carol*")
+    page.wait_for_selector("main[data-state='ready']")
+    chips = [c.rsplit("×", 1)[0].strip() for c in page.locator("#chips .chip").all_inner_texts()]
+    assert sorted(chips) == ["model: claude-haiku-4-5", "model: gpt-4o-mini", "status: 500", "user: carol"]
+    assert table_column(page, "status") == ["500"] and table_column(page, "user") == ["carol"]
+
+
 def test_older_and_newer_walk_every_call_once(page, logged):
     gateway, _, _, newest_first = logged
     open_page(page, gateway, "/requests?limit=6")
@@ -205,6 +233,11 @@ def test_older_and_newer_walk_every_call_once(page, logged):
     page.get_by_role("link", name="‹ Newer").click()
     page.wait_for_url("**after=*")
     expect(page.locator("td[data-col='time']")).to_have_text(first_pages[-2])
+    # Another time range starts the list again from the newest call: the cursor belonged to the old view.
+    page.click("#ranges button:has-text('30d')")
+    page.wait_for_url("**since=30d*")
+    assert "after=" not in page.url
+    expect(page.locator("td[data-col='time']")).to_have_text(first_pages[0])
 
 
 def test_a_row_opens_the_call_by_role_and_markup_stays_text(browser, page, logged, screenshot):

@@ -58,7 +58,8 @@ class Request:
         text = self.arg(name)
         if text is None:
             return default
-        if not text.isdigit() or not low <= int(text) <= high:
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses (that was a 500)
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise ApiError(400, f"{name}: expected a whole number from {low} to {high}, got {text!r}")
         return int(text)
 

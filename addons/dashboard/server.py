@@ -100,7 +100,7 @@ def make_app(dashboard: DashboardServer) -> tornado.web.Application:
         (r"/favicon.ico", NoIconHandler),
         (rf"/({pages})(?:/[^/]*)?", PageHandler),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC)}),
-        (r"/api/([a-z_]+)(?:/(.+))?", ApiHandler),
+        (r"/api/([^/]*)(?:/(.*))?", ApiHandler),  # any name, so an unknown one gets ApiHandler's JSON 404
     ], **settings)
 
 
@@ -154,7 +154,7 @@ class ApiHandler(_Guarded):
             if function is None:
                 raise ApiError(404, f"no endpoint /api/{name}; there are {', '.join(sorted(ENDPOINTS))}")
             request = Request({k: [v.decode("utf-8", "replace") for v in vs]
-                               for k, vs in self.request.query_arguments.items()}, item)
+                               for k, vs in self.request.query_arguments.items()}, item or None)
             loop = asyncio.get_running_loop()
             body = await loop.run_in_executor(dashboard.readers, _answer, function, dashboard, request)
         except ApiError as e:

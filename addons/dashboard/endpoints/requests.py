@@ -22,8 +22,8 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
     """`/api/requests?<scope>&limit=50&before=<cursor>` (or `after=<cursor>`): `{"calls": Rows (newest first),
     "next": the cursor of the next older page or null, "newer": the cursor (an `after`) of the page just newer or
     null, "searched_since": with a text search that stopped before reading the whole scope, the time it read back
-    to (`next` then continues from there), "total": the scope's calls, or null with a text search (counting would
-    read every body)}`.
+    to (`next` then continues from there; a search pages older only, so it has no `newer`), "total": the scope's
+    calls, or null with a text search (counting would read every body)}`.
 
     `/api/requests/<id or its first characters>`: the call opened (see `one_call`)."""
     if request.item is not None:
@@ -33,6 +33,10 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
     before, after = _cursor(request, "before"), _cursor(request, "after")
     if before is not None and after is not None:
         raise ApiError(400, "give before or after, not both")
+    if scope.text and after is not None:
+        # Newer than a call deep in a search would read every body since then, unbudgeted: a search pages older
+        # only (the page offers « Newest, and the browser's Back returns to the pages seen).
+        raise ApiError(400, "after: a text search pages from the newest calls back (use before), not forward")
     # One row more than shown says whether there is a page beyond this one. A text search reads bodies newest first
     # for at most SEARCH_BUDGET_S, so the page draws within a second; older calls are searched on "Older".
     searched_since = None
@@ -56,7 +60,7 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
     return {"calls": page,
             "next": next_cursor,
             "searched_since": searched_since if next_cursor and searched_since is not None and not beyond else None,
-            "newer": encode_cursor(rows[0]) if newer and rows else None,
+            "newer": encode_cursor(rows[0]) if newer and rows and not scope.text else None,
             "total": queries.count_calls(log, scope)}
 
 

@@ -69,28 +69,32 @@ function isoLocal(value) {
 function drawFilters() {
   const p = params();
   const form = document.getElementById('filters');
-  for (const name of FILTERS) form.elements[name].value = p.getAll(name).slice(-1)[0] || '';
+  for (const name of FILTERS) {
+    const field = form.elements[name];
+    const value = p.getAll(name).slice(-1)[0] || '';
+    // A value the status list does not offer (a shared link's status=502) gets an option, or the field would show
+    // "any" and Apply would drop it.
+    if (field.tagName === 'SELECT' && ![...field.options].some((o) => o.value === value)) field.add(el('option', {}, value));
+    field.value = value;
+  }
   const active = [];
   for (const name of FILTERS) for (const value of p.getAll(name)) active.push([name, value]);
   document.getElementById('filter-count').textContent = active.length ? `(${active.length})` : '';
   document.getElementById('chips').replaceChildren(...active.map(([name, value]) => el('span', {class: 'chip'},
     `${name}: ${value}`, el('button', {type: 'button', 'aria-label': `remove ${name} ${value}`, onclick: () => {
-      const next = params();
-      const kept = next.getAll(name).filter((v) => v !== value);
-      next.delete(name);
-      for (const v of kept) next.append(name, v);
-      navigate(`${location.pathname}?${next}`);
+      navigate(withScope({[name]: params().getAll(name).filter((v) => v !== value)}));
     }}, '×'))));
 }
 
-/** The current URL with scope arguments replaced (`null` removes one); a page's own arguments that depend on the
- * rows shown (a cursor) are dropped. */
+/** The current URL with scope arguments replaced (`null` removes one, an array sets several values); a page's own
+ * arguments that depend on the rows shown (a cursor, either way) are dropped. */
 function withScope(changes) {
   const p = params();
   p.delete('before');
+  p.delete('after');
   for (const [k, v] of Object.entries(changes)) {
     p.delete(k);
-    if (v !== null && v !== '') p.append(k, v);
+    for (const one of [].concat(v ?? [])) if (one !== '') p.append(k, one);
   }
   const query = p.toString();
   return `${location.pathname}${query ? '?' + query : ''}`;
@@ -106,7 +110,9 @@ function wireControls() {
     e.preventDefault();
     const form = e.target;
     const changes = {};
-    for (const name of FILTERS) changes[name] = form.elements[name].value.trim() || null;
+    // A field edits its filter's newest value; the others (a repeated model, a property link's two properties) stay.
+    const p = params();
+    for (const name of FILTERS) changes[name] = [...p.getAll(name).slice(0, -1), form.elements[name].value.trim()];
     navigate(withScope(changes));
   });
   document.getElementById('clear-filters').addEventListener('click', () => {
@@ -120,9 +126,13 @@ function wireControls() {
 
 async function render({quiet = false} = {}) {
   const id = ++renderId;
-  drawNav();
-  drawRanges();
-  drawFilters();
+  // A live refresh leaves the controls be: the URL has not changed, and redrawing them would wipe a filter or a
+  // custom range the user is typing (and close the custom-range form) every time a call lands.
+  if (!quiet) {
+    drawNav();
+    drawRanges();
+    drawFilters();
+  }
   const name = pageName();
   const title = PAGES.find(([page]) => page === name)[1];
   document.title = `${title} · llmtap`;

@@ -1,7 +1,7 @@
 // The rate limits & cache page: throttling per provider, model and key, providers' headroom and the 429s over
 // time, and what the cache answered and saved, all from /api/limits (analytics/limits.py, overview.py).
 import {
-  api, cards, chart, coloured, el, empty, href, int, pct, periodLabel, rowsOf, section, table, time, usd,
+  api, cards, chart, coloured, el, empty, href, int, link, params, pct, periodLabel, rowsOf, section, table, time, usd,
 } from '../ui.js';
 
 const seconds = (value) => (value === null || value === undefined ? '–' :
@@ -23,16 +23,13 @@ const THROTTLING_COLUMNS = [
 
 const FIRST_ROWS = 15;  // the most throttled first; the rest behind a button, so the charts stay in reach
 
-/** The throttling table, its first rows shown (the most throttled, as the query orders them), the rest on demand. */
+/** The throttling table, its first rows shown (the most throttled, as the query orders them), all with `all=1` in
+ * the URL (as the Users page does: a live refresh keeps it, where a button's expansion was undone by the next call). */
 function throttlingTable(rows) {
   if (!rows.length) return empty('No 429s and no rate-limit headers in this range.');
-  const shown = table(THROTTLING_COLUMNS, rows.slice(0, FIRST_ROWS));
-  if (rows.length <= FIRST_ROWS) return shown;
-  const more = el('button', {type: 'button', onclick: () => {
-    shown.replaceWith(table(THROTTLING_COLUMNS, rows));
-    more.remove();
-  }}, `Show all ${int(rows.length)} rows`);
-  return el('div', {}, shown, el('p', {class: 'muted'}, more));
+  if (rows.length <= FIRST_ROWS || params().get('all') === '1') return table(THROTTLING_COLUMNS, rows);
+  return el('div', {}, table(THROTTLING_COLUMNS, rows.slice(0, FIRST_ROWS)),
+    el('p', {class: 'muted'}, link(href('limits', {all: '1'}), `Show all ${int(rows.length)} rows`)));
 }
 
 export async function render() {

@@ -15,7 +15,7 @@ export async function render() {
     return content;
   }
   const labels = series.map((row) => periodLabel(row.bucket, step));
-  content.push(spendChart(labels, series, rowsOf(answer.spend_by_model)),
+  content.push(spendChart(labels, series, rowsOf(answer.spend_by_model), summary.unpriced),
     el('div', {class: 'grid2'},
       chart('Requests and errors', {type: 'line', data: {labels, datasets: coloured([
         {label: 'requests', data: series.map((row) => row.requests)},
@@ -53,8 +53,9 @@ function kpis(s) {
   ];
 }
 
-/** Spend per bucket, one stacked bar per model (the top models by cost, then `other`), in the buckets of `labels`. */
-function spendChart(labels, series, rows) {
+/** Spend per bucket, one stacked bar per model (the top models by cost, then `other`), in the buckets of `labels`;
+ * a note says how many calls the bars leave out for want of a price. */
+function spendChart(labels, series, rows, unpriced) {
   const index = new Map(series.map((row, i) => [row.bucket, i]));
   const models = new Map();  // model -> data, in rank order (the rows come so)
   for (const row of [...rows].sort((a, b) => a.rank - b.rank)) {
@@ -63,6 +64,11 @@ function spendChart(labels, series, rows) {
     models.get(name)[index.get(row.bucket)] = row.cost_usd === null ? null : Number(row.cost_usd);
   }
   const datasets = coloured([...models].map(([label, data]) => ({label, data})));
-  return chart('Spend by model', {type: 'bar', data: {labels, datasets}, options: {stacked: true}},
+  const box = chart('Spend by model', {type: 'bar', data: {labels, datasets}, options: {stacked: true}},
     {yFormat: usd, height: 280});
+  if (unpriced) {
+    box.append(el('p', {class: 'note muted'}, `${int(unpriced)} ${unpriced === 1 ? 'call' : 'calls'} without a price ` +
+      `${unpriced === 1 ? 'is' : 'are'} not in the bars.`));
+  }
+  return box;
 }
