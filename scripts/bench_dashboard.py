@@ -20,14 +20,10 @@ Results print as a table and are written as JSON (`--json`, default DIR/bench-da
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -145,38 +141,14 @@ def print_pages(results: dict[str, Any]) -> None:
 
 def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float, readers: int,
                regenerate: bool) -> dict[str, Any]:
-    source, about = bench_reports.ensure_log(directory, "1m", regenerate)
-    workdir = Path(tempfile.mkdtemp(prefix="llmtap-bench-dashboard-"))
-    processes: list[subprocess.Popen] = []
-    try:
-        log = workdir / "data" / "llmtap.duckdb"
-        log.parent.mkdir()
-        shutil.copyfile(source, log)  # the gateway adds rows: the benchmark's log stays as made
-        mock = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        processes.append(mock)
-        assert mock.stdout is not None
-        mock_url = mock.stdout.readline().split()[1]
-        gateway_port, dashboard_port = free_port(), free_port()
-        config = bench_reports.write_config(workdir, log, {
-            "listen": {"proxy": f"127.0.0.1:{free_port()}", "gateway": f"127.0.0.1:{gateway_port}",
-                       "dashboard": f"127.0.0.1:{dashboard_port}"},
-            "providers": {"openai": {"upstream": mock_url}},
-        })
-        gateway = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config), "--", "-q"],
-                                   env={**os.environ, "OPENAI_API_KEY": "sk-bench-env"}, cwd=workdir,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        processes.append(gateway)
-        wait_for_port(gateway_port, timeout_s=60)
-        wait_for_port(dashboard_port, timeout_s=60)
-        endpoints = [f"http://127.0.0.1:{dashboard_port}{endpoint}" for _, _, endpoint in pages(log)]
-
+    with bench_reports.gateway_over_copy(directory, regenerate, dashboard=True) as loaded:
+        endpoints = [f"http://127.0.0.1:{loaded.dashboard_port}{endpoint}" for _, _, endpoint in pages(loaded.log)]
         phases = {}
         for name, reading in (("load", False), ("load+dashboard", True)):
             phase = bench_reports.Phase(name)
             stop = threading.Event()
-            threads = [*bench_reports.load(gateway_port, rate_per_s, clients, stop, phase),
-                       bench_reports.probe(gateway_port, log, stop, phase)]
+            threads = [*bench_reports.load(loaded.gateway_port, rate_per_s, clients, stop, phase),
+                       bench_reports.probe(loaded.gateway_port, loaded.log, stop, phase)]
             reads: list[float] = []
             if reading:
                 threads += [threading.Thread(target=_read_all, args=(endpoints, stop, reads), daemon=True)
@@ -186,19 +158,13 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
             started = time.perf_counter()
             stop.wait(seconds)
             stop.set()
-            for thread in threads:
-                thread.join(120)
-            phase.seconds = time.perf_counter() - started
-            phase.load_average = os.getloadavg()[0]
+            phase.finish(threads, started, join_s=120)
             summary = phase.summary()
             summary["dashboard_reads"] = bench_reports._percentiles(reads, digits=3)
             phases[name] = summary
             print(f"  {name}: {json.dumps(summary)}", file=sys.stderr)
-        return {"log": about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds, "readers": readers,
-                "phases": phases}
-    finally:
-        stop_all(processes, timeout_s=60)
-        shutil.rmtree(workdir, ignore_errors=True)
+        return {"log": loaded.about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds,
+                "readers": readers, "phases": phases}
 
 
 def _read_all(endpoints: list[str], stop: threading.Event, reads: list[float]) -> None:
@@ -232,30 +198,19 @@ def print_under_load(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--dir", type=Path, help="where the benchmark logs are kept and reused "
-                                                 "(default: a directory under the system's temp directory)")
-    parser.add_argument("--regenerate", action="store_true", help="make the log again even when it exists")
-    parser.add_argument("--runs", type=int, default=5, help="loads per page, after one warm-up")
+    parser = bench_reports.arguments((__doc__ or "").splitlines()[0])
     parser.add_argument("--under-load", action="store_true", help="measure a gateway's writes while it is read")
-    parser.add_argument("--rate", type=float, default=100, help="calls per second under load")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent callers under load")
-    parser.add_argument("--seconds", type=float, default=30, help="length of each phase under load")
     parser.add_argument("--readers", type=int, default=2, help="dashboard clients reading without pause")
-    parser.add_argument("--json", type=Path, help="where to write the results (default DIR/bench-dashboard.json)")
     opts = parser.parse_args()
-    directory = opts.dir or Path(tempfile.gettempdir()) / "llmtap-bench-reports"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = bench_reports.logs_dir(opts)
     if opts.under_load:
         results = under_load(directory, opts.rate, opts.clients, opts.seconds, opts.readers, opts.regenerate)
         print_under_load(results)
-        out = opts.json or directory / "bench-dashboard-under-load.json"
+        bench_reports.write_results(results, opts.json or directory / "bench-dashboard-under-load.json")
     else:
         results = time_pages(directory, opts.runs, opts.regenerate)
         print_pages(results)
-        out = opts.json or directory / "bench-dashboard.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nresults: {out}")
+        bench_reports.write_results(results, opts.json or directory / "bench-dashboard.json")
 
 
 if __name__ == "__main__":

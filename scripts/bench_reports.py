@@ -34,7 +34,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -246,6 +247,13 @@ class Phase:
     seconds: float = 0.0
     load_average: float = 0.0  # of the machine over the last minute, at the phase's end
 
+    def finish(self, threads: list[threading.Thread], started: float, join_s: float = 90) -> None:
+        """The phase's threads joined (its `stop` set already) and its length and the machine's load noted."""
+        for thread in threads:
+            thread.join(join_s)
+        self.seconds = time.perf_counter() - started
+        self.load_average = os.getloadavg()[0]
+
     def summary(self) -> dict[str, Any]:
         return {"calls": len(self.call_s), "call_errors": self.call_errors,
                 "calls_per_s": round(len(self.call_s) / self.seconds, 1) if self.seconds else 0,
@@ -342,7 +350,10 @@ def reader_loop(commands: list[Report], config: Path, stop: threading.Event, pha
         done += 1
 
 
-def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float, regenerate: bool) -> dict[str, Any]:
+@contextmanager
+def gateway_over_copy(directory: Path, regenerate: bool, dashboard: bool = False) -> Iterator[LoadedGateway]:
+    """A real gateway (`llmtap start`, provider = scripts/mock_provider.py) logging into a copy of the 1M-row log,
+    with its dashboard when asked; stopped, and the copy removed, at the end."""
     source, about = ensure_log(directory, "1m", regenerate)
     workdir = Path(tempfile.mkdtemp(prefix="llmtap-bench-load-"))
     processes: list[subprocess.Popen] = []
@@ -355,9 +366,10 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
         processes.append(mock)
         assert mock.stdout is not None
         mock_url = mock.stdout.readline().split()[1]
-        gateway_port = free_port()
+        gateway_port, dashboard_port = free_port(), free_port()
         config = write_config(workdir, log, {
-            "listen": {"proxy": f"127.0.0.1:{free_port()}", "gateway": f"127.0.0.1:{gateway_port}"},
+            "listen": {"proxy": f"127.0.0.1:{free_port()}", "gateway": f"127.0.0.1:{gateway_port}",
+                       "dashboard": f"127.0.0.1:{dashboard_port}" if dashboard else "off"},
             "providers": {"openai": {"upstream": mock_url}},
         })
         gateway = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config), "--", "-q"],
@@ -365,6 +377,26 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(gateway)
         wait_for_port(gateway_port, timeout_s=60)
+        if dashboard:
+            wait_for_port(dashboard_port, timeout_s=60)
+        yield LoadedGateway(about, log, config, gateway_port, dashboard_port if dashboard else None)
+    finally:
+        stop_all(processes, timeout_s=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class LoadedGateway:
+    about: dict[str, Any]  # the log copied: rows, bytes, ...
+    log: Path
+    config: Path
+    gateway_port: int
+    dashboard_port: int | None
+
+
+def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float, regenerate: bool) -> dict[str, Any]:
+    with gateway_over_copy(directory, regenerate) as loaded:
+        log, config, gateway_port = loaded.log, loaded.config, loaded.gateway_port
         commands = [r for r in reports(log) if r.name in ("sql count", "costs --by model", "logs -n 20")]
 
         phases = []
@@ -387,17 +419,11 @@ def under_load(directory: Path, rate_per_s: float, clients: int, seconds: float,
             else:
                 stop.wait(seconds)
                 stop.set()
-            for thread in threads:
-                thread.join(90)
-            phase.seconds = time.perf_counter() - started
-            phase.load_average = os.getloadavg()[0]
+            phase.finish(threads, started)
             phases.append(phase)
             print(f"  {name}: {json.dumps(phase.summary())}", file=sys.stderr)
-        return {"log": about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds,
+        return {"log": loaded.about, "rate_per_s": rate_per_s, "clients": clients, "seconds": seconds,
                 "phases": {phase.name: phase.summary() for phase in phases}}
-    finally:
-        stop_all(processes, timeout_s=60)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def print_under_load(results: dict[str, Any]) -> None:
@@ -428,35 +454,49 @@ def print_under_load(results: dict[str, Any]) -> None:
     Console(width=160).print(table)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def arguments(description: str, default_runs: int = 5) -> argparse.ArgumentParser:
+    """The options every benchmark over the generated logs takes: where the logs are, runs, and the load's shape."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dir", type=Path, help="where the benchmark logs are kept and reused "
                                                  "(default: a directory under the system's temp directory)")
     parser.add_argument("--regenerate", action="store_true", help="make the logs again even when they exist")
-    parser.add_argument("--sizes", default="1m,10m", help="which logs to time: 1m (with bodies), 10m (without)")
-    parser.add_argument("--runs", type=int, default=5, help="runs per measurement, after one warm-up")
-    parser.add_argument("--under-load", action="store_true", help="measure reads while a gateway writes instead")
+    parser.add_argument("--runs", type=int, default=default_runs, help="runs per measurement, after one warm-up")
     parser.add_argument("--rate", type=float, default=100, help="calls per second under load")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients under load")
     parser.add_argument("--seconds", type=float, default=30, help="length of each loaded phase")
-    parser.add_argument("--json", type=Path, help="where to write the results (default DIR/bench-reports.json)")
-    opts = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="where to write the results (default: in DIR)")
+    return parser
+
+
+def logs_dir(opts: argparse.Namespace) -> Path:
     directory = opts.dir or Path(tempfile.gettempdir()) / "llmtap-bench-reports"
     directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {out}")
+
+
+def main() -> None:
+    parser = arguments((__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="1m,10m", help="which logs to time: 1m (with bodies), 10m (without)")
+    parser.add_argument("--under-load", action="store_true", help="measure reads while a gateway writes instead")
+    opts = parser.parse_args()
+    directory = logs_dir(opts)
     if opts.under_load:
         results = under_load(directory, opts.rate, opts.clients, opts.seconds, opts.regenerate)
         print_under_load(results)
-        out = opts.json or directory / "bench-under-load.json"
-    else:
-        sizes = [s.strip() for s in opts.sizes.split(",") if s.strip()]
-        unknown = [s for s in sizes if s not in SIZES]
-        if unknown:
-            parser.error(f"--sizes: expected 1m and/or 10m, got {', '.join(unknown)}")
-        results = time_reports(directory, sizes, opts.runs, opts.regenerate)
-        print_reports(results)
-        out = opts.json or directory / "bench-reports.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nresults: {out}")
+        write_results(results, opts.json or directory / "bench-under-load.json")
+        return
+    sizes = [s.strip() for s in opts.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"--sizes: expected 1m and/or 10m, got {', '.join(unknown)}")
+    results = time_reports(directory, sizes, opts.runs, opts.regenerate)
+    print_reports(results)
+    write_results(results, opts.json or directory / "bench-reports.json")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import openai
 import pytest
 import yaml
 
-from conftest import Gateway, free_port, free_ports, stop, wait_for_port
+from conftest import Gateway, free_port, stop, wait_for_port
 
 GATEWAY_KEY = "gk-dashboard-test-0123456789"
 
@@ -242,37 +242,44 @@ def test_reading_the_dashboard_hard_never_holds_up_the_gateways_writes(gateway):
 
 # ---------------------------------------------------------------------------------------------- beyond loopback
 
-def write_config(workdir: Path, mock_url: str, listen: dict[str, str], keys: bool) -> Path:
-    config: dict[str, Any] = {"listen": listen, "certs": "certs", "storage": {"path": "data/llmtap.duckdb"},
+def write_config(workdir: Path, mock_url: str, dashboard: str, keys: bool) -> tuple[Path, int]:
+    """A config with the gateway way in on a free loopback port (no proxy way in) and the dashboard at `dashboard`
+    (HOST:PORT); with `keys`, one gateway key. The config's path and the gateway's port."""
+    gateway_port = free_port()
+    config: dict[str, Any] = {"listen": {"proxy": "off", "gateway": f"127.0.0.1:{gateway_port}", "dashboard": dashboard},
+                              "certs": "certs", "storage": {"path": "data/llmtap.duckdb"},
                               "providers": {"openai": {"upstream": mock_url}}}
     if keys:
         config["gateway"] = {"keys": [{"owner": "dash", "key": GATEWAY_KEY}]}
     path = workdir / "llmtap.yaml"
     path.write_text(yaml.safe_dump(config))
-    return path
+    return path, gateway_port
 
 
 def test_a_dashboard_other_machines_could_reach_will_not_start_without_gateway_keys(tmp_path, mock_provider):
-    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{free_port()}",
-                                                        "dashboard": f"0.0.0.0:{free_port()}"}, keys=False)
+    config, _ = write_config(tmp_path, mock_provider.url, f"0.0.0.0:{free_port()}", keys=False)
     result = subprocess.run([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "listen.dashboard" in result.stderr and "gateway.keys must be set" in result.stderr
 
 
+def launch(log: Path, command: str, config: Path) -> tuple[subprocess.Popen, Path]:
+    """`llmtap <command> --config <config>` in the background, its output into `log` (started in its directory)."""
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", command, "--config", str(config)],
+                                   cwd=log.parent, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "OPENAI_API_KEY": "sk-llmtap-own"})
+    return process, log
+
+
 @pytest.fixture(scope="module")
 def exposed_dashboard(tmp_path_factory, mock_provider):
     """A gateway whose dashboard listens on all addresses (reached here on loopback only), with a gateway key."""
     tmp_path = tmp_path_factory.mktemp("exposed")
-    gateway_port, dashboard_port = free_ports(2)
-    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{gateway_port}",
-                                                        "dashboard": f"0.0.0.0:{dashboard_port}"}, keys=True)
-    log = tmp_path / "gateway.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)],
-                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "OPENAI_API_KEY": "sk-llmtap-own"})
+    dashboard_port = free_port()
+    config, gateway_port = write_config(tmp_path, mock_provider.url, f"0.0.0.0:{dashboard_port}", keys=True)
+    process, log = launch(tmp_path / "gateway.log", "start", config)
     try:
         wait_for_port(gateway_port, process, log)
         wait_for_port(dashboard_port, process, log)
@@ -316,10 +323,7 @@ def test_llmtap_dashboard_serves_a_stopped_gateways_log_and_stops_on_sigterm(fre
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "a gateway is writing" in refused.stderr and "own dashboard" in refused.stderr
     assert gateway.stop() == 0
-    log = gateway.workdir / "dashboard.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config",
-                                    str(gateway.config_path)], stdout=out, stderr=subprocess.STDOUT)
+    process, log = launch(gateway.workdir / "dashboard.log", "dashboard", gateway.config_path)
     try:
         wait_for_port(gateway.dashboard_port, process, log)
         assert f"Open http://127.0.0.1:{gateway.dashboard_port}/" in log.read_text()
@@ -346,13 +350,9 @@ def test_llmtap_dashboard_serves_a_stopped_gateways_log_and_stops_on_sigterm(fre
 
 
 def test_llmtap_dashboard_says_in_one_line_when_its_address_is_taken_or_there_is_no_log(tmp_path, mock_provider):
-    gateway_port, dashboard_port = free_ports(2)
-    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{gateway_port}",
-                                                        "dashboard": f"127.0.0.1:{dashboard_port}"}, keys=False)
-    log = tmp_path / "first.log"
-    with log.open("w") as out:
-        first = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
-                                 stdout=out, stderr=subprocess.STDOUT)
+    dashboard_port = free_port()
+    config, _ = write_config(tmp_path, mock_provider.url, f"127.0.0.1:{dashboard_port}", keys=False)
+    first, log = launch(tmp_path / "first.log", "dashboard", config)
     try:
         wait_for_port(dashboard_port, first, log)
         status, _, body = get(f"http://127.0.0.1:{dashboard_port}/api/seq")
@@ -373,8 +373,7 @@ def test_a_gateway_whose_dashboard_address_is_taken_says_so_and_does_not_start(t
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    config = write_config(tmp_path, mock_provider.url, {"proxy": "off", "gateway": f"127.0.0.1:{free_port()}",
-                                                        "dashboard": f"127.0.0.1:{taken}"}, keys=False)
+    config, _ = write_config(tmp_path, mock_provider.url, f"127.0.0.1:{taken}", keys=False)
     try:
         result = subprocess.run([sys.executable, "-m", "llmtap.cli", "start", "--config", str(config)], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=60)
