@@ -64,6 +64,12 @@ class Address:
         return f"{self.host}:{self.port}"
 
     @property
+    def http_url(self) -> str:
+        """`http://host:port/`, an IPv6 host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
     def is_loopback(self) -> bool:
         if self.host == "localhost":
             return True

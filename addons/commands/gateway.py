@@ -93,12 +93,6 @@ def gateway_url(config: Config) -> str:
     return f"http://{config.gateway_listen}"
 
 
-def dashboard_url(config: Config) -> str:
-    address = config.dashboard_listen
-    host = f"[{address.host}]" if address and ":" in address.host else address.host if address else ""
-    return f"http://{host}:{address.port if address else ''}/"
-
-
 def ca_paths(config: Config) -> tuple[Path, Path]:
     return (config.certs_dir / CA_CERT).resolve(), (config.certs_dir / CA_BUNDLE).resolve()
 
@@ -157,7 +151,7 @@ def banner(config: Config, web: bool) -> str:
     if config.gateway_listen:
         lines.append(f"  gateway way in   {gateway_url(config)}/v1   (base_url: llmtap adds the provider keys)")
     if config.dashboard_listen:
-        lines.append(f"  dashboard        {dashboard_url(config)}")
+        lines.append(f"  dashboard        {config.dashboard_listen.http_url}")
     lines += [
         f"  CA               {ca}",
         f"  log              {config.storage_path}",

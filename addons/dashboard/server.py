@@ -66,8 +66,7 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.address.host}]" if ":" in self.address.host else self.address.host
-        return f"http://{host}:{self.address.port}/"
+        return self.address.http_url
 
     def start(self) -> None:
         """Listen (on the running asyncio loop); raises OSError when the address cannot be had."""
@@ -93,7 +92,7 @@ class DashboardServer:
 
 
 def make_app(dashboard: DashboardServer) -> tornado.web.Application:
-    settings: dict[str, Any] = {"dashboard": dashboard, "compress_response": True, "static_path": None}
+    settings: dict[str, Any] = {"dashboard": dashboard, "compress_response": True}
     pages = "|".join(PAGES)
     return tornado.web.Application([
         (r"/", tornado.web.RedirectHandler, {"url": "/overview", "permanent": False}),
@@ -116,7 +115,6 @@ class _Guarded(tornado.web.RequestHandler):
                         "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
-
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None))[1]
@@ -171,7 +169,6 @@ class ApiHandler(_Guarded):
         if scheme.lower() != "bearer" or gateway_key_for(presented.strip(), dashboard.keys) is None:
             self.set_header("WWW-Authenticate", 'Bearer realm="llmtap dashboard"')
             raise ApiError(401, "this dashboard asks for a gateway key (Authorization: Bearer <key>)")
-
 
 
 def _answer(function: Any, dashboard: DashboardServer, request: Request) -> str:
