@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from genai_prices import Usage, calc_price
+from genai_prices.types import PriceCalculation
 
 from .config import PriceOverride
 
@@ -104,9 +105,14 @@ def _count(tokens: float | Decimal | None) -> int | None:
 def _genai_price(prices_provider: str, model: str, usage_items: tuple, minute: datetime) -> Decimal | None:
     # Calls repeat the same usage often (cache hits, fixed prompts); genai-prices takes ~0.1 ms a price. Prices
     # are looked up for the minute of the call: a price change takes effect at most a minute late.
+    calculation = _calculation(Usage(**dict(usage_items)), model, prices_provider, minute)
+    return None if calculation is None else calculation.total_price
+
+
+def _calculation(usage: Usage, model: str, prices_provider: str, when: datetime) -> PriceCalculation | None:
+    """genai-prices' price of `usage` (its total and parts), or None when it has no price for the model."""
     try:
-        return calc_price(Usage(**dict(usage_items)), model, provider_id=prices_provider,
-                          genai_request_timestamp=minute).total_price
+        return calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
     except LookupError:
         return None
 
@@ -125,7 +131,7 @@ def cost_split(tokens: Priced, model: str, prices_provider: str, when: datetime)
     usage = Usage(input_tokens=tokens.input_tokens, output_tokens=tokens.output_tokens,
                   cache_read_tokens=tokens.cached_input_tokens, cache_write_tokens=tokens.cache_write_input_tokens)
     try:
-        split = calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
-    except (LookupError, ValueError):
+        split = _calculation(usage, model, prices_provider, when)
+    except ValueError:  # usage genai-prices cannot price
         return None
-    return split.input_price, split.output_price
+    return None if split is None else (split.input_price, split.output_price)

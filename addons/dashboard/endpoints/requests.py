@@ -53,13 +53,15 @@ def requests(log: Path, request: Request) -> dict[str, Any]:
         beyond, rows = len(rows) > limit, rows[-limit:]
         older, newer = True, beyond
     page = queries.Rows(calls.columns, calls.types, rows)
-    if searched_since is not None and not beyond:  # what is older than where the search stopped is still unread
+    if beyond:
+        searched_since = None  # a full page: the next one goes on from its last call, as without a search
+    if searched_since is not None:  # what is older than where the search stopped is still unread
         next_cursor: str | None = f"{_iso(searched_since)}~"
     else:
         next_cursor = encode_cursor(rows[-1]) if older and rows else None
     return {"calls": page,
             "next": next_cursor,
-            "searched_since": searched_since if next_cursor and searched_since is not None and not beyond else None,
+            "searched_since": searched_since,
             "newer": encode_cursor(rows[0]) if newer and rows and not scope.text else None,
             "total": queries.count_calls(log, scope)}
 
