@@ -46,6 +46,7 @@ GATEWAY_RUNNING = ("a gateway is writing {log} now: open its own dashboard (list
                    "reads never hold up its writes")
 PAGES = ("overview", "requests", "users", "properties", "sessions", "limits")
 STATIC = Path(str(resources.files(__package__) / "static"))
+INDEX_HTML = (STATIC / "index.html").read_bytes()  # read once: no file read on the event loop per page
 
 
 class DashboardServer:
@@ -128,7 +129,7 @@ class PageHandler(_Guarded):
     def get(self, page: str) -> None:
         self.set_header("Cache-Control", "no-cache")
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish((STATIC / "index.html").read_bytes())
+        self.finish(INDEX_HTML)
 
 
 class NoIconHandler(tornado.web.RequestHandler):
