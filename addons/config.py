@@ -36,6 +36,22 @@ from pydantic import (
     model_validator,
 )
 
+from .alerts.rules import (
+    ACTIONS,
+    BUDGET_METRICS,
+    METRICS,
+    PROPERTY,
+    SCOPES,
+    WHERE_KEYS,
+    AlertRule,
+    Channel,
+    Email,
+    Slack,
+    Smtp,
+    Webhook,
+    parse_window,
+)
+from .alerts.rules import Window as AlertWindow
 from .config_errors import first_error_line
 from .locations import user_data_dir
 from .options import DEFAULT_FALLBACK_CODES, RequestDefaults, RetryOptions
@@ -355,6 +371,107 @@ class _RateLimit(_Section):
     ] = []
 
 
+def _choice(accepted: tuple[str, ...], what: str):
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in accepted:
+            raise ValueError(f"expected {what} ({' | '.join(accepted)}), got {value!r}")
+        return value.strip().lower()
+    return check
+
+
+def _alert_window(value: Any) -> AlertWindow:
+    return parse_window(value if isinstance(value, str) else str(value))
+
+
+def _property_or(accepted: tuple[str, ...], what: str):
+    def check(value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else ""
+        if text in accepted or (text.startswith(PROPERTY) and text[len(PROPERTY):].strip()):
+            return PROPERTY + text[len(PROPERTY):].strip() if text.startswith(PROPERTY) else text
+        raise ValueError(f"expected {what} ({' | '.join(accepted)} | property:<Name>), got {value!r}")
+    return check
+
+
+def _http_url(value: Any) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s):// URL, got {value!r}")
+    return value
+
+
+def _addresses(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"to": [value]}  # `email: ops@example.com`
+    if isinstance(value, list):
+        return {"to": value}
+    if isinstance(value, dict) and isinstance(value.get("to"), str):
+        return {**value, "to": [value["to"]]}
+    return value
+
+
+Metric = Annotated[str, PlainValidator(_choice(METRICS, "a metric"))]
+Action = Annotated[str, PlainValidator(_choice(ACTIONS, "an action"))]
+AlertScope = Annotated[str, PlainValidator(_property_or(SCOPES, "a scope"))]
+WhereKey = Annotated[str, PlainValidator(_property_or(WHERE_KEYS, "a filter"))]
+Window = Annotated[AlertWindow, PlainValidator(_alert_window)]
+HttpURL = Annotated[str, PlainValidator(_http_url)]
+MailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", description="an email address")]
+
+
+class _EmailTo(_Section):
+    to: Annotated[list[MailAddress], Field(min_length=1, description="an address or a list of addresses")]
+
+
+class _Channel(_Section):
+    """One of a rule's channels: exactly one of `webhook: URL`, `slack: URL`, `email: {to: ...}`."""
+
+    webhook: HttpURL | None = None
+    slack: HttpURL | None = None
+    email: Annotated[_EmailTo | None, BeforeValidator(_addresses)] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _Channel:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("expected one of {webhook: URL}, {slack: URL}, {email: {to: ADDRESS}} per channel")
+        return self
+
+
+class _AlertRule(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+                               description="a name of letters, digits and - _ . : (e.g. daily-spend)")]
+    metric: Metric
+    window: Window
+    threshold: Annotated[float, Field(ge=0, allow_inf_nan=False, description="a number >= 0")]
+    scope: AlertScope = "all"
+    where: Annotated[dict[WhereKey, Names], Field(description="a mapping such as {user: carol, model: gpt-4o}")] = {}
+    channels: Annotated[list[_Channel], Field(description="a list of {webhook: URL}, {slack: URL}, {email: {to}}")] = []
+    action: Action = "notify"
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
+class _Smtp(_Section):
+    """The mail server of `email` channels. The password (and the user, if wanted) come from environment variables."""
+
+    host: Text
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # default: 465 with ssl, 587 with starttls, else 25
+    sender: Annotated[MailAddress, Field(alias="from")]
+    starttls: bool = False
+    ssl: bool = False
+    user: Text | None = None
+    user_env: Text | None = None
+    password_env: Text | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class Alerting(_Section):
+    """How the alert engine runs (config section `alerting`)."""
+
+    check_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0  # how often rules are evaluated over the log
+    delivery_attempts: Annotated[int, Field(ge=1, le=20)] = 4  # tries per channel before an alert counts as failed
+    delivery_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 2.0  # first wait between tries, doubling
+    delivery_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0  # one try's limit
+
+
 class _Shutdown(_Section):
     # On SIGTERM/SIGINT, how long calls in flight may take to finish.
     drain_s: Annotated[float, Field(ge=0, le=600)] = 10.0
@@ -377,6 +494,10 @@ class _File(_Section):
     ratelimit: _RateLimit = _RateLimit()
     limits: Limits = Limits()
     shutdown: _Shutdown = _Shutdown()
+    # Rules are validated one by one (`_alert_rules`), so that a problem names its rule.
+    alerts: Annotated[list[Any], Field(description="a list of rules {name, metric, window, threshold, ...}")] = []
+    smtp: _Smtp | None = None
+    alerting: Alerting = Alerting()
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -406,6 +527,9 @@ class Config:
     limits: Limits
     storage: StorageOptions
     shutdown_drain_s: float  # on SIGTERM/SIGINT, how long calls in flight may take to finish
+    alert_rules: tuple[AlertRule, ...] = ()
+    smtp: Smtp | None = None
+    alerting: Alerting = Alerting()
     providers_named: frozenset[str] = frozenset()  # providers the file's `providers` names, not only built in
 
     def provider_named(self, name: str) -> ProviderConfig | None:
@@ -485,6 +609,9 @@ def parse_config(raw: Any, source: Path | None, base_dir: Path | None = None) ->
         storage=_storage_options(file.storage, base),
         shutdown_drain_s=file.shutdown.drain_s,
         providers_named=frozenset(name for name, entry in file.providers.items() if entry is not None),
+        alert_rules=_alert_rules(file.alerts, file.smtp is not None),
+        smtp=_smtp(file.smtp) if file.smtp else None,
+        alerting=file.alerting,
     )
     if config.proxy_listen is None and config.gateway_listen is None:
         raise ConfigError("listen: at least one of listen.proxy and listen.gateway must be set")
@@ -567,6 +694,67 @@ def _gateway_key(where: str, entry: _GatewayKey) -> GatewayKey:
     if not (key := os.environ.get(entry.key_env)):
         raise ConfigError(f"{where}.key_env: environment variable {entry.key_env} is not set")
     return GatewayKey(entry.owner, key)
+
+
+def _alert_rules(entries: list[Any], has_smtp: bool) -> tuple[AlertRule, ...]:
+    """Each entry of `alerts` as an AlertRule; a problem names the rule (its place and name) and the key."""
+    rules: list[AlertRule] = []
+    for index, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"alerts[{index}]" + (f" (rule '{name}')" if isinstance(name, str) and name else "")
+        try:
+            rule = _AlertRule.model_validate(entry)
+        except ValidationError as e:
+            raise ConfigError(f"{where}: {first_error_line(_AlertRule, e)}") from None
+        if any(r.name == rule.name for r in rules):
+            raise ConfigError(f"{where}: name: another rule is named '{rule.name}' (names pick a rule in commands)")
+        if problem := _rule_problem(rule, has_smtp):
+            raise ConfigError(f"{where}: {problem}")
+        rules.append(AlertRule(
+            name=rule.name, metric=rule.metric, window=rule.window, threshold=rule.threshold, scope=rule.scope,
+            where=tuple((key, tuple(values)) for key, values in rule.where.items()),
+            channels=tuple(_channel(c) for c in rule.channels),
+            action=rule.action, min_requests=rule.min_requests,
+        ))
+    return tuple(rules)
+
+
+def _channel(entry: _Channel) -> Channel:
+    if entry.webhook:
+        return Webhook(entry.webhook)
+    if entry.slack:
+        return Slack(entry.slack)
+    assert entry.email is not None  # the schema asks for exactly one kind
+    return Email(tuple(entry.email.to))
+
+
+def _rule_problem(rule: _AlertRule, has_smtp: bool) -> str | None:
+    """What a rule's keys say that each key alone does not: `key: problem`, or None."""
+    if rule.action == "block" and rule.metric not in BUDGET_METRICS:
+        return f"action: block is for {' and '.join(BUDGET_METRICS)} budgets, not {rule.metric}"
+    if rule.metric == "error_rate" and rule.threshold > 100:
+        return f"threshold: error_rate's threshold is a percentage (0-100), got {rule.threshold:g}"
+    if rule.action == "notify" and not rule.channels:
+        return "channels: a notify rule needs channels (a list of {webhook: URL}, {slack: URL}, {email: {to}})"
+    if not has_smtp and any(c.email for c in rule.channels):
+        return "channels: an email channel needs an `smtp` section (host, from, ...)"
+    return None
+
+
+def _smtp(entry: _Smtp) -> Smtp:
+    def env(key: str, variable: str | None) -> str | None:
+        if variable is None:
+            return None
+        if not (value := os.environ.get(variable)):
+            raise ConfigError(f"smtp.{key}: environment variable {variable} is not set")
+        return value
+
+    return Smtp(
+        host=entry.host, port=entry.port or (465 if entry.ssl else 587 if entry.starttls else 25),
+        sender=entry.sender, starttls=entry.starttls, ssl=entry.ssl,
+        user=env("user_env", entry.user_env) or entry.user, password=env("password_env", entry.password_env),
+        timeout_s=entry.timeout_s,
+    )
 
 
 def _validated[M: BaseModel](model: type[M], raw: Any) -> M:

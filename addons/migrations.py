@@ -201,3 +201,37 @@ def m007_property_names_lower_case(db: duckdb.DuckDBPyConnection) -> None:
         WHERE list_bool_or(list_transform(map_keys(properties), lambda k: k <> lower(k)))
         """
     )
+
+
+@migration
+def m008_alerts(db: duckdb.DuckDBPyConnection) -> None:
+    """`alerts`: every alert llmtap sent, or failed to send, one row per channel of a notice (a notice is one
+    `alert_id`). `kind` is `firing` (the metric passed the threshold), `resolved` (it dropped back) or `test`
+    (`llmtap alerts test`). `period_start` is the calendar window's start, or for a rolling one when it started firing:
+    with `rule` and `scope_value` it is what keeps one alert per window across restarts. `target` names where it went
+    without its secret (a Slack URL's token). `requests.ratelimit_policy` is the `Helicone-RateLimit-Policy` a call
+    sent, so that a restarted gateway counts the calls already in a header policy's window."""
+    db.execute(
+        """
+        CREATE TABLE alerts (
+            alert_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            rule VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            metric VARCHAR,
+            time_window VARCHAR,
+            period_start TIMESTAMPTZ,
+            scope VARCHAR,
+            scope_value VARCHAR,
+            metric_value DOUBLE,
+            threshold DOUBLE,
+            summary VARCHAR,
+            channel VARCHAR,
+            target VARCHAR,
+            outcome VARCHAR,
+            detail VARCHAR,
+            attempts INTEGER
+        )
+        """
+    )
+    db.execute("ALTER TABLE requests ADD COLUMN ratelimit_policy VARCHAR")

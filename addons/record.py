@@ -75,6 +75,7 @@ class CallRecord:
     key_hash: str | None = None
     key_owner: str | None = None
     ratelimit: dict[str, str] | None = None
+    ratelimit_policy: str | None = None  # the Helicone-RateLimit-Policy the call sent
     request_body: str | None = None  # JSON text, cut when over limits.max_logged_body_bytes
     response_body: str | None = None
     upstream: str | None = None  # scheme://host[:port] the call really went to

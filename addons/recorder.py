@@ -130,6 +130,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
         properties=dict(options.properties),
         key_hash=state.request.key_hash,
         key_owner=state.request.key_owner,
+        ratelimit_policy=options.ratelimit_policy.text if options.ratelimit_policy else None,
         ratelimit=ratelimit_headers(response),
         # A refused call keeps no body: a caller without a key must not be able to fill the log.
         request_body=None if options.omit_request or state.outcome.refused else (

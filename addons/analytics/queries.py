@@ -17,9 +17,11 @@ One module per family of questions; this module is their one import surface (`qu
 - spend.py: totals, unpriced, costs, users, trends; calls.py: logs, count_calls, call, tail, export;
 - sessions.py: sessions and traces; limits.py: throttling and remaining budgets;
 - properties.py: the property names calls carry;
-- overview.py: the scope at a glance and over time; buckets.py: time buckets for charts.
+- overview.py: the scope at a glance and over time; buckets.py: time buckets for charts;
+- alerting.py: alert and budget rules' metrics, what budget counters start from, and the alerts sent.
 """
 
+from .alerting import alert_history, last_notices, rule_usage, rule_values
 from .buckets import step_for
 from .calls import (
     EXPORT_FORMATS,
@@ -41,7 +43,8 @@ from .rows import Rows, reading, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
 from .spend import costs, totals, trends, unpriced, users
 
-__all__ = ["DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
+__all__ = ["alert_history", "last_notices", "rule_usage", "rule_values",
+           "DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
            "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "reading", "Rows",
            "run", "scoped", "search_calls", "series", "session_totals", "sessions", "sessions_matching",
