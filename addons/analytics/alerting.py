@@ -52,7 +52,8 @@ def rule_calls(rule: AlertRule, since: datetime, until: datetime | None = None) 
     """`calls`: the calls `rule.where` selects in [since, until), each with its `scope_value` (NULL for scope
     `all`) and whether it met a provider's 429, as a CTE the rule's queries start from."""
     scope_sql, params = ("NULL::VARCHAR", []) if rule.scope == "all" else fact_sql(rule.scope)
-    conditions, where_params = ["created_at >= ?"], [since]
+    conditions: list[str] = ["created_at >= ?"]
+    where_params: list[Any] = [since]
     if until is not None:
         conditions.append("created_at < ?")
         where_params.append(until)
