@@ -9,11 +9,13 @@ gateway key's owner, else the fingerprint of the provider key used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..alerts.rules import PROPERTY, AlertRule
+from ..alerts.rules import BUDGET_METRICS, PROPERTY, AlertRule
 from .rows import Rows, run
 
 FACTS = {
@@ -132,3 +134,133 @@ def last_notices(log: Path) -> Rows:
         SELECT rule, scope_value, kind, period_start, created_at, delivered FROM notices
         QUALIFY row_number() OVER (PARTITION BY rule, scope_value ORDER BY created_at DESC) = 1
         ORDER BY rule, scope_value NULLS FIRST""")
+
+
+# ---------------------------------------------------------------------------------------------- the views' questions
+# `llmtap budgets`, `llmtap alerts list` and the dashboard's Alerts page ask these; they start from `rule_calls` as the
+# engine's `rule_values` does, with spend kept as an exact DECIMAL sum (money in JSON is exact everywhere).
+
+EXACT_METRIC_SQL = {**METRIC_SQL, "spend_usd": f"coalesce(sum(cost_usd) FILTER (WHERE {ADMITTED}), 0)"}
+JUDGED = ("error_rate", "p95_latency_ms")  # too few calls in a scope value: no value (NULL), never judged
+COUNTED = ("spend_usd", "requests", "rate_limited")  # nothing called is 0, not unknown
+BUDGET_COLUMNS = ["rule", "metric", "action", "scope", "scope_value", "used", "threshold", "left", "used_pct",
+                  "unpriced", "requests", "window", "window_start", "window_end", "resets_at", "over", "blocking"]
+RULE_COLUMNS = ["rule", "metric", "window", "period", "scope", "where", "threshold", "value", "value_scope",
+                "scope_values", "over", "state", "action", "channels", "window_start", "window_end",
+                "last_fired_at", "last_fired_scope", "last_fired_delivered", "resolved_at"]
+
+
+def _over_sql(rule: AlertRule, value: str) -> str:
+    """Whether `value` passes the rule's threshold, as the alert engine judges it: a notify rule's metric must exceed
+    it; a budget (`block`) is spent when it reaches it (the next call would pass it). NULL never passes."""
+    return f"coalesce({value} {'>=' if rule.blocks else '>'} {float(rule.threshold)!r}, false)"
+
+
+def _threshold_decimal(rule: AlertRule) -> str:
+    """The threshold as exact decimal text (`0.05`, not 0.05000000000000000277), for DECIMAL arithmetic."""
+    return str(Decimal(repr(float(rule.threshold))))
+
+
+def budgets(log: Path, rules: Sequence[AlertRule], now: datetime) -> Rows:
+    """Spend and request rules (both actions), per scope value, in the window that holds `now`, in `rules`' order
+    (the most used first within a rule): `used` (USD, an exact DECIMAL, or calls; of the calls llmtap let through),
+    `threshold`, `left` (never below 0), `used_pct` (NULL for a threshold of 0), `unpriced` (calls in `used`'s
+    window whose price is unknown: not in a spend figure), `requests`, `window` (`last 1d`, `2026-11`),
+    `window_start`/`window_end`, `resets_at` (a calendar window's end; NULL for a rolling one), `over` (past the
+    threshold, as the engine judges: `_over_sql`) and `blocking` (a block rule whose budget is spent: its next call
+    is refused). Scope `all` always has its one row; others only
+    the scope values seen."""
+    types: list[str] = []
+    rows: list[tuple] = []
+    for rule in rules:
+        if rule.metric not in BUDGET_METRICS:
+            continue
+        start, end = rule.window.span(now)
+        calls, params = rule_calls(rule, start, end)
+        used = EXACT_METRIC_SQL["spend_usd"] if rule.metric == "spend_usd" else f"count(*) FILTER (WHERE {ADMITTED})"
+        unpriced = f"count(*) FILTER (WHERE {ADMITTED} AND cost_usd IS NULL)" if rule.metric == "spend_usd" else "0"
+        grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
+        answer = run(log, f"""
+            WITH {calls}, usage AS (
+                SELECT {'NULL::VARCHAR' if rule.scope == 'all' else 'scope_value'} AS scope_value,
+                       ({used})::DECIMAL(38, 10) AS used, {unpriced} AS unpriced, count(*) AS requests
+                FROM calls {grouped})
+            SELECT ? AS rule, ? AS metric, ? AS action, ? AS scope, scope_value, used,
+                   ?::DECIMAL(38, 10) AS threshold, greatest(threshold - used, 0)::DECIMAL(38, 10) AS left,
+                   CASE WHEN threshold > 0 THEN round(100 * used::DOUBLE / threshold::DOUBLE, 1) END AS used_pct,
+                   unpriced, requests, ? AS window, ?::TIMESTAMPTZ AS window_start, ?::TIMESTAMPTZ AS window_end,
+                   ?::TIMESTAMPTZ AS resets_at, {_over_sql(rule, 'used')} AS over,
+                   ? AND {_over_sql(rule, 'used')} AS blocking
+            FROM usage ORDER BY used DESC, scope_value NULLS LAST""",
+            params + [rule.name, rule.metric, rule.action, rule.scope, _threshold_decimal(rule),
+                      rule.window.label(now), start, end, None if rule.window.rolling else end, rule.blocks])
+        types = answer.types
+        rows += answer.rows
+    return Rows(BUDGET_COLUMNS, types or ["VARCHAR"] * len(BUDGET_COLUMNS), rows)
+
+
+def rule_state(log: Path, rule: AlertRule, now: datetime) -> Rows:
+    """One row: the rule's metric in the window that holds `now`. `value`: scope `all`'s value, else the highest
+    of any scope value (`value_scope` names it); `scope_values` seen (scope `all`: 1), how many are `over` the
+    threshold (as the engine judges: see `_over_sql`), `state` (`over`, `ok`, or `n/a` when no scope value had the
+    `min_requests` to be judged), `window_start`, `window_end`. Spend is an exact DECIMAL; counts are 0
+    when nothing was called."""
+    start, end = rule.window.span(now)
+    calls, params = rule_calls(rule, start, end)
+    metric = EXACT_METRIC_SQL[rule.metric]
+    value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {metric} END" if rule.metric in JUDGED else metric
+    grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
+    top = "max(value)" if rule.metric in JUDGED else "coalesce(max(value), 0)"
+    return run(log, f"""
+        WITH {calls}, per_value AS (
+            SELECT {'NULL::VARCHAR' if rule.scope == 'all' else 'scope_value'} AS scope_value, {value} AS value
+            FROM calls {grouped})
+        SELECT {top} AS value, arg_max(scope_value, value) FILTER (WHERE value IS NOT NULL) AS value_scope,
+               count(*) AS scope_values,
+               count(*) FILTER (WHERE {_over_sql(rule, 'value')}) AS over,
+               CASE WHEN count(*) FILTER (WHERE {_over_sql(rule, 'value')}) > 0 THEN 'over'
+                    WHEN {top} IS NULL THEN 'n/a' ELSE 'ok' END AS state,
+               ?::TIMESTAMPTZ AS window_start, ?::TIMESTAMPTZ AS window_end
+        FROM per_value""", params + [start, end])
+
+
+def last_fired(log: Path) -> Rows:
+    """Per rule, its latest `firing` notice: `scope_value`, `fired_at`, whether any channel took it (`delivered`),
+    and `resolved_at`, the first `resolved` notice for the same scope value after it (NULL: not resolved)."""
+    return run(log, """
+        WITH notices AS (
+            SELECT alert_id, rule, scope_value, kind, min(created_at) AS created_at,
+                   bool_or(outcome = 'sent') AS delivered
+            FROM alerts WHERE kind <> 'test' GROUP BY ALL
+        ), fired AS (
+            SELECT rule, scope_value, created_at AS fired_at, delivered FROM notices WHERE kind = 'firing'
+            QUALIFY row_number() OVER (PARTITION BY rule ORDER BY created_at DESC) = 1
+        )
+        SELECT fired.rule, fired.scope_value, fired.fired_at, fired.delivered,
+               (SELECT min(created_at) FROM notices WHERE notices.rule = fired.rule AND notices.kind = 'resolved'
+                  AND notices.scope_value IS NOT DISTINCT FROM fired.scope_value
+                  AND notices.created_at > fired.fired_at) AS resolved_at
+        FROM fired ORDER BY fired.rule""")
+
+
+def rule_states(log: Path, rules: Sequence[AlertRule], now: datetime) -> Rows:
+    """One row per rule, in `rules`' order: what it watches (`metric`, `window`, `period` (`last 1d`, `2026-11-27`),
+    `scope`, `where` ({field: [values]}), `threshold`, `action`, `channels` (their kinds)), where it stands now
+    (`rule_state`'s `value`, `value_scope`, `scope_values`, `over`, `state`, `window_start`, `window_end`) and when
+    it last fired (`last_fired`'s: `last_fired_at`, `last_fired_scope`, `last_fired_delivered`, `resolved_at`)."""
+    fired = {row["rule"]: row for row in last_fired(log).dicts()} if rules else {}
+    rows = []
+    for rule in rules:
+        state = rule_state(log, rule, now).dicts()[0]
+        last = fired.get(rule.name, {})
+        rows.append((rule.name, rule.metric, rule.window.text, rule.window.label(now), rule.scope,
+                     {field: list(values) for field, values in rule.where},
+                     Decimal(_threshold_decimal(rule)) if rule.metric == "spend_usd" else rule.threshold,
+                     state["value"], state["value_scope"], state["scope_values"], state["over"], state["state"],
+                     rule.action, [channel.kind for channel in rule.channels], state["window_start"],
+                     state["window_end"], last.get("fired_at"), last.get("scope_value"), last.get("delivered"),
+                     last.get("resolved_at")))
+    types = ["VARCHAR"] * 5 + ["MAP", "DOUBLE", "DOUBLE", "VARCHAR", "BIGINT", "BIGINT", "VARCHAR", "VARCHAR",
+                               "VARCHAR[]", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ", "VARCHAR", "BOOLEAN",
+                               "TIMESTAMPTZ"]
+    return Rows(RULE_COLUMNS, types, rows)

@@ -21,7 +21,7 @@ One module per family of questions; this module is their one import surface (`qu
 - alerting.py: alert and budget rules' metrics, what budget counters start from, and the alerts sent.
 """
 
-from .alerting import alert_history, last_notices, rule_usage, rule_values
+from .alerting import alert_history, budgets, last_fired, last_notices, rule_state, rule_states, rule_usage, rule_values
 from .buckets import step_for
 from .calls import (
     EXPORT_FORMATS,
@@ -44,6 +44,7 @@ from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matchi
 from .spend import costs, totals, trends, unpriced, users
 
 __all__ = ["alert_history", "last_notices", "rule_usage", "rule_values",
+           "budgets", "last_fired", "rule_state", "rule_states",
            "DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
            "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "reading", "Rows",

@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..locations import LOOKUP_ORDER
-from . import cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
+from . import alerts, budgets, cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
 
 
 @click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,7 +22,8 @@ def llmtap() -> None:
 for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
                 reports.costs, reports.users, reports.trends,
                 logs.logs, tail.tail, export.export,
-                sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard):
+                sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard,
+                budgets.budgets, alerts.alerts):
     llmtap.add_command(command)
 
 
