@@ -25,7 +25,8 @@ def dashboard(config: Config) -> int:
         raise ConfigProblem("listen.dashboard is off: set it to an address such as 127.0.0.1:8790")
     if gateway_running(config.storage_path):
         raise ReadFailed(GATEWAY_RUNNING.format(log=config.storage_path))
-    server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=False)
+    server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=False,
+                             alert_rules=config.alert_rules)
 
     async def serve() -> None:
         try:

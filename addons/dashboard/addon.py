@@ -23,7 +23,8 @@ class Dashboard:
         config = self.settings.config
         if config.dashboard_listen is None or self.server is not None:
             return
-        server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=True)
+        server = DashboardServer(config.storage_path, config.dashboard_listen, config.gateway_keys, in_gateway=True,
+                                 alert_rules=config.alert_rules)
         try:
             server.start()
         except OSError as e:

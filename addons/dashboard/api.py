@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..alerts.rules import AlertRule
 from ..analytics.queries import Rows
 from ..analytics.scope import Scope, ScopeError, parse_cache, parse_property, parse_range, parse_status
 from ..render import json_line
@@ -41,10 +42,11 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class Request:
     """What an endpoint is asked: the URL's arguments (each name with its values, in order) and the id after the
-    endpoint's name, if any (`/api/requests/<id>`)."""
+    endpoint's name, if any (`/api/requests/<id>`); and the config's alert rules, which no URL names."""
 
     arguments: Mapping[str, list[str]]
     item: str | None = None
+    alert_rules: tuple[AlertRule, ...] = ()  # the config's `alerts`, which the Alerts page measures
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The last value given for `name` (an empty value counts as not given)."""

@@ -30,6 +30,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from ..alerts.rules import AlertRule
 from ..analytics import queries
 from ..analytics.scope import ScopeError
 from ..config import Address, GatewayKey
@@ -44,7 +45,7 @@ READERS = 2  # reads of the log at once in `llmtap dashboard`; more queue (in th
 READ_GAP_S = 0.1  # in the gateway, the file left to other processes after each read
 GATEWAY_RUNNING = ("a gateway is writing {log} now: open its own dashboard (listen.dashboard in its config), whose "
                    "reads never hold up its writes")
-PAGES = ("overview", "requests", "users", "properties", "sessions", "limits")
+PAGES = ("overview", "requests", "users", "properties", "sessions", "limits", "alerts")
 STATIC = Path(str(resources.files(__package__) / "static"))
 INDEX_HTML = (STATIC / "index.html").read_bytes()  # read once: no file read on the event loop per page
 
@@ -54,10 +55,12 @@ class DashboardServer:
     gateway keys an endpoint asks for. `in_gateway`: served by the gateway that writes `log` (its reads share the
     writer's database); else by `llmtap dashboard`, which reads only a log no gateway is writing: its reads would
     hold the file from the gateway's writer (one process at a time may open it), so it says to use that gateway's
-    own dashboard instead."""
+    own dashboard instead. `alert_rules`: the config's, which the Alerts page measures."""
 
-    def __init__(self, log: Path, address: Address, keys: tuple[GatewayKey, ...], in_gateway: bool):
+    def __init__(self, log: Path, address: Address, keys: tuple[GatewayKey, ...], in_gateway: bool,
+                 alert_rules: tuple[AlertRule, ...] = ()):
         self.log = log
+        self.alert_rules = alert_rules
         self.in_gateway = in_gateway
         self.next_read_at = 0.0  # monotonic; in the gateway, no read starts before (READ_GAP_S after the last)
         self.address = address
@@ -153,7 +156,8 @@ class ApiHandler(_Guarded):
             if function is None:
                 raise ApiError(404, f"no endpoint /api/{name}; there are {', '.join(sorted(ENDPOINTS))}")
             request = Request({k: [v.decode("utf-8", "replace") for v in vs]
-                               for k, vs in self.request.query_arguments.items()}, item or None)
+                               for k, vs in self.request.query_arguments.items()}, item or None,
+                              dashboard.alert_rules)
             loop = asyncio.get_running_loop()
             body = await loop.run_in_executor(dashboard.readers, _answer, function, dashboard, request)
         except ApiError as e:

@@ -6,7 +6,7 @@ import {
 
 const PAGES = [
   ['overview', 'Overview'], ['requests', 'Requests'], ['users', 'Users'], ['properties', 'Properties'],
-  ['sessions', 'Sessions'], ['limits', 'Rate limits & cache'],
+  ['sessions', 'Sessions'], ['limits', 'Rate limits & cache'], ['alerts', 'Alerts'],
 ];
 const RANGES = ['1h', '24h', '7d', '30d'];
 const FILTERS = ['model', 'provider', 'user', 'property', 'session', 'key', 'status', 'cache', 'q'];
