@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 import click
+from rich.text import Text
 
 from ..alerts.rules import BUDGET_METRICS, PROPERTY, AlertRule
 from ..analytics import queries
 from ..analytics.queries import Rows
 from ..config import Config
 from ..money import format_usd
-from ..render import table_cell_text
+from ..render import literal, table_cell_text
 from .options import config_option, format_options
 from .output import cut, emit, show, table_rows_option
 from .reading import read_log, warn_if_storage_unhealthy
@@ -53,11 +54,11 @@ def budgets(config: Config, output_format: str, count: int) -> None:
     shown, more = cut(everything, count, "rows")
     for rule in rules:  # a table per rule, titled with what the rule counts: five columns fit 80
         mine = [row for row in shown if row["rule"] == rule.name]
-        if mine:
-            emit(Rows(TABLE_COLUMNS, TABLE_TYPES, [budget_cells(row) for row in mine]), "table", empty="",
-                 title=budget_title(rule, mine[0]))
+        if mine:  # the title on its own line: as a table's title it would fold to the table's width
+            show(Text(literal(budget_title(rule, mine[0]))))
+            emit(Rows(TABLE_COLUMNS, TABLE_TYPES, [budget_cells(row) for row in mine]), "table", empty="")
         elif rule.name not in seen:
-            show(f"{budget_title(rule, None)}: no calls in its window yet")
+            show(Text(literal(f"{budget_title(rule, None)}: no calls in its window yet")))
     if more:
         show(more)
 
