@@ -185,7 +185,7 @@ def test_markup_in_user_session_and_property_is_shown_as_text_on_every_page(gate
 
 
 def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
-    """At phone width the nav shows all six pages (it used to run off the right edge from "Properties" on)."""
+    """At phone width the nav shows all seven pages (it used to run off the right edge from "Properties" on)."""
     from browser import PHONE
 
     page = browser.new_page(viewport=PHONE)
@@ -193,8 +193,8 @@ def test_on_a_phone_every_page_link_is_in_sight(gateway, browser):
         page.goto(dashboard_url(gateway) + "/overview")
         page.wait_for_selector("main[data-state]")
         links = page.locator("#nav a")
-        assert links.count() == 6
-        for n in range(6):
+        assert links.count() == 7
+        for n in range(7):
             box = links.nth(n).bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], links.nth(n).inner_text()
     finally:
