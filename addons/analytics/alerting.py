@@ -156,6 +156,12 @@ def _over_sql(rule: AlertRule, value: str) -> str:
     return f"coalesce({value} {'>=' if rule.blocks else '>'} {float(rule.threshold)!r}, false)"
 
 
+def _until(rule: AlertRule, end: datetime) -> datetime | None:
+    """Where a rule's calls stop: a calendar window at its end; a rolling one holds every call up to now, one that
+    landed after the `now` the window was measured at included (as the engine's `rule_values` counts them)."""
+    return None if rule.window.rolling else end
+
+
 def _threshold_decimal(rule: AlertRule) -> str:
     """The threshold as exact decimal text (`0.05`, not 0.05000000000000000277), for DECIMAL arithmetic."""
     return str(Decimal(repr(float(rule.threshold))))
@@ -176,7 +182,7 @@ def budgets(log: Path, rules: Sequence[AlertRule], now: datetime) -> Rows:
         if rule.metric not in BUDGET_METRICS:
             continue
         start, end = rule.window.span(now)
-        calls, params = rule_calls(rule, start, end)
+        calls, params = rule_calls(rule, start, _until(rule, end))
         used = EXACT_METRIC_SQL["spend_usd"] if rule.metric == "spend_usd" else f"count(*) FILTER (WHERE {ADMITTED})"
         unpriced = f"count(*) FILTER (WHERE {ADMITTED} AND cost_usd IS NULL)" if rule.metric == "spend_usd" else "0"
         grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
@@ -206,7 +212,7 @@ def rule_state(log: Path, rule: AlertRule, now: datetime) -> Rows:
     `min_requests` to be judged), `window_start`, `window_end`. Spend is an exact DECIMAL; counts are 0
     when nothing was called."""
     start, end = rule.window.span(now)
-    calls, params = rule_calls(rule, start, end)
+    calls, params = rule_calls(rule, start, _until(rule, end))
     metric = EXACT_METRIC_SQL[rule.metric]
     value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {metric} END" if rule.metric in JUDGED else metric
     grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
