@@ -61,7 +61,7 @@ def test_the_gateway_serves_the_dashboard_and_names_it_in_its_banner(gateway):
 def test_a_bad_argument_is_a_400_naming_it_and_an_unknown_endpoint_a_404(gateway):
     status, headers, body = get(dashboard_url(gateway) + "/api/seq?since=yesterdayish")
     assert status == 200  # /api/seq reads no scope: the argument is not its business
-    for endpoint in ("overview", "requests", "users", "properties", "sessions", "limits"):
+    for endpoint in ("overview", "requests", "users", "properties", "sessions", "limits", "alerts"):
         status, headers, body = get(f"{dashboard_url(gateway)}/api/{endpoint}?since=yesterdayish")
         assert status == 400 and headers["content-type"].startswith("application/json"), endpoint
         assert "since" in json.loads(body)["error"] and "yesterdayish" in json.loads(body)["error"]
