@@ -11,7 +11,9 @@ import sys
 import click
 
 from ..locations import LOOKUP_ORDER
-from . import alerts, budgets, cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
+from . import cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
+from .alerts import alerts as alert_commands
+from .budgets import budgets as budget_command
 
 
 @click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,9 +23,10 @@ def llmtap() -> None:
 
 for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
                 reports.costs, reports.users, reports.trends,
+                budget_command,
                 logs.logs, tail.tail, export.export,
-                sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard,
-                budgets.budgets, alerts.alerts):
+                alert_commands,
+                sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard):
     llmtap.add_command(command)
 
 

@@ -20,7 +20,7 @@ from .reading import read_log, warn_if_storage_unhealthy
 
 @click.group()
 def alerts() -> None:
-    """Alert and budget rules: list, test."""
+    """Alert and budget rules: list, test"""
 
 
 LIST_COLUMNS = ["rule", "watches", "threshold", "now", "state", "last fired"]
