@@ -61,7 +61,8 @@ def sql(gw: Gateway, query: str) -> Any:
 
 def chat(gw: Gateway, user: str | None, model: str = "gpt-4o") -> None:
     client = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
-    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "budget me"}],
+    # max_tokens: a spend budget reserves a call's estimated cost before it goes (4,096 output tokens without a limit)
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "budget me"}], max_tokens=1,
                                    extra_headers={"Helicone-User-Id": user} if user else {})
 
 
