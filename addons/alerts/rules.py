@@ -136,6 +136,13 @@ class AlertRule:
     def blocks(self) -> bool:
         return self.action == "block"
 
+    def is_over(self, value: float | None) -> bool:
+        """Whether `value` passes the threshold: a notify rule fires when the metric exceeds it; a budget (`block`)
+        is spent when it reaches it (the next call would pass it). None (too few calls to judge) never is."""
+        if value is None:
+            return False
+        return value >= self.threshold if self.blocks else value > self.threshold
+
     def admits(self, call: CallFacts) -> bool:
         """Whether `where` selects a call with these facts."""
         return all(call.value_of(field) in values for field, values in self.where)
