@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from ..money import format_usd
 
 METRICS = ("spend_usd", "requests", "error_rate", "rate_limited", "p95_latency_ms")
 BUDGET_METRICS = ("spend_usd", "requests")  # what a `block` rule may count: known, or bounded, before a call goes
@@ -155,7 +158,7 @@ class AlertRule:
     def describe_threshold(self) -> str:
         """The threshold with its unit, as notices and commands show it (`$50.00`, `1000 requests`, `5%`)."""
         if self.metric == "spend_usd":
-            return f"${self.threshold:,.2f}"
+            return format_usd(Decimal(str(self.threshold)))
         number = f"{self.threshold:g}"
         return f"{number}%" if self.metric == "error_rate" else f"{number} {METRIC_UNITS[self.metric]}"
 
