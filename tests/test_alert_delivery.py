@@ -59,7 +59,8 @@ def rule(channels: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
 
 
 def smtp_section(receiver: SmtpReceiver) -> dict[str, Any]:
-    return {"host": receiver.host, "port": receiver.port, "from": "llmtap@example.com", "starttls": True,
+    tls = {"ssl": True} if receiver.tls == "implicit" else {"starttls": True}
+    return {"host": receiver.host, "port": receiver.port, "from": "llmtap@example.com", **tls,
             "user": "alerts", "password_env": PASSWORD_ENV}
 
 
@@ -75,13 +76,19 @@ def alert_rows(log: Path) -> list[dict[str, Any]]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-@pytest.fixture
-def smtp_with_tls(start_smtp_receiver, monkeypatch) -> SmtpReceiver:
-    """An SMTP server requiring STARTTLS and AUTH (alerts / SMTP_PASSWORD); this process trusts its certificate."""
-    receiver = start_smtp_receiver(user="alerts", password=SMTP_PASSWORD, tls="starttls")
+def smtp_server(start_smtp_receiver, monkeypatch, tls: str) -> SmtpReceiver:
+    """An SMTP server requiring TLS and AUTH (alerts / SMTP_PASSWORD); this process trusts its certificate and has
+    the password in PASSWORD_ENV."""
+    receiver = start_smtp_receiver(user="alerts", password=SMTP_PASSWORD, tls=tls)
     monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cert_file))
     monkeypatch.setenv(PASSWORD_ENV, SMTP_PASSWORD)
     return receiver
+
+
+@pytest.fixture
+def smtp_with_tls(start_smtp_receiver, monkeypatch) -> SmtpReceiver:
+    """An SMTP server requiring STARTTLS and AUTH."""
+    return smtp_server(start_smtp_receiver, monkeypatch, "starttls")
 
 
 @pytest.fixture
@@ -154,8 +161,10 @@ def test_slack_gets_an_incoming_webhook_message_and_its_token_is_kept_secret(tmp
     assert SLACK_TOKEN not in json.dumps(row, default=str)
 
 
-def test_email_goes_through_starttls_and_auth_with_the_password_from_the_environment(
-        tmp_path, smtp_with_tls: SmtpReceiver, delivered):
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_email_goes_through_tls_and_auth_with_the_password_from_the_environment(
+        tmp_path, start_smtp_receiver, monkeypatch, delivered, tls):
+    smtp_with_tls = smtp_server(start_smtp_receiver, monkeypatch, tls)
     log = new_log(tmp_path)
     config = load_config(write_config(tmp_path, [rule([{"email": {"to": ["ops@example.com", "cfo@example.com"]}}])],
                                       smtp=smtp_section(smtp_with_tls)))
@@ -328,3 +337,25 @@ def test_alerts_test_of_an_unknown_rule_lists_the_rules_and_exits_2(tmp_path, we
     assert result.returncode == 1
     assert "rule 'no-channels' has no channels" in result.stderr
     assert webhook_receiver.requests() == []
+
+
+def test_outcomes_wait_in_memory_while_the_log_is_busy_and_are_written_later(
+        tmp_path, webhook_receiver, caplog, monkeypatch):
+    log = new_log(tmp_path)
+    config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])]))
+    monkeypatch.setattr("llmtap.alerts.delivery.WRITE_WAIT_S", 0.2)  # how long a write waits for the file
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; db = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); sys.stdin.read()", str(log)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        delivery = Delivery(config.storage_path, config.smtp, config.alerting)
+        with caplog.at_level(logging.WARNING, logger="llmtap.alerts.delivery"):
+            first = delivery.deliver_now(firing(config))  # the write fails: it must not raise
+            second = delivery.deliver_now(firing(config, value=60))
+    finally:
+        holder.communicate("", timeout=10)
+    assert [o.outcome for o in first + second] == ["sent", "sent"]
+    assert len([m for m in caplog.messages if "could not record" in m]) == 1  # one warning, not one per write
+    delivery.close(wait_s=1)
+    assert sorted(row["metric_value"] for row in alert_rows(log)) == [51.2, 60.0]

@@ -142,6 +142,10 @@ class Delivery:
         for job in left:
             self._settle(job, "failed", STOPPED)
         self._write()
+        with self._lock:
+            lost = len(self._unwritten)
+        if lost:
+            logger.warning("%d alert outcome(s) were never recorded in %s (see the warnings above)", lost, self.log)
 
     # --- the workers -----------------------------------------------------------------------------------------------
 
