@@ -197,17 +197,17 @@ class Delivery:
 
     def _settle(self, job: _Job, outcome: str, detail: str) -> ChannelOutcome:
         result = ChannelOutcome(job.channel, target_of(job.channel), outcome, detail, job.attempts)
+        notice = job.notice
         with self._lock:
             if job.settled:  # close recorded it already
                 return result
             job.settled = True
-            notice = job.notice
-            if outcome == "failed":
-                logger.warning("alert %s (%s): %s to %s failed: %s", notice.rule.name, notice.kind,
-                               job.channel.kind, result.target, detail)
             if self.log is not None:
                 self._unwritten.append(_row(notice, result))
                 del self._unwritten[:-UNWRITTEN_MAX]
+        if outcome == "failed":
+            logger.warning("alert %s (%s): %s to %s failed: %s", notice.rule.name, notice.kind, job.channel.kind,
+                           result.target, detail)
         return result
 
     # --- the alerts table ------------------------------------------------------------------------------------------

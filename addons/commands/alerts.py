@@ -7,14 +7,17 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..alerts.delivery import ChannelOutcome, Delivery
 from ..alerts.notice import trial_notice
 from ..alerts.rules import AlertRule
 from ..config import Config
 from .options import config_option
+
+if TYPE_CHECKING:  # delivery brings smtplib, ssl and urllib: about 60 ms of every command's start-up
+    from ..alerts.delivery import ChannelOutcome
 
 
 @click.group()
@@ -41,6 +44,8 @@ def test(config: Config, rule_name: str, as_json: bool) -> int:
     if log is None:
         print(f"llmtap: no log at {config.storage_path} yet: the test is sent without the rule's value and not "
               "recorded", file=sys.stderr)
+    from ..alerts.delivery import Delivery
+
     now = datetime.now(UTC)
     delivery = Delivery(log, config.smtp, config.alerting)
     outcomes = delivery.deliver_now(trial_notice(rule, current_value(log, rule, now), now))
