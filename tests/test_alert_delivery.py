@@ -268,15 +268,25 @@ def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, web
         [(first.alert_id, "failed", STOPPED), (second.alert_id, "failed", STOPPED)])
 
 
-def test_a_missing_log_is_not_created_by_delivery(tmp_path, webhook_receiver, caplog):
+@pytest.mark.parametrize("log_state", ["missing", "not migrated"])
+def test_a_log_no_gateway_made_is_neither_created_nor_changed_by_delivery(
+        tmp_path, webhook_receiver, caplog, log_state):
     config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])]))
+    if log_state == "not migrated":  # a DuckDB file of the user's own, say: no `alerts` table
+        config.storage_path.parent.mkdir(parents=True)
+        with duckdb.connect(str(config.storage_path)) as db:
+            db.execute("CREATE TABLE notes (text VARCHAR)")
     delivery = Delivery(config.storage_path, config.smtp, config.alerting)
     with caplog.at_level(logging.WARNING, logger="llmtap.alerts.delivery"):
         assert [o.outcome for o in delivery.deliver_now(firing(config))] == ["sent"]
         delivery.deliver_now(firing(config))
         delivery.close(wait_s=1)
-    assert not config.storage_path.exists()
     assert len([m for m in caplog.messages if "alerts are not recorded" in m]) == 1
+    if log_state == "missing":
+        assert not config.storage_path.exists()
+    else:
+        with duckdb.connect(str(config.storage_path), read_only=True) as db:
+            assert db.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("notes",)]
 
 
 # --- llmtap alerts test ---------------------------------------------------------------------------------------------
