@@ -69,7 +69,9 @@ class WebhookReceiver:
         # Handler threads are joined at close (daemon_threads False, block_on_close True): none outlives the test.
         self._server.daemon_threads = False
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        # Polling every 50 ms: stopping waits for the next poll (the default 0.5 s would add that to every test).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver",
+                                        daemon=True)
 
     def start(self) -> WebhookReceiver:
         self._thread.start()

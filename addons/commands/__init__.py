@@ -12,6 +12,7 @@ import click
 
 from ..locations import LOOKUP_ORDER
 from . import cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
+from .alerts import alerts as alert_commands
 
 
 @click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +23,7 @@ def llmtap() -> None:
 for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
                 reports.costs, reports.users, reports.trends,
                 logs.logs, tail.tail, export.export,
+                alert_commands,
                 sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard):
     llmtap.add_command(command)
 
