@@ -9,9 +9,9 @@ stopping. Router sends each call to its provider, RateLimiter refuses calls over
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
 silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
-shows, Dashboard serves the web dashboard (it sees no flow), and Drain (last, so a call counts as finished only once
-every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before
-mitmproxy's own addons that show or save flows.
+shows, Dashboard serves the web dashboard and Alerts checks alert rules and delivers their notices (neither sees a
+flow), and Drain (last, so a call counts as finished only once every other addon has seen it end) lets calls in
+flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that show or save flows.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from mitmproxy import contentviews
 
+from .alerts.addon import Alerts
 from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
@@ -59,7 +60,7 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
         RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
         AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
-        Dashboard(settings), Drain(settings),
+        Dashboard(settings), Alerts(settings), Drain(settings),
     ]
 
 

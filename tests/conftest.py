@@ -30,7 +30,7 @@ from llmtap.batch_writer import read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared analytics workload's fixtures (`analytics`, `log_state`), for any test module that names them.
-pytest_plugins = ("analytics_workload", "browser")
+pytest_plugins = ("analytics_workload", "browser", "receivers")
 OPENAI_ENV_KEY = "sk-llmtap-test-openai-env-key"
 ANTHROPIC_ENV_KEY = "sk-ant-llmtap-test-env-key"
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from ..money import format_usd
 from .rules import AlertRule
 
 KINDS = ("firing", "resolved", "test")
@@ -43,7 +45,7 @@ class Notice:
             return "n/a"
         metric = self.rule.metric
         if metric == "spend_usd":
-            return f"${self.value:,.2f}"
+            return format_usd(Decimal(str(self.value)))
         if metric == "error_rate":
             return f"{self.value:g}%"
         if metric == "p95_latency_ms":

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from ..money import format_usd
 
 METRICS = ("spend_usd", "requests", "error_rate", "rate_limited", "p95_latency_ms")
 BUDGET_METRICS = ("spend_usd", "requests")  # what a `block` rule may count: known, or bounded, before a call goes
@@ -136,6 +139,13 @@ class AlertRule:
     def blocks(self) -> bool:
         return self.action == "block"
 
+    def is_over(self, value: float | None) -> bool:
+        """Whether `value` passes the threshold: a notify rule fires when the metric exceeds it; a budget (`block`)
+        is spent when it reaches it (the next call would pass it). None (too few calls to judge) never is."""
+        if value is None:
+            return False
+        return value >= self.threshold if self.blocks else value > self.threshold
+
     def admits(self, call: CallFacts) -> bool:
         """Whether `where` selects a call with these facts."""
         return all(call.value_of(field) in values for field, values in self.where)
@@ -148,7 +158,7 @@ class AlertRule:
     def describe_threshold(self) -> str:
         """The threshold with its unit, as notices and commands show it (`$50.00`, `1000 requests`, `5%`)."""
         if self.metric == "spend_usd":
-            return f"${self.threshold:,.2f}"
+            return format_usd(Decimal(str(self.threshold)))
         number = f"{self.threshold:g}"
         return f"{number}%" if self.metric == "error_rate" else f"{number} {METRIC_UNITS[self.metric]}"
 

@@ -75,7 +75,7 @@ def rule_values(log: Path, rule: AlertRule, now: datetime) -> Rows:
     `window_end`. Scope `all` always has its one row (0 when nothing was called); others only the values seen.
     Highest value first."""
     start, end = rule.window.span(now)
-    calls, params = rule_calls(rule, start, end)
+    calls, params = rule_calls(rule, start, None if rule.window.rolling else end)  # a rolling window holds `now`
     judged = rule.metric in ("error_rate", "p95_latency_ms")
     value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {METRIC_SQL[rule.metric]} END" if judged \
         else METRIC_SQL[rule.metric]
