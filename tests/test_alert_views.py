@@ -2,8 +2,9 @@
 the openai SDK (two users, a priced model, a call without a user, one the provider fails), every figure checked
 against the rows' own `cost_usd` and counts read with plain SQL, while the gateway runs and after it stopped.
 
-Until the alert engine writes the `alerts` table, its history is test data: rows INSERTed into the stopped
-gateway's log, as unit tests build DuckDB files."""
+The alert history is the gateway's own (the `errors` rule really fires, and its channels, nothing listening, fail),
+and test data for what one gateway run does not show in seconds (a delivered alert, a resolved one, a test notice):
+rows INSERTed into the stopped gateway's log, as unit tests build DuckDB files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -80,9 +82,23 @@ def calls(tmp_path_factory, mock_provider):
         with pytest.raises(openai.InternalServerError):
             chat(gw, None, "gpt-4o-mini")
         assert len(gw.rows(count=5)) == 5
+        fired = wait_for_alerts(gw, 2)  # `errors` fires for gpt-4o-mini (50% > 10%): one row per channel, both failed
+        assert {(r[0], r[1], r[2], r[3]) for r in fired} == {("errors", "gpt-4o-mini", "webhook", "failed"),
+                                                             ("errors", "gpt-4o-mini", "slack", "failed")}
         yield gw
     finally:
         gw.stop()
+
+
+def wait_for_alerts(gw: Gateway, count: int, timeout_s: float = 20) -> list[tuple]:
+    """The `alerts` table's (rule, scope_value, channel, outcome) rows, once it has `count` (its delivery retries
+    each channel before it writes the row)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = read_log(gw.db_path, "SELECT rule, scope_value, channel, outcome FROM alerts ORDER BY created_at")[1]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def expected_budgets(gw: Gateway) -> dict[tuple[str, str | None], dict[str, Any]]:
@@ -159,7 +175,16 @@ def test_alerts_endpoint_answers_what_the_commands_print(calls):
 
     assert measured(body["budgets"]["rows"]) == measured(llmtap_json(calls, "budgets"))
     assert [row["rule"] for row in body["rules"]["rows"]] == [rule["name"] for rule in RULES]
-    assert body["rules"]["rows"][3]["state"] == "over" and body["history"]["rows"] == []
+    errors = body["rules"]["rows"][3]
+    assert (errors["state"], errors["last_fired_scope"], errors["last_fired_delivered"]) == ("over", "gpt-4o-mini",
+                                                                                             False)
+    history = body["history"]["rows"]
+    assert sorted(row["channel"] for row in history) == ["slack", "webhook"]
+    assert {(row["rule"], row["kind"], row["scope_value"], row["metric_value"], row["outcome"]) for row in history} == \
+        {("errors", "firing", "gpt-4o-mini", 50, "failed")}
+    assert {row["channel"]: row["target"] for row in history} == {  # where it went, a Slack URL's secret path cut
+        "webhook": CLOSED_HOOK, "slack": CLOSED_HOOK.removeprefix("http://").replace("/hook", "/…")}
+    assert {row["detail"] for row in history} == {"connection refused"}
     assert curl(f"http://127.0.0.1:{calls.dashboard_port}/api/alerts?since=soon").status == 400
 
 
@@ -167,8 +192,9 @@ FIRED_AT = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
 
 
 def notice_rows() -> list[tuple]:
-    """Test data for the `alerts` table: `errors` fired for gpt-4o-mini (the webhook failed, Slack took it) and
-    resolved 5 minutes later; `user-spend` fired for carol; a test notice (never "last fired"); an older firing."""
+    """Test data for the `alerts` table, older than the gateway's own alert: `team-spend` fired for the team
+    `research` (the webhook failed, Slack took it) and resolved 5 minutes later, after an older firing;
+    `nobody-spend` fired and no channel took it; a test notice of `calls-today` (never "last fired")."""
     def row(alert_id: str, at: datetime, rule: str, kind: str, scope_value: str | None, channel: str, outcome: str,
             detail: str) -> tuple:
         return (alert_id, at, rule, kind, "error_rate" if rule == "errors" else "spend_usd", "1h", at, "model",
@@ -177,12 +203,12 @@ def notice_rows() -> list[tuple]:
 
     fired, resolved, spent, trial, old = (str(uuid.uuid4()) for _ in range(5))
     return [
-        row(old, FIRED_AT - timedelta(hours=3), "errors", "firing", "gpt-4o", "webhook", "sent", ""),
-        row(fired, FIRED_AT, "errors", "firing", "gpt-4o-mini", "webhook", "failed", "<b>connection refused</b>"),
-        row(fired, FIRED_AT, "errors", "firing", "gpt-4o-mini", "slack", "sent", "HTTP 200"),
-        row(resolved, FIRED_AT + timedelta(minutes=5), "errors", "resolved", "gpt-4o-mini", "slack", "sent", ""),
-        row(spent, FIRED_AT + timedelta(minutes=1), "user-spend", "firing", "carol", "webhook", "failed", "refused"),
-        row(trial, FIRED_AT + timedelta(minutes=9), "team-spend", "test", None, "webhook", "sent", "HTTP 204"),
+        row(old, FIRED_AT - timedelta(hours=3), "team-spend", "firing", "research", "webhook", "sent", ""),
+        row(fired, FIRED_AT, "team-spend", "firing", "research", "webhook", "failed", "<b>connection refused</b>"),
+        row(fired, FIRED_AT, "team-spend", "firing", "research", "slack", "sent", "HTTP 200"),
+        row(resolved, FIRED_AT + timedelta(minutes=5), "team-spend", "resolved", "research", "slack", "sent", ""),
+        row(spent, FIRED_AT + timedelta(minutes=1), "nobody-spend", "firing", None, "webhook", "failed", "refused"),
+        row(trial, FIRED_AT + timedelta(minutes=9), "calls-today", "test", None, "webhook", "sent", "HTTP 204"),
     ]
 
 
@@ -198,12 +224,15 @@ def stopped(calls):
 def test_after_the_gateway_stopped_the_figures_stay_and_last_fired_shows(stopped):
     check_budgets(stopped)
     by_rule = {row["rule"]: row for row in check_rules(stopped)}
-    errors, spend = by_rule["errors"], by_rule["user-spend"]
-    assert (errors["last_fired_at"], errors["last_fired_scope"], errors["last_fired_delivered"]) == \
-        (FIRED_AT.isoformat(), "gpt-4o-mini", True)  # the failed webhook did not stop Slack taking it
-    assert errors["resolved_at"] == (FIRED_AT + timedelta(minutes=5)).isoformat()
-    assert (spend["last_fired_scope"], spend["last_fired_delivered"], spend["resolved_at"]) == ("carol", False, None)
-    assert by_rule["team-spend"]["last_fired_at"] is None  # a test notice is not an alert
+    errors, team, nobody = by_rule["errors"], by_rule["team-spend"], by_rule["nobody-spend"]
+    fired_at = sql(stopped, "SELECT min(created_at) FROM alerts WHERE rule = 'errors'")
+    assert (errors["last_fired_at"], errors["last_fired_scope"], errors["last_fired_delivered"],
+            errors["resolved_at"]) == (fired_at.isoformat(), "gpt-4o-mini", False, None)  # the gateway's own
+    assert (team["last_fired_at"], team["last_fired_scope"], team["last_fired_delivered"]) == \
+        (FIRED_AT.isoformat(), "research", True)  # the failed webhook did not stop Slack taking it
+    assert team["resolved_at"] == (FIRED_AT + timedelta(minutes=5)).isoformat()
+    assert (nobody["last_fired_scope"], nobody["last_fired_delivered"], nobody["resolved_at"]) == (None, False, None)
+    assert by_rule["calls-today"]["last_fired_at"] is None  # a test notice is not an alert
 
 
 def test_tables_say_it_in_words(stopped):
@@ -250,14 +279,17 @@ def test_alerts_page_shows_rules_budgets_and_history(dashboard, browser, screens
         rules = [cells(row) for row in tables.nth(0).locator("tbody tr").all()]
         assert [row["rule"].split("\n")[0] for row in rules] == [rule["name"] for rule in RULES]
         assert rules[3]["state"] == "over" and rules[3]["value"].startswith("50%")
-        assert "resolved" in rules[3]["last_fired_at"]
+        assert rules[3]["last_fired_at"].endswith("for gpt-4o-mini (not delivered)")  # the gateway's own alert
+        assert "for research\nresolved" in rules[4]["last_fired_at"]
         budgets = [cells(row) for row in tables.nth(1).locator("tbody tr").all()]
         carol = budgets[0]
         assert (carol["scope_value"], carol["blocking"], carol["left"]) == ("carol", "blocking", "$0")
         assert carol["used"] == f"{format_usd(Decimal('0.02'))} of {format_usd(Decimal('0.015'))}"
         history = [cells(row) for row in tables.nth(2).locator("tbody tr").all()]
-        assert len(history) == 6 and history[0]["kind"] == "test"  # newest first
-        refused = next(row for row in history if row["outcome"] == "failed" and row["rule"] == "errors")
+        assert [(row["rule"], row["kind"]) for row in history[:3]] == \
+            [("errors", "firing"), ("errors", "firing"), ("calls-today", "test")]  # newest first
+        assert len(history) == 8
+        refused = next(row for row in history if row["outcome"] == "failed" and row["rule"] == "team-spend")
         assert refused["detail"] == "<b>connection refused</b>"  # logged text shown as text, never as HTML
         assert page.locator("main b").count() == 0
         screenshot(page, f"alerts-{name}")
