@@ -142,7 +142,6 @@ def last_notices(log: Path) -> Rows:
 
 EXACT_METRIC_SQL = {**METRIC_SQL, "spend_usd": f"coalesce(sum(cost_usd) FILTER (WHERE {ADMITTED}), 0)"}
 JUDGED = ("error_rate", "p95_latency_ms")  # too few calls in a scope value: no value (NULL), never judged
-COUNTED = ("spend_usd", "requests", "rate_limited")  # nothing called is 0, not unknown
 BUDGET_COLUMNS = ["rule", "metric", "action", "scope", "scope_value", "used", "threshold", "left", "used_pct",
                   "unpriced", "requests", "window", "window_start", "window_end", "resets_at", "over", "blocking"]
 RULE_COLUMNS = ["rule", "metric", "window", "period", "scope", "where", "threshold", "value", "value_scope",
@@ -174,8 +173,7 @@ def budgets(log: Path, rules: Sequence[AlertRule], now: datetime) -> Rows:
     window whose price is unknown: not in a spend figure), `requests`, `window` (`last 1d`, `2026-11`),
     `window_start`/`window_end`, `resets_at` (a calendar window's end; NULL for a rolling one), `over` (past the
     threshold, as the engine judges: `_over_sql`) and `blocking` (a block rule whose budget is spent: its next call
-    is refused). Scope `all` always has its one row; others only
-    the scope values seen."""
+    is refused). Scope `all` always has its one row; others only the scope values seen."""
     types: list[str] = []
     rows: list[tuple] = []
     for rule in rules:

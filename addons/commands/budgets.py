@@ -52,7 +52,7 @@ def budgets(config: Config, output_format: str, count: int) -> None:
     everything = rows.dicts()
     seen = {row["rule"] for row in everything}
     shown, more = cut(everything, count, "rows")
-    for rule in rules:  # a table per rule, titled with what the rule counts: five columns fit 80
+    for rule in rules:  # a table per rule, titled with what the rule counts: six short columns fit 80
         mine = [row for row in shown if row["rule"] == rule.name]
         if mine:  # the title on its own line: as a table's title it would fold to the table's width
             show(Text(literal(budget_title(rule, mine[0]))))
