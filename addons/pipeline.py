@@ -25,6 +25,7 @@ from mitmproxy import contentviews
 from .attempts import AttemptRunner
 from .cache import ResponseCache
 from .config import Config
+from .counters import SlidingWindows
 from .dashboard.addon import Dashboard
 from .drain import Drain, ShutdownGate
 from .exposed_proxy import ExposedProxyGuard
@@ -32,7 +33,7 @@ from .idle import ClientIdleTimeout
 from .intake import Intake
 from .loglimit import LogRateLimit
 from .proxy_access import ProxyAccess
-from .ratelimit import RateLimiter, RateLimitUsage, Windows
+from .ratelimit import RateLimiter, RateLimitUsage
 from .recorder import Recorder
 from .refusals import RefusalSink
 from .routing import Router
@@ -52,13 +53,13 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     (seconds) are what rate-limit windows and cache expiry read: tests move them by hand."""
     contentviews.add(LlmCallView)
     settings = Settings(config_path)
-    windows = Windows(monotonic_clock)
+    counters = SlidingWindows(monotonic_clock)
     refusals = RefusalSink()
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
-        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
+        RateLimiter(settings, counters), ResponseCache(settings, wall_clock), StreamTap(settings),
+        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(counters), WebView(),
         Dashboard(settings), Drain(settings),
     ]
 
