@@ -5,10 +5,13 @@ request. RefusalSink comes before every addon that reads a call's state: it hide
 body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
-stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
+stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, Budgets those over
+a blocking budget (both count in one `counters.Counters`), ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
-silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
+silent), Recorder writes the row, CounterSeeding (after Recorder has opened and migrated the log, before any listener
+opens) seeds the counters from the log at start-up, RateLimitUsage counts a call's cost towards cents policies and
+spend budgets, WebView writes what mitmweb
 shows, Dashboard serves the web dashboard (it sees no flow), and Drain (last, so a call counts as finished only once
 every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before
 mitmproxy's own addons that show or save flows.
@@ -23,6 +26,7 @@ from collections.abc import Callable, Sequence
 from mitmproxy import contentviews
 
 from .attempts import AttemptRunner
+from .budgets import Budgets
 from .cache import ResponseCache
 from .config import Config
 from .counters import SlidingWindows
@@ -37,6 +41,7 @@ from .ratelimit import RateLimiter, RateLimitUsage
 from .recorder import Recorder
 from .refusals import RefusalSink
 from .routing import Router
+from .seeding import CounterSeeding
 from .settings import Settings
 from .streaming import StreamTap
 from .upstream_failure import UpstreamFailure
@@ -58,8 +63,12 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        RateLimiter(settings, counters), ResponseCache(settings, wall_clock), StreamTap(settings),
-        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(counters), WebView(),
+        RateLimiter(settings, counters),
+        Budgets(settings, counters, wall_clock),
+        ResponseCache(settings, wall_clock), StreamTap(settings),
+        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings),
+        CounterSeeding(settings, counters, wall_clock),
+        RateLimitUsage(counters), WebView(),
         Dashboard(settings), Drain(settings),
     ]
 

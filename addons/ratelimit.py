@@ -195,17 +195,20 @@ def estimated_cents(request: http.Request, state: CallState, settings: Settings)
 def window_key(source: str, policy: RateLimitPolicy, state: CallState) -> WindowKey:
     """Which window a call counts in: the policy's own, split by user or by a property's value when `s=` says so."""
     options = state.request.options
-    return policy_key(source, policy, options.user_id, {k.lower(): v for k, v in options.properties.items()})
-
-
-def policy_key(source: str, policy: RateLimitPolicy, user: str | None, properties: dict[str, str]) -> WindowKey:
-    """`window_key` from a call's user and its properties (names lower-cased): the same for a call in flight and
-    for a row of the log."""
     if policy.segment is None:
-        return (source, policy.text, "all", None)
-    if policy.segment == "user":
-        return (source, policy.text, "user", user)
-    return (source, policy.text, f"property:{policy.segment}", properties.get(policy.segment.lower()))
+        value = None
+    elif policy.segment == "user":
+        value = options.user_id
+    else:
+        value = {k.lower(): v for k, v in options.properties.items()}.get(policy.segment.lower())
+    return segment_key(source, policy, value)
+
+
+def segment_key(source: str, policy: RateLimitPolicy, value: str | None) -> WindowKey:
+    """The window of `policy` (from `source`) for one segment value (the user, or the property's value; None without
+    a segment or for calls without one): the same for a call in flight and for the log's rows (seeding.py)."""
+    kind = "all" if policy.segment is None else "user" if policy.segment == "user" else f"property:{policy.segment}"
+    return (source, policy.text, kind, value)
 
 
 def report_headers(standing: Standing) -> dict[str, str]:

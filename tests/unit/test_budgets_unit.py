@@ -1,0 +1,43 @@
+"""Blocking budgets on llmtap's real pipeline with clocks moved by hand: a calendar day's budget refuses the call over
+its threshold until the next UTC day; a rolling one frees as calls leave it; what a restart seeds them with.
+(End to end through a real gateway: tests/test_budgets.py.)"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from mitmproxy import http
+
+
+def budget(name: str, metric: str, window: str, threshold: float, **more) -> dict:
+    return {"name": name, "metric": metric, "window": window, "threshold": threshold, "action": "block", **more}
+
+
+def error_of(flow: http.HTTPFlow) -> dict:
+    assert flow.response is not None
+    return json.loads(flow.response.content or b"{}")["error"]
+
+
+def test_a_day_budget_refuses_until_the_next_utc_day(llmtap, wall_clock, monotonic_clock):
+    wall_clock.now = datetime(2026, 11, 27, 23, 59, 0, tzinfo=UTC).timestamp()
+    pipeline = llmtap({"alerts": [budget("daily-calls", "requests", "day", 2, scope="user")]})
+    ann = {"Helicone-User-Id": "ann"}
+    assert [pipeline.call(headers=ann).response.status_code for _ in range(2)] == [200, 200]
+    refused = pipeline.call(headers=ann)
+    assert refused.response.status_code == 429 and refused.response.headers["retry-after"] == "60"
+    error = error_of(refused)
+    assert error["type"] == "llmtap_budget_exceeded" and error["budget"] == "daily-calls"
+    assert error["message"] == ("budget 'daily-calls' reached for user 'ann': 2 requests used of 2 requests in "
+                                "2026-11-27 (UTC); frees at 2026-11-28T00:00:00Z, in 60 s")
+    assert pipeline.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
+    wall_clock.advance(59)
+    monotonic_clock.advance(59)
+    assert pipeline.call(headers=ann).response.status_code == 429
+    wall_clock.advance(1)  # 2026-11-28 00:00:00 UTC: a new day, an empty budget
+    monotonic_clock.advance(1)
+    assert pipeline.call(headers=ann).response.status_code == 200
+    rows = pipeline.rows()
+    assert [r["status"] for r in rows] == [200, 200, 429, 200, 429, 200]
+    assert all(r["error"].startswith("llmtap_budget_exceeded: budget 'daily-calls'") for r in rows if r["status"] == 429)
+    assert len(pipeline.provider_requests) == 4
