@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mitmproxy import http
+
+from .conftest import FakeClock, Pipeline
 
 
 def budget(name: str, metric: str, window: str, threshold: float, **more) -> dict:
@@ -41,3 +44,24 @@ def test_a_day_budget_refuses_until_the_next_utc_day(llmtap, wall_clock, monoton
     assert [r["status"] for r in rows] == [200, 200, 429, 200, 429, 200]
     assert all(r["error"].startswith("llmtap_budget_exceeded: budget 'daily-calls'") for r in rows if r["status"] == 429)
     assert len(pipeline.provider_requests) == 4
+
+
+def test_after_a_restart_a_rolling_budget_frees_when_the_earlier_calls_leave_it(llmtap, wall_clock):
+    """The second pipeline is a restart on the same log: it starts from what the first one's calls used, placed on its
+    own monotonic clock by how long ago (wall clock) they were made."""
+    first = llmtap({"alerts": [budget("minute-calls", "requests", "60s", 2, scope="user")]})
+    ann = {"Helicone-User-Id": "ann"}
+    assert [first.call(headers=ann).response.status_code for _ in range(2)] == [200, 200]
+    first.close()
+    wall_clock.advance(30)
+    restarted_clock = FakeClock(5000.0)  # a new process: its monotonic clock starts anywhere
+    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
+    try:
+        refused = restarted.call(headers=ann)
+        assert refused.response.status_code == 429 and error_of(refused)["budget"] == "minute-calls"
+        assert 29 <= int(refused.response.headers["retry-after"]) <= 31  # the earlier calls leave in ~30 s
+        assert restarted.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
+        restarted_clock.advance(31)
+        assert restarted.call(headers=ann).response.status_code == 200
+    finally:
+        restarted.close()
