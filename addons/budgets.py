@@ -46,6 +46,8 @@ from .ratelimit import estimated_cents
 from .replies import reply_with_error
 from .settings import Settings
 
+BUCKETS_PER_WINDOW = 100  # a rolling budget's counter holds about this many events per scope value, plus reservations
+
 
 def block_rules(rules: tuple[AlertRule, ...]) -> list[AlertRule]:
     """The rules that block calls (`action: block`)."""
@@ -61,6 +63,13 @@ def budget_quota(rule: AlertRule) -> Quota:
     """What a budget allows per window, as the counters check it: calls, or cents reserved before calls go."""
     spend = rule.metric == "spend_usd"
     return Quota(rule.threshold * 100 if spend else rule.threshold, rule.window.longest_s, reserves=spend)
+
+
+def coalesce_seconds(rule: AlertRule) -> float:
+    """How long a budget's counted calls and costs may share one event: a calendar period whole (nothing leaves it
+    before it ends), a hundredth of a rolling window (counted at most that much longer, as the log's seeds are)."""
+    window = rule.window
+    return float(window.longest_s) if window.seconds is None else window.seconds / BUCKETS_PER_WINDOW
 
 
 def call_facts(state: CallState) -> CallFacts:
@@ -121,12 +130,12 @@ class Budgets:
             self._refuse(flow, state, max(over, key=lambda c: c.frees_in_s), wall)
             return
         for check in checks:
-            window_s = check.rule.window.longest_s
+            window_s, coalesce_s = check.rule.window.longest_s, coalesce_seconds(check.rule)
             if check.rule.metric == "requests":
-                self.counters.add(check.key, window_s, 1, now)
+                self.counters.add(check.key, window_s, 1, now, coalesce_s)
             else:
                 event = self.counters.add(check.key, window_s, reserve, now)
-                state.limits.reservations.append(Reservation(check.key, window_s, event))
+                state.limits.reservations.append(Reservation(check.key, window_s, event, coalesce_s))
 
     def _check(self, rule: AlertRule, scope_value: str | None, reserve: float, now: float, wall: datetime) -> Check:
         period_start, period_end = (None, None) if rule.window.rolling else rule.window.span(wall)

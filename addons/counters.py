@@ -53,20 +53,22 @@ class Count:
 
 
 class Event:
-    """An amount counted in a window at a time; a reservation is an event whose amount may still be released."""
+    """An amount counted in a window at a time; a reservation is an event whose amount may still be released. An
+    event added with `coalesce_s` takes in later amounts until `since + coalesce_s` (`at` then moves to the latest)."""
 
-    __slots__ = ("at", "amount", "window")
+    __slots__ = ("at", "amount", "window", "since")
 
-    def __init__(self, at: float, amount: float, window: Window | None):
-        self.at, self.amount, self.window = at, amount, window
+    def __init__(self, at: float, amount: float, window: Window | None, since: float | None = None):
+        self.at, self.amount, self.window, self.since = at, amount, window, since
 
 
 class Reservation(NamedTuple):
-    """An amount (cents) a call holds in a counter until its cost is known."""
+    """An amount (cents) a call holds in a counter until its cost is known; the cost is added with `coalesce_s`."""
 
     key: CounterKey
     window_s: float
     event: Event
+    coalesce_s: float = 0.0
 
 
 class Counters(Protocol):
@@ -79,8 +81,12 @@ class Counters(Protocol):
         window at `now`."""
         ...
 
-    def add(self, key: CounterKey, window_s: float, amount: float, now: float | None = None) -> Event:
-        """Count `amount` in `key`'s window at `now`; the returned event can be `release`d while it is in it."""
+    def add(self, key: CounterKey, window_s: float, amount: float, now: float | None = None,
+            coalesce_s: float = 0.0) -> Event:
+        """Count `amount` in `key`'s window at `now`; the returned event can be `release`d while it is in it. With
+        `coalesce_s`, for an amount that will never be released, it may join an event added so within the last
+        `coalesce_s` seconds, which then leaves the window as late as its latest amount: counted up to `coalesce_s`
+        longer, never shorter, in one event instead of one per call (a month's budget holds few)."""
         ...
 
     def release(self, event: Event) -> None:
@@ -138,10 +144,18 @@ class SlidingWindows:
         over = quota.is_over(used, need)
         return Count(used, self._retry_after(quota, window, used, need, now) if over else 0.0, over)
 
-    def add(self, key: CounterKey, window_s: float, amount: float, now: float | None = None) -> Event:
+    def add(self, key: CounterKey, window_s: float, amount: float, now: float | None = None,
+            coalesce_s: float = 0.0) -> Event:
         now = self.clock() if now is None else now
         window = self._window(key, window_s)
-        event = Event(now, amount, window)
+        if coalesce_s > 0 and window.events:
+            last = window.events[-1]
+            if last.since is not None and last.at <= now < last.since + coalesce_s:
+                last.at = now
+                last.amount += amount
+                window.total += amount
+                return last
+        event = Event(now, amount, window, now if coalesce_s > 0 else None)
         window.events.append(event)
         window.total += amount
         return event

@@ -153,12 +153,12 @@ class RateLimitUsage:
         reservations, state.limits.reservations = state.limits.reservations, []
         cost = record.cost_usd
         failed = flow.error is not None or flow.response is None or flow.response.status_code >= 400
-        for key, window_s, event in reservations:
+        for key, window_s, event, coalesce_s in reservations:
             if cost is None and not failed:
                 continue  # answered, but its cost cannot be priced: the reservation stands for it
             self.counters.release(event)
             if cost:
-                self.counters.add(key, window_s, float(Decimal(cost) * 100), self.clock())
+                self.counters.add(key, window_s, float(Decimal(cost) * 100), self.clock(), coalesce_s)
 
 
 def policy_quota(policy: RateLimitPolicy) -> Quota:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from .analytics import queries
-from .budgets import block_rules, budget_key
+from .budgets import BUCKETS_PER_WINDOW, block_rules, budget_key
 from .config import Config
 from .counters import Counters
 from .ratelimit import segment_key
@@ -34,9 +34,6 @@ from .ratelimit_policy import RateLimitPolicy, parse_ratelimit_policy
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
-
-BUCKETS_PER_WINDOW = 100  # a rolling limit seeded from the log holds at most this many events per key
-
 
 class CounterSeeding:
     """Seeds the counters from the log at start-up (after Recorder has opened and migrated it) and when the config's

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from llmtap.counters import SlidingWindows
+from llmtap.counters import Quota, SlidingWindows
 from llmtap.ratelimit import is_over, policy_quota
 from llmtap.ratelimit_policy import parse_ratelimit_policy
 
@@ -123,3 +123,17 @@ def test_seeded_usage_counts_until_it_leaves_the_window(clock):
     assert standing.used == 10 and standing.over and standing.retry_after_s == pytest.approx(1)
     clock.now += 1  # the older seed leaves the window
     assert windows.standing(quota, KEY).used == 4
+
+
+def test_coalesced_counts_share_an_event_and_leave_no_earlier_than_their_latest(clock):
+    quota = Quota(1_000_000, window_s=100)
+    windows = SlidingWindows(clock)
+    for i in range(10_000):  # 10,000 calls over 10 s, one event per second at most
+        clock.now = 1000.0 + i / 1000
+        windows.add(KEY, 100, 1, coalesce_s=1)
+    assert len(windows._windows[KEY].events) == 10
+    assert windows.standing(quota, KEY).used == 10_000
+    clock.now = 1000.0 + 100.5  # the first second's calls (latest at ~1000.999) are still counted
+    assert windows.standing(quota, KEY).used == 10_000
+    clock.now = 1000.0 + 101  # now they have left; later seconds' have not
+    assert windows.standing(quota, KEY).used == 9_000
