@@ -5,16 +5,17 @@ request. RefusalSink comes before every addon that reads a call's state: it hide
 body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
-stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, Budgets those over
-a blocking budget (both count in one `counters.Counters`), ResponseCache
+stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
-silent), Recorder writes the row, CounterSeeding (after Recorder has opened and migrated the log, before any listener
-opens) seeds the counters from the log at start-up, RateLimitUsage counts a call's cost towards cents policies and
-spend budgets, WebView writes what mitmweb
+silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
 shows, Dashboard serves the web dashboard (it sees no flow), and Drain (last, so a call counts as finished only once
 every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT. `install` puts all of them before
 mitmproxy's own addons that show or save flows.
+
+Budgets (right after RateLimiter: a call over a rate limit never counts towards a budget) refuses calls over a blocking
+budget. Both count in one `counters.Counters`, which CounterSeeding (after Recorder has opened and migrated the log,
+and before any listener opens) seeds from the log at start-up; RateLimitUsage settles spend budgets' reservations too.
 """
 
 from __future__ import annotations
