@@ -65,3 +65,30 @@ def test_after_a_restart_a_rolling_budget_frees_when_the_earlier_calls_leave_it(
         assert restarted.call(headers=ann).response.status_code == 200
     finally:
         restarted.close()
+
+
+def test_after_a_restart_rate_limit_policies_keep_their_windows(llmtap, wall_clock):
+    """Header policies (per paying key and segment, `s=` naming a property in any case) and config rules (by their
+    filter) start from the log too."""
+    first = llmtap({"ratelimit": {"policies": [{"policy": "1;w=60", "properties": {"Team": "red"}}]}})
+    feature = {"Helicone-RateLimit-Policy": "2;w=60;s=Feature", "Authorization": "Bearer tenant-key"}
+    search = {**feature, "Helicone-Property-FEATURE": "search"}
+    assert [first.call(headers=search).response.status_code for _ in range(2)] == [200, 200]
+    assert first.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 200
+    first.close()
+    wall_clock.advance(10)
+    restarted_clock = FakeClock(5000.0)
+    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
+    try:
+        over = restarted.call(headers={**feature, "helicone-property-feature": "search"})
+        assert over.response.status_code == 429 and error_of(over)["policy"] == "2;w=60;s=Feature"
+        assert 49 <= int(over.response.headers["retry-after"]) <= 51
+        assert restarted.call(headers={**feature, "Helicone-Property-Feature": "chat"}).response.status_code == 200
+        other_key = {**search, "Authorization": "Bearer another-key"}  # a header policy counts per paying key
+        assert restarted.call(headers=other_key).response.status_code == 200
+        assert restarted.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 429
+        assert restarted.call(headers={"Helicone-Property-Team": "blue"}).response.status_code == 200
+        restarted_clock.advance(51)
+        assert restarted.call(headers=search).response.status_code == 200
+    finally:
+        restarted.close()
