@@ -26,7 +26,8 @@ from .wire.base import StreamAssembler
 from .wire.sse import SseParser
 
 if TYPE_CHECKING:  # these modules read CallState themselves
-    from .ratelimit import Reservation, Standing
+    from .counters import Event, Reservation
+    from .ratelimit import Standing
     from .refusals import Destination
 
 METADATA_KEY = "llmtap"
@@ -118,7 +119,8 @@ class LimitState:
     """What the call's limits hold for it."""
 
     standings: list[Standing] = field(default_factory=list)  # per rate-limit policy the call passed
-    reservations: list[Reservation] = field(default_factory=list)  # cents reserved per cents policy, until settled
+    reservations: list[Reservation] = field(default_factory=list)  # cents reserved (policies, budgets) until settled
+    counted: list[Event] = field(default_factory=list)  # the call counted in request policies' windows
     held_destination: Destination | None = None  # while a body of unknown length is checked against its limit
 
 

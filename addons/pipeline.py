@@ -12,6 +12,10 @@ silent), Recorder writes the row, RateLimitUsage counts its cost towards cents p
 shows, Dashboard serves the web dashboard and Alerts checks alert rules and delivers their notices (neither sees a
 flow), and Drain (last, so a call counts as finished only once every other addon has seen it end) lets calls in
 flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that show or save flows.
+
+Budgets (right after RateLimiter: a call over a rate limit never counts towards a budget) refuses calls over a blocking
+budget. Both count in one `counters.Counters`, which CounterSeeding (after Recorder has opened and migrated the log,
+and before any listener opens) seeds from the log at start-up; RateLimitUsage settles spend budgets' reservations too.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from mitmproxy import contentviews
 
 from .alerts.addon import Alerts
 from .attempts import AttemptRunner
+from .budgets import Budgets
 from .cache import ResponseCache
 from .config import Config
+from .counters import SlidingWindows
 from .dashboard.addon import Dashboard
 from .drain import Drain, ShutdownGate
 from .exposed_proxy import ExposedProxyGuard
@@ -33,10 +40,11 @@ from .idle import ClientIdleTimeout
 from .intake import Intake
 from .loglimit import LogRateLimit
 from .proxy_access import ProxyAccess
-from .ratelimit import RateLimiter, RateLimitUsage, Windows
+from .ratelimit import RateLimiter, RateLimitUsage
 from .recorder import Recorder
 from .refusals import RefusalSink
 from .routing import Router
+from .seeding import CounterSeeding
 from .settings import Settings
 from .streaming import StreamTap
 from .upstream_failure import UpstreamFailure
@@ -53,14 +61,18 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     (seconds) are what rate-limit windows and cache expiry read: tests move them by hand."""
     contentviews.add(LlmCallView)
     settings = Settings(config_path)
-    windows = Windows(monotonic_clock)
+    counters = SlidingWindows(monotonic_clock)
     refusals = RefusalSink()
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
         ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
-        RateLimiter(settings, windows), ResponseCache(settings, wall_clock), StreamTap(settings),
-        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings), RateLimitUsage(windows), WebView(),
-        Dashboard(settings), Alerts(settings), Drain(settings),
+        RateLimiter(settings, counters),
+        Budgets(settings, counters, wall_clock),
+        ResponseCache(settings, wall_clock), StreamTap(settings),
+        AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings),
+        CounterSeeding(settings, counters, wall_clock),
+        RateLimitUsage(counters), WebView(),
+        Dashboard(settings), Alerts(settings, lambda: datetime.fromtimestamp(wall_clock(), UTC)), Drain(settings),
     ]
 
 

@@ -7,8 +7,8 @@ value of a property (`s=`). A call over any of its policies is answered 429 with
 reporting the policy with the least left.
 
 `RateLimiter` decides before the call; `RateLimitUsage`, placed after the Recorder, settles what a finished call cost.
-Both share one `Windows`; state is in memory, for one gateway process. A check costs O(1) amortised: each window keeps
-a running sum (added to on each event, subtracted from as events expire), never a sum over its events.
+Both share one `Counters` (counters.py: in memory for one gateway process today, a shared store when several run),
+seeded from the log at start-up (seeding.py), so that a restart forgets no policy's window.
 
 Cents policies (`u=cents`) reserve before they let a call go, so that concurrent calls cannot all pass on an empty
 window: when a call starts it reserves an estimate of its cost, `estimated_cents`, which is
@@ -34,17 +34,15 @@ the quota plus that one first call.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
 
 from genai_prices import Usage
 from mitmproxy import http
 
 from .callstate import CallState, get_state
+from .counters import Counters, Quota, Reservation
 from .pricing import price_call
 from .ratelimit_policy import RateLimitPolicy
 from .record import CallRecord
@@ -54,7 +52,6 @@ from .settings import Settings
 # (where the policy came from, its text, segment kind, segment value). A header policy counts per paying key, so
 # one tenant's header never spends another's quota; each config rule counts on its own.
 WindowKey = tuple[str, str, str, str | None]
-SWEEP_INTERVAL_S = 60.0
 CHARS_PER_TOKEN = 4  # a rough count of input tokens from the body's size: about right for English text and JSON
 DEFAULT_OUTPUT_TOKENS = 4096  # reserved for output when a request sets no limit on it
 UNPRICED_RESERVATION_CENTS = 10.0  # reserved for a call to a model without a known price
@@ -76,105 +73,13 @@ class Standing:
         return max(0, math.floor(self.policy.quota - self.used))
 
 
-class Reservation(NamedTuple):
-    """Cents a call holds in a window until its cost is known."""
-
-    key: WindowKey
-    window_s: float
-    event: Event
-
-
-class Event:
-    """An amount counted in a window at a time; a reservation is an event whose amount may still be released."""
-
-    __slots__ = ("at", "amount", "window")
-
-    def __init__(self, at: float, amount: float, window: Window | None):
-        self.at, self.amount, self.window = at, amount, window
-
-
-class Window:
-    """One key's events younger than its window, oldest first, and their running sum."""
-
-    __slots__ = ("window_s", "events", "total")
-
-    def __init__(self, window_s: float):
-        self.window_s = window_s
-        self.events: deque[Event] = deque()
-        self.total = 0.0
-
-    def expire(self, now: float) -> None:
-        events = self.events
-        while events and events[0].at <= now - self.window_s:
-            event = events.popleft()
-            self.total -= event.amount
-            event.window = None  # expired: releasing it later changes nothing
-        if not events:
-            self.total = 0.0  # forget the rounding left by adding and subtracting floats
-
-
-class Windows:
-    """Sliding windows of usage, per key. `clock` (seconds, monotonic) is injectable so tests need no sleeps."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._windows: dict[WindowKey, Window] = {}
-        self._swept = clock()
-
-    def standing(self, policy: RateLimitPolicy, key: WindowKey, now: float | None = None, need: float = 1) -> Standing:
-        """Where a call that needs `need` (1 request, or its reserved cents) stands against `policy` at `now`."""
-        now = self.clock() if now is None else now
-        if now - self._swept > SWEEP_INTERVAL_S:
-            self._sweep(now)
-        window = self._windows.get(key)
-        if window is None:
-            return Standing(policy, key, 0.0, 0.0, is_over(policy, 0.0, need))
-        window.expire(now)
-        used = max(0.0, window.total)
-        over = is_over(policy, used, need)
-        return Standing(policy, key, used, self._retry_after(policy, window, used, need, now) if over else 0.0, over)
-
-    def add(self, key: WindowKey, window_s: float, amount: float, now: float | None = None) -> Event:
-        """Count `amount` in `key`'s window at `now`; the event can be `release`d while it is in the window."""
-        now = self.clock() if now is None else now
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = Window(window_s)
-        event = Event(now, amount, window)
-        window.events.append(event)
-        window.total += amount
-        return event
-
-    @staticmethod
-    def release(event: Event) -> None:
-        """Stop counting `event` (a reservation no longer needed); nothing happens once it has expired."""
-        if event.window is not None:
-            event.window.total -= event.amount
-            event.amount = 0.0
-
-    def _sweep(self, now: float) -> None:
-        """Forget windows with nothing left in them: users and property values come and go."""
-        self._swept = now
-        for key, window in list(self._windows.items()):
-            if not window.events or window.events[-1].at <= now - window.window_s:
-                window.expire(now)
-                del self._windows[key]
-
-    @staticmethod
-    def _retry_after(policy: RateLimitPolicy, window: Window, used: float, need: float, now: float) -> float:
-        # Only when over: for request quotas the window holds at most `quota` events, so this walks a few.
-        for event in window.events:  # oldest first: the window frees as they age out
-            used -= event.amount
-            if not is_over(policy, max(0.0, used), need):
-                return max(0.0, event.at + policy.window_s - now)
-        return float(policy.window_s)
-
-
 class RateLimiter:
-    def __init__(self, settings: Settings, windows: Windows, clock: Callable[[], float] | None = None):
+    """Refuses (429) a call over any rate-limit policy that applies to it, and counts the calls it lets through."""
+
+    def __init__(self, settings: Settings, counters: Counters, clock: Callable[[], float] | None = None):
         self.settings = settings
-        self.windows = windows
-        self.clock = clock or windows.clock
+        self.counters = counters
+        self.clock = clock or counters.clock
 
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
@@ -186,10 +91,11 @@ class RateLimiter:
         now = self.clock()
         reserve = (estimated_cents(flow.request, state, self.settings)
                    if any(p.unit == "cents" for _, p in policies) else 0.0)
-        standings = [
-            self.windows.standing(p, window_key(source, p, state), now, 1 if p.unit == "request" else reserve)
-            for source, p in policies
-        ]
+        standings = []
+        for source, p in policies:
+            key = window_key(source, p, state)
+            count = self.counters.standing(policy_quota(p), key, now, 1 if p.unit == "request" else reserve)
+            standings.append(Standing(p, key, count.used, count.retry_after_s, count.over))
         over = [s for s in standings if s.over]
         if over:
             worst = max(over, key=lambda s: s.retry_after_s)
@@ -205,9 +111,9 @@ class RateLimiter:
             return
         for standing in standings:
             if standing.policy.unit == "request":
-                self.windows.add(standing.key, standing.policy.window_s, 1, now)
+                state.limits.counted.append(self.counters.add(standing.key, standing.policy.window_s, 1, now))
             else:
-                event = self.windows.add(standing.key, standing.policy.window_s, reserve, now)
+                event = self.counters.add(standing.key, standing.policy.window_s, reserve, now)
                 state.limits.reservations.append(Reservation(standing.key, standing.policy.window_s, event))
         state.limits.standings = [
             Standing(s.policy, s.key, s.used + (1 if s.policy.unit == "request" else 0), s.retry_after_s)
@@ -233,11 +139,12 @@ class RateLimiter:
 
 
 class RateLimitUsage:
-    """Settles a finished call's cents reservations: replaced by its priced cost, released when the call failed."""
+    """Settles a finished call's reservations (cents policies and spend budgets): each is replaced by the call's
+    priced cost in cents, or released when the call failed."""
 
-    def __init__(self, windows: Windows, clock: Callable[[], float] | None = None):
-        self.windows = windows
-        self.clock = clock or windows.clock
+    def __init__(self, counters: Counters, clock: Callable[[], float] | None = None):
+        self.counters = counters
+        self.clock = clock or counters.clock
 
     def call_finished(self, flow: http.HTTPFlow, record: CallRecord) -> None:
         state = get_state(flow)
@@ -246,20 +153,22 @@ class RateLimitUsage:
         reservations, state.limits.reservations = state.limits.reservations, []
         cost = record.cost_usd
         failed = flow.error is not None or flow.response is None or flow.response.status_code >= 400
-        for key, window_s, event in reservations:
+        for key, window_s, event, coalesce_s in reservations:
             if cost is None and not failed:
                 continue  # answered, but its cost cannot be priced: the reservation stands for it
-            self.windows.release(event)
+            self.counters.release(event)
             if cost:
-                self.windows.add(key, window_s, float(Decimal(cost) * 100), self.clock())
+                self.counters.add(key, window_s, float(Decimal(cost) * 100), self.clock(), coalesce_s)
+
+
+def policy_quota(policy: RateLimitPolicy) -> Quota:
+    """What a policy allows per window, as the counters check it: requests, or cents reserved before calls go."""
+    return Quota(policy.quota, policy.window_s, reserves=policy.unit == "cents")
 
 
 def is_over(policy: RateLimitPolicy, used: float, need: float = 1) -> bool:
-    """Whether a call that needs `need` breaks the policy when `used` is already used or reserved. A request counts
-    1; a cents reservation may pass the quota only in a window with nothing used, so one call always fits."""
-    if policy.unit == "request":
-        return used + 1 > policy.quota
-    return used >= policy.quota or (used > 0 and used + need > policy.quota)
+    """Whether a call that needs `need` breaks the policy when `used` is already used or reserved (`Quota.is_over`)."""
+    return policy_quota(policy).is_over(used, need)
 
 
 def estimated_cents(request: http.Request, state: CallState, settings: Settings) -> float:
@@ -285,12 +194,21 @@ def estimated_cents(request: http.Request, state: CallState, settings: Settings)
 
 def window_key(source: str, policy: RateLimitPolicy, state: CallState) -> WindowKey:
     """Which window a call counts in: the policy's own, split by user or by a property's value when `s=` says so."""
+    options = state.request.options
     if policy.segment is None:
-        return (source, policy.text, "all", None)
-    if policy.segment == "user":
-        return (source, policy.text, "user", state.request.options.user_id)
-    properties = {k.lower(): v for k, v in state.request.options.properties.items()}
-    return (source, policy.text, f"property:{policy.segment}", properties.get(policy.segment.lower()))
+        value = None
+    elif policy.segment == "user":
+        value = options.user_id
+    else:
+        value = {k.lower(): v for k, v in options.properties.items()}.get(policy.segment.lower())
+    return segment_key(source, policy, value)
+
+
+def segment_key(source: str, policy: RateLimitPolicy, value: str | None) -> WindowKey:
+    """The window of `policy` (from `source`) for one segment value (the user, or the property's value; None without
+    a segment or for calls without one): the same for a call in flight and for the log's rows (seeding.py)."""
+    kind = "all" if policy.segment is None else "user" if policy.segment == "user" else f"property:{policy.segment}"
+    return (source, policy.text, kind, value)
 
 
 def report_headers(standing: Standing) -> dict[str, str]:

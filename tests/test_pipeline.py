@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from llmtap import pipeline
 from llmtap.attempts import AttemptRunner
+from llmtap.budgets import Budgets
 from llmtap.cache import ResponseCache
 from llmtap.drain import Drain, ShutdownGate
 from llmtap.exposed_proxy import ExposedProxyGuard
@@ -16,6 +17,7 @@ from llmtap.ratelimit import RateLimiter, RateLimitUsage
 from llmtap.recorder import Recorder
 from llmtap.refusals import RefusalSink
 from llmtap.routing import Router
+from llmtap.seeding import CounterSeeding
 from llmtap.settings import Settings
 from llmtap.streaming import StreamTap
 from llmtap.upstream_failure import UpstreamFailure
@@ -32,6 +34,9 @@ BEFORE = [
     (ExposedProxyGuard, Router, "an exposed proxy listener forwards to provider hosts only"),
     (Router, RateLimiter, "cents policies price the call for the provider it was routed to"),
     (RateLimiter, ResponseCache, "a call over its limit is refused even when the cache could answer it"),
+    (RateLimiter, Budgets, "a call over a rate limit never counts towards a budget"),
+    (Budgets, ResponseCache, "a call over its budget is refused even when the cache could answer it"),
+    (Recorder, CounterSeeding, "the counters are seeded from the log once Recorder has opened and migrated it"),
     (ResponseCache, AttemptRunner, "a cache hit never reaches the relay"),
     (StreamTap, AttemptRunner, "the stream tap asks for usage in the body the relay sends"),
     (AttemptRunner, Recorder, "the row counts the relay's tries"),

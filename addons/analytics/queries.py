@@ -19,6 +19,7 @@ One module per family of questions; this module is their one import surface (`qu
 - properties.py: the property names calls carry;
 - overview.py: the scope at a glance and over time; buckets.py: time buckets for charts;
 - alerting.py: alert and budget rules' metrics, what budget counters start from, and the alerts sent.
+- usage.py: what rate-limit policies' calls used, for the gateway's counters after a restart.
 """
 
 from .alerting import alert_history, budgets, last_fired, last_notices, rule_state, rule_states, rule_usage, rule_values
@@ -42,9 +43,11 @@ from .properties import property_names
 from .rows import Rows, reading, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
 from .spend import costs, totals, trends, unpriced, users
+from .usage import header_policies, policy_usage
 
 __all__ = ["alert_history", "last_notices", "rule_usage", "rule_values",
            "budgets", "last_fired", "rule_state", "rule_states",
+           "header_policies", "policy_usage",
            "DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
            "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
            "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "reading", "Rows",

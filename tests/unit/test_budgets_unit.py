@@ -1,0 +1,94 @@
+"""Blocking budgets on llmtap's real pipeline with clocks moved by hand: a calendar day's budget refuses the call over
+its threshold until the next UTC day; a rolling one frees as calls leave it; what a restart seeds them with.
+(End to end through a real gateway: tests/test_budgets.py.)"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mitmproxy import http
+
+from .conftest import FakeClock, Pipeline
+
+
+def budget(name: str, metric: str, window: str, threshold: float, **more) -> dict:
+    return {"name": name, "metric": metric, "window": window, "threshold": threshold, "action": "block", **more}
+
+
+def error_of(flow: http.HTTPFlow) -> dict:
+    assert flow.response is not None
+    return json.loads(flow.response.content or b"{}")["error"]
+
+
+def test_a_day_budget_refuses_until_the_next_utc_day(llmtap, wall_clock, monotonic_clock):
+    wall_clock.now = datetime(2026, 11, 27, 23, 59, 0, tzinfo=UTC).timestamp()
+    pipeline = llmtap({"alerts": [budget("daily-calls", "requests", "day", 2, scope="user")]})
+    ann = {"Helicone-User-Id": "ann"}
+    assert [pipeline.call(headers=ann).response.status_code for _ in range(2)] == [200, 200]
+    refused = pipeline.call(headers=ann)
+    assert refused.response.status_code == 429 and refused.response.headers["retry-after"] == "60"
+    error = error_of(refused)
+    assert error["type"] == "llmtap_budget_exceeded" and error["budget"] == "daily-calls"
+    assert error["message"] == ("budget 'daily-calls' reached for user 'ann': 2 requests used of 2 requests in "
+                                "2026-11-27 (UTC); frees at 2026-11-28T00:00:00Z, in 60 s")
+    assert pipeline.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
+    wall_clock.advance(59)
+    monotonic_clock.advance(59)
+    assert pipeline.call(headers=ann).response.status_code == 429
+    wall_clock.advance(1)  # 2026-11-28 00:00:00 UTC: a new day, an empty budget
+    monotonic_clock.advance(1)
+    assert pipeline.call(headers=ann).response.status_code == 200
+    rows = pipeline.rows()
+    assert [r["status"] for r in rows] == [200, 200, 429, 200, 429, 200]
+    assert all(r["error"].startswith("llmtap_budget_exceeded: budget 'daily-calls'") for r in rows if r["status"] == 429)
+    assert len(pipeline.provider_requests) == 4
+
+
+def test_after_a_restart_a_rolling_budget_frees_when_the_earlier_calls_leave_it(llmtap, wall_clock):
+    """The second pipeline is a restart on the same log: it starts from what the first one's calls used, placed on its
+    own monotonic clock by how long ago (wall clock) they were made."""
+    first = llmtap({"alerts": [budget("minute-calls", "requests", "60s", 2, scope="user")]})
+    ann = {"Helicone-User-Id": "ann"}
+    assert [first.call(headers=ann).response.status_code for _ in range(2)] == [200, 200]
+    first.close()
+    wall_clock.advance(30)
+    restarted_clock = FakeClock(5000.0)  # a new process: its monotonic clock starts anywhere
+    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
+    try:
+        refused = restarted.call(headers=ann)
+        assert refused.response.status_code == 429 and error_of(refused)["budget"] == "minute-calls"
+        assert 29 <= int(refused.response.headers["retry-after"]) <= 31  # the earlier calls leave in ~30 s
+        assert restarted.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
+        restarted_clock.advance(31)
+        assert restarted.call(headers=ann).response.status_code == 200
+    finally:
+        restarted.close()
+
+
+def test_after_a_restart_rate_limit_policies_keep_their_windows(llmtap, wall_clock):
+    """Header policies (per paying key and segment, `s=` naming a property in any case) and config rules (by their
+    filter) start from the log too."""
+    first = llmtap({"ratelimit": {"policies": [{"policy": "1;w=60", "properties": {"Team": "red"}}]}})
+    feature = {"Helicone-RateLimit-Policy": "2;w=60;s=Feature", "Authorization": "Bearer tenant-key"}
+    search = {**feature, "Helicone-Property-FEATURE": "search"}
+    assert [first.call(headers=search).response.status_code for _ in range(2)] == [200, 200]
+    assert first.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 200
+    first.close()
+    wall_clock.advance(10)
+    restarted_clock = FakeClock(5000.0)
+    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
+    try:
+        over = restarted.call(headers={**feature, "helicone-property-feature": "search"})
+        assert over.response.status_code == 429 and error_of(over)["policy"] == "2;w=60;s=Feature"
+        assert 49 <= int(over.response.headers["retry-after"]) <= 51
+        assert restarted.call(headers={**feature, "Helicone-Property-Feature": "chat"}).response.status_code == 200
+        other_key = {**search, "Authorization": "Bearer another-key"}  # a header policy counts per paying key
+        assert restarted.call(headers=other_key).response.status_code == 200
+        assert restarted.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 429
+        assert restarted.call(headers={"Helicone-Property-Team": "blue"}).response.status_code == 200
+        restarted_clock.advance(51)
+        assert restarted.call(headers=search).response.status_code == 200
+    finally:
+        restarted.close()
