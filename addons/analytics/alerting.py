@@ -32,12 +32,13 @@ REFUSED = ("^llmtap_(rate_limited|budget_exceeded|invalid_header|invalid_body|un
            "missing_provider_key|shutting_down|duplicate_request_id|unsupported_encoding):")
 ADMITTED = f"(error IS NULL OR NOT regexp_matches(error, '{REFUSED}'))"
 METRIC_SQL = {
-    "spend_usd": f"coalesce(sum(cost_usd) FILTER (WHERE {ADMITTED}), 0)::DOUBLE",
+    "spend_usd": f"coalesce(sum(cost_usd) FILTER (WHERE {ADMITTED}), 0)",  # an exact DECIMAL
     "requests": f"count(*) FILTER (WHERE {ADMITTED})::DOUBLE",
     "error_rate": "round(100 * count(*) FILTER (WHERE status IS NULL OR status >= 400) / nullif(count(*), 0), 2)",
     "rate_limited": "count(*) FILTER (WHERE rate_limited)::DOUBLE",
     "p95_latency_ms": "quantile_cont(latency_ms, 0.95)",
 }
+JUDGED = ("error_rate", "p95_latency_ms")  # too few calls in a scope value: no value (NULL), never judged
 # A call met a provider's 429: on any try (retries included), as the `throttling` view counts them.
 RATE_LIMITED = ("(status = 429 AND attempts > 0 AND attempt_log IS NULL) "
                 "OR coalesce(list_bool_or(list_transform(attempt_log, lambda t: t.status = 429)), false)")
@@ -68,24 +69,34 @@ def rule_calls(rule: AlertRule, since: datetime, until: datetime | None = None) 
             FROM requests WHERE {' AND '.join(conditions)})""", params + where_params)
 
 
-def rule_values(log: Path, rule: AlertRule, now: datetime) -> Rows:
-    """The rule's metric in the window that holds `now`, per scope value: `scope_value` (NULL for scope `all`, or
-    the calls without a value), `value` (in the metric's unit: USD, requests, %, 429s, ms; NULL for error_rate and
-    p95 when fewer calls than `min_requests`), `requests` (every call in the scope value), `window_start` and
-    `window_end`. Scope `all` always has its one row (0 when nothing was called); others only the values seen.
-    Highest value first."""
+def per_value(rule: AlertRule, now: datetime) -> tuple[str, list[Any]]:
+    """The CTEs `calls` (`rule_calls`) and `per_value`: the rule's metric in the window that holds `now`, one row per
+    scope value (scope `all`: always its one row, 0 when nothing was called; others: the values seen, NULL for the
+    calls without one): `scope_value`, `value` (USD as an exact DECIMAL, requests, %, 429s, ms; NULL for error_rate
+    and p95 when fewer calls than `min_requests`), `requests` (every call), `unpriced` (calls let through without a
+    price: not in a spend figure). A rolling window holds every call up to now (one written after `now` too); a
+    calendar one ends with its period. Every view of a rule's figures starts here, so they agree."""
     start, end = rule.window.span(now)
-    calls, params = rule_calls(rule, start, None if rule.window.rolling else end)  # a rolling window holds `now`
-    judged = rule.metric in ("error_rate", "p95_latency_ms")
-    value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {METRIC_SQL[rule.metric]} END" if judged \
-        else METRIC_SQL[rule.metric]
-    grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
+    calls, params = rule_calls(rule, start, None if rule.window.rolling else end)
+    metric = METRIC_SQL[rule.metric]
+    value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {metric} END" if rule.metric in JUDGED else metric
+    scoped = rule.scope != "all"
+    return f"""{calls}, per_value AS (
+            SELECT {'scope_value' if scoped else 'NULL::VARCHAR AS scope_value'}, {value} AS value,
+                   count(*) AS requests, count(*) FILTER (WHERE {ADMITTED} AND cost_usd IS NULL) AS unpriced
+            FROM calls {'GROUP BY scope_value' if scoped else ''})""", params
+
+
+def rule_values(log: Path, rule: AlertRule, now: datetime) -> Rows:
+    """`per_value`'s rows as the alert engine judges them: `scope_value`, `value` (a DOUBLE, spend too), `requests`,
+    `window_start` and `window_end`; highest value first."""
+    start, end = rule.window.span(now)
+    ctes, params = per_value(rule, now)
     return run(log, f"""
-        WITH {calls}
-        SELECT {'NULL::VARCHAR' if rule.scope == 'all' else 'scope_value'} AS scope_value, {value} AS value,
-               count(*) AS requests, ?::TIMESTAMPTZ AS window_start, ?::TIMESTAMPTZ AS window_end
-        FROM calls {grouped}
-        ORDER BY value DESC NULLS LAST, scope_value NULLS LAST""", params + [start, end])
+        WITH {ctes}
+        SELECT scope_value, value::DOUBLE AS value, requests, ?::TIMESTAMPTZ AS window_start,
+               ?::TIMESTAMPTZ AS window_end
+        FROM per_value ORDER BY value DESC NULLS LAST, scope_value NULLS LAST""", params + [start, end])
 
 
 def rule_usage(log: Path, rule: AlertRule, now: datetime, bucket_s: int) -> Rows:
@@ -137,11 +148,9 @@ def last_notices(log: Path) -> Rows:
 
 
 # ---------------------------------------------------------------------------------------------- the views' questions
-# `llmtap budgets`, `llmtap alerts list` and the dashboard's Alerts page ask these; they start from `rule_calls` as the
+# `llmtap budgets`, `llmtap alerts list` and the dashboard's Alerts page ask these; they start from `per_value` as the
 # engine's `rule_values` does, with spend kept as an exact DECIMAL sum (money in JSON is exact everywhere).
 
-EXACT_METRIC_SQL = {**METRIC_SQL, "spend_usd": f"coalesce(sum(cost_usd) FILTER (WHERE {ADMITTED}), 0)"}
-JUDGED = ("error_rate", "p95_latency_ms")  # too few calls in a scope value: no value (NULL), never judged
 BUDGET_COLUMNS = ["rule", "metric", "action", "scope", "scope_value", "used", "threshold", "left", "used_pct",
                   "unpriced", "requests", "window", "window_start", "window_end", "resets_at", "over", "blocking"]
 RULE_COLUMNS = ["rule", "metric", "window", "period", "scope", "where", "threshold", "value", "value_scope",
@@ -153,12 +162,6 @@ def _over_sql(rule: AlertRule, value: str) -> str:
     """Whether `value` passes the rule's threshold, as the alert engine judges it: a notify rule's metric must exceed
     it; a budget (`block`) is spent when it reaches it (the next call would pass it). NULL never passes."""
     return f"coalesce({value} {'>=' if rule.blocks else '>'} {float(rule.threshold)!r}, false)"
-
-
-def _until(rule: AlertRule, end: datetime) -> datetime | None:
-    """Where a rule's calls stop: a calendar window at its end; a rolling one holds every call up to now, one that
-    landed after the `now` the window was measured at included (as the engine's `rule_values` counts them)."""
-    return None if rule.window.rolling else end
 
 
 def _threshold_decimal(rule: AlertRule) -> str:
@@ -180,15 +183,11 @@ def budgets(log: Path, rules: Sequence[AlertRule], now: datetime) -> Rows:
         if rule.metric not in BUDGET_METRICS:
             continue
         start, end = rule.window.span(now)
-        calls, params = rule_calls(rule, start, _until(rule, end))
-        used = EXACT_METRIC_SQL["spend_usd"] if rule.metric == "spend_usd" else f"count(*) FILTER (WHERE {ADMITTED})"
-        unpriced = f"count(*) FILTER (WHERE {ADMITTED} AND cost_usd IS NULL)" if rule.metric == "spend_usd" else "0"
-        grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
+        ctes, params = per_value(rule, now)
         answer = run(log, f"""
-            WITH {calls}, usage AS (
-                SELECT {'NULL::VARCHAR' if rule.scope == 'all' else 'scope_value'} AS scope_value,
-                       ({used})::DECIMAL(38, 10) AS used, {unpriced} AS unpriced, count(*) AS requests
-                FROM calls {grouped})
+            WITH {ctes}, usage AS (
+                SELECT scope_value, value::DECIMAL(38, 10) AS used,
+                       {'unpriced' if rule.metric == 'spend_usd' else '0'} AS unpriced, requests FROM per_value)
             SELECT ? AS rule, ? AS metric, ? AS action, ? AS scope, scope_value, used,
                    ?::DECIMAL(38, 10) AS threshold, greatest(threshold - used, 0)::DECIMAL(38, 10) AS left,
                    CASE WHEN threshold > 0 THEN round(100 * used::DOUBLE / threshold::DOUBLE, 1) END AS used_pct,
@@ -210,15 +209,10 @@ def rule_state(log: Path, rule: AlertRule, now: datetime) -> Rows:
     `min_requests` to be judged), `window_start`, `window_end`. Spend is an exact DECIMAL; counts are 0
     when nothing was called."""
     start, end = rule.window.span(now)
-    calls, params = rule_calls(rule, start, _until(rule, end))
-    metric = EXACT_METRIC_SQL[rule.metric]
-    value = f"CASE WHEN count(*) >= {int(rule.min_requests)} THEN {metric} END" if rule.metric in JUDGED else metric
-    grouped = "" if rule.scope == "all" else "GROUP BY scope_value"
+    ctes, params = per_value(rule, now)
     top = "max(value)" if rule.metric in JUDGED else "coalesce(max(value), 0)"
     return run(log, f"""
-        WITH {calls}, per_value AS (
-            SELECT {'NULL::VARCHAR' if rule.scope == 'all' else 'scope_value'} AS scope_value, {value} AS value
-            FROM calls {grouped})
+        WITH {ctes}
         SELECT {top} AS value, arg_max(scope_value, value) FILTER (WHERE value IS NOT NULL) AS value_scope,
                count(*) AS scope_values,
                count(*) FILTER (WHERE {_over_sql(rule, 'value')}) AS over,
