@@ -115,6 +115,20 @@ def rule_usage(log: Path, rule: AlertRule, now: datetime, bucket_s: int) -> Rows
         GROUP BY ALL HAVING amount > 0 ORDER BY last_at""", params)
 
 
+# The `alerts` table as m008 made it, for a log an older llmtap wrote (no gateway has migrated it yet): no notices.
+NO_ALERTS = """(SELECT NULL::VARCHAR AS alert_id, NULL::TIMESTAMPTZ AS created_at, NULL::VARCHAR AS rule,
+    NULL::VARCHAR AS kind, NULL::VARCHAR AS metric, NULL::VARCHAR AS time_window, NULL::TIMESTAMPTZ AS period_start,
+    NULL::VARCHAR AS scope, NULL::VARCHAR AS scope_value, NULL::DOUBLE AS metric_value, NULL::DOUBLE AS threshold,
+    NULL::VARCHAR AS summary, NULL::VARCHAR AS channel, NULL::VARCHAR AS target, NULL::VARCHAR AS outcome,
+    NULL::VARCHAR AS detail, NULL::INTEGER AS attempts WHERE false)"""
+
+
+def alerts_table(log: Path) -> str:
+    """What the alert queries read: the `alerts` table, or no notices in a log written before it existed."""
+    found = run(log, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts' AND schema_name = 'main'")
+    return "alerts" if found.rows[0][0] else NO_ALERTS
+
+
 def alert_history(log: Path, since: datetime | None = None, rule: str | None = None, limit: int = 100) -> Rows:
     """The `alerts` table's rows, newest first: every notice sent or failed, one row per channel."""
     conditions: list[str] = ["true"]
@@ -128,7 +142,7 @@ def alert_history(log: Path, since: datetime | None = None, rule: str | None = N
     return run(log, f"""
         SELECT created_at, rule, kind, scope_value, metric, time_window, metric_value, threshold, channel, target,
                outcome, detail, attempts, alert_id, period_start, summary
-        FROM alerts WHERE {' AND '.join(conditions)}
+        FROM {alerts_table(log)} WHERE {' AND '.join(conditions)}
         ORDER BY created_at DESC LIMIT {int(limit)}""", params)
 
 
@@ -136,11 +150,11 @@ def last_notices(log: Path) -> Rows:
     """Per rule and scope value, its latest notice (`firing` or `resolved`, tests left out): `rule`, `scope_value`,
     `kind`, `period_start`, `created_at`, and whether any channel took it (`delivered`). What the alert engine
     starts from after a restart, and what `alerts list` shows as last fired."""
-    return run(log, """
+    return run(log, f"""
         WITH notices AS (
             SELECT alert_id, rule, scope_value, kind, period_start, min(created_at) AS created_at,
                    bool_or(outcome = 'sent') AS delivered
-            FROM alerts WHERE kind <> 'test' GROUP BY ALL
+            FROM {alerts_table(log)} WHERE kind <> 'test' GROUP BY ALL
         )
         SELECT rule, scope_value, kind, period_start, created_at, delivered FROM notices
         QUALIFY row_number() OVER (PARTITION BY rule, scope_value ORDER BY created_at DESC) = 1
@@ -225,11 +239,11 @@ def rule_state(log: Path, rule: AlertRule, now: datetime) -> Rows:
 def last_fired(log: Path) -> Rows:
     """Per rule, its latest `firing` notice: `scope_value`, `fired_at`, whether any channel took it (`delivered`),
     and `resolved_at`, the first `resolved` notice for the same scope value after it (NULL: not resolved)."""
-    return run(log, """
+    return run(log, f"""
         WITH notices AS (
             SELECT alert_id, rule, scope_value, kind, min(created_at) AS created_at,
                    bool_or(outcome = 'sent') AS delivered
-            FROM alerts WHERE kind <> 'test' GROUP BY ALL
+            FROM {alerts_table(log)} WHERE kind <> 'test' GROUP BY ALL
         ), fired AS (
             SELECT rule, scope_value, created_at AS fired_at, delivered FROM notices WHERE kind = 'firing'
             QUALIFY row_number() OVER (PARTITION BY rule ORDER BY created_at DESC) = 1

@@ -14,7 +14,8 @@ import pytest
 from llmtap.alerts.engine import AlertEngine
 from llmtap.alerts.notice import Notice
 from llmtap.alerts.rules import AlertRule, Webhook, parse_window
-from llmtap.migrations import migrate
+from llmtap.analytics import queries
+from llmtap.migrations import MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 HOOK = (Webhook("http://127.0.0.1:9/hook"),)
@@ -181,3 +182,19 @@ def test_rules_without_channels_are_not_checked(log):
     alerts, _ = engine(log, [silent], Clock(T0))
     add_call(log, T0)
     assert alerts.rules == [] and alerts.check() == []
+
+
+def test_a_log_an_older_llmtap_wrote_has_no_notices_yet_and_is_measured_all_the_same(tmp_path):
+    old = tmp_path / "old.duckdb"
+    with duckdb.connect(str(old)) as db:  # the schema as llmtap left it before the alerts table (m008)
+        db.execute("CREATE TABLE llmtap_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        for fn in MIGRATIONS:
+            if fn.__name__ < "m008":
+                fn(db)
+    with duckdb.connect(str(old)) as db:
+        db.execute("INSERT INTO requests (request_id, created_at, way, status, cost_usd) VALUES ('a', ?, 'gateway', "
+                   "200, 9)", [T0])
+    assert len(queries.alert_history(old)) == 0 and len(queries.last_notices(old)) == 0
+    assert len(queries.last_fired(old)) == 0
+    alerts, _ = engine(old, [rule("daily-spend", "spend_usd", "day", 5)], Clock(T0))
+    assert kinds(alerts.check()) == [("daily-spend", "firing", None)]
