@@ -64,7 +64,20 @@ def pages(log: Path) -> list[tuple[str, str, str]]:
         ("one session", f"/sessions/{session}", f"/api/sessions/{session}"),
         ("rate limits & cache", "/limits", "/api/limits"),
         ("rate limits & cache 30d", "/limits?since=30d", "/api/limits?since=30d"),
+        ("alerts", "/alerts", "/api/alerts"),
     ]
+
+
+# The Alerts page's rules: a gateway-wide daily spend, a per-user monthly budget (one row per user of the log), and a
+# per-model hourly error rate, as a team would set them.
+ALERT_RULES = [
+    {"name": "daily-spend", "metric": "spend_usd", "window": "day", "threshold": 50,
+     "channels": [{"webhook": "http://127.0.0.1:9/hook"}]},
+    {"name": "user-monthly-budget", "metric": "spend_usd", "window": "month", "threshold": 20, "scope": "user",
+     "action": "block"},
+    {"name": "model-errors", "metric": "error_rate", "window": "1h", "threshold": 5, "scope": "model",
+     "min_requests": 20, "channels": [{"webhook": "http://127.0.0.1:9/hook"}]},
+]
 
 
 def _get_s(url: str) -> float:
@@ -76,12 +89,13 @@ def _get_s(url: str) -> float:
     return time.perf_counter() - started
 
 
-def time_pages(directory: Path, runs: int, regenerate: bool) -> dict[str, Any]:
+def time_pages(directory: Path, runs: int, regenerate: bool, only: str | None = None) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     log, about = bench_reports.ensure_log(directory, "1m", regenerate)
     port = free_port()
-    config = bench_reports.write_config(directory, log, {"listen": {"dashboard": f"127.0.0.1:{port}"}})
+    config = bench_reports.write_config(directory, log, {"listen": {"dashboard": f"127.0.0.1:{port}"},
+                                                         "alerts": ALERT_RULES})
     server = subprocess.Popen([sys.executable, "-m", "llmtap.cli", "dashboard", "--config", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -92,6 +106,8 @@ def time_pages(directory: Path, runs: int, regenerate: bool) -> dict[str, Any]:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport=LAPTOP)
             for name, path, endpoint in pages(log):
+                if only is not None and only not in name:
+                    continue
                 page_s, wall_s, api_s = [], [], []
                 for run in range(runs + 1):  # the first is a warm-up (DuckDB's and the OS's caches)
                     started = time.perf_counter()
@@ -201,6 +217,7 @@ def main() -> None:
     parser = bench_reports.arguments((__doc__ or "").splitlines()[0])
     parser.add_argument("--under-load", action="store_true", help="measure a gateway's writes while it is read")
     parser.add_argument("--readers", type=int, default=2, help="dashboard clients reading without pause")
+    parser.add_argument("--only", help="time only the pages whose name holds this text (e.g. alerts)")
     opts = parser.parse_args()
     directory = bench_reports.logs_dir(opts)
     if opts.under_load:
@@ -208,7 +225,7 @@ def main() -> None:
         print_under_load(results)
         bench_reports.write_results(results, opts.json or directory / "bench-dashboard-under-load.json")
     else:
-        results = time_pages(directory, opts.runs, opts.regenerate)
+        results = time_pages(directory, opts.runs, opts.regenerate, opts.only)
         print_pages(results)
         bench_reports.write_results(results, opts.json or directory / "bench-dashboard.json")
 
