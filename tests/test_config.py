@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 from llmtap.config import Address, Config, ConfigError, GatewayKey, PriceOverride, Upstream, load_config, parse_config
 from llmtap.locations import user_data_dir
 
@@ -344,3 +345,62 @@ def test_a_bad_value_gets_one_line_naming_the_key_what_is_accepted_and_what_was_
     path = write_config(tmp_path, text)
 
     assert config_error(path) == f"{path}: {expected}"
+
+
+EXAMPLE_ALERTS = Path(__file__).resolve().parent.parent / "config" / "alerts.yaml"
+
+
+def test_the_shipped_alerts_example_loads_with_the_issues_two_rules(monkeypatch):
+    monkeypatch.setenv("LLMTAP_SMTP_USER", "alerts")
+    monkeypatch.setenv("LLMTAP_SMTP_PASSWORD", "secret")
+    config = load_config(EXAMPLE_ALERTS)
+    rules = {rule.name: rule for rule in config.alert_rules}
+    daily, budget = rules["daily-spend"], rules["user-monthly-budget"]
+    assert (daily.metric, daily.window.calendar, daily.threshold, daily.action) == ("spend_usd", "day", 50, "notify")
+    assert [channel.kind for channel in daily.channels] == ["webhook", "slack", "email"]
+    assert (budget.metric, budget.window.calendar, budget.threshold, budget.scope, budget.action) == (
+        "spend_usd", "month", 20, "user", "block")
+    assert config.smtp is not None and config.smtp.password == "secret" and "secret" not in repr(config.smtp)
+
+
+def test_the_alerts_example_names_the_missing_smtp_password_variable(monkeypatch):
+    monkeypatch.setenv("LLMTAP_SMTP_USER", "alerts")
+    monkeypatch.delenv("LLMTAP_SMTP_PASSWORD", raising=False)
+    assert config_error(EXAMPLE_ALERTS).endswith(
+        "smtp.password_env: environment variable LLMTAP_SMTP_PASSWORD is not set")
+
+
+HOOK = [{"webhook": "http://127.0.0.1:9/hook"}]
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    ({"metric": "spend", "window": "1d", "threshold": 1, "channels": HOOK},
+     "alerts[0] (rule 'r'): metric: expected a metric (spend_usd | requests | error_rate | rate_limited | "
+     "p95_latency_ms), got 'spend'"),
+    ({"metric": "spend_usd", "window": "2w", "threshold": 1, "channels": HOOK},
+     "alerts[0] (rule 'r'): window: expected a rolling window such as 1h, 1d, 30d (a number and s, m, h or d), "
+     "or a calendar day or month (UTC), got '2w'"),
+    ({"metric": "error_rate", "window": "1h", "threshold": 5, "action": "block"},
+     "alerts[0] (rule 'r'): action: block is for spend_usd and requests budgets, not error_rate"),
+    ({"metric": "requests", "window": "day", "threshold": -1, "channels": HOOK},
+     "alerts[0] (rule 'r'): threshold: expected a number >= 0, got -1"),
+    ({"metric": "requests", "window": "day", "threshold": 5, "scope": "team", "channels": HOOK},
+     "alerts[0] (rule 'r'): scope: expected a scope (all | user | key | model | property:<Name>), got 'team'"),
+    ({"metric": "requests", "window": "day", "threshold": 5, "channels": [{"email": "ops@example.com"}]},
+     "alerts[0] (rule 'r'): channels: an email channel needs an `smtp` section (host, from, ...)"),
+    ({"metric": "requests", "window": "day", "threshold": 5},
+     "alerts[0] (rule 'r'): channels: a notify rule needs channels (a list of {webhook: URL}, {slack: URL}, "
+     "{email: {to}})"),
+    ({"metric": "requests", "window": "day", "threshold": 5, "channels": [{"webhook": "ftp://x"}]},
+     "alerts[0] (rule 'r'): channels[0].webhook: expected an http(s):// URL, got 'ftp://x'"),
+])
+def test_a_bad_alert_rule_is_one_line_naming_the_rule_and_the_key(tmp_path, rule, message):
+    path = write_config(tmp_path, yaml.safe_dump({"alerts": [{"name": "r", **rule}]}))
+    assert config_error(path) == f"{path}: {message}"
+
+
+def test_two_alert_rules_of_one_name_are_refused(tmp_path):
+    rule = "{name: r, metric: requests, window: day, threshold: 5, action: block}"
+    path = write_config(tmp_path, f"alerts: [{rule}, {rule}]\n")
+    assert config_error(path).endswith("alerts[1] (rule 'r'): name: another rule is named 'r' (names pick a rule in "
+                                       "commands)")
