@@ -104,8 +104,21 @@ def rule_usage(log: Path, rule: AlertRule, now: datetime, bucket_s: int) -> Rows
         GROUP BY ALL HAVING amount > 0 ORDER BY last_at""", params)
 
 
+def has_alerts_table(log: Path) -> bool:
+    """Whether the log has the `alerts` table: a log no gateway of this version has migrated yet has none, and has
+    sent no alert."""
+    return bool(run(log, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts'").rows[0][0])
+
+
+HISTORY_COLUMNS = ("created_at", "rule", "kind", "scope_value", "metric", "time_window", "metric_value", "threshold",
+                   "channel", "target", "outcome", "detail", "attempts", "alert_id", "period_start", "summary")
+
+
 def alert_history(log: Path, since: datetime | None = None, rule: str | None = None, limit: int = 100) -> Rows:
-    """The `alerts` table's rows, newest first: every notice sent or failed, one row per channel."""
+    """The `alerts` table's rows, newest first: every notice sent or failed, one row per channel (none in a log
+    without the table)."""
+    if not has_alerts_table(log):
+        return Rows(list(HISTORY_COLUMNS), ["VARCHAR"] * len(HISTORY_COLUMNS), [])
     conditions: list[str] = ["true"]
     params: list[Any] = []
     if since is not None:
@@ -115,8 +128,7 @@ def alert_history(log: Path, since: datetime | None = None, rule: str | None = N
         conditions.append("rule = ?")
         params.append(rule)
     return run(log, f"""
-        SELECT created_at, rule, kind, scope_value, metric, time_window, metric_value, threshold, channel, target,
-               outcome, detail, attempts, alert_id, period_start, summary
+        SELECT {', '.join(HISTORY_COLUMNS)}
         FROM alerts WHERE {' AND '.join(conditions)}
         ORDER BY created_at DESC LIMIT {int(limit)}""", params)
 
@@ -230,7 +242,10 @@ def rule_state(log: Path, rule: AlertRule, now: datetime) -> Rows:
 
 def last_fired(log: Path) -> Rows:
     """Per rule, its latest `firing` notice: `scope_value`, `fired_at`, whether any channel took it (`delivered`),
-    and `resolved_at`, the first `resolved` notice for the same scope value after it (NULL: not resolved)."""
+    and `resolved_at`, the first `resolved` notice for the same scope value after it (NULL: not resolved). None in
+    a log without the `alerts` table."""
+    if not has_alerts_table(log):
+        return Rows(["rule", "scope_value", "fired_at", "delivered", "resolved_at"], ["VARCHAR"] * 5, [])
     return run(log, """
         WITH notices AS (
             SELECT alert_id, rule, scope_value, kind, min(created_at) AS created_at,
