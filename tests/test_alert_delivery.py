@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
+from llmtap.alerts.channels import slack_message
 from llmtap.alerts.delivery import STOPPED, Delivery
 from llmtap.alerts.notice import Notice
 from llmtap.config import Config, load_config
@@ -159,6 +160,19 @@ def test_slack_gets_an_incoming_webhook_message_and_its_token_is_kept_secret(tmp
     assert row["outcome"] == "sent" and row["channel"] == "slack"
     assert row["target"] == f"127.0.0.1:{webhook_receiver.port}/services/T000/…"
     assert SLACK_TOKEN not in json.dumps(row, default=str)
+
+
+def test_a_slack_message_for_a_10kb_scope_value_keeps_within_slacks_limits(tmp_path):
+    # Slack refuses a whole message (400 invalid_blocks) whose section text passes 3,000 characters or a field 2,000.
+    config = load_config(write_config(tmp_path, [rule([{"slack": "https://hooks.slack.com/services/T/B/X"}],
+                                                      scope="user")]))
+    message = slack_message(firing(config, scope_value="u" * 10_000))
+    header, summary, facts, _ = message["blocks"]
+    assert len(header["text"]["text"]) <= 150
+    assert len(summary["text"]["text"]) <= 3000 and summary["text"]["text"].endswith("…")
+    assert summary["text"]["text"].startswith("llmtap: 'daily-spend': spend for user 'uuu")
+    assert all(len(field["text"]) <= 2000 for field in facts["fields"])
+    assert "Value: $51.20" in [field["text"] for field in facts["fields"]]
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
