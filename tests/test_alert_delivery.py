@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from llmtap.alerts.channels import slack_message
+from llmtap.alerts.channels import mail_message, slack_message
 from llmtap.alerts.delivery import STOPPED, Delivery
 from llmtap.alerts.notice import Notice
 from llmtap.config import Config, load_config
@@ -173,6 +173,16 @@ def test_a_slack_message_for_a_10kb_scope_value_keeps_within_slacks_limits(tmp_p
     assert summary["text"]["text"].startswith("llmtap: 'daily-spend': spend for user 'uuu")
     assert all(len(field["text"]) <= 2000 for field in facts["fields"])
     assert "Value: $51.20" in [field["text"] for field in facts["fields"]]
+
+
+def test_a_mail_for_a_scope_value_with_a_line_break_has_a_one_line_subject(tmp_path):
+    config = load_config(write_config(tmp_path, [rule([{"email": "ops@example.com"}], scope="model")],
+                                      smtp={"host": "127.0.0.1", "port": 25, "from": "llmtap@example.com"}))
+    mail = mail_message(firing(config, scope_value="gpt-4o\r\nBcc: victim@example.com"), "llmtap@example.com",
+                        ("ops@example.com",))
+    assert mail["Subject"] == "[llmtap] firing: daily-spend for model 'gpt-4o Bcc: victim@example.com' — $51.20 " \
+                              "past $50.00"
+    assert mail["Bcc"] is None
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])

@@ -104,8 +104,10 @@ def mail_message(notice: Notice, sender: str, to: tuple[str, ...]) -> EmailMessa
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(to)
-    message["Subject"] = (f"[llmtap] {notice.kind}: {rule.name}{notice.who} — {notice.shown_value()} {relation} "
-                          f"{rule.describe_threshold()}")
+    subject = (f"[llmtap] {notice.kind}: {rule.name}{notice.who} — {notice.shown_value()} {relation} "
+               f"{rule.describe_threshold()}")
+    # A scope value is what a caller sent: a model name from a JSON body may hold a line break, which no header may.
+    message["Subject"] = " ".join(subject.split())
     message["Date"] = email.utils.format_datetime(datetime.now(UTC))
     # An explicit domain: make_msgid's default asks the resolver for this host's name, which can take seconds.
     message["Message-ID"] = email.utils.make_msgid(domain="llmtap.invalid")
