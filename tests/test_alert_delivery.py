@@ -18,8 +18,9 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
+from llmtap.alerts import delivery as delivery_module
 from llmtap.alerts.channels import mail_message, slack_message
-from llmtap.alerts.delivery import STOPPED, Delivery
+from llmtap.alerts.delivery import DROPPED, STOPPED, Delivery
 from llmtap.alerts.notice import Notice
 from llmtap.config import Config, load_config
 from llmtap.migrations import migrate
@@ -290,6 +291,27 @@ def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, web
     rows = alert_rows(log)
     assert sorted((r["alert_id"], r["outcome"], r["detail"]) for r in rows) == sorted(
         [(first.alert_id, "failed", STOPPED), (second.alert_id, "failed", STOPPED)])
+
+
+def test_a_channel_down_for_long_keeps_a_bounded_backlog_and_records_what_it_gave_up(
+        tmp_path, webhook_receiver, monkeypatch):
+    monkeypatch.setattr(delivery_module, "BACKLOG_MAX", 5)  # as with 1,000, in a tenth of the time
+    log = new_log(tmp_path)
+    webhook_receiver.hang("/hook")
+    config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])],
+                                      alerting={"delivery_timeout_s": 30}))
+    delivery = Delivery(config.storage_path, config.smtp, config.alerting)
+    delivery.start()
+    notices = [firing(config, value=51 + i) for i in range(delivery_module.BACKLOG_MAX + 3)]
+    delivery.submit(notices[0])
+    webhook_receiver.wait_for(1)  # the first is being tried; the rest wait
+    for notice in notices[1:]:
+        delivery.submit(notice)
+    delivery.close(wait_s=0)
+    outcomes = {row["alert_id"]: row["detail"] for row in alert_rows(log)}
+    assert len(outcomes) == len(notices)  # every notice has its row
+    assert [outcomes[n.alert_id] for n in notices[1:3]] == [DROPPED, DROPPED]  # the oldest waiting were given up
+    assert {outcomes[n.alert_id] for n in notices[3:]} == {STOPPED}
 
 
 @pytest.mark.parametrize("log_state", ["missing", "not migrated"])
