@@ -147,6 +147,31 @@ def test_a_calendar_error_rate_resolves_once_and_does_not_fire_twice_in_one_day(
     assert alerts.check() == []  # over again the same day: it has had its alert for today
 
 
+def test_a_rolling_rule_hovering_at_its_threshold_fires_once_per_window_not_at_every_check(log):
+    clock = Clock(T0)
+    hourly = rule("hourly-requests", "requests", "1h", 2)
+    alerts, sink = engine(log, [hourly], clock)
+    for minute in (0, 1, 2):
+        add_call(log, T0 + timedelta(minutes=minute))
+    clock.now = T0 + timedelta(minutes=3)
+    assert kinds(alerts.check()) == [("hourly-requests", "firing", None)]
+    clock.now = T0 + timedelta(minutes=60, seconds=30)  # the first call left the hour: 2, not over 2
+    assert kinds(alerts.check()) == [("hourly-requests", "resolved", None)]
+    for notice in sink.notices:
+        record_sent(log, notice)
+    restarted, _ = engine(log, [hourly], clock)  # a restart remembers this window's alert, resolved or not
+    for minute in (60, 61):  # a call in as one leaves: over, back, over... at every check, within the hour
+        add_call(log, T0 + timedelta(minutes=minute, seconds=40))
+        clock.now = T0 + timedelta(minutes=minute, seconds=50)
+        assert alerts.check() == [] and restarted.check() == []  # over: 3 calls
+        clock.now = T0 + timedelta(minutes=minute + 1, seconds=30)
+        assert alerts.check() == [] and restarted.check() == []  # back to 2
+    add_call(log, T0 + timedelta(minutes=63))
+    clock.now = T0 + timedelta(minutes=63, seconds=30)  # an hour since it fired, and over: a new alert
+    assert kinds(alerts.check()) == [("hourly-requests", "firing", None)]
+    assert kinds(restarted.check()) == [("hourly-requests", "firing", None)]
+
+
 def test_what_fired_before_a_restart_is_not_sent_again_in_the_same_window(log):
     clock = Clock(T0)
     daily = rule("daily-spend", "spend_usd", "day", 5)
