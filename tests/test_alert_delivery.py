@@ -273,13 +273,19 @@ def test_a_hanging_webhook_holds_up_neither_submit_nor_the_mail_of_the_same_noti
     assert len(webhook_receiver.requests("/hook")) == 1  # still hanging on the first
 
 
-def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, webhook_receiver):
+def to_a_hanging_webhook(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, Config, Delivery]:
+    """A new log, a config whose rule's one webhook never answers, and Delivery started for it (the test closes it)."""
     log = new_log(tmp_path)
     webhook_receiver.hang("/hook")
     config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])],
                                       alerting={"delivery_timeout_s": 30}))
     delivery = Delivery(config.storage_path, config.smtp, config.alerting)
     delivery.start()
+    return log, config, delivery
+
+
+def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, webhook_receiver):
+    log, config, delivery = to_a_hanging_webhook(tmp_path, webhook_receiver)
     first, second = firing(config), firing(config, value=70)
     delivery.submit(first)
     delivery.submit(second)
@@ -296,12 +302,7 @@ def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, web
 def test_a_channel_down_for_long_keeps_a_bounded_backlog_and_records_what_it_gave_up(
         tmp_path, webhook_receiver, monkeypatch):
     monkeypatch.setattr(delivery_module, "BACKLOG_MAX", 5)  # as with 1,000, in a tenth of the time
-    log = new_log(tmp_path)
-    webhook_receiver.hang("/hook")
-    config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])],
-                                      alerting={"delivery_timeout_s": 30}))
-    delivery = Delivery(config.storage_path, config.smtp, config.alerting)
-    delivery.start()
+    log, config, delivery = to_a_hanging_webhook(tmp_path, webhook_receiver)
     notices = [firing(config, value=51 + i) for i in range(delivery_module.BACKLOG_MAX + 3)]
     delivery.submit(notices[0])
     webhook_receiver.wait_for(1)  # the first is being tried; the rest wait
