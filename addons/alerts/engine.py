@@ -9,7 +9,7 @@ One alert per rule, scope value and window, never a storm:
 - `resolved` is sent when a firing metric drops back within its window (a rolling window, or error rate and p95
   latency in a calendar one); spend, requests and 429s only grow within a calendar period, whose end is no news.
 What has fired is read back from the `alerts` table at start-up, so a restart in the middle of a window does not
-send the same alert again.
+send the same alert again (one the stop cut short, before any channel was tried to the end, is sent again).
 
 It runs in its own thread, never on mitmproxy's event loop, and reads the log as the dashboard does (in the gateway's
 process, one connection per check, sharing the writer's database).
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..analytics import queries
+from .delivery import STOPPED
 from .notice import Notice
 from .rules import AlertRule
 
@@ -119,7 +120,7 @@ class AlertEngine:
     def _recall(self, now: datetime) -> None:
         """What fired before a restart and is still this window's: read from the `alerts` table once."""
         rules = {rule.name: rule for rule in self.rules}
-        for row in queries.last_notices(self.log).dicts():
+        for row in queries.last_notices(self.log, STOPPED).dicts():  # one the stop cut short is sent again
             rule = rules.get(row["rule"])
             if rule is None:
                 continue

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from llmtap.alerts.delivery import STOPPED
 from llmtap.alerts.engine import AlertEngine
 from llmtap.alerts.notice import Notice
 from llmtap.alerts.rules import AlertRule, Webhook, parse_window
@@ -188,6 +189,25 @@ def test_what_fired_before_a_restart_is_not_sent_again_in_the_same_window(log):
     assert restarted.check() == []
     clock.now = T0 + timedelta(minutes=70)  # bob's calls have left the hour; the day's spend stands
     assert kinds(restarted.check()) == [("hourly-requests", "resolved", "bob")]
+
+
+def test_an_alert_the_stop_cut_short_is_sent_after_the_restart_once(log):
+    clock = Clock(T0)
+    daily = rule("daily-spend", "spend_usd", "day", 5)
+    add_call(log, T0, cost_usd="6")
+    first, _ = engine(log, [daily], clock)
+    [fired] = first.check()
+    with duckdb.connect(str(log)) as db:  # what Delivery.close records for a notice still queued at shutdown
+        db.execute("""INSERT INTO alerts (alert_id, created_at, rule, kind, period_start, scope_value, outcome, detail)
+                      VALUES (?, ?, ?, 'firing', ?, NULL, 'failed', ?)""",
+                   [fired.alert_id, T0, "daily-spend", fired.period_start, STOPPED])
+    clock.now = T0 + timedelta(minutes=1)
+    restarted, _ = engine(log, [daily], clock)
+    [again] = restarted.check()
+    assert (again.kind, again.period_start) == ("firing", fired.period_start)
+    record_sent(log, again)
+    clock.now = T0 + timedelta(minutes=2)
+    assert engine(log, [daily], clock)[0].check() == []  # delivered this time: not again after another restart
 
 
 def test_a_budget_rule_alerts_when_the_budget_is_reached_not_only_passed(log):
