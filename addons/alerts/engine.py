@@ -107,8 +107,9 @@ class AlertEngine:
                 del self.episodes[name, scope_value]  # its window is over: the old alert is history
             elif not episode.resolved and not rule.is_over(values.get(scope_value)) and (
                     rule.window.rolling or rule.metric not in CUMULATIVE):
-                notices.append(Notice(rule, "resolved", values.get(scope_value), scope_value, now,
-                                      episode.period_start))
+                # No calls left in the window: spend, requests and 429s are 0; a rate or a p95 has no value.
+                value = values.get(scope_value, 0.0 if rule.metric in CUMULATIVE else None)
+                notices.append(Notice(rule, "resolved", value, scope_value, now, episode.period_start))
                 episode.resolved = True  # not again before its window is over (a rolling one: since it fired)
         for scope_value, value in values.items():
             if rule.is_over(value) and (rule.name, scope_value) not in self.episodes:

@@ -188,7 +188,9 @@ def test_what_fired_before_a_restart_is_not_sent_again_in_the_same_window(log):
     restarted, sink = engine(log, [daily, rolling], clock)
     assert restarted.check() == []
     clock.now = T0 + timedelta(minutes=70)  # bob's calls have left the hour; the day's spend stands
-    assert kinds(restarted.check()) == [("hourly-requests", "resolved", "bob")]
+    [resolved] = restarted.check()
+    assert kinds([resolved]) == [("hourly-requests", "resolved", "bob")]
+    assert "requests for user 'bob' over last 1h is back to 0 requests, within 1 requests" in resolved.summary()
 
 
 def test_an_alert_the_stop_cut_short_is_sent_after_the_restart_once(log):
