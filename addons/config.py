@@ -732,6 +732,10 @@ def _rule_problem(rule: _AlertRule, has_smtp: bool) -> str | None:
     """What a rule's keys say that each key alone does not: `key: problem`, or None."""
     if rule.action == "block" and rule.metric not in BUDGET_METRICS:
         return f"action: block is for {' and '.join(BUDGET_METRICS)} budgets, not {rule.metric}"
+    if rule.action == "block" and rule.metric == "requests" and not float(rule.threshold).is_integer():
+        # The gate refuses the call that would pass it (2.5 lets 2 through) while the views judge the budget spent
+        # only at 2.5: a budget of whole calls says the same everywhere.
+        return f"threshold: a requests budget counts whole calls, got {rule.threshold:g}"
     if rule.metric == "error_rate" and rule.threshold > 100:
         return f"threshold: error_rate's threshold is a percentage (0-100), got {rule.threshold:g}"
     if rule.action == "notify" and not rule.channels:

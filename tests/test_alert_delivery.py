@@ -18,7 +18,9 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from llmtap.alerts.delivery import STOPPED, Delivery
+from llmtap.alerts import delivery as delivery_module
+from llmtap.alerts.channels import mail_message, slack_message
+from llmtap.alerts.delivery import DROPPED, STOPPED, Delivery
 from llmtap.alerts.notice import Notice
 from llmtap.config import Config, load_config
 from llmtap.migrations import migrate
@@ -161,6 +163,29 @@ def test_slack_gets_an_incoming_webhook_message_and_its_token_is_kept_secret(tmp
     assert SLACK_TOKEN not in json.dumps(row, default=str)
 
 
+def test_a_slack_message_for_a_10kb_scope_value_keeps_within_slacks_limits(tmp_path):
+    # Slack refuses a whole message (400 invalid_blocks) whose section text passes 3,000 characters or a field 2,000.
+    config = load_config(write_config(tmp_path, [rule([{"slack": "https://hooks.slack.com/services/T/B/X"}],
+                                                      scope="user")]))
+    message = slack_message(firing(config, scope_value="u" * 10_000))
+    header, summary, facts, _ = message["blocks"]
+    assert len(header["text"]["text"]) <= 150
+    assert len(summary["text"]["text"]) <= 3000 and summary["text"]["text"].endswith("…")
+    assert summary["text"]["text"].startswith("llmtap: 'daily-spend': spend for user 'uuu")
+    assert all(len(field["text"]) <= 2000 for field in facts["fields"])
+    assert "Value: $51.20" in [field["text"] for field in facts["fields"]]
+
+
+def test_a_mail_for_a_scope_value_with_a_line_break_has_a_one_line_subject(tmp_path):
+    config = load_config(write_config(tmp_path, [rule([{"email": "ops@example.com"}], scope="model")],
+                                      smtp={"host": "127.0.0.1", "port": 25, "from": "llmtap@example.com"}))
+    mail = mail_message(firing(config, scope_value="gpt-4o\r\nBcc: victim@example.com"), "llmtap@example.com",
+                        ("ops@example.com",))
+    assert mail["Subject"] == "[llmtap] firing: daily-spend for model 'gpt-4o Bcc: victim@example.com' — $51.20 " \
+                              "past $50.00"
+    assert mail["Bcc"] is None
+
+
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
 def test_email_goes_through_tls_and_auth_with_the_password_from_the_environment(
         tmp_path, start_smtp_receiver, monkeypatch, delivered, tls):
@@ -248,13 +273,19 @@ def test_a_hanging_webhook_holds_up_neither_submit_nor_the_mail_of_the_same_noti
     assert len(webhook_receiver.requests("/hook")) == 1  # still hanging on the first
 
 
-def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, webhook_receiver):
+def to_a_hanging_webhook(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, Config, Delivery]:
+    """A new log, a config whose rule's one webhook never answers, and Delivery started for it (the test closes it)."""
     log = new_log(tmp_path)
     webhook_receiver.hang("/hook")
     config = load_config(write_config(tmp_path, [rule([{"webhook": webhook_receiver.url()}])],
                                       alerting={"delivery_timeout_s": 30}))
     delivery = Delivery(config.storage_path, config.smtp, config.alerting)
     delivery.start()
+    return log, config, delivery
+
+
+def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, webhook_receiver):
+    log, config, delivery = to_a_hanging_webhook(tmp_path, webhook_receiver)
     first, second = firing(config), firing(config, value=70)
     delivery.submit(first)
     delivery.submit(second)
@@ -266,6 +297,22 @@ def test_close_records_what_was_left_as_failed_and_returns_in_time(tmp_path, web
     rows = alert_rows(log)
     assert sorted((r["alert_id"], r["outcome"], r["detail"]) for r in rows) == sorted(
         [(first.alert_id, "failed", STOPPED), (second.alert_id, "failed", STOPPED)])
+
+
+def test_a_channel_down_for_long_keeps_a_bounded_backlog_and_records_what_it_gave_up(
+        tmp_path, webhook_receiver, monkeypatch):
+    monkeypatch.setattr(delivery_module, "BACKLOG_MAX", 5)  # as with 1,000, in a tenth of the time
+    log, config, delivery = to_a_hanging_webhook(tmp_path, webhook_receiver)
+    notices = [firing(config, value=51 + i) for i in range(delivery_module.BACKLOG_MAX + 3)]
+    delivery.submit(notices[0])
+    webhook_receiver.wait_for(1)  # the first is being tried; the rest wait
+    for notice in notices[1:]:
+        delivery.submit(notice)
+    delivery.close(wait_s=0)
+    outcomes = {row["alert_id"]: row["detail"] for row in alert_rows(log)}
+    assert len(outcomes) == len(notices)  # every notice has its row
+    assert [outcomes[n.alert_id] for n in notices[1:3]] == [DROPPED, DROPPED]  # the oldest waiting were given up
+    assert {outcomes[n.alert_id] for n in notices[3:]} == {STOPPED}
 
 
 @pytest.mark.parametrize("log_state", ["missing", "not migrated"])

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import openai
 import pytest
+import yaml
 from llmtap.batch_writer import read_log
 from llmtap.money import format_usd
 
@@ -246,6 +247,23 @@ def test_tables_say_it_in_words(stopped):
     assert status == 0
     for text in ("user-spend", "errors", "50%", "gpt-4o-mini; 1 of 2", "not delivered", "resolved", "never"):
         assert text in listed, text
+
+
+def test_a_log_no_gateway_of_this_version_migrated_lists_its_rules_as_never_fired(stopped, tmp_path):
+    old_log = tmp_path / "old.duckdb"  # as an earlier llmtap left it: calls, no alerts table yet
+    old_log.write_bytes(stopped.db_path.read_bytes())
+    with duckdb.connect(str(old_log)) as db:
+        db.execute("DROP TABLE alerts")
+    config = yaml.safe_load(stopped.config_path.read_text())
+    config["storage"]["path"] = str(old_log)
+    config_path = stopped.workdir / "old-log.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "alerts", "list", "--json", "--config",
+                             str(config_path)], cwd=stopped.workdir, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(row["rule"], row["last_fired_at"]) for row in rows] == [(rule["name"], None) for rule in RULES]
+    assert next(row for row in rows if row["rule"] == "errors")["state"] == "over"  # the calls are still measured
 
 
 @pytest.fixture(scope="module")

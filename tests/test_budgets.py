@@ -99,17 +99,21 @@ def test_where_selects_the_calls_a_budget_counts(budgets_gateway):
     chat(gateway, {"Helicone-Property-Team": "blue"})
 
 
-def test_30_concurrent_calls_at_a_request_budget_of_10_get_exactly_10_answers(budgets_gateway):
+def statuses_of_30_at_once(gateway, headers: dict, **params) -> list[int]:
+    """The statuses of 30 concurrent calls with these headers, sorted."""
     def call(_):
         try:
-            chat(budgets_gateway, {"Helicone-User-Id": "crowd"})
+            chat(gateway, headers, **params)
             return 200
         except openai.RateLimitError as e:
             return e.status_code
 
     with ThreadPoolExecutor(max_workers=30) as pool:
-        statuses = list(pool.map(call, range(30)))
-    assert sorted(statuses) == [200] * 10 + [429] * 20
+        return sorted(pool.map(call, range(30)))
+
+
+def test_30_concurrent_calls_at_a_request_budget_of_10_get_exactly_10_answers(budgets_gateway):
+    assert statuses_of_30_at_once(budgets_gateway, {"Helicone-User-Id": "crowd"}) == [200] * 10 + [429] * 20
 
 
 def test_concurrent_calls_at_a_spend_budget_stay_within_it_when_estimates_are_honest(budgets_gateway, mock_provider):
@@ -119,16 +123,9 @@ def test_concurrent_calls_at_a_spend_budget_stay_within_it_when_estimates_are_ho
     estimates by, which is nothing here)."""
     mock_provider.script(*[{"model": "gpt-4o", "usage": {"completion_tokens": 15_000}}] * 30)
 
-    def call(_):
-        try:
-            chat(budgets_gateway, {"Helicone-User-Id": "crowd-spender"}, model="gpt-4o", max_tokens=16_000)
-            return 200
-        except openai.RateLimitError as e:
-            return e.status_code
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        statuses = list(pool.map(call, range(30)))
-    assert sorted(statuses) == [200] * 3 + [429] * 27
+    statuses = statuses_of_30_at_once(budgets_gateway, {"Helicone-User-Id": "crowd-spender"}, model="gpt-4o",
+                                      max_tokens=16_000)
+    assert statuses == [200] * 3 + [429] * 27
     rows = budgets_gateway.rows("user_id = 'crowd-spender'", count=30)
     spent_usd = sum(r["cost_usd"] for r in rows if r["status"] == 200)
     assert Decimal("0.45") <= spent_usd <= Decimal("0.50")

@@ -339,6 +339,12 @@ def test_a_gateway_key_is_never_shown(tmp_path):
          "providers.openai.chat_path: expected a path that starts with /, got 'v1'"),
         ("cache:\n  max_bytes: 0\n", "cache.max_bytes: expected a size in bytes such as 268435456 or '256 MiB', got 0"),
         ("- a\n", "the top level: expected a mapping, got list"),
+        # A window reaching back past year 1 cannot be measured: refused here, not a traceback at start-up.
+        ("alerts:\n- {name: forever, metric: requests, window: 9999999d, threshold: 5, action: block}\n",
+         "alerts[0] (rule 'forever'): window: expected a rolling window such as 1h, 1d, 30d (a number and s, m, h or "
+         "d, up to 36600d), or a calendar day or month (UTC), got '9999999d'"),
+        ("alerts:\n- {name: calls, metric: requests, window: 1h, threshold: 2.5, action: block}\n",
+         "alerts[0] (rule 'calls'): threshold: a requests budget counts whole calls, got 2.5"),
     ],
 )
 def test_a_bad_value_gets_one_line_naming_the_key_what_is_accepted_and_what_was_given(tmp_path, text, expected):

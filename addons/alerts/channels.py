@@ -26,6 +26,8 @@ from .rules import Channel, Email, Slack, Smtp, Webhook
 BODY_SHOWN = 200  # characters of a refusing endpoint's answer a failure's detail quotes
 RETRIED_4XX = (408, 429)  # client errors that mend by themselves: a timeout, a rate limit
 SLACK_HEADER_MAX = 150  # Slack's limit for a header block's plain text
+SLACK_SECTION_MAX = 3000  # a section block's text: past it Slack refuses the whole message (invalid_blocks)
+SLACK_FIELD_MAX = 2000  # each of a section's fields
 
 
 class DeliveryFailed(Exception):
@@ -83,9 +85,9 @@ def slack_message(notice: Notice) -> dict[str, Any]:
     return {
         "text": _slack_escape(notice.summary()),
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": title[:SLACK_HEADER_MAX]}},
-            {"type": "section", "text": {"type": "plain_text", "text": notice.summary()}},
-            {"type": "section", "fields": [{"type": "plain_text", "text": f"{name}: {value}"}
+            {"type": "header", "text": {"type": "plain_text", "text": _clip(title, SLACK_HEADER_MAX)}},
+            {"type": "section", "text": {"type": "plain_text", "text": _clip(notice.summary(), SLACK_SECTION_MAX)}},
+            {"type": "section", "fields": [{"type": "plain_text", "text": _clip(f"{name}: {value}", SLACK_FIELD_MAX)}
                                            for name, value in facts.items()]},
             {"type": "context", "elements": [{"type": "plain_text",
                                               "text": f"{notice.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC · "
@@ -102,8 +104,10 @@ def mail_message(notice: Notice, sender: str, to: tuple[str, ...]) -> EmailMessa
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(to)
-    message["Subject"] = (f"[llmtap] {notice.kind}: {rule.name}{notice.who} — {notice.shown_value()} {relation} "
-                          f"{rule.describe_threshold()}")
+    subject = (f"[llmtap] {notice.kind}: {rule.name}{notice.who} — {notice.shown_value()} {relation} "
+               f"{rule.describe_threshold()}")
+    # A scope value is what a caller sent: a model name from a JSON body may hold a line break, which no header may.
+    message["Subject"] = " ".join(subject.split())
     message["Date"] = email.utils.format_datetime(datetime.now(UTC))
     # An explicit domain: make_msgid's default asks the resolver for this host's name, which can take seconds.
     message["Message-ID"] = email.utils.make_msgid(domain="llmtap.invalid")
@@ -130,6 +134,11 @@ def _scope_text(notice: Notice) -> str:
     if scope == "all":
         return "all"
     return f"{scope} = {notice.scope_value}" if notice.scope_value is not None else f"{scope} (no value)"
+
+
+def _clip(text: str, limit: int) -> str:
+    # A scope value is whatever callers sent (a 10 KB user id): cut to what Slack takes, so the message still goes.
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _slack_escape(text: str) -> str:

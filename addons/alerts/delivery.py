@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STOPPED = "llmtap stopped before it was sent"
+BACKLOG_MAX = 1_000  # notices a channel's queue holds while it is down; past this the oldest is given up
+DROPPED = "given up: too many newer notices were waiting for this channel"
 UNWRITTEN_MAX = 10_000  # rows kept for a log that cannot be written; past this the oldest are dropped
 WRITE_WAIT_S = 10.0  # how long one write waits for the file while another process writes it
 ROW_COLUMNS = ("alert_id", "created_at", "rule", "kind", "metric", "time_window", "period_start", "scope",
@@ -90,8 +92,10 @@ class Delivery:
 
     def submit(self, notice: Notice) -> None:
         """Queue `notice` for every channel of its rule and return at once; never raises. After `close`, the notice
-        is logged as not sent."""
+        is logged as not sent. A channel holds at most `BACKLOG_MAX` notices waiting; the oldest beyond that is
+        recorded as failed (`DROPPED`)."""
         try:
+            dropped: list[_Job] = []
             with self._lock:
                 if self._closing:
                     logger.warning("alert %s (%s): not sent, %s", notice.rule.name, notice.kind, STOPPED)
@@ -100,8 +104,12 @@ class Delivery:
                 for channel in notice.rule.channels:
                     lane = self._lanes.setdefault(channel, _Lane())
                     lane.queue.append(_Job(notice, channel))
+                    while len(lane.queue) > BACKLOG_MAX:  # a channel down for long: memory stays bounded
+                        dropped.append(lane.queue.popleft())
                     self._ensure_worker(lane)
                 self._lock.notify_all()
+            for job in dropped:
+                self._settle(job, "failed", DROPPED)
         except Exception:  # a notice must never fail the call that caused it
             logger.exception("alert %s: could not queue its delivery", notice.rule.name)
 

@@ -4,11 +4,12 @@ it drops back.
 
 One alert per rule, scope value and window, never a storm:
 - a calendar window (`day`, `month`) fires at most once per period; the next period starts afresh;
-- a rolling window (`1h`, `1d`, `30d`) fires once, and again only after it has resolved;
+- a rolling window (`1h`, `1d`, `30d`) fires once, and again only after it has resolved and a whole window has
+  passed since it fired (a metric hovering at its threshold would otherwise fire and resolve at every check);
 - `resolved` is sent when a firing metric drops back within its window (a rolling window, or error rate and p95
   latency in a calendar one); spend, requests and 429s only grow within a calendar period, whose end is no news.
 What has fired is read back from the `alerts` table at start-up, so a restart in the middle of a window does not
-send the same alert again.
+send the same alert again (one the stop cut short, before any channel was tried to the end, is sent again).
 
 It runs in its own thread, never on mitmproxy's event loop, and reads the log as the dashboard does (in the gateway's
 process, one connection per check, sharing the writer's database).
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..analytics import queries
+from .delivery import STOPPED
 from .notice import Notice
 from .rules import AlertRule
 
@@ -99,16 +101,16 @@ class AlertEngine:
         for (name, scope_value), episode in list(self.episodes.items()):
             if name != rule.name:
                 continue
-            if not rule.window.rolling and episode.period_start != start:
-                del self.episodes[name, scope_value]  # a new calendar period: the old alert is history
+            over = (episode.resolved and episode.period_start <= start) if rule.window.rolling \
+                else episode.period_start != start
+            if over:
+                del self.episodes[name, scope_value]  # its window is over: the old alert is history
             elif not episode.resolved and not rule.is_over(values.get(scope_value)) and (
                     rule.window.rolling or rule.metric not in CUMULATIVE):
-                notices.append(Notice(rule, "resolved", values.get(scope_value), scope_value, now,
-                                      episode.period_start))
-                if rule.window.rolling:
-                    del self.episodes[name, scope_value]  # it may fire again, as a new episode
-                else:
-                    episode.resolved = True  # once per period: not again before the next one
+                # No calls left in the window: spend, requests and 429s are 0; a rate or a p95 has no value.
+                value = values.get(scope_value, 0.0 if rule.metric in CUMULATIVE else None)
+                notices.append(Notice(rule, "resolved", value, scope_value, now, episode.period_start))
+                episode.resolved = True  # not again before its window is over (a rolling one: since it fired)
         for scope_value, value in values.items():
             if rule.is_over(value) and (rule.name, scope_value) not in self.episodes:
                 period_start = now if rule.window.rolling else start
@@ -119,14 +121,16 @@ class AlertEngine:
     def _recall(self, now: datetime) -> None:
         """What fired before a restart and is still this window's: read from the `alerts` table once."""
         rules = {rule.name: rule for rule in self.rules}
-        for row in queries.last_notices(self.log).dicts():
+        for row in queries.last_notices(self.log, STOPPED).dicts():  # one the stop cut short is sent again
             rule = rules.get(row["rule"])
             if rule is None:
                 continue
             period_start = row["period_start"]
             if rule.window.rolling:
-                if row["kind"] == "firing":  # still firing for all we know; the first check resolves it if not
-                    self.episodes[rule.name, row["scope_value"]] = Episode(period_start)
+                # Firing: still, for all we know (the first check resolves it if not); resolved: it may fire again
+                # once a window has passed since it fired.
+                if row["kind"] == "firing" or period_start >= rule.window.span(now)[0]:
+                    self.episodes[rule.name, row["scope_value"]] = Episode(period_start, row["kind"] == "resolved")
             elif period_start == rule.window.span(now)[0]:
                 self.episodes[rule.name, row["scope_value"]] = Episode(period_start, row["kind"] == "resolved")
         self._recalled = True

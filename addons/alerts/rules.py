@@ -23,7 +23,9 @@ WHERE_KEYS = ("user", "key", "model", "provider")  # and property:<name>
 PROPERTY = "property:"
 ACTIONS = ("notify", "block")
 CALENDAR = ("day", "month")
-WINDOW_FORM = "a rolling window such as 1h, 1d, 30d (a number and s, m, h or d), or a calendar day or month (UTC)"
+LONGEST_ROLLING_S = 100 * 366 * 86400  # a window reaching back past year 1 cannot be measured (datetime overflows)
+WINDOW_FORM = (f"a rolling window such as 1h, 1d, 30d (a number and s, m, h or d, up to {LONGEST_ROLLING_S // 86400}d),"
+               " or a calendar day or month (UTC)")
 ROLLING_RE = re.compile(r"^([0-9]{1,7})([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -71,7 +73,7 @@ def parse_window(text: str) -> Window:
     cleaned = text.strip().lower()
     if cleaned in CALENDAR:
         return Window(cleaned, calendar=cleaned)
-    if (match := ROLLING_RE.match(cleaned)) and int(match[1]) > 0:
+    if (match := ROLLING_RE.match(cleaned)) and 0 < int(match[1]) * UNIT_SECONDS[match[2]] <= LONGEST_ROLLING_S:
         return Window(cleaned, seconds=int(match[1]) * UNIT_SECONDS[match[2]])
     raise ValueError(f"expected {WINDOW_FORM}, got {text!r}")
 

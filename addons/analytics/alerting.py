@@ -130,7 +130,8 @@ def alerts_table(log: Path) -> str:
 
 
 def alert_history(log: Path, since: datetime | None = None, rule: str | None = None, limit: int = 100) -> Rows:
-    """The `alerts` table's rows, newest first: every notice sent or failed, one row per channel."""
+    """The `alerts` table's rows, newest first: every notice sent or failed, one row per channel (none in a log
+    without the table)."""
     conditions: list[str] = ["true"]
     params: list[Any] = []
     if since is not None:
@@ -146,19 +147,21 @@ def alert_history(log: Path, since: datetime | None = None, rule: str | None = N
         ORDER BY created_at DESC LIMIT {int(limit)}""", params)
 
 
-def last_notices(log: Path) -> Rows:
-    """Per rule and scope value, its latest notice (`firing` or `resolved`, tests left out): `rule`, `scope_value`,
-    `kind`, `period_start`, `created_at`, and whether any channel took it (`delivered`). What the alert engine
-    starts from after a restart, and what `alerts list` shows as last fired."""
+def last_notices(log: Path, stopped_detail: str = "") -> Rows:
+    """Per rule and scope value, its latest notice (`firing` or `resolved`, tests left out) that was not cut short
+    (every channel failed with a detail starting `stopped_detail`: the gateway stopped before it could try): `rule`,
+    `scope_value`, `kind`, `period_start`, `created_at`, and whether any channel took it (`delivered`). What the
+    alert engine starts from after a restart."""
     return run(log, f"""
         WITH notices AS (
             SELECT alert_id, rule, scope_value, kind, period_start, min(created_at) AS created_at,
                    bool_or(outcome = 'sent') AS delivered
             FROM {alerts_table(log)} WHERE kind <> 'test' GROUP BY ALL
+            HAVING ? = '' OR NOT bool_and(outcome = 'failed' AND starts_with(coalesce(detail, ''), ?))
         )
         SELECT rule, scope_value, kind, period_start, created_at, delivered FROM notices
         QUALIFY row_number() OVER (PARTITION BY rule, scope_value ORDER BY created_at DESC) = 1
-        ORDER BY rule, scope_value NULLS FIRST""")
+        ORDER BY rule, scope_value NULLS FIRST""", [stopped_detail, stopped_detail])
 
 
 # ---------------------------------------------------------------------------------------------- the views' questions

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from llmtap.alerts.delivery import STOPPED
 from llmtap.alerts.engine import AlertEngine
 from llmtap.alerts.notice import Notice
 from llmtap.alerts.rules import AlertRule, Webhook, parse_window
@@ -148,6 +149,31 @@ def test_a_calendar_error_rate_resolves_once_and_does_not_fire_twice_in_one_day(
     assert alerts.check() == []  # over again the same day: it has had its alert for today
 
 
+def test_a_rolling_rule_hovering_at_its_threshold_fires_once_per_window_not_at_every_check(log):
+    clock = Clock(T0)
+    hourly = rule("hourly-requests", "requests", "1h", 2)
+    alerts, sink = engine(log, [hourly], clock)
+    for minute in (0, 1, 2):
+        add_call(log, T0 + timedelta(minutes=minute))
+    clock.now = T0 + timedelta(minutes=3)
+    assert kinds(alerts.check()) == [("hourly-requests", "firing", None)]
+    clock.now = T0 + timedelta(minutes=60, seconds=30)  # the first call left the hour: 2, not over 2
+    assert kinds(alerts.check()) == [("hourly-requests", "resolved", None)]
+    for notice in sink.notices:
+        record_sent(log, notice)
+    restarted, _ = engine(log, [hourly], clock)  # a restart remembers this window's alert, resolved or not
+    for minute in (60, 61):  # a call in as one leaves: over, back, over... at every check, within the hour
+        add_call(log, T0 + timedelta(minutes=minute, seconds=40))
+        clock.now = T0 + timedelta(minutes=minute, seconds=50)
+        assert alerts.check() == [] and restarted.check() == []  # over: 3 calls
+        clock.now = T0 + timedelta(minutes=minute + 1, seconds=30)
+        assert alerts.check() == [] and restarted.check() == []  # back to 2
+    add_call(log, T0 + timedelta(minutes=63))
+    clock.now = T0 + timedelta(minutes=63, seconds=30)  # an hour since it fired, and over: a new alert
+    assert kinds(alerts.check()) == [("hourly-requests", "firing", None)]
+    assert kinds(restarted.check()) == [("hourly-requests", "firing", None)]
+
+
 def test_what_fired_before_a_restart_is_not_sent_again_in_the_same_window(log):
     clock = Clock(T0)
     daily = rule("daily-spend", "spend_usd", "day", 5)
@@ -163,7 +189,28 @@ def test_what_fired_before_a_restart_is_not_sent_again_in_the_same_window(log):
     restarted, sink = engine(log, [daily, rolling], clock)
     assert restarted.check() == []
     clock.now = T0 + timedelta(minutes=70)  # bob's calls have left the hour; the day's spend stands
-    assert kinds(restarted.check()) == [("hourly-requests", "resolved", "bob")]
+    [resolved] = restarted.check()
+    assert kinds([resolved]) == [("hourly-requests", "resolved", "bob")]
+    assert "requests for user 'bob' over last 1h is back to 0 requests, within 1 requests" in resolved.summary()
+
+
+def test_an_alert_the_stop_cut_short_is_sent_after_the_restart_once(log):
+    clock = Clock(T0)
+    daily = rule("daily-spend", "spend_usd", "day", 5)
+    add_call(log, T0, cost_usd="6")
+    first, _ = engine(log, [daily], clock)
+    [fired] = first.check()
+    with duckdb.connect(str(log)) as db:  # what Delivery.close records for a notice still queued at shutdown
+        db.execute("""INSERT INTO alerts (alert_id, created_at, rule, kind, period_start, scope_value, outcome, detail)
+                      VALUES (?, ?, ?, 'firing', ?, NULL, 'failed', ?)""",
+                   [fired.alert_id, T0, "daily-spend", fired.period_start, STOPPED])
+    clock.now = T0 + timedelta(minutes=1)
+    restarted, _ = engine(log, [daily], clock)
+    [again] = restarted.check()
+    assert (again.kind, again.period_start) == ("firing", fired.period_start)
+    record_sent(log, again)
+    clock.now = T0 + timedelta(minutes=2)
+    assert engine(log, [daily], clock)[0].check() == []  # delivered this time: not again after another restart
 
 
 def test_a_budget_rule_alerts_when_the_budget_is_reached_not_only_passed(log):
