@@ -384,7 +384,8 @@ HOOK = [{"webhook": "http://127.0.0.1:9/hook"}]
      "alerts[0] (rule 'r'): metric: expected a metric (spend_usd | requests | error_rate | rate_limited | "
      "p95_latency_ms), got 'spend'"),
     ({"metric": "spend_usd", "window": "2w", "threshold": 1, "channels": HOOK},
-     "alerts[0] (rule 'r'): window: expected a rolling window such as 1h, 1d, 30d (a number and s, m, h or d), "
+     "alerts[0] (rule 'r'): window: expected a rolling window such as 1h, 1d, 30d (a number and s, m, h or d, "
+     "up to 36600d), "
      "or a calendar day or month (UTC), got '2w'"),
     ({"metric": "error_rate", "window": "1h", "threshold": 5, "action": "block"},
      "alerts[0] (rule 'r'): action: block is for spend_usd and requests budgets, not error_rate"),
