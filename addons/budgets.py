@@ -62,7 +62,8 @@ def budget_key(rule: AlertRule, scope_value: str | None, period_start: datetime 
 def budget_quota(rule: AlertRule) -> Quota:
     """What a budget allows per window, as the counters check it: calls, or cents reserved before calls go."""
     spend = rule.metric == "spend_usd"
-    return Quota(rule.threshold * 100 if spend else rule.threshold, rule.window.longest_s, reserves=spend)
+    # Cents rounded to a millionth: $0.29 is 29 cents, not the 28.999999999999996 a float makes of it.
+    return Quota(round(rule.threshold * 100, 6) if spend else rule.threshold, rule.window.longest_s, reserves=spend)
 
 
 def coalesce_seconds(rule: AlertRule) -> float:

@@ -29,11 +29,12 @@ from .analytics import queries
 from .budgets import BUCKETS_PER_WINDOW, block_rules, budget_key
 from .config import Config
 from .counters import Counters
-from .ratelimit import segment_key
+from .ratelimit import UNPRICED_RESERVATION_CENTS, segment_key
 from .ratelimit_policy import RateLimitPolicy, parse_ratelimit_policy
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+UNPRICED_USD = UNPRICED_RESERVATION_CENTS / 100  # what an answered call without a price holds live, in USD
 
 class CounterSeeding:
     """Seeds the counters from the log at start-up (after Recorder has opened and migrated it) and when the config's
@@ -78,7 +79,8 @@ def seed_counters(counters: Counters, config: Config, now_monotonic: float, now_
             bucket_s = window.longest_s if window.seconds is None else _bucket_s(window.seconds)
             period_start = None if window.rolling else window.span(now)[0]
             scale = 100 if rule.metric == "spend_usd" else 1  # budgets count spend in cents, as reservations are
-            for scope_value, _bucket, amount, last_at in queries.rule_usage(log, rule, now, bucket_s).rows:
+            used = queries.rule_usage(log, rule, now, bucket_s, UNPRICED_USD)
+            for scope_value, _bucket, amount, last_at in used.rows:
                 counters.seed(budget_key(rule, scope_value, period_start), window.longest_s, amount * scale,
                               at(last_at))
                 seeded += 1
@@ -86,7 +88,8 @@ def seed_counters(counters: Counters, config: Config, now_monotonic: float, now_
             policy = config_rule.policy
             rows = queries.policy_usage(log, now - timedelta(seconds=policy.window_s), policy.unit == "cents",
                                         policy.segment, _bucket_s(policy.window_s), user=config_rule.user,
-                                        key_owner=config_rule.key_owner, properties=config_rule.properties)
+                                        key_owner=config_rule.key_owner, properties=config_rule.properties,
+                                        unpriced_usd=UNPRICED_USD)
             seeded += _seed_policy(counters, f"config:{index}", policy, rows.rows, at, by_key=False)
         for text, last_at in queries.header_policies(log).rows:
             try:
@@ -97,7 +100,7 @@ def seed_counters(counters: Counters, config: Config, now_monotonic: float, now_
             if last_at <= since:
                 continue
             rows = queries.policy_usage(log, since, policy.unit == "cents", policy.segment,
-                                        _bucket_s(policy.window_s), header=text)
+                                        _bucket_s(policy.window_s), header=text, unpriced_usd=UNPRICED_USD)
             seeded += _seed_policy(counters, "header", policy, rows.rows, at, by_key=True)
     return seeded
 

@@ -44,6 +44,14 @@ RATE_LIMITED = ("(status = 429 AND attempts > 0 AND attempt_log IS NULL) "
                 "OR coalesce(list_bool_or(list_transform(attempt_log, lambda t: t.status = 429)), false)")
 
 
+def spend_sql(unpriced_usd: float) -> str:
+    """The USD a budget or cents policy counts for its calls: their priced cost, and `unpriced_usd` for each answered
+    call without a price, about what the gateway keeps of such a call's reservation live (ratelimit.py): a restart
+    must not turn what it held into nothing."""
+    unpriced = float(unpriced_usd)
+    return f"sum(CASE WHEN cost_usd IS NULL AND status BETWEEN 100 AND 399 THEN {unpriced!r} ELSE cost_usd END)"
+
+
 def fact_sql(field: str) -> tuple[str, list[Any]]:
     """The SQL of one of a call's facts (`user`, `key`, `model`, `provider`, `property:<name>`) and its parameters."""
     if field.startswith(PROPERTY):
@@ -99,14 +107,15 @@ def rule_values(log: Path, rule: AlertRule, now: datetime) -> Rows:
         FROM per_value ORDER BY value DESC NULLS LAST, scope_value NULLS LAST""", params + [start, end])
 
 
-def rule_usage(log: Path, rule: AlertRule, now: datetime, bucket_s: int) -> Rows:
+def rule_usage(log: Path, rule: AlertRule, now: datetime, bucket_s: int, unpriced_usd: float = 0.0) -> Rows:
     """What a budget rule's calls already used in the window that holds `now`, for the gateway's counters to start
     from: per scope value and `bucket_s`-second bucket, `amount` (USD for spend_usd, calls for requests, of the
     calls llmtap let through) and `last_at`, the bucket's latest call (a rolling window forgets the bucket's amount
-    when that call leaves it: never before any of its calls would have). Oldest first."""
+    when that call leaves it: never before any of its calls would have). An answered call without a price counts
+    `unpriced_usd`, what the gateway holds for it live (`spend_sql`). Oldest first."""
     start, end = rule.window.span(now)
-    calls, params = rule_calls(rule, start, min(end, now))
-    amount = "sum(cost_usd)" if rule.metric == "spend_usd" else "count(*)"
+    calls, params = rule_calls(rule, start, None if rule.window.rolling else end)  # as `per_value` counts them
+    amount = spend_sql(unpriced_usd) if rule.metric == "spend_usd" else "count(*)"
     return run(log, f"""
         WITH {calls}
         SELECT scope_value, epoch_us(created_at) // {int(bucket_s) * 1_000_000} AS bucket,

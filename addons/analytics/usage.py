@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .alerting import ADMITTED
+from .alerting import ADMITTED, spend_sql
 from .rows import Rows, run
 
 
@@ -27,12 +27,12 @@ def header_policies(log: Path) -> Rows:
 
 def policy_usage(log: Path, since: datetime, cents: bool, segment: str | None, bucket_s: int, *,
                  header: str | None = None, user: str | None = None, key_owner: str | None = None,
-                 properties: tuple[tuple[str, str], ...] = ()) -> Rows:
+                 properties: tuple[tuple[str, str], ...] = (), unpriced_usd: float = 0.0) -> Rows:
     """What the calls a rate-limit policy counts used since `since`: per `key_hash` (the paying key a header policy
     counts per), `segment_value` (the user, or the value of the property named `segment`; NULL without a segment)
     and bucket, `amount` (cents when `cents`, else calls) and `last_at`. `header` selects the calls that sent that
     policy text; `user`, `key_owner` and `properties` (lower-cased names) those a config rule matches. Oldest
-    first."""
+    first. An answered call without a price counts `unpriced_usd` towards cents (`alerting.spend_sql`)."""
     segment_sql, params = _segment(segment)
     conditions = ["created_at >= ?", ADMITTED]
     where_params: list[Any] = [since]
@@ -43,7 +43,7 @@ def policy_usage(log: Path, since: datetime, cents: bool, segment: str | None, b
     for name, value in properties:
         conditions.append("properties[?] = ?")
         where_params += [name, value]
-    amount = "sum(cost_usd) * 100" if cents else "count(*)"
+    amount = f"{spend_sql(unpriced_usd)} * 100" if cents else "count(*)"
     return run(log, f"""
         SELECT key_hash, {segment_sql} AS segment_value, epoch_us(created_at) // {int(bucket_s) * 1_000_000} AS bucket,
                {amount}::DOUBLE AS amount, max(created_at) AS last_at

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mitmproxy import http
 
-from .conftest import FakeClock, Pipeline
+from .conftest import FakeClock, Pipeline, chat_body, completion
 
 
 def budget(name: str, metric: str, window: str, threshold: float, **more) -> dict:
@@ -90,5 +90,23 @@ def test_after_a_restart_rate_limit_policies_keep_their_windows(llmtap, wall_clo
         assert restarted.call(headers={"Helicone-Property-Team": "blue"}).response.status_code == 200
         restarted_clock.advance(51)
         assert restarted.call(headers=search).response.status_code == 200
+    finally:
+        restarted.close()
+
+
+def test_an_unpriced_answered_call_holds_its_reservation_across_a_restart_too(llmtap, wall_clock):
+    """A model without a known price reserves 10¢ and keeps it once answered (its cost cannot be priced): a spend
+    budget of 15¢ lets one such call through and refuses the next, before and after a restart alike."""
+    first = llmtap({"alerts": [budget("tiny", "spend_usd", "day", 0.15)]})
+    unpriced = chat_body(model="openai/my-private-finetune-7b")
+    answer = completion("hi", model="my-private-finetune-7b")
+    assert first.call(body=unpriced, answer=answer).response.status_code == 200
+    assert first.rows()[0]["cost_usd"] is None
+    assert first.call(body=unpriced, answer=answer).response.status_code == 429  # 10¢ held + 10¢ > 15¢
+    first.close()
+    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, FakeClock(7000.0))
+    try:
+        refused = restarted.call(body=unpriced, answer=answer)
+        assert refused.response.status_code == 429 and error_of(refused)["budget"] == "tiny"
     finally:
         restarted.close()
