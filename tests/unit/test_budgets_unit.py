@@ -5,6 +5,8 @@ its threshold until the next UTC day; a rolling one frees as calls leave it; wha
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +17,20 @@ from .conftest import FakeClock, Pipeline, chat_body, completion
 
 def budget(name: str, metric: str, window: str, threshold: float, **more) -> dict:
     return {"name": name, "metric": metric, "window": window, "threshold": threshold, "action": "block", **more}
+
+
+@contextmanager
+def restarted(first: Pipeline, wall_clock: FakeClock) -> Iterator[tuple[Pipeline, FakeClock]]:
+    """`first` stopped and a new pipeline started on its config and log, as a restarted gateway, with the monotonic
+    clock its limits run on: the same wall clock, a monotonic one of its own (a new process's starts anywhere).
+    Stopped when the block ends."""
+    first.close()
+    clock = FakeClock(5000.0)
+    pipeline = Pipeline(Path(first.context.options.llmtap_config), wall_clock, clock)
+    try:
+        yield pipeline, clock
+    finally:
+        pipeline.close()
 
 
 def error_of(flow: http.HTTPFlow) -> dict:
@@ -52,19 +68,14 @@ def test_after_a_restart_a_rolling_budget_frees_when_the_earlier_calls_leave_it(
     first = llmtap({"alerts": [budget("minute-calls", "requests", "60s", 2, scope="user")]})
     ann = {"Helicone-User-Id": "ann"}
     assert [first.call(headers=ann).response.status_code for _ in range(2)] == [200, 200]
-    first.close()
     wall_clock.advance(30)
-    restarted_clock = FakeClock(5000.0)  # a new process: its monotonic clock starts anywhere
-    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
-    try:
-        refused = restarted.call(headers=ann)
+    with restarted(first, wall_clock) as (again, clock):
+        refused = again.call(headers=ann)
         assert refused.response.status_code == 429 and error_of(refused)["budget"] == "minute-calls"
         assert 29 <= int(refused.response.headers["retry-after"]) <= 31  # the earlier calls leave in ~30 s
-        assert restarted.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
-        restarted_clock.advance(31)
-        assert restarted.call(headers=ann).response.status_code == 200
-    finally:
-        restarted.close()
+        assert again.call(headers={"Helicone-User-Id": "bob"}).response.status_code == 200
+        clock.advance(31)
+        assert again.call(headers=ann).response.status_code == 200
 
 
 def test_after_a_restart_rate_limit_policies_keep_their_windows(llmtap, wall_clock):
@@ -75,23 +86,18 @@ def test_after_a_restart_rate_limit_policies_keep_their_windows(llmtap, wall_clo
     search = {**feature, "Helicone-Property-FEATURE": "search"}
     assert [first.call(headers=search).response.status_code for _ in range(2)] == [200, 200]
     assert first.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 200
-    first.close()
     wall_clock.advance(10)
-    restarted_clock = FakeClock(5000.0)
-    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, restarted_clock)
-    try:
-        over = restarted.call(headers={**feature, "helicone-property-feature": "search"})
+    with restarted(first, wall_clock) as (again, clock):
+        over = again.call(headers={**feature, "helicone-property-feature": "search"})
         assert over.response.status_code == 429 and error_of(over)["policy"] == "2;w=60;s=Feature"
         assert 49 <= int(over.response.headers["retry-after"]) <= 51
-        assert restarted.call(headers={**feature, "Helicone-Property-Feature": "chat"}).response.status_code == 200
+        assert again.call(headers={**feature, "Helicone-Property-Feature": "chat"}).response.status_code == 200
         other_key = {**search, "Authorization": "Bearer another-key"}  # a header policy counts per paying key
-        assert restarted.call(headers=other_key).response.status_code == 200
-        assert restarted.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 429
-        assert restarted.call(headers={"Helicone-Property-Team": "blue"}).response.status_code == 200
-        restarted_clock.advance(51)
-        assert restarted.call(headers=search).response.status_code == 200
-    finally:
-        restarted.close()
+        assert again.call(headers=other_key).response.status_code == 200
+        assert again.call(headers={"Helicone-Property-Team": "red"}).response.status_code == 429
+        assert again.call(headers={"Helicone-Property-Team": "blue"}).response.status_code == 200
+        clock.advance(51)
+        assert again.call(headers=search).response.status_code == 200
 
 
 def test_an_unpriced_answered_call_holds_its_reservation_across_a_restart_too(llmtap, wall_clock):
@@ -103,10 +109,6 @@ def test_an_unpriced_answered_call_holds_its_reservation_across_a_restart_too(ll
     assert first.call(body=unpriced, answer=answer).response.status_code == 200
     assert first.rows()[0]["cost_usd"] is None
     assert first.call(body=unpriced, answer=answer).response.status_code == 429  # 10¢ held + 10¢ > 15¢
-    first.close()
-    restarted = Pipeline(Path(first.context.options.llmtap_config), wall_clock, FakeClock(7000.0))
-    try:
-        refused = restarted.call(body=unpriced, answer=answer)
+    with restarted(first, wall_clock) as (again, clock):
+        refused = again.call(body=unpriced, answer=answer)
         assert refused.response.status_code == 429 and error_of(refused)["budget"] == "tiny"
-    finally:
-        restarted.close()
