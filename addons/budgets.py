@@ -38,7 +38,7 @@ from decimal import Decimal
 
 from mitmproxy import http
 
-from .alerts.rules import PROPERTY, AlertRule, CallFacts
+from .alerts.rules import AlertRule, CallFacts, for_whom
 from .callstate import CallState, get_state
 from .counters import CounterKey, Counters, Quota, Reservation
 from .money import format_usd
@@ -167,13 +167,5 @@ def refusal_message(check: Check, wall: datetime, retry_after_s: int) -> str:
         _, end = rule.window.span(wall)
         window = f"in {rule.window.label(wall)} (UTC)"
         frees = f"frees at {end.strftime('%Y-%m-%dT%H:%M:%SZ')}, in {retry_after_s} s"
-    return (f"budget '{rule.name}' reached{for_whom(rule, check.scope_value)}: {used} {used_what} of "
+    return (f"budget '{rule.name}' reached{for_whom(rule.scope, check.scope_value)}: {used} {used_what} of "
             f"{rule.describe_threshold()} {window}; {frees}")
-
-
-def for_whom(rule: AlertRule, scope_value: str | None) -> str:
-    """` for user 'ann'`, ` for workflow 'research'`, ` for calls without a user`, or nothing for scope `all`."""
-    if rule.scope == "all":
-        return ""
-    label = rule.scope.removeprefix(PROPERTY)
-    return f" for {label} {scope_value!r}" if scope_value is not None else f" for calls without a {label}"

@@ -41,6 +41,7 @@ from decimal import Decimal
 from genai_prices import Usage
 from mitmproxy import http
 
+from .alerts.rules import for_whom
 from .callstate import CallState, get_state
 from .counters import Counters, Quota, Reservation
 from .pricing import price_call
@@ -102,7 +103,7 @@ class RateLimiter:
             retry_after = max(1, math.ceil(worst.retry_after_s))
             reply_with_error(
                 flow, 429, "llmtap_rate_limited",
-                f"rate limit policy '{worst.policy.text}' reached{_for_whom(worst.key)}: "
+                f"rate limit policy '{worst.policy.text}' reached{for_whom(worst.key[2], worst.key[3])}: "
                 f"{worst.policy.quota} {'requests' if worst.policy.unit == 'request' else 'cents'} "
                 f"per {worst.policy.window_s} s; retry in {retry_after} s",
                 headers={**report_headers(worst), "retry-after": str(retry_after)},
@@ -166,11 +167,6 @@ def policy_quota(policy: RateLimitPolicy) -> Quota:
     return Quota(policy.quota, policy.window_s, reserves=policy.unit == "cents")
 
 
-def is_over(policy: RateLimitPolicy, used: float, need: float = 1) -> bool:
-    """Whether a call that needs `need` breaks the policy when `used` is already used or reserved (`Quota.is_over`)."""
-    return policy_quota(policy).is_over(used, need)
-
-
 def estimated_cents(request: http.Request, state: CallState, settings: Settings) -> float:
     """What a call may cost, in cents, before it is sent: see the module docstring for the estimate."""
     body = state.request.body if isinstance(state.request.body, dict) else {}
@@ -217,11 +213,3 @@ def report_headers(standing: Standing) -> dict[str, str]:
         "helicone-ratelimit-remaining": str(standing.remaining),
         "helicone-ratelimit-policy": standing.policy.text,
     }
-
-
-def _for_whom(key: WindowKey) -> str:
-    _, _, kind, value = key
-    if kind == "all":
-        return ""
-    label = "user" if kind == "user" else kind.removeprefix("property:")
-    return f" for {label} {value!r}" if value is not None else f" for calls without a {label}"

@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from ..money import format_usd
-from .rules import AlertRule
+from .rules import PROPERTY, AlertRule, format_metric
 
 KINDS = ("firing", "resolved", "test")
 
@@ -34,23 +32,15 @@ class Notice:
 
     @property
     def who(self) -> str:
-        """The scope value as a phrase: ` for user 'carol'`, or nothing for scope `all`."""
+        """The scope value as a phrase: ` for user 'carol'`, or nothing for scope `all`. The value as sent, in
+        quotes (not `for_whom`'s repr: a person reads a notice, and a mail subject folds its line breaks itself)."""
         if self.rule.scope == "all":
             return ""
-        label = self.rule.scope.removeprefix("property:")
+        label = self.rule.scope.removeprefix(PROPERTY)
         return f" for {label} '{self.scope_value}'" if self.scope_value is not None else f" for calls without a {label}"
 
     def shown_value(self) -> str:
-        if self.value is None:
-            return "n/a"
-        metric = self.rule.metric
-        if metric == "spend_usd":
-            return format_usd(Decimal(str(self.value)))
-        if metric == "error_rate":
-            return f"{self.value:g}%"
-        if metric == "p95_latency_ms":
-            return f"{self.value:,.0f} ms"
-        return f"{self.value:,.0f} {'requests' if metric == 'requests' else '429s'}"
+        return format_metric(self.rule.metric, self.value)
 
     def summary(self) -> str:
         """One line a person reads first: what happened, to whom, against what."""

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from ..money import format_usd
 
@@ -28,6 +29,30 @@ WINDOW_FORM = (f"a rolling window such as 1h, 1d, 30d (a number and s, m, h or d
                " or a calendar day or month (UTC)")
 ROLLING_RE = re.compile(r"^([0-9]{1,7})([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def format_metric(metric: str, value: Any) -> str:
+    """A value of `metric` as a person reads it: `$1.23` (llmtap's money rule), `1,234 requests`, `5.2%`, `840 ms`,
+    `3 429s`; `n/a` when there is none (too few calls to judge)."""
+    if value is None:
+        return "n/a"
+    if metric == "spend_usd":
+        return format_usd(Decimal(value) if isinstance(value, Decimal | int) else Decimal(repr(float(value))))
+    number = float(value)
+    if metric == "error_rate":
+        return f"{number:g}%"
+    if metric == "p95_latency_ms":
+        return f"{number:,.0f} ms"
+    return f"{number:,.0f} {'requests' if metric == 'requests' else '429s'}"
+
+
+def for_whom(scope: str, value: str | None) -> str:
+    """Whose alert, budget or rate-limit window a scope value is, as a phrase: ` for user 'ann'`, ` for workflow
+    'research'`, ` for calls without a user`, or nothing for scope `all`."""
+    if scope == "all":
+        return ""
+    label = scope.removeprefix(PROPERTY)
+    return f" for {label} {value!r}" if value is not None else f" for calls without a {label}"
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..alerts.notice import trial_notice
-from ..alerts.rules import AlertRule
+from ..alerts.rules import AlertRule, format_metric
 from ..analytics import queries
 from ..analytics.queries import Rows
 from ..config import Config
 from ..render import table_cell_text
-from .budgets import METRIC_WORDS, NO_VALUE, metric_text, scope_text, where_text
+from .budgets import METRIC_WORDS, NO_VALUE, scope_text, where_text
 from .options import config_option, format_options
 from .output import emit
 from .reading import read_log, warn_if_storage_unhealthy
@@ -125,7 +125,7 @@ def rule_cells(rule: AlertRule, row: dict[str, Any]) -> tuple[str, ...]:
         watches += f" per {scope_text(rule.scope)}"
     if rule.where:
         watches += f" where {where_text(rule)}"
-    now = metric_text(rule.metric, row["value"])
+    now = format_metric(rule.metric, row["value"])
     if rule.scope != "all" and row["value_scope"] is not None:
         now += f"\n{row['value_scope']}; {row['over']:,} of {row['scope_values']:,} over"
     elif rule.scope != "all" and row["over"]:  # the highest was the calls without a value

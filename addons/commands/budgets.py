@@ -1,23 +1,21 @@
 """`llmtap budgets`: each spend and request rule's budget per scope value, what its window used and what is left.
 
 The figures are the query layer's (`queries.budgets`); this module only writes them for a person, and holds how a
-rule's metric reads in words (`metric_text`, `scope_text`), which `llmtap alerts list` shares.
+rule's scope reads in words (`scope_text`, `where_text`), which `llmtap alerts list` shares.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import click
 from rich.text import Text
 
-from ..alerts.rules import BUDGET_METRICS, PROPERTY, AlertRule
+from ..alerts.rules import BUDGET_METRICS, PROPERTY, AlertRule, format_metric
 from ..analytics import queries
 from ..analytics.queries import Rows
 from ..config import Config
-from ..money import format_usd
 from ..render import literal, table_cell_text
 from .options import config_option, format_options
 from .output import cut, emit, show, table_rows_option
@@ -76,25 +74,10 @@ def budget_title(rule: AlertRule, row: dict[str, Any] | None) -> str:
 def budget_cells(row: dict[str, Any]) -> tuple[str, ...]:
     """One row of `queries.budgets` as the table's cells."""
     metric = row["metric"]
-    used = metric_text(metric, row["used"]) + ("+?" if row["unpriced"] else "")
+    used = format_metric(metric, row["used"]) + ("+?" if row["unpriced"] else "")
     state = "blocking" if row["blocking"] else "over" if row["over"] else "ok"
-    return (scope_value_text(row["scope"], row["scope_value"]), used, metric_text(metric, row["threshold"]),
-            metric_text(metric, row["left"]), table_cell_text("used_pct", row["used_pct"]) or "–", state)
-
-
-def metric_text(metric: str, value: Any) -> str:
-    """A rule's metric value as a person reads it: `$1.23` (llmtap's money rule), `1,234 requests`, `5.2%`,
-    `840 ms`, `3 429s`; `n/a` when there is none (too few calls to judge)."""
-    if value is None:
-        return "n/a"
-    if metric == "spend_usd":
-        return format_usd(Decimal(value) if isinstance(value, Decimal | int) else Decimal(repr(float(value))))
-    number = float(value)
-    if metric == "error_rate":
-        return f"{number:g}%"
-    if metric == "p95_latency_ms":
-        return f"{number:,.0f} ms"
-    return f"{number:,.0f} {'requests' if metric == 'requests' else '429s'}"
+    return (scope_value_text(row["scope"], row["scope_value"]), used, format_metric(metric, row["threshold"]),
+            format_metric(metric, row["left"]), table_cell_text("used_pct", row["used_pct"]) or "–", state)
 
 
 def scope_text(scope: str) -> str:

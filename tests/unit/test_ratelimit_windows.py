@@ -10,7 +10,7 @@ import time
 
 import pytest
 from llmtap.counters import Quota, SlidingWindows
-from llmtap.ratelimit import is_over, policy_quota
+from llmtap.ratelimit import policy_quota
 from llmtap.ratelimit_policy import parse_ratelimit_policy
 
 from .conftest import FakeClock
@@ -109,9 +109,9 @@ def test_releasing_an_expired_reservation_changes_nothing(clock):
 
 def test_request_and_cents_quotas_count_as_documented():
     requests, cents = parse_ratelimit_policy("2;w=1"), parse_ratelimit_policy("2;w=1;u=cents")
-    assert [is_over(requests, used) for used in (0, 1, 2)] == [False, False, True]
-    assert [is_over(cents, used, need=1) for used in (0, 0.5, 1, 1.5, 2)] == [False, False, False, True, True]
-    assert not is_over(cents, 0, need=100)  # one call always fits an empty window
+    assert [policy_quota(requests).is_over(used) for used in (0, 1, 2)] == [False, False, True]
+    assert [policy_quota(cents).is_over(used, need=1) for used in (0, 0.5, 1, 1.5, 2)] == [False, False, False, True, True]
+    assert not policy_quota(cents).is_over(0, need=100)  # one call always fits an empty window
 
 
 def test_seeded_usage_counts_until_it_leaves_the_window(clock):
