@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from mitmproxy import contentviews
 
+from .addon_group import AddonGroup
 from .alerts.addon import Alerts
 from .attempts import AttemptRunner
 from .budgets import Budgets
@@ -82,17 +83,16 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
 SHOWS_FLOWS = ("Save", "SaveHar", "Dumper", "View")
 
 
-def install(master, config_path: str = "") -> list[object]:
-    """Add llmtap's addons, reading the config at `config_path`, to `master`'s chain, before the first addon that
-    shows or saves flows."""
-    addons = make_addons(config_path=config_path)
-    master.addons.add(*addons)
+def install(master, config_path: str = "") -> AddonGroup:
+    """Add llmtap's addons, reading the config at `config_path`, to `master`'s chain as one `AddonGroup` (one visit
+    per mitmproxy event instead of one per addon), before the first addon that shows or saves flows."""
+    group = AddonGroup(make_addons(config_path=config_path))
+    master.addons.add(group)
     chain = master.addons.chain
-    for addon in addons:
-        chain.remove(addon)
+    chain.remove(group)
     at = next((i for i, a in enumerate(chain) if type(a).__name__ in SHOWS_FLOWS), len(chain))
-    chain[at:at] = addons
-    return addons
+    chain.insert(at, group)
+    return group
 
 
 # mitmweb's flow list columns: its defaults, and the comment where WebView writes model, tokens, cost and latency.

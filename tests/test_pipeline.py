@@ -73,12 +73,13 @@ def test_webview_is_the_last_subscriber_of_finished_calls():
 
 
 def test_installed_before_mitmproxys_addons_that_show_or_save_flows():
-    async def installed_chain() -> list[str]:
+    async def installed_chain() -> tuple[list[str], list[str]]:
         master = DumpMaster(options.Options(), with_termlog=False)
-        pipeline.install(master)
-        return [type(addon).__name__ for addon in master.addons.chain]
+        group = pipeline.install(master)
+        return [type(addon).__name__ for addon in master.addons.chain], [type(part).__name__ for part in group.parts]
 
-    chain = asyncio.run(installed_chain())
+    chain, parts = asyncio.run(installed_chain())
     shows = [chain.index(name) for name in pipeline.SHOWS_FLOWS if name in chain]
     assert shows, "DumpMaster has addons that show or save flows"
-    assert chain.index("Drain") < min(shows) and chain.index("Settings") < chain.index("Drain")
+    assert chain.count("AddonGroup") == 1 and chain.index("AddonGroup") < min(shows)
+    assert parts == [type(addon).__name__ for addon in pipeline.make_addons()]

@@ -101,8 +101,10 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
+    from ..addon_group import AddonGroup
     from ..log_file import log_file_problem
     from ..pipeline import install, mitmproxy_args
+    from ..recorder import Recorder
 
     if problem := log_file_problem(config.storage_path):  # before mitmproxy starts: at once, and the file untouched
         print(f"llmtap: cannot start: {problem}", file=sys.stderr)
@@ -121,18 +123,20 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
         make_parser = cmdline.mitmdump
 
     source = str(config.source) if config.source else None
+    installed: list[AddonGroup] = []
 
     class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
         def __init__(self, options, *a, **kw):
             super().__init__(options, *a, **kw)
-            install(self, source or "")
+            installed.append(install(self, source or ""))
 
     record = record_running_gateway(config.source)  # how `llmtap env`, `sql`, ... run elsewhere find this config
     try:
-        master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))
+        run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))
     finally:
         record.unlink(missing_ok=True)
-    store = getattr(master.addons.get("recorder"), "store", None)
+    recorder = installed[0].find(Recorder) if installed else None
+    store = recorder.store if recorder is not None else None
     if store is not None and store.rows_lost:
         print(f"llmtap: {store.rows_lost:,} rows could not be kept anywhere (not in {store.path}, its spool or the "
               "fallback spool): exit status 1", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llmtap.addon_group import AddonGroup
 from llmtap.drain import Drain
 from llmtap.idle import ClientIdleTimeout
 from llmtap.loglimit import LogRateLimit
@@ -87,7 +88,7 @@ class Pipeline:
         self.addons = [a for a in make_addons(monotonic_clock, wall_clock) if type(a) not in CONNECTION_LEVEL]
         self.settings = next(a for a in self.addons if isinstance(a, Settings))
         self.recorder = next(a for a in self.addons if isinstance(a, Recorder))
-        self.context = taddons.context(*self.addons)
+        self.context = taddons.context(AddonGroup(self.addons))  # as `pipeline.install` adds them
         self.context.options.update(llmtap_config=str(config_path))
         self.loop = self.context.master.event_loop
         self.provider_requests: list[http.Request] = []  # what reached the provider, oldest first
