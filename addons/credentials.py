@@ -23,13 +23,22 @@ def bearer(value: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def header_names(headers: http.Headers) -> frozenset[str]:
+    """The lower-cased names of `headers`, in one pass: asking mitmproxy's headers for a name that is not there
+    costs a pass over them all, and the key headers below are asked for on every call."""
+    return frozenset(name.decode("latin-1").lower() for name, _ in headers.fields)
+
+
 def client_key(request: http.Request) -> str | None:
     """The credential a client sent, in whichever header (or query parameter) its provider reads."""
-    if token := bearer(request.headers.get("authorization")):
+    names = header_names(request.headers)
+    if "authorization" in names and (token := bearer(request.headers.get("authorization"))):
         return token
     for name in CLIENT_KEY_HEADERS[1:]:
-        if request.headers.get(name):
+        if name in names and request.headers.get(name):
             return request.headers[name]
+    if "?" not in request.path:
+        return None
     return next((value for name, value in request.query.items(multi=True) if name.lower() in SECRET_QUERY_PARAMS), None)
 
 
@@ -42,9 +51,11 @@ def credential_fingerprint(request: http.Request) -> str:
     """A stable, non-reversible name for everything in `request` that could be a credential: every auth-bearing
     header (all values, any scheme) and every secret query parameter. Two requests get the same name only when they
     carry the same credentials; requests with none all get `NO_CREDENTIAL`, never an empty name."""
-    found = [(name, value) for name in AUTH_HEADERS for value in request.headers.get_all(name)]
-    found += [(name.lower(), value) for name, value in request.query.items(multi=True)
-              if name.lower() in SECRET_QUERY_PARAMS]
+    names = header_names(request.headers)
+    found = [(name, value) for name in AUTH_HEADERS if name in names for value in request.headers.get_all(name)]
+    if "?" in request.path:
+        found += [(name.lower(), value) for name, value in request.query.items(multi=True)
+                  if name.lower() in SECRET_QUERY_PARAMS]
     if not found:
         return NO_CREDENTIAL
     return fingerprint("\0".join(f"{name}\0{value}" for name, value in sorted(found))) or NO_CREDENTIAL
@@ -75,8 +86,9 @@ def masked_path(path: str) -> str:
 
 def redact_secrets(request: http.Request) -> None:
     """Mask keys in a request that has been sent: mitmweb shows, and saved flows keep, the request as it left."""
+    names = header_names(request.headers)
     for name in SECRET_HEADERS:
-        if (value := request.headers.get(name)) and not value.endswith(REDACTED):
+        if name in names and (value := request.headers.get(name)) and not value.endswith(REDACTED):
             scheme, _, token = value.rpartition(" ")
             request.headers[name] = f"{scheme} {mask(token)}".strip()
     request.path = masked_path(request.path)

@@ -9,9 +9,10 @@ stopping. Router sends each call to its provider, RateLimiter refuses calls over
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
 silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
-shows, Dashboard serves the web dashboard and Alerts checks alert rules and delivers their notices (neither sees a
-flow), and Drain (last, so a call counts as finished only once every other addon has seen it end) lets calls in
-flight finish on SIGTERM/SIGINT. `install` puts all of them before mitmproxy's own addons that show or save flows.
+shows, Dashboard serves the web dashboard and Alerts checks alert rules and delivers their notices, FreezeStartupHeap
+leaves what start-up made out of garbage collection (none of these three sees a flow), and Drain (last, so a call
+counts as finished only once every other addon has seen it end) lets calls in flight finish on SIGTERM/SIGINT.
+`install` puts all of them, as one `AddonGroup`, before mitmproxy's own addons that show or save flows.
 
 Budgets (right after RateLimiter: a call over a rate limit never counts towards a budget) refuses calls over a blocking
 budget. Both count in one `counters.Counters`, which CounterSeeding (after Recorder has opened and migrated the log,
@@ -37,6 +38,7 @@ from .counters import SlidingWindows
 from .dashboard.addon import Dashboard
 from .drain import Drain, ShutdownGate
 from .exposed_proxy import ExposedProxyGuard
+from .heap import FreezeStartupHeap
 from .idle import ClientIdleTimeout
 from .intake import Intake
 from .loglimit import LogRateLimit
@@ -73,7 +75,8 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
         AttemptRunner(settings), UpstreamFailure(settings), Recorder(settings),
         CounterSeeding(settings, counters, wall_clock),
         RateLimitUsage(counters), WebView(),
-        Dashboard(settings), Alerts(settings, lambda: datetime.fromtimestamp(wall_clock(), UTC)), Drain(settings),
+        Dashboard(settings), Alerts(settings, lambda: datetime.fromtimestamp(wall_clock(), UTC)),
+        FreezeStartupHeap(), Drain(settings),
     ]
 
 

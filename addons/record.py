@@ -83,7 +83,7 @@ class CallRecord:
 
     def as_row(self) -> dict[str, Any]:
         """Column name -> value, for the store; NULL columns are left out (a short row leaves NULLs)."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row = {name: getattr(self, name) for name in COLUMNS}
         if self.attempt_log is not None:
             row["attempt_log"] = [asdict(attempt) for attempt in self.attempt_log]
         return {name: value for name, value in row.items() if value is not None}

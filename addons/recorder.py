@@ -231,4 +231,5 @@ def ratelimit_headers(response: http.Response | None) -> dict[str, str]:
     """The provider's rate-limit headers, names lower-cased."""
     if response is None:
         return {}
-    return {name.lower(): value for name, value in response.headers.items() if is_ratelimit_header(name.lower())}
+    names = [name.decode("latin-1") for name, _ in response.headers.fields]  # one pass; items() asks name by name
+    return {name.lower(): response.headers[name] for name in names if is_ratelimit_header(name.lower())}

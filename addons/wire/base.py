@@ -8,6 +8,7 @@ answers read. A provider's config maps wire formats to its paths (providers.yaml
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from typing import Any
@@ -117,15 +118,50 @@ class WireFormat(ABC):
         return False
 
     def extract_usage(self, response: Any) -> Usage | None:
-        """Token usage of a JSON answer, or None when it reports none."""
-        if not isinstance(response, dict) or not isinstance(response.get("usage"), dict):
+        """Token usage of a JSON answer, or None when it reports none (or in a shape genai-prices does not read)."""
+        root = _usage_root(self.usage_provider_id, self.usage_flavor)
+        if root is None:  # a path through lists: genai-prices reads the whole answer
+            return _read_usage(self.usage_provider_id, self.usage_flavor, response)
+        found = response
+        for key in root:
+            found = found.get(key) if isinstance(found, dict) else None
+        if not isinstance(found, dict):
             return None
-        provider = get_snapshot().find_provider(None, self.usage_provider_id, None)
         try:
-            _, usage = provider.extract_usage(response, api_flavor=self.usage_flavor)
-        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
-            return None  # usage in a shape genai-prices does not read: the row says so, the call goes on
-        return usage
+            usage_text = json.dumps(found, sort_keys=True)
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return _usage(self.usage_provider_id, self.usage_flavor, usage_text)
+
+
+@functools.cache
+def _usage_root(provider_id: str, flavor: str) -> tuple[str, ...] | None:
+    """The keys leading to the object genai-prices reads usage from for this API (`usage` for OpenAI's and
+    Anthropic's), or None when the way goes through lists."""
+    provider = get_snapshot().find_provider(None, provider_id, None)
+    extractor = next(e for e in provider.extractors or () if e.api_flavor == flavor)
+    root = [extractor.root] if isinstance(extractor.root, str) else list(extractor.root)
+    return tuple(key for key in root if isinstance(key, str)) if all(isinstance(k, str) for k in root) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _usage(provider_id: str, flavor: str, usage_text: str) -> Usage | None:
+    # genai-prices reads usage from one object of the answer (its extractor's root) and takes ~0.1 ms to do it;
+    # answers repeat the same usage often, so each distinct one is read once. The Usage is shared between calls:
+    # nothing changes it after it is made.
+    answer: Any = json.loads(usage_text)
+    for key in reversed(_usage_root(provider_id, flavor) or ()):
+        answer = {key: answer}
+    return _read_usage(provider_id, flavor, answer)
+
+
+def _read_usage(provider_id: str, flavor: str, answer: Any) -> Usage | None:
+    provider = get_snapshot().find_provider(None, provider_id, None)
+    try:
+        _, usage = provider.extract_usage(answer, api_flavor=flavor)
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+        return None  # usage in a shape genai-prices does not read: the row says so, the call goes on
+    return usage
 
 
 def openai_error_body(error_type: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from genai_prices import Usage
+from genai_prices.data_snapshot import get_snapshot
 from llmtap.config import PriceOverride
 from llmtap.pricing import price_call
+from llmtap.wire import FORMATS
 
 WHEN = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -86,3 +90,21 @@ def test_token_counts_sent_as_decimals_are_priced_by_a_config_override():
     priced = price_call(Usage(input_tokens=1000.0, output_tokens=10.0), "my-finetune", "openai", (override,), WHEN)
 
     assert priced.cost_usd == Decimal("0.00102") and priced.input_tokens == 1000 and priced.price_source == "config"
+
+
+@pytest.mark.parametrize("wire_name, answer", [
+    ("openai_chat", {"id": "c", "model": "gpt-4o-mini", "choices": [], "usage": {
+        "prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
+        "prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 12}}}),
+    ("openai_responses", {"id": "r", "model": "gpt-4o-mini", "output": [], "usage": {
+        "input_tokens": 90, "output_tokens": 20, "total_tokens": 110,
+        "input_tokens_details": {"cached_tokens": 32}, "output_tokens_details": {"reasoning_tokens": 5}}}),
+    ("anthropic_messages", {"id": "m", "model": "claude-3-5-haiku-latest", "content": [], "usage": {
+        "input_tokens": 50, "output_tokens": 9, "cache_read_input_tokens": 200, "cache_creation_input_tokens": 40}}),
+])
+def test_usage_read_once_per_distinct_usage_is_what_genai_prices_reads_from_the_whole_answer(wire_name, answer):
+    wire = next(f for f in FORMATS if f.name == wire_name)
+    provider = get_snapshot().find_provider(None, wire.usage_provider_id, None)
+    _, expected = provider.extract_usage(answer, api_flavor=wire.usage_flavor)
+    assert vars(wire.extract_usage(answer)) == vars(expected)
+    assert vars(wire.extract_usage(json.loads(json.dumps(answer)))) == vars(expected)  # the second, from the cache
