@@ -1,8 +1,9 @@
 """What a person sees of an LLM call in mitmweb: a one-line comment on the flow, and a chat view of its bodies.
 
 The `WebView` addon runs last. It masks the keys in the request once it has been sent (the provider key the gateway
-injected among them) before mitmweb shows the answer, writes the comment from the call's row (`$0.00041 ·
-1,234→56 tok · gpt-4o-mini · 812 ms`, money as `money.format_usd` shows it everywhere), and leaves a plain summary in
+injected among them) before mitmweb shows the answer, writes the comment from the call's row (`$0.00041 · 1,234→56
+tok · gpt-4o-mini · 812 ms`, money as `money.format_usd` shows it everywhere) when something shows or saves flows
+(mitmweb, `-w`, a HAR dump; headless, no one would read it), and leaves a plain summary in
 `flow.metadata["llmtap_summary"]` in place of the live `CallState`, so the flow can be saved, copied and replayed
 like any other. `LlmCallView` renders chat requests and responses (streamed ones assembled) as turns by role instead
 of raw JSON.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from mitmproxy import contentviews, http
+from mitmproxy import contentviews, ctx, http
 
 from .callstate import METADATA_KEY, get_state
 from .credentials import redact_secrets
@@ -25,6 +26,15 @@ SUMMARY_KEY = "llmtap_summary"
 
 
 class WebView:
+    def __init__(self) -> None:
+        self.comments_kept = True  # until `running` knows: something shows or saves flows (mitmweb, `-w`, a HAR)
+
+    def running(self) -> None:
+        # Headless (mitmdump saving nothing) no one reads a comment: writing it would be per-call work for no one.
+        options = ctx.options
+        saved = any(getattr(options, name, None) for name in ("save_stream_file", "hardump"))
+        self.comments_kept = ctx.master.addons.get("view") is not None or saved
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # The request has been sent: mask its keys before mitmweb's own response hook shows the flow.
         if get_state(flow) is not None:
@@ -35,7 +45,8 @@ class WebView:
         if state is None:
             return
         redact_secrets(flow.request)
-        flow.comment = describe(record)
+        if self.comments_kept:
+            flow.comment = describe(record)
         flow.metadata[SUMMARY_KEY] = {
             "request_id": state.request_id,
             "wire": state.route.wire.name if state.route.wire else None,

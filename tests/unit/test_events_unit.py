@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmtap.record import CallRecord
+from llmtap.webview import WebView
 
 
 class Failing:
@@ -31,3 +32,12 @@ def test_every_subscriber_gets_each_finished_call_once_even_after_another_fails(
     assert [r.status for r in listening.records] == [200, 404] and listening.records[0].cost_usd is not None
     assert first.comment  # WebView, also a subscriber, still wrote the flow's comment
     assert len(pipeline.rows()) == 2
+
+
+def test_headless_no_comment_is_written_that_no_one_would_read(llmtap):
+    pipeline = llmtap()
+    webview = next(a for a in pipeline.addons if isinstance(a, WebView))
+    webview.running()  # nothing here shows or saves flows: mitmdump without -w
+    flow = pipeline.call()
+    assert not flow.comment and flow.metadata["llmtap_summary"]["request_id"] == flow.response.headers["helicone-id"]
+    assert pipeline.rows()[0]["cost_usd"] is not None  # the row is whole all the same
