@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from bench_clients import Target, load, p99, reset_mock, script_mock, sequential_ms, sequential_streams_ms, stream_burst
 from bench_processes import Fleet, Gateway, rss_mib
 from bench_rows import table_rows
-from bench_table import machine, render
+from bench_table import describe, machine, render
 
 SECTIONS = ("latency", "streams", "throughput", "cache", "memory", "writer")
 JSON_TARGETS = ("direct", "mitmdump", "llmtap", "mitmdump proxy", "llmtap proxy")
@@ -51,6 +52,7 @@ def main() -> None:
     opts = parse_args()
     sections = opts.only
     started = time.monotonic()
+    machine_used = machine()  # the load average before the run: other work on the machine skews every figure
     workdir = Path(tempfile.mkdtemp(prefix="llmtap-bench-"))
     samples: Samples = defaultdict(list)
     extra: dict[str, object] = {}
@@ -83,10 +85,12 @@ def main() -> None:
     print(f"\nmedians of {opts.rounds} rounds; {opts.calls} sequential calls and {opts.stream_calls} streams per "
           f"round and target; throughput over {opts.load_seconds:g} s at each concurrency; a chunk is held back when "
           f"its gap exceeds the mock's {opts.chunk_gap_ms} ms by more than {opts.held_back_ms} ms\n")
+    machine_used["load_average_at_end"] = os.getloadavg()
     print(render(rows))
-    result = {"machine": machine(), "command": sys.argv, "options": vars(opts), "wall_s": time.monotonic() - started,
-              "rows": [row.as_json() for row in rows], "figures": figures, "per_round": samples, **extra,
-              "workdir": str(workdir), "pids": pids}
+    print(f"\n{describe(machine_used)}")
+    result = {"machine": machine_used, "command": sys.argv,
+              "options": vars(opts), "wall_s": time.monotonic() - started, "rows": [row.as_json() for row in rows],
+              "figures": figures, "per_round": samples, **extra, "workdir": str(workdir), "pids": pids}
     Path(opts.json_out).write_text(json.dumps(result, indent=2, default=str))
     progress(f"written {opts.json_out} in {result['wall_s']:.0f} s")
 

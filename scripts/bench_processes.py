@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -49,7 +48,8 @@ class Fleet:
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
         self.started_pids: list[int] = []  # every process ever started, stopped ones included
-        self.mitmdump = shutil.which("mitmdump", path=str(Path(sys.executable).parent)) or "mitmdump"
+        # run by this Python: a venv copied from another keeps that one's interpreter in the script's #! line
+        self.mitmdump = [sys.executable, str(Path(sys.executable).parent / "mitmdump")]
 
     def __enter__(self) -> Fleet:
         return self
@@ -77,7 +77,7 @@ class Fleet:
     def mitmdump_reverse(self, upstream_url: str) -> int:
         """Start a bare mitmdump reverse proxy in front of `upstream_url`; returns its port."""
         port = free_port()
-        self._start("mitmdump", [self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
+        self._start("mitmdump", [*self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
                                  "--set", f"confdir={self.workdir / 'mitmdump-certs'}"])
         wait_for_port(port)
         return port
@@ -88,7 +88,7 @@ class Fleet:
         certificate its clients trust."""
         port, confdir = free_port(), self.workdir / "mitmdump-proxy-certs"
         self._start("mitmdump-proxy", [
-            self.mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
+            *self.mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
             "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",  # no DNS, no connection to openai
             "--map-remote", f"|{PROXIED_ORIGIN}|{upstream_url}"])
         wait_for_port(port)
@@ -98,7 +98,7 @@ class Fleet:
         """Start a bare mitmdump whose one-line addon answers every request itself: the floor for a cache hit."""
         port, addon = free_port(), self.workdir / "echo.py"
         addon.write_text(ECHO_ADDON.format(answer=json.dumps(json.dumps(CANNED_ANSWER))))
-        self._start("mitm-echo", [self.mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}",
+        self._start("mitm-echo", [*self.mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}",
                                   "-s", str(addon), "--set", f"confdir={self.workdir / 'mitmdump-certs'}",
                                   "--set", "connection_strategy=lazy"])  # nothing to connect to: it answers itself
         wait_for_port(port)

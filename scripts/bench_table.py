@@ -112,3 +112,15 @@ def machine() -> dict[str, object]:
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 1024 ** 2, 1),
             "python": sys.version.split()[0], "mitmproxy": VERSION, "duckdb": duckdb.__version__,
             "os": platform.platform(), "git_commit": commit, "load_average_at_start": os.getloadavg()}
+
+
+def describe(machine: dict[str, object]) -> str:
+    """One line saying what the figures were measured on, for under the table."""
+    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM; Python {machine['python']}, "
+            f"mitmproxy {machine['mitmproxy']}, duckdb {machine['duckdb']}; llmtap {machine['git_commit']}; "
+            f"load average {_loads(machine.get('load_average_at_start'))} at the start, "
+            f"{_loads(machine.get('load_average_at_end'))} at the end")
+
+
+def _loads(loads: object) -> str:
+    return "/".join(f"{n:.1f}" for n in loads) if isinstance(loads, tuple | list) else "?"
