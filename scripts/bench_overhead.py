@@ -42,8 +42,8 @@ SECTIONS = ("latency", "streams", "throughput", "cache", "memory", "writer")
 JSON_TARGETS = ("direct", "mitmdump", "llmtap", "mitmdump proxy", "llmtap proxy")
 BURST_TARGETS = ("direct", "mitmdump", "llmtap")
 DEFAULT_LOG_10M = Path("/work/bench-data/llmtap-10m.duckdb")
-QUICK = {"rounds": 1, "calls": 30, "stream_calls": 10, "load_seconds": 0.5, "concurrency": (2, 4), "burst_streams": 16,
-         "memory_calls": 200, "rss_warmup_calls": 50, "writer_rows": 500}
+QUICK = {"rounds": 1, "calls": 30, "stream_calls": 10, "load_seconds": 0.3, "concurrency": (4,), "burst_streams": 16,
+         "memory_calls": 100, "rss_warmup_calls": 20, "writer_rows": 500}
 
 Samples = dict[str, list[float]]  # "measure|target" -> one figure per round
 

@@ -31,7 +31,7 @@ def test_the_benchmark_measures_every_section_on_small_counts_and_leaves_no_proc
     log = small_log(tmp_path / "small.duckdb")
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_overhead.py"), "--quick", "--log-10m", str(log),
-                          "--json-out", str(out)], capture_output=True, text=True, timeout=100, cwd=tmp_path)
+                          "--json-out", str(out)], capture_output=True, text=True, timeout=110, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
 
