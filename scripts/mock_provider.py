@@ -40,6 +40,7 @@ Each chat/messages request pops the first queued action whose optional
     {"hang": true}        never answer (until client leaves or server stops)
     {"usage": {...}}      deep-merged into the success usage (stream too)
     {"headers": {...}}    without "status": added to the success answer's headers
+    {"chunk_delay_ms": 20}  a stream waits this long before each event after its first (instead of --chunk-delay-ms)
     {"cut_after": 3}      a stream breaks off (TCP RST) after its first 3 events
     {"model": "x"}        only applies to requests for model "x"
     {"any_auth": true}    any credential (or none) is accepted, as by an upstream behind Basic auth or a raw token
@@ -475,11 +476,12 @@ class MockHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        chunk_delay_ms = self.action.get("chunk_delay_ms", self.server.chunk_delay_ms)
         for i, event in enumerate(events):
             if i == self.cut_after:
                 return self._reset()
-            if i and self.server.chunk_delay_ms:
-                time.sleep(self.server.chunk_delay_ms / 1000)
+            if i and chunk_delay_ms:
+                time.sleep(chunk_delay_ms / 1000)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
