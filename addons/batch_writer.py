@@ -49,6 +49,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # connection has open for writing (and the reverse): reads in the gateway's own process (its dashboard) open the file
 # as the writer does, and share its database, where reading and appending go on side by side.
 _WRITTEN_HERE: set[Path] = set()
+# DuckDB's buffer pool defaults to 80% of RAM and keeps the blocks it wrote or read cached while the database is
+# open: held from batch to batch, the gateway's RSS grew with the rows written and with what its dashboard read
+# (+270 MB after one report over a 10M-row log). Capped, the cache stays bounded; DuckDB spills heavy queries to disk.
+WRITER_MEMORY_LIMIT_MB = 512
 RETRY_OPEN_S = 0.05  # how often a reader tries again for a file another process holds
 READ_REQUEST_SUFFIX = ".read-request"
 
@@ -77,13 +81,14 @@ class BatchWriter:
     until it is idle, a reader in another process asks for the file, a write fails, or `release`."""
 
     def __init__(self, path: Path, rejected_path: Path, fallback_dir: Path, *, idle_release_s: float = 1.0,
-                 reader_turn_s: float = 0.3):
+                 reader_turn_s: float = 0.3, memory_limit_mb: int = WRITER_MEMORY_LIMIT_MB):
         self.path = path
         self.rejected_path = rejected_path  # rows DuckDB refused even without bodies
         self.fallback_dir = fallback_dir  # for the rejected file when the log's directory cannot take it
         self.request_path = read_request_path(path)
         self.idle_release_s = idle_release_s
         self.reader_turn_s = reader_turn_s
+        self.memory_limit_mb = memory_limit_mb  # for the whole database while held: in-process reads share it
         self.written = 0
         self.rows_salvaged = 0  # written without their bodies
         self.rows_rejected = 0  # kept in the rejected file
@@ -148,6 +153,7 @@ class BatchWriter:
                 time.sleep(turn_left_s)
             self._db = _open(self.path, timeout_s=0, read_only=False)
             self.connections_opened += 1
+            self._db.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")
             _remove(self.request_path)  # a request from before this open was served (or is made again)
             self._written_at = time.monotonic()
         return self._db
