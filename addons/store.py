@@ -11,9 +11,9 @@ How rows get into DuckDB. The writer thread reads the spool in batches and appen
 through one connection it keeps from batch to batch while rows flow (opening and closing a DuckDB file costs more CPU
 than writing a batch). It lets go of the file after `idle_release_s` without a batch, at once when a reader in another
 process asks for it (`llmtap` commands do, finding it held; batch_writer.py), after a failed write, and at shutdown:
-the duckdb CLI gets in whenever the gateway is quiet, `llmtap` commands within a batch window under load. While it
-holds the file its wait is `HOLDING_TICK_S` long, so it sees a request between batches too. A segment of the spool
-is removed once all its rows are in DuckDB. The writer never dies; it tells two kinds of failure apart:
+the duckdb CLI gets in whenever the gateway is quiet, `llmtap` commands within a few tenths of a second under load.
+While it holds the file its wait is `HOLDING_TICK_S` long, so it sees a request between batches too. A segment of
+the spool is removed once all its rows are in DuckDB. The writer never dies; it tells two kinds of failure apart:
 - the storage (file held by another process, disk full, read-only file system): the batch is retried with backoff
   (at most `MAX_BACKOFF_S`) until the cause clears, with no restart. Rows wait in the spool; when the spool's own
   directory cannot take them, in a fallback directory; when no spool can, in memory (up to
