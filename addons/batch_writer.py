@@ -1,10 +1,20 @@
-"""Writing one batch of rows into DuckDB: one connection, refused rows found by bisection, nothing written twice.
+"""Writing batches of rows into DuckDB: one connection held while rows flow, refused rows found by bisection, nothing
+written twice.
 
-`BatchWriter.write` appends a batch in one transaction. When DuckDB refuses it for one row's values, the batch is
-split in halves within the same connection until the refused rows stand alone (a few thousand rows with a couple of
-bad ones cost a few dozen appends, not one open/close per row); each is written without its bodies, saying why, and
-one still refused is kept in the rejected file. A failure of the file or disk instead (`is_storage_error`) raises
-`StorageFailure` and blames no row: the caller retries the rows not yet marked done.
+`BatchWriter.write` appends a batch in one transaction. The connection the first batch opens serves the next ones:
+opening a DuckDB file costs 20-30 ms of CPU and closing it about 10 ms, more than writing a batch of a few dozen rows.
+DuckDB lets one process at a time have the file, so the writer lets go of it
+- when no batch came for `idle_release_s` (`release_if_idle`): a quiet gateway leaves the file to any DuckDB client;
+- when a reader in another process asks (`give_way_if_asked`): `connect` and `read_log`, finding the file held, create
+  `<log>.read-request` beside it; the writer closes, removes the request and waits `reader_turn_s` before opening again,
+  so the reader, retrying every 50 ms, gets in;
+- after a failed write (the next one opens afresh), and when the store closes (`release`).
+
+When DuckDB refuses a batch for one row's values, the batch is split in halves within the same connection until the
+refused rows stand alone (a few thousand rows with a couple of bad ones cost a few dozen appends, not one open/close
+per row); each is written without its bodies, saying why, and one still refused is kept in the rejected file. A
+failure of the file or disk instead (`is_storage_error`) raises `StorageFailure` and blames no row: the caller
+retries the rows not yet marked done.
 """
 
 from __future__ import annotations
@@ -39,6 +49,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # connection has open for writing (and the reverse): reads in the gateway's own process (its dashboard) open the file
 # as the writer does, and share its database, where reading and appending go on side by side.
 _WRITTEN_HERE: set[Path] = set()
+# DuckDB's buffer pool defaults to 80% of RAM and keeps the blocks it wrote or read cached while the database is
+# open: held from batch to batch, the gateway's RSS grew with the rows written and with what its dashboard read
+# (+270 MB after one report over a 10M-row log). Capped, the cache stays bounded; DuckDB spills heavy queries to disk.
+WRITER_MEMORY_LIMIT_MB = 512
+RETRY_OPEN_S = 0.05  # how often a reader tries again for a file another process holds
+READ_REQUEST_SUFFIX = ".read-request"
 
 
 class StorageFailure(Exception):
@@ -61,30 +77,86 @@ class Entry:
 
 
 class BatchWriter:
-    """Appends batches of rows to the `requests` table of one DuckDB file, opened per batch."""
+    """Appends batches of rows to the `requests` table of one DuckDB file, held open from one batch to the next
+    until it is idle, a reader in another process asks for the file, a write fails, or `release`."""
 
-    def __init__(self, path: Path, rejected_path: Path, fallback_dir: Path):
+    def __init__(self, path: Path, rejected_path: Path, fallback_dir: Path, *, idle_release_s: float = 1.0,
+                 reader_turn_s: float = 0.3, memory_limit_mb: int = WRITER_MEMORY_LIMIT_MB):
         self.path = path
         self.rejected_path = rejected_path  # rows DuckDB refused even without bodies
         self.fallback_dir = fallback_dir  # for the rejected file when the log's directory cannot take it
+        self.request_path = read_request_path(path)
+        self.idle_release_s = idle_release_s
+        self.reader_turn_s = reader_turn_s
+        self.memory_limit_mb = memory_limit_mb  # for the whole database while held: in-process reads share it
         self.written = 0
         self.rows_salvaged = 0  # written without their bodies
         self.rows_rejected = 0  # kept in the rejected file
         self.rows_already_written = 0  # replayed rows DuckDB had already
-        self.connections_opened = 0  # one per batch (and per retry), however many rows DuckDB refuses
+        self.connections_opened = 0  # one per hold of the file (and per retry), however many batches or refused rows
+        self.turns_given = 0  # times the file was let go because a reader in another process asked
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._written_at = 0.0  # monotonic time of the last batch written through `_db`
+        self._reader_turn_ends = 0.0  # the file is not taken back before this monotonic time
         _WRITTEN_HERE.add(path.resolve())
 
+    @property
+    def holding(self) -> bool:
+        """Whether the writer has the file open now (other processes cannot open it)."""
+        return self._db is not None
+
     def write(self, entries: list[Entry]) -> None:
-        """Append `entries` through one connection, marking each done as it lands."""
+        """Append `entries` through the held connection (opened if need be), marking each done as it lands. A
+        reader's request is honoured first; a failure closes the connection, so the retry opens the file afresh."""
+        self.give_way_if_asked()
         try:
-            with connect(self.path, timeout_s=0) as db:
-                self.connections_opened += 1
-                self._skip_already_written(db, entries)
-                self._append_bisecting(db, [e for e in entries if not e.done])
+            db = self._connection()
+            self._skip_already_written(db, entries)
+            self._append_bisecting(db, [e for e in entries if not e.done])
         except StorageFailure:
+            self.release()
             raise
         except Exception as e:  # anything else outside one row's values: wait and retry, never drop
+            self.release()
             raise StorageFailure(first_line(e)) from e
+        self._written_at = time.monotonic()
+
+    def give_way_if_asked(self) -> None:
+        """When a reader in another process asked for the file, close it, remove the request, and keep off the file
+        for `reader_turn_s`. One stat of the request file when the writer holds the file; nothing otherwise."""
+        if self._db is None or not os.path.exists(self.request_path):
+            return
+        self.release()
+        _remove(self.request_path)
+        self._reader_turn_ends = time.monotonic() + self.reader_turn_s
+        self.turns_given += 1
+
+    def release_if_idle(self) -> None:
+        """Close the file when no batch was written for `idle_release_s`: a quiet gateway leaves it to any client."""
+        if self._db is not None and time.monotonic() - self._written_at >= self.idle_release_s:
+            self.release()
+
+    def release(self) -> None:
+        """Close the held connection, if any; the next `write` opens the file again."""
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            db.close()
+        except Exception as e:  # a file already failing: the next write's open says why
+            logger.debug(f"llmtap: closing {self.path} failed: {first_line(e)}")
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._db is None:
+            turn_left_s = self._reader_turn_ends - time.monotonic()
+            if turn_left_s > 0:  # a reader was just given the file: opening now would only take it back
+                time.sleep(turn_left_s)
+            self._db = _open(self.path, timeout_s=0, read_only=False)
+            self.connections_opened += 1
+            self._db.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")
+            _remove(self.request_path)  # a request from before this open was served (or is made again)
+            self._written_at = time.monotonic()
+        return self._db
 
     def _append_bisecting(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
         """Append all; when DuckDB refuses a part for its values, split it until the refused rows stand alone."""
@@ -201,15 +273,40 @@ def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Ite
         db.close()
 
 
+def read_request_path(path: Path) -> Path:
+    """The file a reader creates beside the log to ask the gateway's writer to let go of it."""
+    return path.with_name(path.name + READ_REQUEST_SUFFIX)
+
+
 def _open(path: Path, timeout_s: float, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying every `RETRY_OPEN_S` for `timeout_s` while another process holds it. A waiting
+    opener in another process than the writer asks the writer for the file (the writer itself, with no time to wait,
+    and reads in the writer's own process, which share its database, never ask)."""
     deadline = time.monotonic() + timeout_s
+    may_ask = timeout_s > 0 and path.resolve() not in _WRITTEN_HERE
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
             if time.monotonic() >= deadline or LOCK_HELD not in str(e).lower():
                 raise
-            time.sleep(0.05)
+            if may_ask:  # every try: a writer that took the file back before this reader got in is asked again
+                _ask_for_file(path)
+            time.sleep(RETRY_OPEN_S)
+
+
+def _ask_for_file(path: Path) -> None:
+    try:
+        os.close(os.open(read_request_path(path), os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError:  # a directory this user cannot write: the reader gets in when the writer is idle
+        pass
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def read_log(path: Path, sql: str, params: list[Any] | None = None,

@@ -8,8 +8,12 @@ an O_APPEND file) before it returns, and the Recorder calls it before the answer
   `storage.spool_fsync_interval_s` > 0, at most that many seconds of rows.
 
 How rows get into DuckDB. The writer thread reads the spool in batches and appends each batch in one transaction,
-opening the file per batch so `llmtap` commands (and the duckdb CLI) can read it between batches. A segment of the
-spool is removed once all its rows are in DuckDB. The writer never dies; it tells two kinds of failure apart:
+through one connection it keeps from batch to batch while rows flow (opening and closing a DuckDB file costs more CPU
+than writing a batch). It lets go of the file after `idle_release_s` without a batch, at once when a reader in another
+process asks for it (`llmtap` commands do, finding it held; batch_writer.py), after a failed write, and at shutdown:
+the duckdb CLI gets in whenever the gateway is quiet, `llmtap` commands within a few tenths of a second under load.
+While it holds the file its wait is `HOLDING_TICK_S` long, so it sees a request between batches too. A segment of
+the spool is removed once all its rows are in DuckDB. The writer never dies; it tells two kinds of failure apart:
 - the storage (file held by another process, disk full, read-only file system): the batch is retried with backoff
   (at most `MAX_BACKOFF_S`) until the cause clears, with no restart. Rows wait in the spool; when the spool's own
   directory cannot take them, in a fallback directory; when no spool can, in memory (up to
@@ -45,6 +49,7 @@ MAX_BACKOFF_S = 2.0  # a storage failure is retried at least this often
 FAILING_AFTER_S = 2.0  # a failure shorter than this (a reader holding the file a moment) is not reported
 LOG_EVERY_S = 30.0
 TICK_S = 1.0  # the writer's pace when idle: health file, fsync, removing written segments
+HOLDING_TICK_S = 0.1  # the writer's pace while it holds the file: a reader asking waits no longer than this
 @dataclass
 class _Batch:
     entries: list[Entry] = field(default_factory=list)
@@ -60,10 +65,12 @@ class RecordStore:
 
     def __init__(self, path: Path, batch_window_s: float = 0.25, max_batch: int = 5000, shutdown_wait_s: float = 15.0,
                  *, fsync_interval_s: float = 0.0, max_memory_rows: int = 100_000,
-                 fallback_spool_dir: Path | None = None, max_batch_bytes: int = 64 * 1024 * 1024):
+                 fallback_spool_dir: Path | None = None, max_batch_bytes: int = 64 * 1024 * 1024,
+                 idle_release_s: float = 1.0, reader_turn_s: float = 0.3):
         self.path = path
         self.spool = Spool(path, fallback_spool_dir)
-        self.batches = BatchWriter(path, path.with_name(path.name + ".rejected.jsonl"), self.spool.fallback_dir)
+        self.batches = BatchWriter(path, path.with_name(path.name + ".rejected.jsonl"), self.spool.fallback_dir,
+                                   idle_release_s=idle_release_s, reader_turn_s=reader_turn_s)
         self.health_file = HealthFile(path, self.spool.fallback_dir)
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch
@@ -154,10 +161,10 @@ class RecordStore:
     def _run(self) -> None:
         while True:
             try:
-                woke = self._wakeup.wait(TICK_S)
+                woke = self._wait(self._wakeup, TICK_S)
                 self._wakeup.clear()
                 if woke and not self._stopping.is_set():
-                    self._stopping.wait(self.batch_window_s)  # let a batch gather
+                    self._wait(self._stopping, self.batch_window_s)  # let a batch gather
                 finished = self._drain()
                 self._tick()
                 if self._stopping.is_set() or not finished:
@@ -171,6 +178,19 @@ class RecordStore:
             self._finish()
         except Exception:
             logger.exception("llmtap: finishing the store failed")
+
+    def _wait(self, event: threading.Event, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for `event`; while the writer holds the file, in `HOLDING_TICK_S` steps, letting
+        go of it when a reader asks or no batch came for a while."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left_s = deadline - time.monotonic()
+            if self.batches.holding:
+                left_s = min(left_s, HOLDING_TICK_S)
+            if left_s <= 0 or event.wait(left_s):
+                return event.is_set()
+            self.batches.give_way_if_asked()
+            self.batches.release_if_idle()
 
     def _drain(self) -> bool:
         """Write the rows there are now, in full batches while a backlog lasts; False when shutdown's wait ran out
@@ -285,7 +305,9 @@ class RecordStore:
         self._write_health()
 
     def _finish(self) -> None:
-        """After the last batch: rows still in memory go to the spool (or are lost); written segments go."""
+        """After the last batch: the file is let go; rows still in memory go to the spool (or are lost); written
+        segments go."""
+        self.batches.release()
         self.spool.seal()  # and try the log's own directory first again
         with self._memory_lock:
             left, self._memory = list(self._memory), deque()
