@@ -31,8 +31,7 @@ def small_log(path: Path, rows: int = 20) -> Path:
 def test_the_benchmark_measures_every_section_on_small_counts_and_leaves_no_process(tmp_path):
     log = small_log(tmp_path / "small.duckdb")
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_overhead.py"), "--quick", "--log-10m", str(log),
-                          "--json-out", str(out)], capture_output=True, text=True, timeout=110, cwd=tmp_path)
+    run = run_bench(["--quick", "--log-10m", str(log), "--json-out", str(out)], tmp_path, timeout_s=110)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
 
@@ -53,6 +52,20 @@ def test_the_benchmark_measures_every_section_on_small_counts_and_leaves_no_proc
     workdir = result["workdir"]
     assert not Path(workdir).exists()
     assert not [cmd for cmd in _command_lines() if workdir in cmd], "a process of the run still runs"
+
+
+def run_bench(args: list[str], cwd: Path, timeout_s: float) -> subprocess.CompletedProcess:
+    """Run the benchmark with `args`; past `timeout_s` stop it with SIGTERM, on which it stops every process it
+    started (`subprocess.run`'s timeout kills it outright and would leave them all running through the suite)."""
+    bench = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_overhead.py"), *args], cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = bench.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        bench.terminate()
+        _, stderr = bench.communicate(timeout=60)
+        raise AssertionError(f"the benchmark ran over {timeout_s:g} s:\n{stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
 
 
 def _reused_by_another(pid: int) -> bool:
