@@ -97,6 +97,30 @@ def test_a_batch_durable_before_a_checkpoint_failed_for_want_of_space_is_not_wri
     assert result["rows"] == result["ids"] == 2001, result
 
 
+@pytest.mark.parametrize("backlog", ["appended at once", "left by a previous run"])
+def test_a_backlog_bigger_than_one_batch_is_written_batch_after_batch_without_waiting(tmp_path, backlog):
+    # A batch cut by bytes (rows with long bodies) ends mid-line more often than not: the writer must still see that
+    # more rows wait, not idle a tick (and let go of the file) between the batches of a backlog.
+    rows = [row(i, request_body=json.dumps({"pad": "x" * 1000, "i": i})) for i in range(300)]  # five batches' worth
+    store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.01, max_batch_bytes=64_000)
+    if backlog == "left by a previous run":
+        store.spill_path.mkdir()
+        (store.spill_path / "000000000001.jsonl").write_bytes(b"".join(encode_row(r) for r in rows))
+    store.open()
+    try:
+        if backlog == "appended at once":
+            for r in rows:
+                store.append(r)
+        deadline = time.monotonic() + 20
+        while store.rows_waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.rows_waiting == 0
+        assert store.batches.connections_opened == 1, "the writer went idle between the batches of a backlog"
+    finally:
+        store.close()
+    assert read_log(store.path, "SELECT count(DISTINCT request_id), count(*) FROM requests")[1] == [(300, 300)]
+
+
 def test_a_few_refused_rows_in_a_big_batch_cost_one_connection_and_lose_no_good_row(tmp_path):
     db_path = tmp_path / "log.duckdb"
     store = RecordStore(db_path, batch_window_s=60)  # one batch: close() ends the gathering
