@@ -39,6 +39,7 @@ from .spool import encode_row, private_dir
 logger = logging.getLogger(__name__)
 
 TORN_READ = "could not read enough bytes"  # DuckDB's words when it read a page another process was still writing
+DURABLE_COMMIT = "commit succeeded and is durable"  # DuckDB's words when only the checkpoint after a commit failed
 TABLE = "requests"
 STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException, duckdb.PermissionException,
                   duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
@@ -249,7 +250,15 @@ def _append(db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> Non
         appender.append_rows([tuple(record.get(c) for c in columns) for record in records])
         appender.flush()
         db.commit()
-    except BaseException:
+    except BaseException as e:
+        if DURABLE_COMMIT in str(e).lower():
+            # DuckDB checkpoints inside a commit once the WAL is large (often, with the file held from batch to
+            # batch); when that fails (a full disk: a checkpoint needs room in the file) the rows are in all the
+            # same. Taken as written, they are not written twice; the next statement on this connection fails, so
+            # the writer opens the file afresh, retrying until the checkpoint succeeds.
+            logger.warning(f"llmtap: {len(records)} rows were written, but DuckDB's checkpoint after them failed: "
+                           f"{first_line(e)}")
+            return
         if appender is not None:
             try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
                 appender.clear()

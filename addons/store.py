@@ -237,6 +237,8 @@ class RecordStore:
                     end = size
                 if end >= size:
                     batch.finished.append(segment)
+            if segment not in batch.finished and end < self.spool.file_size(segment):
+                batch.full = True  # the byte budget ended mid-line (or rows came since): more rows wait now
             if end > offset:
                 batch.read_to[segment.seq] = end
         if rows_left > 0:
@@ -245,7 +247,7 @@ class RecordStore:
             batch.entries += [Entry(record, from_memory=True, leftover=False) for record in waiting]
             batch.memory_rows = len(waiting)
             rows_left -= len(waiting)
-        batch.full = rows_left <= 0 or bytes_left <= 0
+        batch.full = batch.full or rows_left <= 0 or bytes_left <= 0
         return batch
 
     def _write_until_done(self, batch: _Batch) -> bool:

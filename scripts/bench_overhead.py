@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ Samples = dict[str, list[float]]  # "measure|target" -> one figure per round
 
 def main() -> None:
     opts = parse_args()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     sections = opts.only
     started = time.monotonic()
     machine_used = machine()  # the load average before the run: other work on the machine skews every figure
@@ -244,6 +246,14 @@ def copy_log(source: Path, workdir: Path) -> Path:
         progress(f"copying {source} ({source.stat().st_size / 1e6:,.0f} MB)")
         shutil.copyfile(source, copy)
     return copy
+
+
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    # `timeout`, CI and `kill` stop a run with SIGTERM, which would end this process at once and leave the mock, the
+    # mitmdumps and the gateways running: unwind instead, so `Fleet` stops them and the work directory goes. A second
+    # SIGTERM while they stop is ignored, not to cut the clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
 def _brief(samples: Samples, measure: str, names: tuple[str, ...]) -> str:

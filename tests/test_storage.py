@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,90 @@ def row(i: int, **changes) -> dict:
             "way": "gateway", "status": 200, "model": "gpt-4o-mini", "cost_usd": Decimal("0.0000123"),
             "properties": {"run": "bisect"}, "request_body": json.dumps({"i": i}),
             "response_body": json.dumps({"ok": True}), **changes}
+
+
+# The writer holds the file while rows flow, so DuckDB checkpoints inside a batch's commit (every 16 MB of WAL by
+# default). A checkpoint needs room in the file itself; here the file may not grow (RLIMIT_FSIZE: a write past it fails
+# as on a full disk) while its WAL still can: DuckDB then says the COMMIT is durable but the checkpoint failed.
+CHECKPOINT_FAILS = textwrap.dedent('''
+    import json, resource, signal, sys, time
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from llmtap.batch_writer import connect
+    from llmtap.store import RecordStore
+
+    path, fallback = Path(sys.argv[1]), Path(sys.argv[2])
+    created = RecordStore(path)  # create and migrate, then one batch of filler straight into the file
+    created.open()
+    created.close()
+    with connect(path) as db:
+        db.execute("INSERT INTO requests (request_id, created_at, way, status, request_body) SELECT 'filler-' || i, "
+                   "now() + to_microseconds(i), 'gateway', 200, json_object('pad', repeat(md5(i::VARCHAR), 10)) "
+                   "FROM range(30000) r(i)")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG), as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 200_000, resource.RLIM_INFINITY))
+    store = RecordStore(path, batch_window_s=0.01, idle_release_s=60, fallback_spool_dir=fallback)
+    store.open()
+
+    def row(i):
+        return {"request_id": f"row-{i}", "created_at": datetime.now(UTC) + timedelta(microseconds=i), "way": "gateway",
+                "status": 200, "request_body": json.dumps({"pad": "%064x" % hash(("pad", i)) * 16})}
+
+    store.append(row(0))
+    while store.written < 1:
+        time.sleep(0.01)
+    with connect(path) as db:  # the writer's own database: a checkpoint after every few batches, not every 16 MB
+        db.execute("SET checkpoint_threshold = '64KB'")
+    for i in range(1, 2001):
+        store.append(row(i))
+        if i % 50 == 0:
+            time.sleep(0.02)  # batches, not one
+    deadline = time.monotonic() + 10
+    while store.batches.connections_opened < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # a checkpoint failed: the writer had to open the file again
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space is back
+    deadline = time.monotonic() + 30
+    while store.rows_waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+    store.close()
+    with connect(path, read_only=True) as db:
+        rows, ids = db.execute("SELECT count(*), count(DISTINCT request_id) FROM requests "
+                               "WHERE request_id LIKE 'row-%'").fetchone()
+    print(json.dumps({"rows": rows, "ids": ids, "reopened": store.batches.connections_opened}))
+''')
+
+
+def test_a_batch_durable_before_a_checkpoint_failed_for_want_of_space_is_not_written_twice(tmp_path):
+    done = subprocess.run([sys.executable, "-c", CHECKPOINT_FAILS, str(tmp_path / "log.duckdb"), str(tmp_path / "fb")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["reopened"] >= 2, "no checkpoint failed: the test did not test anything"
+    assert result["rows"] == result["ids"] == 2001, result
+
+
+@pytest.mark.parametrize("backlog", ["appended at once", "left by a previous run"])
+def test_a_backlog_bigger_than_one_batch_is_written_batch_after_batch_without_waiting(tmp_path, backlog):
+    # A batch cut by bytes (rows with long bodies) ends mid-line more often than not: the writer must still see that
+    # more rows wait, not idle a tick (and let go of the file) between the batches of a backlog.
+    rows = [row(i, request_body=json.dumps({"pad": "x" * 1000, "i": i})) for i in range(300)]  # five batches' worth
+    store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.01, max_batch_bytes=64_000)
+    if backlog == "left by a previous run":
+        store.spill_path.mkdir()
+        (store.spill_path / "000000000001.jsonl").write_bytes(b"".join(encode_row(r) for r in rows))
+    store.open()
+    try:
+        if backlog == "appended at once":
+            for r in rows:
+                store.append(r)
+        deadline = time.monotonic() + 20
+        while store.rows_waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.rows_waiting == 0
+        assert store.batches.connections_opened == 1, "the writer went idle between the batches of a backlog"
+    finally:
+        store.close()
+    assert read_log(store.path, "SELECT count(DISTINCT request_id), count(*) FROM requests")[1] == [(300, 300)]
 
 
 def test_a_few_refused_rows_in_a_big_batch_cost_one_connection_and_lose_no_good_row(tmp_path):
