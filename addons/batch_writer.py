@@ -283,8 +283,10 @@ def connect(path: Path, timeout_s: float = 10.0, read_only: bool = False) -> Ite
 
 
 def read_request_path(path: Path) -> Path:
-    """The file a reader creates beside the log to ask the gateway's writer to let go of it."""
-    return path.with_name(path.name + READ_REQUEST_SUFFIX)
+    """The file a reader creates beside the log to ask the gateway's writer to let go of it (beside the file itself:
+    a reader reaching the log through a symlink asks where the writer looks)."""
+    real = path.resolve()
+    return real.with_name(real.name + READ_REQUEST_SUFFIX)
 
 
 def _open(path: Path, timeout_s: float, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -64,16 +64,17 @@ def main() -> None:
             targets, gateway = start_targets(fleet, mock_url)
             for round_no in range(opts.rounds):
                 progress(f"round {round_no + 1}/{opts.rounds}")
+                order = rotated(JSON_TARGETS, round_no)  # no target always runs right after llmtap's batch writes
                 if "latency" in sections:
-                    measure_latency(targets, JSON_TARGETS, opts.calls, samples)
+                    measure_latency(targets, order, opts.calls, samples)
                 if "cache" in sections:
                     cache_targets = ("cache hit", "mitm echo") + (() if "latency" in sections else ("direct",))
-                    measure_latency(targets, cache_targets, opts.calls, samples)
+                    measure_latency(targets, rotated(cache_targets, round_no), opts.calls, samples)
                 if "streams" in sections:
-                    measure_streams(targets, opts.stream_calls, samples)
+                    measure_streams(targets, order, opts.stream_calls, samples)
                     measure_bursts(targets, mock_url, opts, samples)
                 if "throughput" in sections:
-                    measure_throughput(targets, opts.concurrency, opts.load_seconds, samples)
+                    measure_throughput(targets, order, opts.concurrency, opts.load_seconds, samples)
                 reset_mock(mock_url)  # the mock logs every call: forget them, not to grow through the run
             if "memory" in sections:
                 extra["memory"] = measure_memory(fleet, gateway, targets["llmtap"], mock_url, opts, samples)
@@ -157,9 +158,15 @@ def measure_latency(targets: dict[str, Target], names: tuple[str, ...], calls: i
     progress(f"  latency: {_brief(samples, 'json p50 ms', names)}")
 
 
-def measure_streams(targets: dict[str, Target], calls: int, samples: Samples) -> None:
+def rotated(names: tuple[str, ...], round_no: int) -> tuple[str, ...]:
+    """`names` starting at a different one each round."""
+    at = round_no % len(names)
+    return names[at:] + names[:at]
+
+
+def measure_streams(targets: dict[str, Target], names: tuple[str, ...], calls: int, samples: Samples) -> None:
     """One round of sequential streamed calls to each target: time to first token (p50, p99) and total (p50)."""
-    for name in JSON_TARGETS:
+    for name in names:
         ttft_ms, total_ms = sequential_streams_ms(targets[name], calls)
         samples[f"stream ttft p50 ms|{name}"].append(statistics.median(ttft_ms))
         samples[f"stream ttft p99 ms|{name}"].append(p99(ttft_ms))
@@ -184,11 +191,11 @@ def measure_bursts(targets: dict[str, Target], mock_url: str, opts: argparse.Nam
     progress(f"  bursts: stalled {_brief(samples, 'burst stalled', BURST_TARGETS)}")
 
 
-def measure_throughput(targets: dict[str, Target], concurrency: tuple[int, ...], load_s: float,
-                       samples: Samples) -> None:
+def measure_throughput(targets: dict[str, Target], names: tuple[str, ...], concurrency: tuple[int, ...],
+                       load_s: float, samples: Samples) -> None:
     """One round of concurrent keep-alive clients at each concurrency against each target: calls/s and p99."""
     for clients in concurrency:
-        for name in JSON_TARGETS:
+        for name in names:
             result = load(targets[name], clients, duration_s=load_s)
             samples[f"calls/s @{clients}|{name}"].append(result.calls_per_s)
             samples[f"p99 ms @{clients}|{name}"].append(result.p99_ms)
