@@ -7,10 +7,7 @@ the addons that act on it. Keys, cookies and auth headers are never part of a ro
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -19,7 +16,7 @@ from mitmproxy import exceptions, http
 
 from .bodies import capped_json_text
 from .callstate import CallState, get_state
-from .events import announce_call_finished
+from .events import FlowEnd, announce_call_finished
 from .log_file import log_file_problem
 from .origin import origin, origin_of_url
 from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
@@ -33,11 +30,10 @@ logger = logging.getLogger(__name__)
 
 
 
-class Recorder:
+class Recorder(FlowEnd):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store: RecordStore | None = None
-        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtap-rows")  # streams' rows
 
     def configure(self, updated: set[str]) -> None:
         path = self.settings.config.storage_path
@@ -58,7 +54,6 @@ class Recorder:
         self.store = store
 
     def done(self) -> None:
-        self._builder.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
             logger.info(f"llmtap: {self.store.written} rows written to {self.store.path}"
@@ -66,43 +61,19 @@ class Recorder:
                            if self.store.rows_waiting else "")
                         + (f", {self.store.rows_lost} LOST" if self.store.rows_lost else ""))
 
-    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        state = get_state(flow)
-        if state is not None and state.outcome.record is None and state.outcome.tap is not None:
-            return self._record_stream(flow, state)
-        self.flow_ended(flow)
-        return None
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        self.flow_ended(flow)
-
     def flow_ended(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or state.outcome.record is not None:
             return
-        self._finish(flow, state, self._write_row(flow, state))
-
-    async def _record_stream(self, flow: http.HTTPFlow, state: CallState) -> None:
-        """A streamed answer's row is built and spooled in the recorder's thread. Streams started together end
-        together: built on the event loop, their rows (~1.5 ms each) would hold back the chunks of every stream still
-        running (128 at once: ~0.2 s). mitmproxy sends the stream's last bytes once this hook returns, so the row is
-        still spooled before the client has the whole answer."""
-        loop = asyncio.get_running_loop()
-        self._finish(flow, state, await loop.run_in_executor(self._builder, self._write_row, flow, state))
-
-    def _write_row(self, flow: http.HTTPFlow, state: CallState) -> CallRecord:
         try:
             record = build_record(flow, state, self.settings)
         except Exception as e:  # a bug or an answer nobody foresaw must not cost the call its row
             logger.exception(f"llmtap: building the row of {state.request_id} failed; writing what is known")
             record = minimal_record(flow, state, f"llmtap could not read this call: {type(e).__name__}: {e}")
+        state.outcome.record = record
         if self.store is not None:
             self.store.append(record.as_row())
-        return record
-
-    def _finish(self, flow: http.HTTPFlow, state: CallState, record: CallRecord) -> None:
-        state.outcome.record = record
-        announce_call_finished(flow, record)  # on the event loop: subscribers change what the loop owns
+        announce_call_finished(flow, record)
 
 
 def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> CallRecord:
