@@ -76,6 +76,23 @@ def test_twenty_batches_open_the_file_once(tmp_path):
     assert read_log(store.path, "SELECT count(DISTINCT request_id), count(*) FROM requests")[1] == [(75, 75)]
 
 
+def test_held_for_long_the_file_is_let_go_and_opened_afresh_so_what_duckdb_caches_goes(tmp_path):
+    store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.01)
+    store.batches.max_hold_s = 0.3
+    store.open()
+    try:
+        started = time.monotonic()
+        k = 0
+        while time.monotonic() - started < 1.0:  # rows flow for a second: the file is never idle
+            write_batch(store, range(3 * k, 3 * k + 3))
+            k += 1
+        assert 2 <= store.batches.connections_opened <= 6  # one hold per 0.3 s, not one per batch
+        assert k > 3 * store.batches.connections_opened
+    finally:
+        store.close()
+    assert read_log(store.path, "SELECT count(DISTINCT request_id), count(*) FROM requests")[1] == [(3 * k, 3 * k)]
+
+
 def test_a_reader_in_another_process_that_asks_gets_the_file_while_rows_flow(tmp_path):
     store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.05, idle_release_s=60)  # only the reader frees it
     store.open()
