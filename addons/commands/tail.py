@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -38,13 +40,14 @@ def tail(config: Config, scope: Scope, output_format: str) -> int:
     log = require_log(config)
     out = console()
     last: dict[str, Any] = {}
+    interrupted = stop_on_ctrl_c()
     try:
         start = after = queries.last_seq(log)
         print(f"llmtap: following {log}; Ctrl-C stops", file=sys.stderr, flush=True)
         live = Live(Text("waiting for calls…"), console=out, transient=True) if (
             output_format == "table" and out.is_terminal) else nullcontext()
         with live:
-            while True:
+            while not interrupted.is_set():
                 rows = queries.tail(log, scope, start, after)
                 for row in rows.rows:
                     print_call(rows, row, output_format, live if isinstance(live, Live) else None)
@@ -57,10 +60,24 @@ def tail(config: Config, scope: Scope, output_format: str) -> int:
     except (KeyboardInterrupt, duckdb.InterruptException):  # Ctrl-C, between polls or during one
         pass
     except duckdb.Error as e:
-        print(f"llmtap: cannot read the log {log}: {first_line(e)}", file=sys.stderr)
-        return 1
+        if not interrupted.is_set():  # else a read Ctrl-C cut short, in DuckDB's words
+            print(f"llmtap: cannot read the log {log}: {first_line(e)}", file=sys.stderr)
+            return 1
     print(totals_line(last), file=sys.stderr if output_format != "table" else sys.stdout, flush=True)
     return 0
+
+
+def stop_on_ctrl_c() -> threading.Event:
+    """An event Ctrl-C sets, besides raising KeyboardInterrupt: DuckDB, checking for signals while it opens the file
+    or reads, may turn the interrupt into an error of its own that a retry swallows; the loop still ends."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return interrupted
 
 
 COLUMNS = ("time", "model", "user", "tokens_in", "tokens_out", "cost_usd", "latency_ms", "cache", "status")
