@@ -101,7 +101,6 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
-    from ..addon_group import AddonGroup
     from ..log_file import log_file_problem
     from ..pipeline import install, mitmproxy_args
     from ..recorder import Recorder
@@ -123,19 +122,19 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
         make_parser = cmdline.mitmdump
 
     source = str(config.source) if config.source else None
-    installed: list[AddonGroup] = []
 
     class LlmtapMaster(master_cls):  # type: ignore[valid-type,misc]
         def __init__(self, options, *a, **kw):
             super().__init__(options, *a, **kw)
-            installed.append(install(self, source or ""))
+            install(self, source or "")
 
     record = record_running_gateway(config.source)  # how `llmtap env`, `sql`, ... run elsewhere find this config
     try:
-        run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))
+        master = run(LlmtapMaster, make_parser, mitmproxy_args(config, source, web, extra))
     finally:
         record.unlink(missing_ok=True)
-    recorder = installed[0].find(Recorder) if installed else None
+    group = master.addons.get("llmtap")  # pipeline.install's AddonGroup, by its name
+    recorder = group.find(Recorder) if group is not None else None
     store = recorder.store if recorder is not None else None
     if store is not None and store.rows_lost:
         print(f"llmtap: {store.rows_lost:,} rows could not be kept anywhere (not in {store.path}, its spool or the "
