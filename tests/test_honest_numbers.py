@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -196,7 +197,9 @@ def test_sql_json_keeps_bodies_as_json_and_money_exact(gw, mock_provider):
              f"attempt_log, properties, notes, created_at FROM requests WHERE request_id = '{request_id}'")
 
     line = llmtap_sql(gw, query, "json").strip()
-    assert "e-0" not in line and "E-0" not in line  # no exponent, no float noise
+    money = dict(re.findall(r'"(cost_usd|total_cost_usd)": ([^,}]+)', line))
+    assert set(money) == {"cost_usd", "total_cost_usd"}
+    assert not any("e" in text.lower() for text in money.values()), money  # no exponent, no float noise
     row = json.loads(line, parse_float=Decimal)
     assert row["cost_usd"] == cost and row["total_cost_usd"] == cost
     assert f'"cost_usd": {exact_decimal_text(cost)},' in line
