@@ -10,6 +10,10 @@ DuckDB lets one process at a time have the file, so the writer lets go of it
   so the reader, retrying every 50 ms, gets in;
 - after a failed write (the next one opens afresh), and when the store closes (`release`).
 
+Rows go in through a staging table (`Staging`): DuckDB's appender turns a Python dict into a MAP or STRUCT slowly
+(~20 us for even an empty one, half of a row's cost), so those values are appended as JSON text and DuckDB casts them
+in one `INSERT ... SELECT`.
+
 When DuckDB refuses a batch for one row's values, the batch is split in halves within the same connection until the
 refused rows stand alone (a few thousand rows with a couple of bad ones cost a few dozen appends, not one open/close
 per row); each is written without its bodies, saying why, and one still refused is kept in the rejected file. A
@@ -102,6 +106,7 @@ class BatchWriter:
         self.connections_opened = 0  # one per hold of the file (and per retry), however many batches or refused rows
         self.turns_given = 0  # times the file was let go because a reader in another process asked
         self._db: duckdb.DuckDBPyConnection | None = None
+        self._staging: Staging | None = None  # made on each connection (a temporary table lives with it)
         self._written_at = 0.0  # monotonic time of the last batch written through `_db`
         self._opened_at = 0.0  # monotonic time `_db` was opened
         self._reader_turn_ends = 0.0  # the file is not taken back before this monotonic time
@@ -163,9 +168,14 @@ class BatchWriter:
             self._db = _open(self.path, timeout_s=0, read_only=False)
             self.connections_opened += 1
             self._db.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")
+            self._staging = Staging(self._db)
             _remove(self.request_path)  # a request from before this open was served (or is made again)
             self._written_at = self._opened_at = time.monotonic()
         return self._db
+
+    def _append(self, db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
+        assert self._staging is not None, "made with the connection"
+        self._staging.append(db, records)
 
     def _append_bisecting(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
         """Append all; when DuckDB refuses a part for its values, split it until the refused rows stand alone."""
@@ -173,7 +183,7 @@ class BatchWriter:
         while parts:
             part = parts.pop()
             try:
-                _append(db, [e.record for e in part])
+                self._append(db, [e.record for e in part])
             except Exception as e:
                 if is_storage_error(e):
                     raise StorageFailure(first_line(e)) from e
@@ -194,7 +204,7 @@ class BatchWriter:
         salvaged = {**record, "request_body": None, "response_body": None,
                     "error": "; ".join(filter(None, [_text(record.get("error")), f"bodies not stored: {reason}"]))}
         try:
-            _append(db, [salvaged])
+            self._append(db, [salvaged])
         except Exception as e:
             if is_storage_error(e):
                 raise StorageFailure(first_line(e)) from e
@@ -248,35 +258,60 @@ class BatchWriter:
                 self.rows_already_written += 1
 
 
-def _append(db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
-    """Append rows in one transaction: all land or none."""
-    columns = list(dict.fromkeys(column for record in records for column in record))  # a short row leaves NULLs
-    appender = None
-    db.begin()
-    try:
-        appender = db.appender(TABLE, columns=columns)
-        appender.append_rows([tuple(record.get(c) for c in columns) for record in records])
-        appender.flush()
-        db.commit()
-    except BaseException as e:
-        if DURABLE_COMMIT in str(e).lower():
-            # DuckDB checkpoints inside a commit once the WAL is large (often, with the file held from batch to
-            # batch); when that fails (a full disk: a checkpoint needs room in the file) the rows are in all the
-            # same. Taken as written, they are not written twice; the next statement on this connection fails, so
-            # the writer opens the file afresh, retrying until the checkpoint succeeds.
-            logger.warning(f"llmtap: {len(records)} rows were written, but DuckDB's checkpoint after them failed: "
-                           f"{first_line(e)}")
-            return
-        if appender is not None:
-            try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
-                appender.clear()
+class Staging:
+    """A temporary table shaped as `requests` but with text where `requests` has a MAP, STRUCT or LIST column: rows
+    are appended there with those values as JSON text, then moved into `requests` with DuckDB casting them."""
+
+    NAME = "llmtap_staging"
+
+    def __init__(self, db: duckdb.DuckDBPyConnection):
+        self.types = dict(db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = 'main' ORDER BY ordinal_position", [TABLE]).fetchall())
+        self.nested = {name for name, kind in self.types.items() if kind.startswith(("MAP", "STRUCT")) or
+                       kind.endswith("]")}
+        columns = ", ".join(f'"{name}" {"VARCHAR" if name in self.nested else kind}'
+                            for name, kind in self.types.items())
+        db.execute(f"CREATE OR REPLACE TEMPORARY TABLE {self.NAME} ({columns})")
+
+    def append(self, db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
+        """Append rows in one transaction: all land or none."""
+        columns = list(dict.fromkeys(column for record in records for column in record))  # a short row leaves NULLs
+        nested = [column in self.nested for column in columns]
+        rows = [tuple(json.dumps(value) if is_nested and value is not None else value
+                      for value, is_nested in zip(map(record.get, columns), nested, strict=True))
+                for record in records]
+        names = ", ".join(f'"{column}"' for column in columns)
+        values = ", ".join(f'CAST("{column}"::JSON AS {self.types[column]})' if is_nested else f'"{column}"'
+                           for column, is_nested in zip(columns, nested, strict=True))
+        appender = None
+        db.begin()
+        try:
+            appender = db.appender(self.NAME, columns=columns)
+            appender.append_rows(rows)
+            appender.flush()
+            db.execute(f"INSERT INTO {TABLE} ({names}) SELECT {values} FROM {self.NAME}")
+            db.execute(f"DELETE FROM {self.NAME}")
+            db.commit()
+        except BaseException as e:
+            if DURABLE_COMMIT in str(e).lower():
+                # DuckDB checkpoints inside a commit once the WAL is large (often, with the file held from batch to
+                # batch); when that fails (a full disk: a checkpoint needs room in the file) the rows are in all the
+                # same. Taken as written, they are not written twice; the next statement on this connection fails,
+                # so the writer opens the file afresh, retrying until the checkpoint succeeds.
+                logger.warning(f"llmtap: {len(records)} rows were written, but DuckDB's checkpoint after them "
+                               f"failed: {first_line(e)}")
+                return
+            if appender is not None:
+                try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
+                    appender.clear()
+                except Exception:
+                    pass
+            try:
+                db.rollback()  # the staging table's rows go with the transaction
             except Exception:
                 pass
-        try:
-            db.rollback()
-        except Exception:
-            pass
-        raise
+            raise
 
 
 @contextmanager

@@ -341,15 +341,13 @@ def _json_default(value: Any) -> Any:
 
 
 def _revive(record: dict[str, Any]) -> dict[str, Any]:
-    def revive(value: Any) -> Any:
-        if isinstance(value, dict) and len(value) == 1:
+    for key, value in record.items():
+        if type(value) is dict and len(value) == 1:  # only a tagged value needs a look (a row has a few)
             if "$datetime" in value:
-                return datetime.fromisoformat(value["$datetime"])
-            if "$decimal" in value:
-                return Decimal(value["$decimal"])
-        return value
-
-    return {k: revive(v) for k, v in record.items()}
+                record[key] = datetime.fromisoformat(value["$datetime"])
+            elif "$decimal" in value:
+                record[key] = Decimal(value["$decimal"])
+    return record
 
 
 def _segment_files(directory: Path) -> list[Path]:
