@@ -3,9 +3,12 @@
 Targets, each started once and shared by every round (rounds interleave them, so drift hits all alike):
   direct          the client talks to the mock provider (scripts/mock_provider.py)
   mitmdump        bare mitmdump as a reverse proxy in front of the mock: the floor of the gateway way in
+  mitmdump stream the same, passing answers on as they arrive (an addon sets flow.response.stream): the floor for
+                  streams, since a bare mitmdump holds each answer until it is whole and llmtap passes events on at once
   llmtap          the llmtap gateway (base-URL way in), default config: logging, bodies and pricing on
   mitmdump proxy  bare mitmdump in regular mode intercepting TLS; the client CONNECTs to api.openai.com:443 through it
                   and mitmproxy's own map_remote sends the call to the mock: the floor of the proxy way in
+  mitmdump proxy stream  the same, streaming: the floor for streams through the proxy way in
   llmtap proxy    the same llmtap gateway's proxy listener (HTTPS_PROXY way in, TLS interception)
   cache hit       llmtap answering from its response cache (Helicone-Cache-Enabled: true)
   mitm echo       bare mitmdump whose one-line addon answers every request itself: the floor for a cache hit
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench_clients import Target, load, p99, reset_mock, script_mock, sequential_ms, sequential_streams_ms, stream_burst
@@ -41,7 +45,8 @@ from bench_table import describe, machine, render
 
 SECTIONS = ("latency", "streams", "throughput", "cache", "memory", "writer")
 JSON_TARGETS = ("direct", "mitmdump", "llmtap", "mitmdump proxy", "llmtap proxy")
-BURST_TARGETS = ("direct", "mitmdump", "llmtap")
+STREAM_TARGETS = ("direct", "mitmdump stream", "llmtap", "mitmdump proxy stream", "llmtap proxy")
+BURST_TARGETS = ("direct", "mitmdump stream", "llmtap")
 DEFAULT_LOG_10M = Path("/work/bench-data/llmtap-10m.duckdb")
 QUICK = {"rounds": 1, "calls": 30, "stream_calls": 10, "load_seconds": 0.3, "concurrency": (4,), "burst_streams": 16,
          "memory_calls": 100, "rss_warmup_calls": 20, "writer_rows": 500}
@@ -71,7 +76,7 @@ def main() -> None:
                     cache_targets = ("cache hit", "mitm echo") + (() if "latency" in sections else ("direct",))
                     measure_latency(targets, rotated(cache_targets, round_no), opts.calls, samples)
                 if "streams" in sections:
-                    measure_streams(targets, order, opts.stream_calls, samples)
+                    measure_streams(targets, rotated(STREAM_TARGETS, round_no), opts.stream_calls, samples)
                     measure_bursts(targets, mock_url, opts, samples)
                 if "throughput" in sections:
                     measure_throughput(targets, order, opts.concurrency, opts.load_seconds, samples)
@@ -131,20 +136,28 @@ def parse_args() -> argparse.Namespace:
 
 
 def start_targets(fleet: Fleet, mock_url: str) -> tuple[dict[str, Target], Gateway]:
-    """Start mitmdump (reverse, proxy, echo) and one llmtap gateway; every target by name, and the gateway."""
-    progress("starting mitmdump (reverse, proxy, echo) and the llmtap gateway")
-    reverse_port = fleet.mitmdump_reverse(mock_url)
-    proxy_port, proxy_ca = fleet.mitmdump_proxy(mock_url)
-    echo_port = fleet.mitm_echo()
-    gateway = fleet.llmtap("llmtap", mock_url)
+    """Start the bare mitmdumps (reverse and proxy, each buffering and streaming; echo) and one llmtap gateway side
+    by side; every target by name, and the gateway."""
+    progress("starting the bare mitmdumps and the llmtap gateway")
+    with ThreadPoolExecutor(max_workers=6) as starting:  # each start waits for its port: together, not in turn
+        reverse = starting.submit(fleet.mitmdump_reverse, mock_url)
+        reverse_streaming = starting.submit(fleet.mitmdump_reverse, mock_url, streaming=True)
+        proxy = starting.submit(fleet.mitmdump_proxy, mock_url)
+        proxy_streaming = starting.submit(fleet.mitmdump_proxy, mock_url, streaming=True)
+        echo = starting.submit(fleet.mitm_echo)
+        llmtap = starting.submit(fleet.llmtap, "llmtap", mock_url)
+    gateway = llmtap.result()
+    (proxy_port, proxy_ca), (proxy_streaming_port, proxy_streaming_ca) = proxy.result(), proxy_streaming.result()
     targets = [
         Target("direct", int(mock_url.rsplit(":", 1)[1])),
-        Target("mitmdump", reverse_port),
+        Target("mitmdump", reverse.result()),
+        Target("mitmdump stream", reverse_streaming.result()),
         Target("llmtap", gateway.gateway_port),
         Target("mitmdump proxy", proxy_port, str(proxy_ca)),
+        Target("mitmdump proxy stream", proxy_streaming_port, str(proxy_streaming_ca)),
         Target("llmtap proxy", gateway.proxy_port, str(gateway.ca_bundle)),
         Target("cache hit", gateway.gateway_port, headers={"helicone-cache-enabled": "true"}),
-        Target("mitm echo", echo_port),
+        Target("mitm echo", echo.result()),
     ]
     return {t.name: t for t in targets}, gateway
 
@@ -171,7 +184,7 @@ def measure_streams(targets: dict[str, Target], names: tuple[str, ...], calls: i
         samples[f"stream ttft p50 ms|{name}"].append(statistics.median(ttft_ms))
         samples[f"stream ttft p99 ms|{name}"].append(p99(ttft_ms))
         samples[f"stream total p50 ms|{name}"].append(statistics.median(total_ms))
-    progress(f"  streams: {_brief(samples, 'stream ttft p50 ms', JSON_TARGETS)}")
+    progress(f"  streams: {_brief(samples, 'stream ttft p50 ms', STREAM_TARGETS)}")
 
 
 def measure_bursts(targets: dict[str, Target], mock_url: str, opts: argparse.Namespace, samples: Samples) -> None:

@@ -27,6 +27,10 @@ from mitmproxy import http
 def request(flow):
     flow.response = http.Response.make(200, {answer}, {{"content-type": "application/json"}})
 """
+STREAM_ADDON = """
+def responseheaders(flow):
+    flow.response.stream = True
+"""
 PROXIED_ORIGIN = "https://api.openai.com"  # what a client of the proxy way in believes it calls
 
 
@@ -74,23 +78,27 @@ class Fleet:
         wait_for_port(port)
         return f"http://127.0.0.1:{port}"
 
-    def mitmdump_reverse(self, upstream_url: str) -> int:
-        """Start a bare mitmdump reverse proxy in front of `upstream_url`; returns its port."""
-        port = free_port()
-        self._start("mitmdump", [*self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
-                                 "--set", f"confdir={self.workdir / 'mitmdump-certs'}"])
+    def mitmdump_reverse(self, upstream_url: str, streaming: bool = False) -> int:
+        """Start a bare mitmdump reverse proxy in front of `upstream_url`; returns its port. `streaming`: it passes
+        every answer on as it arrives (`flow.response.stream`), as llmtap does with streams, instead of buffering
+        each answer whole, which is mitmdump's default."""
+        port, name = free_port(), "mitmdump-stream" if streaming else "mitmdump"
+        self._start(name, [*self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
+                           "--set", f"confdir={self.workdir / f'{name}-certs'}",
+                           *_streaming_args(streaming, self.workdir)])
         wait_for_port(port)
         return port
 
-    def mitmdump_proxy(self, upstream_url: str) -> tuple[int, Path]:
+    def mitmdump_proxy(self, upstream_url: str, streaming: bool = False) -> tuple[int, Path]:
         """Start a bare mitmdump in regular (HTTPS_PROXY) mode that intercepts TLS to api.openai.com and maps it to
         `upstream_url` with mitmproxy's own map_remote, as llmtap's proxy listener does; returns its port and the CA
-        certificate its clients trust."""
-        port, confdir = free_port(), self.workdir / "mitmdump-proxy-certs"
-        self._start("mitmdump-proxy", [
+        certificate its clients trust. `streaming` as for `mitmdump_reverse`."""
+        name = "mitmdump-proxy-stream" if streaming else "mitmdump-proxy"
+        port, confdir = free_port(), self.workdir / f"{name}-certs"
+        self._start(name, [
             *self.mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
             "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",  # no DNS, no connection to openai
-            "--map-remote", f"|{PROXIED_ORIGIN}|{upstream_url}"])
+            "--map-remote", f"|{PROXIED_ORIGIN}|{upstream_url}", *_streaming_args(streaming, self.workdir)])
         wait_for_port(port)
         return port, confdir / "mitmproxy-ca-cert.pem"
 
@@ -99,7 +107,7 @@ class Fleet:
         port, addon = free_port(), self.workdir / "echo.py"
         addon.write_text(ECHO_ADDON.format(answer=json.dumps(json.dumps(CANNED_ANSWER))))
         self._start("mitm-echo", [*self.mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}",
-                                  "-s", str(addon), "--set", f"confdir={self.workdir / 'mitmdump-certs'}",
+                                  "-s", str(addon), "--set", f"confdir={self.workdir / 'mitm-echo-certs'}",
                                   "--set", "connection_strategy=lazy"])  # nothing to connect to: it answers itself
         wait_for_port(port)
         return port
@@ -131,6 +139,16 @@ class Fleet:
         self.processes.append(process)
         self.started_pids.append(process.pid)
         return process
+
+
+def _streaming_args(streaming: bool, workdir: Path) -> list[str]:
+    # mitmproxy's documented way to stream answers: `stream_large_bodies` would stream requests too, and a streamed
+    # request is sent before map_remote has named the upstream.
+    if not streaming:
+        return []
+    addon = workdir / "stream_answers.py"
+    addon.write_text(STREAM_ADDON)
+    return ["-s", str(addon)]
 
 
 def rss_mib(pid: int) -> float:
