@@ -7,6 +7,8 @@ does to close a connection.
 
 from __future__ import annotations
 
+import asyncio
+
 from mitmproxy import ctx, http
 from mitmproxy.connection import ConnectionState, Server
 from mitmproxy.proxy.server import ConnectionHandler
@@ -21,6 +23,13 @@ def client_handlers() -> list[ConnectionHandler]:
 def client_handler(client_id: str) -> ConnectionHandler | None:
     proxyserver = ctx.master.addons.get("proxyserver")
     return proxyserver.connections.get(client_id) if proxyserver else None
+
+
+def client_hung_up(handler: ConnectionHandler) -> bool:
+    """Whether the client has closed its side already (its end of file has arrived), though mitmproxy has not yet
+    handled the disconnect: after a busy stretch of the event loop, a timer can run before mitmproxy's reading task."""
+    io = handler.transports.get(handler.client)
+    return io is not None and isinstance(io.reader, asyncio.StreamReader) and io.reader.at_eof()
 
 
 def close_client(handler: ConnectionHandler, reason: str) -> None:

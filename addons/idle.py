@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from mitmproxy import connection, http
 from mitmproxy.proxy import layer, layers
 
-from .connections import client_handler, close_client
+from .connections import client_handler, client_hung_up, close_client
 from .events import FlowEnd
 from .settings import Settings
 
@@ -104,8 +104,8 @@ class ClientIdleTimeout(FlowEnd):
 
     def _time_out(self, client_id: str, timeout_s: float) -> None:
         self._forget(client_id)
-        if (handler := client_handler(client_id)) is None:
-            return  # already gone
+        if (handler := client_handler(client_id)) is None or client_hung_up(handler):
+            return  # already gone, or going: it hung up before its time was up, while the event loop was busy
         close_client(handler, "client idle timeout")
         logger.info(f"llmtap: closed a client connection that sent no request in {timeout_s:g} s "
                     "(limits.client_idle_timeout_s)", extra={"client": handler.client.peername})

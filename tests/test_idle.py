@@ -29,12 +29,46 @@ def idle_mock():
     stop(mock.process)
 
 
+# A mitmproxy script that holds the gateway's event loop, as a burst of work does on a busy machine.
+BUSY_LOOP_SCRIPT = """
+import time
+
+def requestheaders(flow):
+    if flow.request.path == "/_test/hold-the-loop":
+        time.sleep(2.0)
+"""
+
+
 @pytest.fixture(scope="module")
 def idle_gateway(tmp_path_factory, idle_mock):
-    """A gateway that closes connections idle for 1 s."""
-    gw = start_gateway(tmp_path_factory.mktemp("idle"), idle_mock, {"limits": {"client_idle_timeout_s": IDLE_S}})
+    """A gateway that closes connections idle for 1 s (and whose loop a test can hold busy)."""
+    workdir = tmp_path_factory.mktemp("idle")
+    script = workdir / "busy_loop.py"
+    script.write_text(BUSY_LOOP_SCRIPT)
+    gw = start_gateway(workdir, idle_mock, {"limits": {"client_idle_timeout_s": IDLE_S}}, args=("--", "-s", str(script)))
     yield gw
     gw.stop()
+
+
+def idle_lines(gw, since: int = 0) -> list[str]:
+    return [line for line in gw.output()[since:].splitlines() if "sent no request in" in line]
+
+
+def test_a_client_that_hung_up_while_the_gateway_was_busy_is_not_reported_as_idle(idle_gateway):
+    """A client that connects and leaves at once (a port check) is gone, not idle, even when the gateway's loop was
+    too busy to see it leave before its idle second was up. First in the module: no idle line was logged before."""
+    gw = idle_gateway
+    assert not idle_lines(gw)
+    leaving = socket.create_connection(("127.0.0.1", gw.gateway_port))
+    time.sleep(0.3)  # accepted: its idle clock runs
+    holder = http.client.HTTPConnection("127.0.0.1", gw.gateway_port, timeout=15)
+    holder.request("GET", "/_test/hold-the-loop")  # the loop is held 2 s from here
+    time.sleep(0.3)
+    leaving.close()  # within its idle second, while the loop cannot see it
+    holder.getresponse().read()  # the loop is free again: the hang-up and the overdue clock are seen together
+    holder.close()
+    time.sleep(IDLE_S + 0.5)
+    assert not idle_lines(gw), "a connection the client had closed was reported as idle"
 
 
 def wait_closed(sockets: list[socket.socket], timeout_s: float) -> list[socket.socket]:
