@@ -233,8 +233,11 @@ def measure_memory(fleet: Fleet, gateway: Gateway, target: Target, mock_url: str
     if opts.log_10m is None:
         progress("  memory: no 10M-row log (--log-10m): RSS on a large log not measured")
         return report
-    for name, db_path in (("llmtap-empty-log", None), ("llmtap-10m-log", copy_log(opts.log_10m, fleet.workdir))):
-        fresh = fleet.llmtap(name, mock_url, db_path)
+    logs = {"llmtap-empty-log": None, "llmtap-10m-log": copy_log(opts.log_10m, fleet.workdir)}
+    with ThreadPoolExecutor(max_workers=len(logs)) as starting:  # side by side; measured one after the other
+        gateways = {name: starting.submit(fleet.llmtap, name, mock_url, db_path) for name, db_path in logs.items()}
+    for name, started in gateways.items():
+        fresh = started.result()
         load(Target(name, fresh.gateway_port), 8, calls=opts.rss_warmup_calls)
         samples[f"rss after {opts.rss_warmup_calls} calls MiB|{name}"].append(rss_mib(fresh.process.pid))
         fleet.stop(fresh.process)
