@@ -62,11 +62,13 @@ def test_a_client_that_hung_up_while_the_gateway_was_busy_is_not_reported_as_idl
     leaving = socket.create_connection(("127.0.0.1", gw.gateway_port))
     time.sleep(0.3)  # accepted: its idle clock runs
     holder = http.client.HTTPConnection("127.0.0.1", gw.gateway_port, timeout=15)
+    held_at = time.monotonic()
     holder.request("GET", "/_test/hold-the-loop")  # the loop is held 2 s from here
     time.sleep(0.3)
     leaving.close()  # within its idle second, while the loop cannot see it
     holder.getresponse().read()  # the loop is free again: the hang-up and the overdue clock are seen together
     holder.close()
+    assert time.monotonic() - held_at >= 1.9, "the script did not hold the loop: the test proves nothing"
     time.sleep(IDLE_S + 0.5)
     assert not idle_lines(gw), "a connection the client had closed was reported as idle"
 
