@@ -86,6 +86,7 @@ class Pipeline:
 
     def __init__(self, config_path: Path, wall_clock: FakeClock, monotonic_clock: FakeClock) -> None:
         self.addons = [a for a in make_addons(monotonic_clock, wall_clock) if type(a) not in CONNECTION_LEVEL]
+        self.wall_clock = wall_clock
         self.settings = next(a for a in self.addons if isinstance(a, Settings))
         self.recorder = next(a for a in self.addons if isinstance(a, Recorder))
         self.context = taddons.context(AddonGroup(self.addons))  # as `pipeline.install` adds them
@@ -106,7 +107,8 @@ class Pipeline:
             method=b"POST", scheme=b"http", host="127.0.0.1", port=8787, path=path.encode(),
             headers=http.Headers([(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)),
                                   *((k.encode(), v.encode()) for k, v in (headers or {}).items())]),
-            content=content, timestamp_start=time.time(), timestamp_end=time.time(),
+            # Arrived on the test's wall clock, as the limits and windows count: a row's time agrees with theirs.
+            content=content, timestamp_start=self.wall_clock(), timestamp_end=self.wall_clock(),
         )
         flow = tflow.tflow(req=request)
         flow.client_conn.proxy_mode = GATEWAY_MODE
