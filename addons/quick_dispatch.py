@@ -8,7 +8,8 @@ mitmdump's CPU per call on this kind of machine (py-spy), though a plain call is
 `QuickDispatch` keeps, per event name, the hook functions of each top-level addon that has any, and calls exactly
 those, with mitmproxy's rules: in chain order, an addon's own hook before its sub-addons'; an error is logged as
 "Addon error" (`safecall`) and ends that top-level addon's turn, not the event; `AddonHalt` ends the event;
-awaitables are awaited in turn. What an event reaches is worked out again whenever the chain's shape changes (an
+awaitables are awaited in turn (`trigger_event`), and are an addon error in a synchronous event (`trigger`, which
+fires llmtap's `call_finished`). What an event reaches is worked out again whenever the chain's shape changes (an
 addon added or removed, a script loaded, reloaded or reordered): every event first compares the chain and what each
 addon that holds others (mitmproxy's script loader, each script) holds with what the lists were made for.
 
@@ -42,6 +43,22 @@ class QuickDispatch(AddonManager):
                         result = function(*args)
                         if result is not None and inspect.isawaitable(result):
                             await result
+            except exceptions.AddonHalt:
+                return
+
+    def trigger(self, event: hooks.Hook) -> None:
+        """The same for a synchronous event (llmtap's `call_finished`): an async hook is an addon error, as in
+        mitmproxy's `invoke_addon_sync`."""
+        args = event.args()
+        for functions in self._takers_of(event.name):
+            try:
+                with safecall():
+                    for function in functions:
+                        if inspect.iscoroutinefunction(function):
+                            addon = next(a for a in traverse(self.chain) if getattr(a, event.name, None) == function)
+                            raise exceptions.AddonManagerError(
+                                f"Async handler {event.name} ({addon}) cannot be called from sync context")
+                        function(*args)
             except exceptions.AddonHalt:
                 return
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from llmtap.events import CallFinishedHook
 from llmtap.quick_dispatch import QuickDispatch, use_quick_dispatch
 from mitmproxy import exceptions, hooks
 from mitmproxy.addonmanager import AddonManager
@@ -159,3 +160,46 @@ def test_an_event_no_addon_takes_reaches_none_and_the_response_event_its_own_tak
         fire(tctx, hooks.UpdateHook([]))
         fire(tctx, HttpResponseHook(tflow.tflow(resp=True)))
     assert seen == ["response"]
+
+
+def test_a_synchronous_event_reaches_its_takers_as_mitmproxy_triggers_it(caplog):
+    """llmtap's `call_finished` is fired with `trigger`: errors and halts as above, and an async subscriber is an
+    addon error (it cannot be awaited there)."""
+
+    class Finishing:
+        def __init__(self, name: str, seen: list[str]) -> None:
+            self.name, self.seen = name, seen
+
+        def call_finished(self, flow, record) -> None:
+            self.seen.append(self.name)
+
+    class Broken:
+        def call_finished(self, flow, record) -> None:
+            raise RuntimeError("a subscriber with a bug")
+
+    class Async:
+        async def call_finished(self, flow, record) -> None:
+            pass
+
+    class Halt:
+        def call_finished(self, flow, record) -> None:
+            raise exceptions.AddonHalt()
+
+    def outcome(quick: bool) -> tuple[list[str], list[str]]:
+        seen: list[str] = []
+        with taddons.context(Finishing("first", seen), Broken(), Async(), Finishing("second", seen), Halt(),
+                             Finishing("after the halt", seen)) as tctx:
+            if quick:
+                use_quick_dispatch(tctx.master)
+            caplog.clear()
+            tctx.master.addons.trigger(CallFinishedHook(tflow.tflow(), None))  # type: ignore[arg-type]
+            tctx.master.event_loop.run_until_complete(tctx.master.done())
+        return seen, [re.sub(r" (at 0x[0-9a-f]+|object)", "", r.getMessage().splitlines()[0])
+                      for r in caplog.records if "Addon error" in r.getMessage()]
+
+    with caplog.at_level(logging.ERROR):
+        mitmproxys, quick = outcome(False), outcome(True)
+    assert quick == mitmproxys
+    seen, errors = quick
+    assert seen == ["first", "second"]
+    assert len(errors) == 2 and "a subscriber with a bug" in errors[0] and "cannot be called from sync" in errors[1]
