@@ -181,3 +181,15 @@ def test_a_mistyped_command_line_is_one_line_and_exit_status_2(tmp_path, args, n
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("llmtap") and named in lines[0], result.stderr
+
+
+def test_every_command_help_lists_is_the_command_it_names():
+    """Commands are imported only when used (commands.COMMANDS): each name `llmtap --help` lists finds its own."""
+    import click
+    from click.testing import CliRunner
+    from llmtap.commands import llmtap as group
+
+    listed = re.findall(r"^  (\w+)  ", CliRunner().invoke(group, ["--help"]).output, re.MULTILINE)
+    assert {"start", "env", "sql", "logs", "costs", "dashboard"} <= set(listed)
+    context = click.Context(group)
+    assert [(group.get_command(context, name) or group).name for name in listed] == listed

@@ -6,28 +6,43 @@ read, a bad config) into one line on stderr and exit status 2, never a traceback
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from ..locations import LOOKUP_ORDER
-from . import cache, dashboard, export, gateway, limits, logs, reports, sessions, sql, tail
-from .alerts import alerts as alert_commands
-from .budgets import budgets as budget_command
+
+# Each command, as `module.attribute` in this package. A command's module is imported when that command runs (or
+# `--help` lists it): `llmtap start` does not import rich, the reports' queries and every other command first.
+COMMANDS = {
+    "start": "gateway.start", "env": "gateway.env", "status": "gateway.status", "sql": "sql.sql",
+    "cache": "cache.cache", "costs": "reports.costs", "users": "reports.users", "trends": "reports.trends",
+    "budgets": "budgets.budgets", "logs": "logs.logs", "tail": "tail.tail", "export": "export.export",
+    "alerts": "alerts.alerts", "sessions": "sessions.sessions", "trace": "sessions.trace", "limits": "limits.limits",
+    "dashboard": "dashboard.dashboard",
+}
 
 
-@click.group(epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A command group whose commands (`COMMANDS`) are imported when they are looked up, click's documented way of
+    loading subcommands lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attribute = where.rsplit(".", 1)
+        command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, epilog=LOOKUP_ORDER, context_settings={"help_option_names": ["-h", "--help"]})
 def llmtap() -> None:
     """A self-hosted AI gateway for LLM observability: every LLM call logged to DuckDB, with reports over it."""
-
-
-for command in (gateway.start, gateway.env, gateway.status, sql.sql, cache.cache,
-                reports.costs, reports.users, reports.trends,
-                budget_command,
-                logs.logs, tail.tail, export.export,
-                alert_commands,
-                sessions.sessions, sessions.trace, limits.limits, dashboard.dashboard):
-    llmtap.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

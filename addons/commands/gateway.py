@@ -16,7 +16,9 @@ from ..locations import LOOKUP_ORDER, record_running_gateway
 from ..provider_keys import keyless_provider_lines
 from .options import config_option
 
-CA_CERT = "mitmproxy-ca-cert.pem"
+CA_BASENAME = "mitmproxy"  # mitmproxy's own name for its CA's files in its confdir
+CA_KEY = f"{CA_BASENAME}-ca.pem"  # its key and certificate
+CA_CERT = f"{CA_BASENAME}-ca-cert.pem"
 CA_BUNDLE = "llmtap-ca-bundle.pem"
 
 
@@ -54,7 +56,10 @@ def ensure_ca(config: Config) -> tuple[Path, Path]:
     from mitmproxy.certs import CertStore
 
     config.certs_dir.mkdir(parents=True, exist_ok=True)
-    CertStore.from_store(config.certs_dir, "mitmproxy", 2048)
+    # Created when missing, as mitmproxy's `CertStore.from_store` would, but an existing CA is not loaded here: that
+    # (~60 ms, the key's checks) is done by mitmproxy itself, which reads and checks it when the gateway starts.
+    if not (config.certs_dir / CA_KEY).exists():
+        CertStore.create_store(config.certs_dir, CA_BASENAME, 2048)
     ca = config.certs_dir / CA_CERT
     bundle = config.certs_dir / CA_BUNDLE
     partial = bundle.with_name(f"{bundle.name}.{os.getpid()}.tmp")
@@ -98,6 +103,9 @@ def ca_paths(config: Config) -> tuple[Path, Path]:
 
 
 def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
+    from ..heap import hold_collections, keep_imported
+
+    hold_collections()  # until the gateway runs (heap.py): a start-up collected as it grows is ~0.6 s slower
     from mitmproxy.tools import cmdline
     from mitmproxy.tools.main import run
 
@@ -106,11 +114,6 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
     from ..quick_dispatch import use_quick_dispatch
     from ..recorder import Recorder
 
-    if problem := log_file_problem(config.storage_path):  # before mitmproxy starts: at once, and the file untouched
-        print(f"llmtap: cannot start: {problem}", file=sys.stderr)
-        return 2
-    ensure_ca(config)
-    print(banner(config, web), flush=True)
     if web:
         from mitmproxy.tools.web.master import WebMaster  # imported only when used: it brings a web server
 
@@ -121,6 +124,13 @@ def start_gateway(config: Config, web: bool, extra: list[str]) -> int:
 
         master_cls = DumpMaster
         make_parser = cmdline.mitmdump
+    keep_imported()
+
+    if problem := log_file_problem(config.storage_path):  # before mitmproxy starts: at once, and the file untouched
+        print(f"llmtap: cannot start: {problem}", file=sys.stderr)
+        return 2
+    ensure_ca(config)
+    print(banner(config, web), flush=True)
 
     source = str(config.source) if config.source else None
 
