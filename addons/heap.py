@@ -13,7 +13,7 @@ Python runs one whenever enough objects have outlived the younger generations: a
 every call in flight, a few times a minute under load. `FreezeStartupHeap` therefore collects what configuring the
 addons threw away, moves what exists then into the permanent generation that collections skip (what the Python docs
 suggest for a long-lived heap made at start-up), and turns collection back on: garbage the calls make is collected as
-before. (genai-prices' price data, ~40 ms to load, is loaded by the first priced call, after this.)
+before. (genai-prices' price data is loaded just before, by Recorder.running, to be part of it.)
 """
 
 from __future__ import annotations

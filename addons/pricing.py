@@ -13,11 +13,18 @@ from datetime import datetime
 from decimal import Decimal
 
 from genai_prices import Usage, calc_price
+from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import PriceCalculation
 
 from .config import PriceOverride
 
 MTOK = Decimal(1_000_000)
+
+
+def load_prices() -> None:
+    """Load genai-prices' price data now: it is read on first use (40-130 ms of imports), which would otherwise be the
+    first priced call's, with the event loop held meanwhile."""
+    get_snapshot()
 
 
 @dataclass(frozen=True)

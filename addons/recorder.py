@@ -19,7 +19,7 @@ from .callstate import CallState, get_state
 from .events import FlowEnd, announce_call_finished
 from .log_file import log_file_problem
 from .origin import origin, origin_of_url
-from .pricing import Priced, count_tokens, is_billed_endpoint, price_call
+from .pricing import Priced, count_tokens, is_billed_endpoint, load_prices, price_call
 from .record import CallRecord
 from .settings import Settings
 from .store import RecordStore
@@ -52,6 +52,9 @@ class Recorder(FlowEnd):
         except Exception as e:  # a locked, corrupt or unwritable file: say so at start-up, not per request
             raise exceptions.OptionsError(f"storage.path: cannot open {path}: {e}") from None
         self.store = store
+
+    def running(self) -> None:
+        load_prices()  # before FreezeStartupHeap: the price data joins start-up's heap, out of garbage collection
 
     def done(self) -> None:
         if self.store is not None:
