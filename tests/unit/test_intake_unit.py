@@ -113,3 +113,14 @@ def test_without_a_gateway_key_a_call_gets_401_and_no_helicone_header_leaves(llm
     assert sent.headers["authorization"] == "Bearer sk-llmtap-unit-openai-key"  # llmtap's own provider key
     assert not [name for name in sent.headers if name.lower().startswith("helicone-")]
     assert [r["key_owner"] for r in pipeline.rows()] == [None, "ci"]
+
+
+@pytest.mark.parametrize("name", ["$decimal", "$datetime"])
+def test_a_property_named_like_the_spools_tags_is_logged_as_sent(llmtap, name):
+    """The spool tags a Decimal or datetime as a one-key object ({"$decimal": ...}); a property map of one such key,
+    sent by a client, is the client's text all the same, and the calls after it are logged too."""
+    pipeline = llmtap()
+    assert pipeline.call(headers={f"Helicone-Property-{name}": "not a number or a date"}).response.status_code == 200
+    assert pipeline.call(headers={f"Helicone-Property-{name}": "1.5"}).response.status_code == 200
+    assert pipeline.call().response.status_code == 200
+    assert [row["properties"] for row in pipeline.rows()] == [{name: "not a number or a date"}, {name: "1.5"}, {}]
