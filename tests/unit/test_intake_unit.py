@@ -124,3 +124,12 @@ def test_a_property_named_like_the_spools_tags_is_logged_as_sent(llmtap, name):
     assert pipeline.call(headers={f"Helicone-Property-{name}": "1.5"}).response.status_code == 200
     assert pipeline.call().response.status_code == 200
     assert [row["properties"] for row in pipeline.rows()] == [{name: "not a number or a date"}, {name: "1.5"}, {}]
+
+
+def test_the_unit_tiers_rows_come_in_call_order_while_the_test_clock_stands_still(llmtap):
+    """Tests here read `rows()` in call order ([200, 409] above); calls made without moving the wall clock share one
+    `created_at`, and DuckDB orders ties as it likes."""
+    pipeline = llmtap()
+    for number in range(40):
+        pipeline.call(headers={"Helicone-Property-Number": str(number)})
+    assert [int(row["properties"]["number"]) for row in pipeline.rows()] == list(range(40))
