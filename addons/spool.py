@@ -348,12 +348,15 @@ def _json_default(value: Any) -> Any:
 def _revive(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         if type(value) is dict and len(value) == 1:  # only a tagged value needs a look (a row has a few)
-            if "$datetime" in value:
-                record[key] = datetime.fromisoformat(value["$datetime"])
-            elif "$decimal" in value:
-                record[key] = Decimal(value["$decimal"])
-            elif "$dict" in value:
-                record[key] = value["$dict"]
+            try:
+                if "$datetime" in value:
+                    record[key] = datetime.fromisoformat(value["$datetime"])
+                elif "$decimal" in value:
+                    record[key] = Decimal(value["$decimal"])
+                elif "$dict" in value:
+                    record[key] = value["$dict"]
+            except (ValueError, TypeError, ArithmeticError):
+                pass  # not a tag but a client's map, spooled by an llmtap older than `_tags_escaped`
     return record
 
 
