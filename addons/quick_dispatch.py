@@ -12,6 +12,8 @@ awaitables are awaited in turn (`trigger_event`), and are an addon error in a sy
 fires llmtap's `call_finished`). What an event reaches is worked out again whenever the chain's shape changes (an
 addon added or removed, a script loaded, reloaded or reordered): every event first compares the chain and what each
 addon that holds others (mitmproxy's script loader, each script) holds with what the lists were made for.
+A top-level addon that holds others (the script loader) is walked as mitmproxy walks it, during the event: its own
+`configure` unloads and reorders scripts, and the scripts it unloaded must not be called after their `done`.
 
 `use_quick_dispatch(master)` switches a master's manager to it in place (the chain, names and options stay).
 """
@@ -26,7 +28,10 @@ from typing import Any
 from mitmproxy import exceptions, hooks
 from mitmproxy.addonmanager import AddonManager, safecall, traverse
 
-Takers = list[list[Callable[..., Any]]]  # per top-level addon that takes the event: its hook functions, in order
+# Per top-level addon that takes the event: the addon and its hook functions in order, or None for one that holds
+# others (the script loader): its own hook may change what it holds mid-event (`configure` unloads a script), so it is
+# walked as the event goes, as mitmproxy does.
+Takers = list[tuple[Any, list[Callable[..., Any]] | None]]
 
 
 class QuickDispatch(AddonManager):
@@ -36,10 +41,12 @@ class QuickDispatch(AddonManager):
 
     async def trigger_event(self, event: hooks.Hook) -> None:
         args = event.args()
-        for functions in self._takers_of(event.name):
+        for top, functions in self._takers_of(event.name):
             try:
                 with safecall():
-                    for function in functions:
+                    if functions is None:
+                        await self.invoke_addon(top, event)
+                    for function in functions or ():
                         result = function(*args)
                         if result is not None and inspect.isawaitable(result):
                             await result
@@ -50,10 +57,12 @@ class QuickDispatch(AddonManager):
         """The same for a synchronous event (llmtap's `call_finished`): an async hook is an addon error, as in
         mitmproxy's `invoke_addon_sync`."""
         args = event.args()
-        for functions in self._takers_of(event.name):
+        for top, functions in self._takers_of(event.name):
             try:
                 with safecall():
-                    for function in functions:
+                    if functions is None:
+                        self.invoke_addon_sync(top, event)
+                    for function in functions or ():
                         if inspect.iscoroutinefunction(function):
                             addon = next(a for a in traverse(self.chain) if getattr(a, event.name, None) == function)
                             raise exceptions.AddonManagerError(
@@ -68,7 +77,8 @@ class QuickDispatch(AddonManager):
             self._shape, self._takers = self._shape_now(), {}
         takers = self._takers.get(name)
         if takers is None:
-            takers = self._takers[name] = [functions for top in self.chain if (functions := _hooks(top, name))]
+            takers = self._takers[name] = [(top, None if hasattr(top, "addons") else functions)
+                                           for top in self.chain if (functions := _hooks(top, name))]
         return takers
 
     def _shape_now(self) -> tuple:

@@ -322,9 +322,14 @@ def count_rows(segment: Segment) -> int:
         return 0
 
 
+# A column's value written as a one-key object under one of these is a tagged value, not the row's own data.
+TAGS = frozenset({"$datetime", "$decimal", "$dict"})
+
+
 def encode_row(record: dict[str, Any]) -> bytes:
-    """One row as one JSON line; datetimes and Decimals are tagged so `decode_row` gives them back."""
-    return json.dumps(record, default=_json_default, separators=(",", ":")).encode() + b"\n"  # ASCII: \u escapes
+    """One row as one JSON line; datetimes and Decimals are tagged so `decode_row` gives them back, and so is a map
+    that would read as a tag (a client's property named `$decimal`)."""
+    return json.dumps(_tags_escaped(record), default=_json_default, separators=(",", ":")).encode() + b"\n"  # ASCII
 
 
 def decode_row(line: bytes) -> dict[str, Any]:
@@ -343,10 +348,27 @@ def _json_default(value: Any) -> Any:
 def _revive(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         if type(value) is dict and len(value) == 1:  # only a tagged value needs a look (a row has a few)
-            if "$datetime" in value:
-                record[key] = datetime.fromisoformat(value["$datetime"])
-            elif "$decimal" in value:
-                record[key] = Decimal(value["$decimal"])
+            try:
+                if "$datetime" in value:
+                    record[key] = datetime.fromisoformat(value["$datetime"])
+                elif "$decimal" in value:
+                    record[key] = Decimal(value["$decimal"])
+                elif "$dict" in value:
+                    record[key] = value["$dict"]
+            except (ValueError, TypeError, ArithmeticError):
+                pass  # not a tag but a client's map, spooled by an llmtap older than `_tags_escaped`
+    return record
+
+
+def _looks_tagged(value: Any) -> bool:
+    return type(value) is dict and len(value) == 1 and not TAGS.isdisjoint(value)
+
+
+def _tags_escaped(record: dict[str, Any]) -> dict[str, Any]:
+    """`record`, or a copy whose maps that would read back as tagged values are wrapped as {"$dict": map}."""
+    for value in record.values():  # a plain loop: this runs for every call
+        if type(value) is dict and len(value) == 1 and not TAGS.isdisjoint(value):
+            return {key: {"$dict": value} if _looks_tagged(value) else value for key, value in record.items()}
     return record
 
 

@@ -168,6 +168,27 @@ def test_a_spool_left_by_a_crash_is_replayed_without_its_torn_last_line_nor_rows
     assert not spool.exists() and not db_path.with_name(db_path.name + ".pending.jsonl").exists()
 
 
+def test_a_spool_of_an_older_llmtap_with_a_property_named_like_a_tag_is_replayed_whole(tmp_path):
+    """Older llmtap spooled a client's map as is: {"$decimal": "x"} there was a property, not a tag, and neither it
+    nor the rows after it may be lost (the writer failed on it in a loop)."""
+    db_path = tmp_path / "log.duckdb"
+    first = RecordStore(db_path)
+    first.open()
+    first.close()  # the log exists; a crashed run of an older llmtap left its spool behind:
+    spool = first.spill_path
+    spool.mkdir()
+    tagged_like = row(1, properties={"$decimal": "x"})
+    older_line = encode_row({**tagged_like, "properties": None}).replace(b'"properties":null', b'"properties":{"$decimal":"x"}')
+    (spool / "000000000007.jsonl").write_bytes(older_line + encode_row(row(2)))
+
+    store = RecordStore(db_path)
+    store.open()
+    store.close()
+    with connect(db_path, read_only=True) as db:
+        rows = db.execute("SELECT request_id, properties FROM requests ORDER BY request_id").fetchall()
+    assert rows == [("row-1", {"$decimal": "x"}), ("row-2", {"run": "bisect"})]
+
+
 @pytest.mark.parametrize("interval_s", [0, 0.01])
 def test_the_spool_is_fsynced_only_when_an_interval_is_set(tmp_path, interval_s):
     store = RecordStore(tmp_path / "log.duckdb", batch_window_s=0.01, fsync_interval_s=interval_s)

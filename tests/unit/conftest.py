@@ -132,7 +132,7 @@ class Pipeline:
         assert store is not None
         store.close()
         with connect(store.path, timeout_s=10, read_only=True) as db:
-            cursor = db.execute("SELECT * FROM requests ORDER BY created_at")
+            cursor = db.execute("SELECT * FROM requests ORDER BY created_at, rowid")  # calls at one fake time: in order
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         self.recorder.store = None

@@ -113,3 +113,23 @@ def test_without_a_gateway_key_a_call_gets_401_and_no_helicone_header_leaves(llm
     assert sent.headers["authorization"] == "Bearer sk-llmtap-unit-openai-key"  # llmtap's own provider key
     assert not [name for name in sent.headers if name.lower().startswith("helicone-")]
     assert [r["key_owner"] for r in pipeline.rows()] == [None, "ci"]
+
+
+@pytest.mark.parametrize("name", ["$decimal", "$datetime"])
+def test_a_property_named_like_the_spools_tags_is_logged_as_sent(llmtap, name):
+    """The spool tags a Decimal or datetime as a one-key object ({"$decimal": ...}); a property map of one such key,
+    sent by a client, is the client's text all the same, and the calls after it are logged too."""
+    pipeline = llmtap()
+    assert pipeline.call(headers={f"Helicone-Property-{name}": "not a number or a date"}).response.status_code == 200
+    assert pipeline.call(headers={f"Helicone-Property-{name}": "1.5"}).response.status_code == 200
+    assert pipeline.call().response.status_code == 200
+    assert [row["properties"] for row in pipeline.rows()] == [{name: "not a number or a date"}, {name: "1.5"}, {}]
+
+
+def test_the_unit_tiers_rows_come_in_call_order_while_the_test_clock_stands_still(llmtap):
+    """Tests here read `rows()` in call order ([200, 409] above); calls made without moving the wall clock share one
+    `created_at`, and DuckDB orders ties as it likes."""
+    pipeline = llmtap()
+    for number in range(40):
+        pipeline.call(headers={"Helicone-Property-Number": str(number)})
+    assert [int(row["properties"]["number"]) for row in pipeline.rows()] == list(range(40))

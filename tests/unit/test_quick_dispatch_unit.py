@@ -15,6 +15,7 @@ from llmtap.events import CallFinishedHook
 from llmtap.quick_dispatch import QuickDispatch, use_quick_dispatch
 from mitmproxy import exceptions, hooks
 from mitmproxy.addonmanager import AddonManager
+from mitmproxy.addons import script
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import taddons, tflow
 
@@ -203,3 +204,33 @@ def test_a_synchronous_event_reaches_its_takers_as_mitmproxy_triggers_it(caplog)
     seen, errors = quick
     assert seen == ["first", "second"]
     assert len(errors) == 2 and "a subscriber with a bug" in errors[0] and "cannot be called from sync" in errors[1]
+
+
+def test_a_script_unloaded_by_an_option_change_gets_no_hook_after_its_done(tmp_path):
+    """Unloading a script (`--set scripts=...`, or its file deleted) happens inside a `configure` event: as under
+    mitmproxy, the unloaded script's own `configure` is not called after its `done`."""
+    script_path, calls = tmp_path / "noting.py", tmp_path / "calls"
+    script_path.write_text(f"def configure(updated):\n    open({str(calls)!r}, 'a').write('configure ')\n"
+                           f"def done():\n    open({str(calls)!r}, 'a').write('done ')\n")
+
+    def calls_on_unloading(quick: bool) -> list[str]:
+        loader = script.ScriptLoader()
+        with taddons.context(loader) as tctx:
+            if quick:
+                use_quick_dispatch(tctx.master)
+
+            async def load_then_unload() -> None:
+                tctx.options.update(scripts=[str(script_path)])
+                for _ in range(500):  # its watcher loads it at the loop's next turn
+                    if loader.addons[0].ns is not None:
+                        break
+                    await asyncio.sleep(0.01)
+                calls.write_text("")
+                tctx.options.update(scripts=[])
+
+            tctx.master.event_loop.run_until_complete(load_then_unload())
+            tctx.master.event_loop.run_until_complete(tctx.master.done())
+        return calls.read_text().split()
+
+    assert calls_on_unloading(quick=False) == ["done"]
+    assert calls_on_unloading(quick=True) == ["done"]
