@@ -367,7 +367,7 @@ def _looks_tagged(value: Any) -> bool:
 def _tags_escaped(record: dict[str, Any]) -> dict[str, Any]:
     """`record`, or a copy whose maps that would read back as tagged values are wrapped as {"$dict": map}."""
     for value in record.values():  # a plain loop: this runs for every call
-        if type(value) is dict and len(value) == 1 and not TAGS.isdisjoint(value):
+        if _looks_tagged(value):
             return {key: {"$dict": value} if _looks_tagged(value) else value for key, value in record.items()}
     return record
 
