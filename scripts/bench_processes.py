@@ -74,8 +74,8 @@ class Fleet:
     def mock(self) -> str:
         """Start the mock provider; returns its base URL."""
         port = free_port()
-        self._start("mock", [sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", str(port)])
-        wait_for_port(port)
+        mock = self._start("mock", [sys.executable, str(ROOT / "scripts" / "mock_provider.py"), "--port", str(port)])
+        wait_for_port(port, process=mock)
         return f"http://127.0.0.1:{port}"
 
     def mitmdump_reverse(self, upstream_url: str, streaming: bool = False) -> int:
@@ -83,10 +83,10 @@ class Fleet:
         every answer on as it arrives (`flow.response.stream`), as llmtap does with streams, instead of buffering
         each answer whole, which is mitmdump's default."""
         port, name = free_port(), "mitmdump-stream" if streaming else "mitmdump"
-        self._start(name, [*self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
-                           "--set", f"confdir={self.workdir / f'{name}-certs'}",
-                           *_streaming_args(streaming, self.workdir)])
-        wait_for_port(port)
+        process = self._start(name, [*self.mitmdump, "-q", "--mode", f"reverse:{upstream_url}@127.0.0.1:{port}",
+                                     "--set", f"confdir={self.workdir / f'{name}-certs'}",
+                                     *_streaming_args(streaming, self.workdir)])
+        wait_for_port(port, process=process)
         return port
 
     def mitmdump_proxy(self, upstream_url: str, streaming: bool = False) -> tuple[int, Path]:
@@ -95,21 +95,22 @@ class Fleet:
         certificate its clients trust. `streaming` as for `mitmdump_reverse`."""
         name = "mitmdump-proxy-stream" if streaming else "mitmdump-proxy"
         port, confdir = free_port(), self.workdir / f"{name}-certs"
-        self._start(name, [
+        process = self._start(name, [
             *self.mitmdump, "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
             "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy",  # no DNS, no connection to openai
             "--map-remote", f"|{PROXIED_ORIGIN}|{upstream_url}", *_streaming_args(streaming, self.workdir)])
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         return port, confdir / "mitmproxy-ca-cert.pem"
 
     def mitm_echo(self) -> int:
         """Start a bare mitmdump whose one-line addon answers every request itself: the floor for a cache hit."""
         port, addon = free_port(), self.workdir / "echo.py"
         addon.write_text(ECHO_ADDON.format(answer=json.dumps(json.dumps(CANNED_ANSWER))))
-        self._start("mitm-echo", [*self.mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}",
-                                  "-s", str(addon), "--set", f"confdir={self.workdir / 'mitm-echo-certs'}",
-                                  "--set", "connection_strategy=lazy"])  # nothing to connect to: it answers itself
-        wait_for_port(port)
+        process = self._start("mitm-echo", [
+            *self.mitmdump, "-q", "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}", "-s", str(addon),
+            "--set", f"confdir={self.workdir / 'mitm-echo-certs'}",
+            "--set", "connection_strategy=lazy"])  # nothing to connect to: it answers itself
+        wait_for_port(port, process=process)
         return port
 
     def llmtap(self, name: str, upstream_url: str, db_path: Path | None = None) -> Gateway:
@@ -128,8 +129,8 @@ class Fleet:
         env = {**os.environ, "OPENAI_API_KEY": "sk-bench-env"}
         process = self._start(name, [sys.executable, "-m", "llmtap.cli", "start", "--config", "llmtap.yaml",
                                      "--", "-q"], env=env, cwd=workdir)
-        wait_for_port(gateway_port, timeout_s=300)  # a 10M-row log may need migrating first
-        wait_for_port(proxy_port)
+        wait_for_port(gateway_port, timeout_s=300, process=process)  # a 10M-row log may need migrating first
+        wait_for_port(proxy_port, process=process)
         return Gateway(process, gateway_port, proxy_port, workdir / "certs" / "llmtap-ca-bundle.pem", db_path)
 
     def _start(self, name: str, args: list[str], env: dict[str, str] | None = None,

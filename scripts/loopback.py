@@ -13,10 +13,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout_s: float = 30) -> None:
-    """Return once something accepts connections on 127.0.0.1:`port`; RuntimeError after `timeout_s`."""
+def wait_for_port(port: int, timeout_s: float = 30, process: subprocess.Popen | None = None) -> None:
+    """Return once something accepts connections on 127.0.0.1:`port`; RuntimeError after `timeout_s`, or as soon as
+    `process` (the one that should listen there) has exited: no waiting out the timeout for a start that failed or
+    was stopped (Ctrl-C reaches it too)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args[:4]))}... exited ({process.returncode}) before "
+                               f"listening on {port}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
