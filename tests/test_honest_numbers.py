@@ -223,3 +223,18 @@ def test_sql_table_shows_money_as_everywhere_else(gw):
                            "FROM (VALUES (0.0000115::DOUBLE), (0.0000116::DOUBLE)) AS t(x)", "table")
     assert "$0.000115" in table and "$1,234.50" in table and "$0.0000116" in table and "e-05" not in table
     assert "0.000115 " in table.replace("$0.000115", "")  # not money: the exact decimal
+
+
+# ------------------------------------------------------------------------------------------------ properties as sent
+
+def test_a_property_named_like_the_spools_own_tags_is_logged_as_sent_and_logging_goes_on(gw):
+    """The spool marks a date or a Decimal as a one-key object ({"$decimal": ...}); a client's property of that name
+    once read back as one, and the writer failed on it for good: no call was logged after it."""
+    client = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
+    ids = []
+    for headers in ({"Helicone-Property-$decimal": "not a number"}, {"Helicone-Property-$datetime": "1.5"}, {}):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "tagged"}], extra_headers=headers)
+        ids.append(raw.headers["helicone-id"])
+    assert [gw.row(request_id)["properties"] for request_id in ids] == [
+        {"$decimal": "not a number"}, {"$datetime": "1.5"}, {}]
