@@ -73,7 +73,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: fl
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = log.read_text()[log_from:]
-            if "address already in use" in output:
+            if "address already in use" in output.lower():  # mitmproxy's listeners and llmtap's dashboard word it apart
                 raise PortTaken(output)
             raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
         if re.search(rf"listening at [^\s]+:{port}\.", log.read_text()[log_from:]):
