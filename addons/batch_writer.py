@@ -10,9 +10,9 @@ DuckDB lets one process at a time have the file, so the writer lets go of it
   so the reader, retrying every 50 ms, gets in;
 - after a failed write (the next one opens afresh), and when the store closes (`release`).
 
-Rows go in through a staging table (`Staging`): DuckDB's appender turns a Python dict into a MAP or STRUCT slowly
-(~20 us for even an empty one, half of a row's cost), so those values are appended as JSON text and DuckDB casts them
-in one `INSERT ... SELECT`.
+A batch of rows this run spooled goes in as its spool lines, which DuckDB parses itself (`SpooledLines`): the writer
+thread then hardly holds the GIL the event loop needs. Decoded rows (from memory, a previous run's spool, a batch
+DuckDB would not read as lines) go in through a staging table (`Staging`). See row_ingest.py.
 
 When DuckDB refuses a batch for one row's values, the batch is split in halves within the same connection until the
 refused rows stand alone (a few thousand rows with a couple of bad ones cost a few dozen appends, not one open/close
@@ -38,13 +38,12 @@ from typing import Any
 import duckdb
 
 from .log_file import LOCK_HELD, first_line
-from .spool import encode_row, private_dir
+from .row_ingest import TABLE, SpooledLines, Staging
+from .spool import decode_row, encode_row, private_dir
 
 logger = logging.getLogger(__name__)
 
 TORN_READ = "could not read enough bytes"  # DuckDB's words when it read a page another process was still writing
-DURABLE_COMMIT = "commit succeeded and is durable"  # DuckDB's words when only the checkpoint after a commit failed
-TABLE = "requests"
 STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException, duckdb.PermissionException,
                   duckdb.OutOfMemoryException, duckdb.InterruptException, OSError, MemoryError)
 STORAGE_WORDS = ("no space left", "read-only file system", "disk quota", "has been invalidated", "could not write",
@@ -76,12 +75,18 @@ def is_storage_error(error: BaseException) -> bool:
 
 @dataclass
 class Entry:
-    """One row on its way into DuckDB."""
+    """One row on its way into DuckDB: a decoded record, or a spool line DuckDB may read itself."""
 
-    record: dict[str, Any]
+    record: dict[str, Any] | None  # None: not decoded, `line` holds the row
     from_memory: bool
-    leftover: bool  # from a previous run's spool: DuckDB may have it already
-    done: bool = False  # in DuckDB or in the rejected file
+    leftover: bool  # from a previous run's spool: DuckDB may have it already (always decoded)
+    done: bool = False  # in DuckDB or in the rejected file (or an unreadable line, skipped)
+    line: bytes | None = None  # the row as `spool.encode_row` wrote it, without its newline
+
+
+def spooled(line: bytes) -> Entry:
+    """A row this run spooled, left for DuckDB to parse."""
+    return Entry(None, from_memory=False, leftover=False, line=line)
 
 
 class BatchWriter:
@@ -105,8 +110,12 @@ class BatchWriter:
         self.rows_already_written = 0  # replayed rows DuckDB had already
         self.connections_opened = 0  # one per hold of the file (and per retry), however many batches or refused rows
         self.turns_given = 0  # times the file was let go because a reader in another process asked
+        self.line_batches = 0  # batches DuckDB read as spool lines
+        self.line_batches_refused = 0  # ... and those it would not, written the Python way instead
+        self.lines_unreadable = 0  # spool lines that are not a row (skipped)
         self._db: duckdb.DuckDBPyConnection | None = None
         self._staging: Staging | None = None  # made on each connection (a temporary table lives with it)
+        self._lines: SpooledLines | None = None  # likewise, for the SQL naming this file's columns
         self._written_at = 0.0  # monotonic time of the last batch written through `_db`
         self._opened_at = 0.0  # monotonic time `_db` was opened
         self._reader_turn_ends = 0.0  # the file is not taken back before this monotonic time
@@ -124,6 +133,7 @@ class BatchWriter:
         try:
             db = self._connection()
             self._skip_already_written(db, entries)
+            self._insert_lines(db, [e for e in entries if e.record is None and not e.done])
             self._append_bisecting(db, [e for e in entries if not e.done])
         except StorageFailure:
             self.release()
@@ -169,9 +179,41 @@ class BatchWriter:
             self.connections_opened += 1
             self._db.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")
             self._staging = Staging(self._db)
+            self._lines = SpooledLines(self._db)
             _remove(self.request_path)  # a request from before this open was served (or is made again)
             self._written_at = self._opened_at = time.monotonic()
         return self._db
+
+    def _insert_lines(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
+        """Have DuckDB read the spool lines of `entries` in one transaction; when it refuses them for their values,
+        decode them for the Python way (`_append_bisecting`), which finds and salvages the row at fault."""
+        if not entries:
+            return
+        assert self._lines is not None, "made with the connection"
+        self.line_batches += 1
+        try:
+            lines = b"\n".join(e.line or b"" for e in entries).decode()
+            self._lines.insert(db, lines, len(entries))
+        except Exception as e:
+            if is_storage_error(e):
+                raise StorageFailure(first_line(e)) from e
+            self.line_batches_refused += 1
+            logger.debug(f"llmtap: DuckDB did not read {len(entries)} spooled rows ({first_line(e)}); "
+                         "writing them row by row")
+            self._decode(entries)
+            return
+        for entry in entries:
+            entry.done = True
+        self.written += len(entries)
+
+    def _decode(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            try:
+                entry.record = decode_row(entry.line or b"")
+            except ValueError as e:
+                logger.warning(f"llmtap: skipping an unreadable line of the spool of {self.path}: {e}")
+                self.lines_unreadable += 1
+                entry.done = True
 
     def _append(self, db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
         assert self._staging is not None, "made with the connection"
@@ -183,7 +225,7 @@ class BatchWriter:
         while parts:
             part = parts.pop()
             try:
-                self._append(db, [e.record for e in part])
+                self._append(db, [_decoded(e) for e in part])
             except Exception as e:
                 if is_storage_error(e):
                     raise StorageFailure(first_line(e)) from e
@@ -200,7 +242,7 @@ class BatchWriter:
     def _salvage(self, db: duckdb.DuckDBPyConnection, entry: Entry, reason: str) -> None:
         """A row DuckDB refuses (a body it cannot take as JSON, say) is written without its bodies, saying why;
         one it still refuses is kept in the rejected file, never retried in a loop."""
-        record = entry.record
+        record = _decoded(entry)
         salvaged = {**record, "request_body": None, "response_body": None,
                     "error": "; ".join(filter(None, [_text(record.get("error")), f"bodies not stored: {reason}"]))}
         try:
@@ -240,13 +282,16 @@ class BatchWriter:
     def _skip_already_written(self, db: duckdb.DuckDBPyConnection, entries: list[Entry]) -> None:
         """Replayed rows DuckDB already has (written just before a crash) are not written twice."""
         keys = {}
+        times = []
         for entry in entries:
+            if not entry.leftover or entry.done or entry.record is None:
+                continue
             request_id, created_at = entry.record.get("request_id"), entry.record.get("created_at")
-            if entry.leftover and not entry.done and isinstance(request_id, str) and isinstance(created_at, datetime):
-                keys[entry.record["request_id"], _epoch_us(created_at)] = entry
+            if isinstance(request_id, str) and isinstance(created_at, datetime):
+                keys[request_id, _epoch_us(created_at)] = entry
+                times.append(created_at)
         if not keys:
             return
-        times = [entry.record["created_at"] for entry in keys.values()]
         found = db.execute(
             f"SELECT request_id, epoch_us(created_at) FROM {TABLE} WHERE created_at BETWEEN ? AND ? "
             "AND request_id IN (SELECT unnest(?::VARCHAR[]))",
@@ -256,62 +301,6 @@ class BatchWriter:
             if key in keys and not keys[key].done:
                 keys[key].done = True
                 self.rows_already_written += 1
-
-
-class Staging:
-    """A temporary table shaped as `requests` but with text where `requests` has a MAP, STRUCT or LIST column: rows
-    are appended there with those values as JSON text, then moved into `requests` with DuckDB casting them."""
-
-    NAME = "llmtap_staging"
-
-    def __init__(self, db: duckdb.DuckDBPyConnection):
-        self.types = dict(db.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
-            "AND table_schema = 'main' ORDER BY ordinal_position", [TABLE]).fetchall())
-        self.nested = {name for name, kind in self.types.items() if kind.startswith(("MAP", "STRUCT")) or
-                       kind.endswith("]")}
-        columns = ", ".join(f'"{name}" {"VARCHAR" if name in self.nested else kind}'
-                            for name, kind in self.types.items())
-        db.execute(f"CREATE OR REPLACE TEMPORARY TABLE {self.NAME} ({columns})")
-
-    def append(self, db: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> None:
-        """Append rows in one transaction: all land or none."""
-        columns = list(dict.fromkeys(column for record in records for column in record))  # a short row leaves NULLs
-        nested = [column in self.nested for column in columns]
-        rows = [tuple(json.dumps(value) if is_nested and value is not None else value
-                      for value, is_nested in zip(map(record.get, columns), nested, strict=True))
-                for record in records]
-        names = ", ".join(f'"{column}"' for column in columns)
-        values = ", ".join(f'CAST("{column}"::JSON AS {self.types[column]})' if is_nested else f'"{column}"'
-                           for column, is_nested in zip(columns, nested, strict=True))
-        appender = None
-        db.begin()
-        try:
-            appender = db.appender(self.NAME, columns=columns)
-            appender.append_rows(rows)
-            appender.flush()
-            db.execute(f"INSERT INTO {TABLE} ({names}) SELECT {values} FROM {self.NAME}")
-            db.execute(f"DELETE FROM {self.NAME}")
-            db.commit()
-        except BaseException as e:
-            if DURABLE_COMMIT in str(e).lower():
-                # DuckDB checkpoints inside a commit once the WAL is large (often, with the file held from batch to
-                # batch); when that fails (a full disk: a checkpoint needs room in the file) the rows are in all the
-                # same. Taken as written, they are not written twice; the next statement on this connection fails,
-                # so the writer opens the file afresh, retrying until the checkpoint succeeds.
-                logger.warning(f"llmtap: {len(records)} rows were written, but DuckDB's checkpoint after them "
-                               f"failed: {first_line(e)}")
-                return
-            if appender is not None:
-                try:  # rows left in the appender would be flushed when it is garbage-collected: written twice
-                    appender.clear()
-                except Exception:
-                    pass
-            try:
-                db.rollback()  # the staging table's rows go with the transaction
-            except Exception:
-                pass
-            raise
 
 
 @contextmanager
@@ -449,6 +438,11 @@ def _epoch_us(at: datetime) -> int:
     aware = at if at.tzinfo else at.replace(tzinfo=UTC)
     return (aware - EPOCH) // timedelta(microseconds=1)
 
+
+
+def _decoded(entry: Entry) -> dict[str, Any]:
+    assert entry.record is not None, "a spool line is decoded before it is written the Python way"
+    return entry.record
 
 
 def _text(value: Any) -> str | None:

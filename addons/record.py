@@ -82,11 +82,12 @@ class CallRecord:
     notes: list[str] | None = None  # what llmtap noticed without refusing the call
 
     def as_row(self) -> dict[str, Any]:
-        """Column name -> value, for the store; NULL columns are left out (a short row leaves NULLs)."""
+        """Column name -> value, for the store: every column, None where unknown (the writer's DuckDB reads a spooled
+        row strictly, and takes a missing column for a fault)."""
         row = {name: getattr(self, name) for name in COLUMNS}
         if self.attempt_log is not None:
             row["attempt_log"] = [asdict(attempt) for attempt in self.attempt_log]
-        return {name: value for name, value in row.items() if value is not None}
+        return row
 
 
 COLUMNS = tuple(f.name for f in fields(CallRecord))

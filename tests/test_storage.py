@@ -24,14 +24,15 @@ import openai
 import pytest
 from llmtap import cli
 from llmtap.batch_writer import read_log
+from llmtap.record import COLUMNS
 from llmtap.spool import Spool, encode_row
 from llmtap.store import RecordStore, connect
 from llmtap.store_health import Health, HealthFile, health_path
 
 
 def row(i: int, **changes) -> dict:
-    """A row as the Recorder builds it."""
-    return {"request_id": f"row-{i}", "created_at": datetime.now(UTC) + timedelta(microseconds=i),
+    """A row as the Recorder builds it: every column named."""
+    return {**dict.fromkeys(COLUMNS), "request_id": f"row-{i}", "created_at": datetime.now(UTC) + timedelta(microseconds=i),
             "way": "gateway", "status": 200, "model": "gpt-4o-mini", "cost_usd": Decimal("0.0000123"),
             "properties": {"run": "bisect"}, "request_body": json.dumps({"i": i}),
             "response_body": json.dumps({"ok": True}), **changes}
@@ -143,6 +144,7 @@ def test_a_few_refused_rows_in_a_big_batch_cost_one_connection_and_lose_no_good_
     assert [r["request_id"] for r in rejected] == ["row-1500"]
     assert (store.batches.rows_salvaged, store.batches.rows_rejected, store.written) == (2, 1, 2999)
     assert store.batches.connections_opened == 1, "refused rows must be found within one connection, not one per row"
+    assert store.batches.line_batches_refused == 1, "DuckDB refuses the batch's lines; the Python way finds the rows"
     assert not store.spill_path.exists(), "a spool whose rows are all written is removed"
 
 

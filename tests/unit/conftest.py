@@ -131,6 +131,7 @@ class Pipeline:
         store = self.recorder.store
         assert store is not None
         store.close()
+        assert store.batches.line_batches_refused == 0, "DuckDB could not read a spooled row the Recorder built"
         with connect(store.path, timeout_s=10, read_only=True) as db:
             cursor = db.execute("SELECT * FROM requests ORDER BY created_at, rowid")  # calls at one fake time: in order
             names = [d[0] for d in cursor.description]
