@@ -192,8 +192,7 @@ class BatchWriter:
         assert self._lines is not None, "made with the connection"
         self.line_batches += 1
         try:
-            lines = b"\n".join(e.line or b"" for e in entries).decode()
-            self._lines.insert(db, lines, len(entries))
+            self._lines.insert(db, self._chunks(entries), len(entries))
         except Exception as e:
             if is_storage_error(e):
                 raise StorageFailure(first_line(e)) from e
@@ -205,6 +204,23 @@ class BatchWriter:
         for entry in entries:
             entry.done = True
         self.written += len(entries)
+
+    def _chunks(self, entries: list[Entry]) -> list[str]:
+        """The lines of `entries` in chunks of at most 1/32 of the memory limit (a longer line alone): DuckDB needs
+        8-10 times a chunk's text while it parses it, and a batch may hold 64 MB of lines (calls with big bodies)."""
+        max_bytes = self.memory_limit_mb * 1024 * 1024 // 32
+        chunks: list[str] = []
+        chunk: list[bytes] = []
+        size = 0
+        for entry in entries:
+            line = entry.line or b""
+            if chunk and size + len(line) > max_bytes:
+                chunks.append(b"\n".join(chunk).decode())
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        chunks.append(b"\n".join(chunk).decode())
+        return chunks
 
     def _decode(self, entries: list[Entry]) -> None:
         for entry in entries:

@@ -1,11 +1,12 @@
 """How a batch of rows physically enters the `requests` table: two ways in, one transaction each.
 
 - `SpooledLines`, the usual way: the batch's spool lines (JSON text, as `spool.encode_row` wrote them) go to DuckDB as
-  one string, and DuckDB parses them and casts every value itself. Python builds no object per row or per value, so
-  the writer thread hardly holds the GIL: with the Python way below it held it for 5-8 ms per batch (decoding lines,
-  building tuples, the appender taking them), long enough to stall the event loop several times a second under load
-  (the gateway's p99). Lines are read strictly (`from_json_strict`): a key missing, a value of the wrong type or a
-  lone surrogate makes DuckDB refuse the whole batch, and the caller writes it the Python way.
+  one string (a few for a batch of big bodies), and DuckDB parses them and casts every value itself. Python builds no
+  object per row or per value, so the writer thread hardly holds the GIL: with the Python way below it held it for 5-8
+  ms per batch (decoding lines, building tuples, the appender taking them), long enough to stall the event loop
+  several times a second under load (the gateway's p99). Lines are read strictly (`from_json_strict`): a key missing,
+  a value of the wrong type or a lone surrogate makes DuckDB refuse the whole batch, and the caller writes it the
+  Python way.
 - `Staging`, the Python way, for decoded rows (rows that waited in memory, a previous run's spool, a batch DuckDB
   refused as lines, and the bisection that finds a refused row): rows go through DuckDB's appender into a temporary
   table, with MAP, STRUCT and LIST values as JSON text (the appender turns a Python dict into a MAP slowly, ~20 us
@@ -54,9 +55,10 @@ class SpooledLines:
                     f"{_sql_text(structure)}) AS r FROM (SELECT unnest(string_split(?, chr(10))) AS line) "
                     "WHERE line <> '')")
 
-    def insert(self, db: duckdb.DuckDBPyConnection, lines: str, count: int) -> None:
-        """Insert `count` rows, one JSON object per line of `lines`, in one transaction: all land or none."""
-        in_transaction(db, count, lambda: db.execute(self.sql, [lines]))
+    def insert(self, db: duckdb.DuckDBPyConnection, chunks: list[str], count: int) -> None:
+        """Insert `count` rows, one JSON object per line of `chunks`, one statement per chunk, in one transaction: all
+        land or none."""
+        in_transaction(db, count, lambda: [db.execute(self.sql, [chunk]) for chunk in chunks])
 
 
 def _parsed_as(kind: str) -> Any:

@@ -118,3 +118,22 @@ def table_of_one(tmp_path: Path, row: dict) -> dict:
     writer.release()
     [written] = table(tmp_path / "one.duckdb")
     return written
+
+
+def test_a_batch_of_big_bodies_fits_the_writers_memory_limit_as_lines(tmp_path):
+    """DuckDB needs several times a line's text while it parses it: a batch of calls with big bodies (16 MB of lines,
+    a quarter of the limit here; 64 MB in a batch with the usual 512 MB) must not run the writer out of memory, which
+    it takes for a storage failure and retries for ever, logging nothing more."""
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 500_000}]})
+    rows = [CallRecord(request_id=f"big-{i}", created_at=START + timedelta(seconds=i), way="gateway",
+                       request_body=body, response_body=body).as_row() for i in range(16)]
+    with duckdb.connect(str(tmp_path / "log.duckdb")) as db:
+        migrate(db)
+    writer = BatchWriter(tmp_path / "log.duckdb", tmp_path / "rejected.jsonl", tmp_path / "fallback",
+                         memory_limit_mb=64)
+
+    writer.write([spooled(encode_row(row).rstrip(b"\n")) for row in rows])
+    writer.release()
+
+    assert (writer.line_batches, writer.line_batches_refused, writer.written) == (1, 0, 16)
+    assert [row["request_body"] for row in table(tmp_path / "log.duckdb")] == [body] * 16
