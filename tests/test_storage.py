@@ -46,6 +46,7 @@ CHECKPOINT_FAILS = textwrap.dedent('''
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
     from llmtap.batch_writer import connect
+    from llmtap.record import COLUMNS
     from llmtap.store import RecordStore
 
     path, fallback = Path(sys.argv[1]), Path(sys.argv[2])
@@ -62,8 +63,9 @@ CHECKPOINT_FAILS = textwrap.dedent('''
     store.open()
 
     def row(i):
-        return {"request_id": f"row-{i}", "created_at": datetime.now(UTC) + timedelta(microseconds=i), "way": "gateway",
-                "status": 200, "request_body": json.dumps({"pad": "%064x" % hash(("pad", i)) * 16})}
+        return {**dict.fromkeys(COLUMNS), "request_id": f"row-{i}", "created_at": datetime.now(UTC) +
+                timedelta(microseconds=i), "way": "gateway", "status": 200,
+                "request_body": json.dumps({"pad": "%064x" % hash(("pad", i)) * 16})}
 
     store.append(row(0))
     while store.written < 1:
@@ -85,7 +87,8 @@ CHECKPOINT_FAILS = textwrap.dedent('''
     with connect(path, read_only=True) as db:
         rows, ids = db.execute("SELECT count(*), count(DISTINCT request_id) FROM requests "
                                "WHERE request_id LIKE 'row-%'").fetchone()
-    print(json.dumps({"rows": rows, "ids": ids, "reopened": store.batches.connections_opened}))
+    print(json.dumps({"rows": rows, "ids": ids, "reopened": store.batches.connections_opened,
+                      "line_batches": store.batches.line_batches, "refused": store.batches.line_batches_refused}))
 ''')
 
 
@@ -95,6 +98,7 @@ def test_a_batch_durable_before_a_checkpoint_failed_for_want_of_space_is_not_wri
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["reopened"] >= 2, "no checkpoint failed: the test did not test anything"
+    assert result["line_batches"] >= 2 and result["refused"] == 0, f"rows did not go the usual way (lines): {result}"
     assert result["rows"] == result["ids"] == 2001, result
 
 
