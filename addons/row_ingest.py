@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from .log_file import first_line
+from .record import COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class SpooledLines:
     tagged wrapped in one-key objects), inserted by DuckDB from their JSON text."""
 
     def __init__(self, db: duckdb.DuckDBPyConnection):
-        types = column_types(db)
+        # only the columns a spooled row names (`CallRecord.as_row`): one the user added (or a newer llmtap, before a
+        # downgrade) is left NULL, as the Python way leaves it, where naming it would make DuckDB refuse every line
+        types = {name: kind for name, kind in column_types(db).items() if name in COLUMNS}
         structure = json.dumps({name: _parsed_as(kind) for name, kind in types.items()})
         names = ", ".join(f'"{name}"' for name in types)
         values = ", ".join(_value(name, kind) for name, kind in types.items())

@@ -137,3 +137,18 @@ def test_a_batch_of_big_bodies_fits_the_writers_memory_limit_as_lines(tmp_path):
 
     assert (writer.line_batches, writer.line_batches_refused, writer.written) == (1, 0, 16)
     assert [row["request_body"] for row in table(tmp_path / "log.duckdb")] == [body] * 16
+
+
+def test_a_column_the_user_added_to_the_table_leaves_rows_on_the_usual_way_in(tmp_path):
+    """A column llmtap does not know (added by hand to annotate calls, or by a newer llmtap before a downgrade) is
+    left NULL by both ways; DuckDB must not refuse every batch of lines for lacking it (each then pays for a parse that
+    fails and for the Python way, the GIL-bound work the lines way exists to avoid)."""
+    writer = new_log(tmp_path / "log.duckdb")
+    with duckdb.connect(str(tmp_path / "log.duckdb")) as db:
+        db.execute("ALTER TABLE requests ADD COLUMN rating INTEGER")
+
+    writer.write([spooled(encode_row(row).rstrip(b"\n")) for row in varied_rows()])
+    writer.release()
+
+    assert (writer.line_batches, writer.line_batches_refused, writer.written) == (1, 0, 3)
+    assert [row["rating"] for row in table(tmp_path / "log.duckdb")] == [None] * 3
