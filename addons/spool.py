@@ -333,8 +333,12 @@ def encode_row(record: dict[str, Any]) -> bytes:
 
 
 def decode_row(line: bytes) -> dict[str, Any]:
-    """The row `encode_row` wrote (a `.pending.jsonl` line of older llmtap too)."""
-    return _revive(json.loads(line))
+    """The row `encode_row` wrote (a `.pending.jsonl` line of older llmtap too). ValueError for a line that is not
+    one: not JSON, or JSON but not an object (a corrupted spool; the writer skips it rather than retry for ever)."""
+    row = json.loads(line)
+    if type(row) is not dict:
+        raise ValueError(f"not a row but a JSON {type(row).__name__}")
+    return _revive(row)
 
 
 def _json_default(value: Any) -> Any:

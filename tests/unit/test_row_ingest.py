@@ -80,7 +80,8 @@ def test_duckdb_reading_spool_lines_writes_exactly_what_the_appender_writes(tmp_
     assert sparse["created_at"] == datetime(2026, 11, 27, 7, 0, tzinfo=UTC) and sparse["model"] is None
 
 
-@pytest.mark.parametrize("fault", ["body not JSON", "lone surrogate", "column missing", "unreadable line"])
+@pytest.mark.parametrize("fault", ["body not JSON", "lone surrogate", "column missing", "unreadable line",
+                                   "JSON but not a row"])
 def test_a_batch_duckdb_will_not_read_as_lines_is_written_the_python_way_losing_no_good_row(tmp_path, fault):
     rows = varied_rows()
     lines = [encode_row(row).rstrip(b"\n") for row in rows]
@@ -90,6 +91,8 @@ def test_a_batch_duckdb_will_not_read_as_lines_is_written_the_python_way_losing_
         lines[1] = encode_row({**rows[1], "user_id": "half \ud800 a pair"}).rstrip(b"\n")
     elif fault == "column missing":
         lines[1] = encode_row({key: value for key, value in rows[1].items() if key != "model"}).rstrip(b"\n")
+    elif fault == "JSON but not a row":  # a corrupted spool: the writer retried such a batch for ever
+        lines.insert(1, b"[]")
     else:
         lines.insert(1, b'{"request_id": "torn')
     writer = new_log(tmp_path / "log.duckdb")
@@ -107,7 +110,7 @@ def test_a_batch_duckdb_will_not_read_as_lines_is_written_the_python_way_losing_
         assert sorted(written) == ["full", "sparse", "tag-shaped"]
     if fault == "body not JSON":
         assert writer.rows_salvaged == 1
-    if fault == "unreadable line":
+    if fault in ("unreadable line", "JSON but not a row"):
         assert writer.lines_unreadable == 1
 
 
