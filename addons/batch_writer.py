@@ -79,14 +79,14 @@ class Entry:
 
     record: dict[str, Any] | None  # None: not decoded, `line` holds the row
     from_memory: bool
-    leftover: bool  # from a previous run's spool: DuckDB may have it already (always decoded)
+    leftover: bool  # from a previous run's spool: DuckDB may have it already (decoded to look it up)
     done: bool = False  # in DuckDB or in the rejected file (or an unreadable line, skipped)
     line: bytes | None = None  # the row as `spool.encode_row` wrote it, without its newline
 
 
-def spooled(line: bytes) -> Entry:
-    """A row this run spooled, left for DuckDB to parse."""
-    return Entry(None, from_memory=False, leftover=False, line=line)
+def spooled(line: bytes, leftover: bool = False) -> Entry:
+    """A spooled row, not decoded: DuckDB parses this run's rows itself; a previous run's are decoded by `write`."""
+    return Entry(None, from_memory=False, leftover=leftover, line=line)
 
 
 class BatchWriter:
@@ -132,6 +132,7 @@ class BatchWriter:
         self.give_way_if_asked()
         try:
             db = self._connection()
+            self._decode([e for e in entries if e.leftover and e.record is None and not e.done])
             self._skip_already_written(db, entries)
             self._insert_lines(db, [e for e in entries if e.record is None and not e.done])
             self._append_bisecting(db, [e for e in entries if not e.done])

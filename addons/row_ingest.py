@@ -61,7 +61,11 @@ class SpooledLines:
     def insert(self, db: duckdb.DuckDBPyConnection, chunks: list[str], count: int) -> None:
         """Insert `count` rows, one JSON object per line of `chunks`, one statement per chunk, in one transaction: all
         land or none."""
-        in_transaction(db, count, lambda: [db.execute(self.sql, [chunk]) for chunk in chunks])
+        def insert_chunks() -> None:
+            for chunk in chunks:
+                db.execute(self.sql, [chunk])
+
+        in_transaction(db, count, insert_chunks)
 
 
 def _parsed_as(kind: str) -> Any:

@@ -42,7 +42,7 @@ from typing import Any
 
 from .batch_writer import BatchWriter, Entry, StorageFailure, connect, spooled
 from .migrations import migrate
-from .spool import Segment, Spool, count_rows, decode_row, encode_row
+from .spool import Segment, Spool, count_rows, encode_row
 from .store_health import Health, HealthFile, now_iso
 
 logger = logging.getLogger(__name__)
@@ -236,10 +236,7 @@ class RecordStore:
             lines, end = self.spool.read(segment, offset, bytes_left)
             if len(lines) > rows_left:
                 lines, end = lines[:rows_left], lines[rows_left - 1][1]
-            if segment.leftover:  # decoded: rows DuckDB already has are looked up by request id and time
-                batch.entries += self._decoded(segment, lines)
-            else:
-                batch.entries += [spooled(line) for line, _ in lines]
+            batch.entries += [spooled(line, segment.leftover) for line, _ in lines]
             batch.spool_rows += len(lines)
             rows_left -= len(lines)
             bytes_left -= end - offset
@@ -262,16 +259,6 @@ class RecordStore:
             rows_left -= len(waiting)
         batch.full = batch.full or rows_left <= 0 or bytes_left <= 0
         return batch
-
-    @staticmethod
-    def _decoded(segment: Segment, lines: list[tuple[bytes, int]]) -> list[Entry]:
-        entries = []
-        for line, _ in lines:
-            try:
-                entries.append(Entry(decode_row(line), from_memory=False, leftover=True))
-            except ValueError as e:
-                logger.warning(f"llmtap: skipping an unreadable line of {segment.path}: {e}")
-        return entries
 
     def _write_until_done(self, batch: _Batch) -> bool:
         wait = 0.05
