@@ -32,8 +32,9 @@ class LoopLag:
         self._task: asyncio.Task | None = None
 
     def load(self, loader) -> None:
-        loader.add_option("loop_lag_tick_ms", float, 2.0, "How often the loop-lag monitor wakes up (ms).")
-        loader.add_option("loop_lag_stall_ms", float, 5.0, "Log each lag longer than this (ms).")
+        # Whole milliseconds: mitmproxy's --set cannot parse a float option, so `--set loop_lag_stall_ms=5` failed.
+        loader.add_option("loop_lag_tick_ms", int, 2, "How often the loop-lag monitor wakes up (ms).")
+        loader.add_option("loop_lag_stall_ms", int, 5, "Log each lag longer than this (ms).")
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
