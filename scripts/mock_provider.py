@@ -1,4 +1,4 @@
-"""Mock LLM provider (OpenAI + Anthropic wire formats) for tests and benchmarks.
+"""Mock LLM provider (the providers' wire formats: mock_apis/, one module per API) for tests and benchmarks.
 
 Standard library only, loopback only. The official SDKs work against it
 unchanged (point ``base_url`` at it), streaming included.
@@ -15,7 +15,7 @@ SIGTERM/SIGINT. From Python::
     ...
     server.shutdown()
 
-Provider endpoints (recorded; chat, messages and responses also consume the script):
+Provider endpoints (recorded; the APIs of mock_apis/ also consume the script):
     POST /v1/chat/completions   (also /chat/completions, /openai/v1/chat/completions)
     POST /v1/messages           (also /messages)
     POST /v1/responses          (also /responses; OpenAI's Responses API)
@@ -24,7 +24,7 @@ Provider endpoints (recorded; chat, messages and responses also consume the scri
 
 The reply is always "Mock reply to: " + the first 60 characters of the last
 user message; tokens are counted as whitespace-separated words (+4 per
-prompt message).
+prompt message) (mock_apis/base.py).
 
 Test control (no auth, JSON):
     GET    /_mock/health     -> {"ok": true}
@@ -44,9 +44,7 @@ Each chat/messages request pops the first queued action whose optional
     {"cut_after": 3}      a stream breaks off (TCP RST) after its first 3 events
     {"model": "x"}        only applies to requests for model "x"
     {"any_auth": true}    any credential (or none) is accepted, as by an upstream behind Basic auth or a raw token
-    {"huge_body_bytes": N}  (chat) the reply is N "~" characters: JSON in 1 MiB writes, or a stream of
-                          16 KiB deltas; usage says N // 4 completion tokens
-    {"chunked": true}     with huge_body_bytes: a JSON answer without Content-Length (chunked)
+    (an API's own keys: see its module in mock_apis/, e.g. openai_chat's huge_body_bytes)
     {"insert_raw": "s", "insert_raw_times": 1}  a stream sends "s" * times (in 64 KiB chunks) after its
                           first event, as is (unterminated or malformed events)
 """
@@ -63,115 +61,14 @@ import struct
 import sys
 import threading
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-OPENAI_PATHS = {"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions"}
-ANTHROPIC_PATHS = {"/v1/messages", "/messages"}
-RESPONSES_PATHS = {"/v1/responses", "/responses"}
+from mock_apis import api_for  # beside this script
+from mock_apis.base import has_bearer, openai_error
+
 MODELS_PATHS = {"/v1/models", "/models"}
 FILES_PATHS = {"/v1/files", "/files"}
-MODEL_SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
 LISTED_MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-sonnet-4-20250514"]
-
-
-# ---------------------------------------------------------------- content helpers
-
-def text_of(content) -> str:
-    """Text of a message content: a string or a list of {"type": "text"} parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content
-                        if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def count_words(text: str) -> int:
-    return len(text.split())
-
-
-def prompt_tokens(messages: list, system=None) -> int:
-    words = sum(count_words(text_of(m.get("content"))) for m in messages if isinstance(m, dict))
-    return words + 4 * len(messages) + count_words(text_of(system))
-
-
-def reply_for(messages: list) -> str:
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    last = text_of(users[-1].get("content")) if users else ""
-    return "Mock reply to: " + last[:60]
-
-
-def pieces(reply: str) -> list:
-    """One piece per word, each keeping its trailing whitespace ("".join == reply)."""
-    return re.findall(r"\S+\s*", reply)
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def rfc3339(seconds_from_now: float) -> str:
-    moment = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---------------------------------------------------------------- error bodies
-
-def openai_error(status: int, message: str) -> dict:
-    kind = ("rate_limit_error" if status == 429 else
-            "server_error" if status >= 500 else "invalid_request_error")
-    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def anthropic_error(status: int, message: str) -> dict:
-    kinds = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-             413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
-    kind = kinds.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-ERROR_BODIES = {"openai": openai_error, "anthropic": anthropic_error, "responses": openai_error}
-
-
-def has_bearer(headers) -> bool:
-    auth = headers.get("Authorization", "")
-    return auth.startswith("Bearer ") and bool(auth[7:].strip())
-
-
-def openai_problem(headers, request, required=("model", "messages")):
-    """(status, message) if the OpenAI request (chat, or Responses with its own `required`) must be refused."""
-    if not has_bearer(headers):
-        return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
-    if request is None:
-        return 400, "We could not parse the JSON body of your request."
-    for field in required:
-        if field not in request:
-            return 400, f"Missing required parameter: '{field}'."
-    if "messages" in required and not isinstance(request["messages"], list):
-        return 400, "Invalid type for 'messages': expected an array."
-    return None
-
-
-def anthropic_problem(headers, request):
-    """(status, message) if the Anthropic request must be refused, else None."""
-    if not headers.get("x-api-key") and not has_bearer(headers):
-        return 401, "invalid x-api-key"
-    if request is None:
-        return 400, "The request body is not valid JSON."
-    for field in ("model", "max_tokens", "messages"):
-        if field not in request:
-            return 400, f"{field}: Field required"
-    if not isinstance(request["messages"], list):
-        return 400, "messages: Input should be a valid list"
-    return None
 
 
 # ---------------------------------------------------------------- state and server
@@ -241,47 +138,44 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def _route(self, method, path, body):
         state = self.server.state
-        if path in OPENAI_PATHS | ANTHROPIC_PATHS | RESPONSES_PATHS | MODELS_PATHS | FILES_PATHS:
+        api = api_for(method, path)
+        if api is not None or path in MODELS_PATHS | FILES_PATHS:
             state.record({"method": method, "path": self.path,
                           "headers": {k.lower(): v for k, v in self.headers.items()},
                           "body": parse_body(body), "time": time.time()})
-        if method == "POST" and path in OPENAI_PATHS:
-            self._provider("openai", body)
-        elif method == "POST" and path in ANTHROPIC_PATHS:
-            self._provider("anthropic", body)
-        elif method == "POST" and path in RESPONSES_PATHS:
-            self._provider("responses", body)
+        if api is not None:
+            self._provider(api, body)
         elif method == "GET" and path in MODELS_PATHS:
-            self._send_json(200, {"object": "list", "data": [
+            self.send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"}
                 for m in LISTED_MODELS]})
         elif method == "POST" and path in FILES_PATHS:
             self._file_upload(body)
         elif method == "GET" and path == "/_mock/health":
-            self._send_json(200, {"ok": True})
+            self.send_json(200, {"ok": True})
         elif method == "GET" and path == "/_mock/requests":
             with state.lock:
                 requests = list(state.requests)
-            self._send_json(200, requests)
+            self.send_json(200, requests)
         elif method == "DELETE" and path == "/_mock/requests":
             with state.lock:
                 state.requests.clear()
                 state.script.clear()
-            self._send_json(200, {"ok": True})
+            self.send_json(200, {"ok": True})
         elif method == "POST" and path == "/_mock/script":
             self._add_script(parse_body(body))
         else:
-            self._send_json(404, {"error": {"message": f"Not found: {method} {path}",
+            self.send_json(404, {"error": {"message": f"Not found: {method} {path}",
                                             "type": "not_found"}})
 
     def _file_upload(self, body):
         """OpenAI's `POST /v1/files` answer: the file object (multipart fields read loosely; the file is not kept)."""
         if not has_bearer(self.headers):
-            return self._send_json(401, openai_error(401, "Incorrect API key provided."))
+            return self.send_json(401, openai_error(401, "Incorrect API key provided."))
         text = body.decode("utf-8", "replace")
         filename = re.search(r'name="file"; filename="([^"]*)"', text)
         purpose = re.search(r'name="purpose"\r\n\r\n([^\r]*)', text)
-        self._send_json(200, {"id": f"file-mock{self.server.state.next_id()}", "object": "file", "bytes": len(body),
+        self.send_json(200, {"id": f"file-mock{self.server.state.next_id()}", "object": "file", "bytes": len(body),
                               "created_at": int(time.time()), "filename": filename.group(1) if filename else "upload",
                               "purpose": purpose.group(1) if purpose else "assistants", "status": "processed"})
 
@@ -289,20 +183,21 @@ class MockHandler(BaseHTTPRequestHandler):
         if isinstance(actions, dict):
             actions = [actions]
         if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
-            self._send_json(400, {"error": {"message": "expected a JSON list of action objects"}})
+            self.send_json(400, {"error": {"message": "expected a JSON list of action objects"}})
             return
         with self.server.state.lock:
             self.server.state.script.extend(actions)
             queued = len(self.server.state.script)
-        self._send_json(200, {"ok": True, "queued": queued})
+        self.send_json(200, {"ok": True, "queued": queued})
 
     # ------------------------------------------------------------ provider requests
 
-    def _provider(self, kind, body):
+    def _provider(self, api, body):
         request = parse_body(body)
         request = request if isinstance(request, dict) else None
+        self.api = api
         self.number = self.server.state.next_id()
-        action = self.server.state.pop_action(request.get("model") if request else None)
+        action = self.server.state.pop_action(api.model(self, request))
         self.cut_after = action.get("cut_after")
         self.action = action
         delay_ms = self.server.latency_ms + action.get("delay_ms", 0)
@@ -314,100 +209,17 @@ class MockHandler(BaseHTTPRequestHandler):
             return self._hang()
         if "status" in action:
             status = int(action["status"])
-            error = action["body"] if "body" in action else ERROR_BODIES[kind](
-                status, f"Mock scripted error (HTTP {status})")
-            headers = {**self._limit_headers(kind, 0), **action.get("headers", {})}
-            return self._send_json(status, error, headers)
-        problems = {"openai": openai_problem, "anthropic": anthropic_problem,
-                    "responses": lambda headers, request: openai_problem(headers, request, ("model", "input"))}
-        problem = None if action.get("any_auth") and request is not None else problems[kind](self.headers, request)
+            error = action["body"] if "body" in action else api.error(status, f"Mock scripted error (HTTP {status})")
+            return self.send_json(status, error, {**self.limit_headers(0), **action.get("headers", {})})
+        problem = None if action.get("any_auth") and request is not None else api.problem(self, request)
         if problem:
             status, message = problem
-            return self._send_json(status, ERROR_BODIES[kind](status, message),
-                                   self._limit_headers(kind, 0))
-        answers = {"openai": self._answer_openai, "anthropic": self._answer_anthropic,
-                   "responses": self._answer_responses}
-        answers[kind](request, action.get("usage", {}), action.get("headers", {}))
+            return self.send_json(status, api.error(status, message), self.limit_headers(0))
+        api.answer(self, request, action.get("usage", {}), action.get("headers", {}))
 
-    def _answer_openai(self, request, usage_extra, extra_headers):
-        messages = request["messages"]
-        reply = reply_for(messages)
-        huge_bytes = self.action.get("huge_body_bytes")
-        completion = huge_bytes // 4 if huge_bytes else count_words(reply)
-        usage = openai_usage(prompt_tokens(messages), completion, usage_extra)
-        headers = {**self._limit_headers("openai", usage["prompt_tokens"]), **extra_headers}
-        base = {"id": f"chatcmpl-mock{self.number}", "object": "chat.completion",
-                "created": int(time.time()),
-                "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
-                "system_fingerprint": "fp_mock"}
-        if not request.get("stream"):
-            message = {"role": "assistant", "content": "~" if huge_bytes else reply, "refusal": None}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-            answer = {**base, "choices": [choice], "usage": usage, "service_tier": "default"}
-            if huge_bytes:
-                return self._send_huge_json(answer, huge_bytes, headers)
-            return self._send_json(200, answer, headers)
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        if huge_bytes:
-            reply = "~" * huge_bytes
-        events = [sse(None, data) for data in
-                  openai_chunks(base, reply, usage if include_usage else None, 16384 if huge_bytes else None)]
-        self._stream(events + [b"data: [DONE]\n\n"], headers)
-
-    def _answer_anthropic(self, request, usage_extra, extra_headers):
-        messages = request["messages"]
-        reply = reply_for(messages)
-        usage = deep_merge({"input_tokens": prompt_tokens(messages, request.get("system")),
-                            "output_tokens": count_words(reply),
-                            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-                           usage_extra)
-        headers = {**self._limit_headers("anthropic", usage["input_tokens"]), **extra_headers}
-        message = {"id": f"msg_mock{self.number}", "type": "message", "role": "assistant",
-                   "model": request["model"], "content": [{"type": "text", "text": reply}],
-                   "stop_reason": "end_turn", "stop_sequence": None, "usage": usage}
-        if not request.get("stream"):
-            return self._send_json(200, message, headers)
-        self._stream([sse(data["type"], data) for data in anthropic_events(message)], headers)
-
-    def _answer_responses(self, request, usage_extra, extra_headers):
-        messages = responses_messages(request)
-        reply = reply_for(messages)
-        usage = deep_merge({"input_tokens": prompt_tokens(messages, request.get("instructions")),
-                            "input_tokens_details": {"cached_tokens": 0},
-                            "output_tokens": count_words(reply),
-                            "output_tokens_details": {"reasoning_tokens": 0}}, usage_extra)
-        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-        headers = {**self._limit_headers("openai", usage["input_tokens"]), **extra_headers}
-        item = {"id": f"msg_mock{self.number}", "type": "message", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": reply, "annotations": []}]}
-        response = {"id": f"resp_mock{self.number}", "object": "response", "created_at": int(time.time()),
-                    "status": "completed", "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
-                    "output": [item], "usage": usage, "error": None, "incomplete_details": None,
-                    "instructions": request.get("instructions"), "parallel_tool_calls": True,
-                    "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}, "metadata": {}}
-        if not request.get("stream"):
-            return self._send_json(200, response, headers)
-        self._stream([sse(data["type"], data) for data in responses_events(response, reply)], headers)
-
-    def _limit_headers(self, kind, tokens):
-        remaining = str(max(0, 10000 - self.number))
-        elapsed_ms = str(int((time.monotonic() - self.started) * 1000))
-        if kind == "openai":
-            return {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": remaining,
-                    "x-ratelimit-reset-requests": "6ms", "x-ratelimit-limit-tokens": "200000",
-                    "x-ratelimit-remaining-tokens": str(max(0, 200000 - tokens)),
-                    "x-ratelimit-reset-tokens": "1ms", "x-request-id": f"req_{uuid.uuid4().hex}",
-                    "openai-processing-ms": elapsed_ms}
-        headers = {"request-id": f"req_mock{uuid.uuid4().hex[:24]}",
-                   "anthropic-ratelimit-requests-limit": "10000",
-                   "anthropic-ratelimit-requests-remaining": remaining,
-                   "anthropic-ratelimit-requests-reset": rfc3339(1)}
-        for name, limit, used in (("tokens", 400000, tokens), ("input-tokens", 200000, tokens),
-                                  ("output-tokens", 80000, 0)):
-            headers[f"anthropic-ratelimit-{name}-limit"] = str(limit)
-            headers[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, limit - used))
-            headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(1)
-        return headers
+    def limit_headers(self, tokens):
+        """The rate-limit headers of this call's answer, in its API's form, `tokens` counted against the limit."""
+        return self.api.limit_headers(self.number, tokens, self.started)
 
     # ------------------------------------------------------------ connection handling
 
@@ -426,7 +238,7 @@ class MockHandler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         return body
 
-    def _send_json(self, status, obj, headers=None):
+    def send_json(self, status, obj, headers=None):
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -436,7 +248,7 @@ class MockHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_huge_json(self, answer, huge_bytes, headers):
+    def send_huge_json(self, answer, huge_bytes, headers):
         """`answer` with its one "~" reply grown to `huge_bytes` of "~", written 1 MiB at a time."""
         head, tail = json.dumps(answer).encode().split(b'"~"', 1)
         head += b'"'
@@ -465,7 +277,7 @@ class MockHandler(BaseHTTPRequestHandler):
         raw = (self.action.get("insert_raw", "") * int(self.action.get("insert_raw_times", 1))).encode()
         return [raw[i:i + 65536] for i in range(0, len(raw), 65536)]
 
-    def _stream(self, events, headers):
+    def stream(self, events, headers):
         """Send events as a chunked text/event-stream, one flushed chunk each."""
         if self.action.get("insert_raw"):
             events = events[:1] + self._raw_insert() + events[1:]
@@ -507,7 +319,7 @@ class MockHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-# ---------------------------------------------------------------- wire-format builders
+# ---------------------------------------------------------------- bodies
 
 def parse_body(body: bytes):
     """Parsed JSON, or the raw text if the body is not JSON."""
@@ -516,89 +328,6 @@ def parse_body(body: bytes):
         return json.loads(text)
     except (ValueError, RecursionError):  # not JSON, or nested too deep to parse: the provider says 400
         return text
-
-
-def sse(event, data) -> bytes:
-    prefix = f"event: {event}\n" if event else ""
-    return f"{prefix}data: {json.dumps(data)}\n\n".encode()
-
-
-def openai_usage(prompt, completion, extra) -> dict:
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-             "total_tokens": prompt + completion,
-             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                           "accepted_prediction_tokens": 0,
-                                           "rejected_prediction_tokens": 0}}
-    deep_merge(usage, extra)
-    if "total_tokens" not in extra:
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    return usage
-
-
-def openai_chunks(base, reply, usage, piece_chars=None):
-    """chat.completion.chunk objects; usage=None means include_usage was not requested. The reply comes word by
-    word, or in pieces of `piece_chars`."""
-    def chunk(delta, finish_reason=None):
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        data = {**base, "object": "chat.completion.chunk", "choices": [choice]}
-        return {**data, "usage": None} if usage else data
-
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    parts = pieces(reply) if piece_chars is None else [reply[i:i + piece_chars]
-                                                         for i in range(0, len(reply), piece_chars)]
-    chunks += [chunk({"content": piece}) for piece in parts]
-    chunks.append(chunk({}, "stop"))
-    if usage:
-        chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-    return chunks
-
-
-def responses_messages(request):
-    """The Responses `input` (a string or a list of items) as chat-style messages."""
-    items = request["input"]
-    if isinstance(items, str):
-        return [{"role": "user", "content": items}]
-    return [i for i in items if isinstance(i, dict) and i.get("role")] if isinstance(items, list) else []
-
-
-def responses_events(response, reply):
-    """The Responses streaming event sequence for a finished response, word by word."""
-    item = response["output"][0]
-    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-    start = {**response, "status": "in_progress", "output": [], "usage": None}
-    events = [{"type": "response.created", "response": start},
-              {"type": "response.in_progress", "response": start},
-              {"type": "response.output_item.added", "output_index": 0,
-               "item": {**item, "status": "in_progress", "content": []}},
-              {"type": "response.content_part.added", **where,
-               "part": {"type": "output_text", "text": "", "annotations": []}}]
-    events += [{"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
-               for piece in pieces(reply)]
-    events += [{"type": "response.output_text.done", **where, "text": reply, "logprobs": []},
-               {"type": "response.content_part.done", **where, "part": item["content"][0]},
-               {"type": "response.output_item.done", "output_index": 0, "item": item},
-               {"type": "response.completed", "response": response}]
-    return [{**event, "sequence_number": number} for number, event in enumerate(events)]
-
-
-def anthropic_events(message):
-    """The Messages streaming event sequence for a finished message."""
-    start_usage = {**message["usage"], "output_tokens": 1}
-    start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
-    events = [{"type": "message_start", "message": start},
-              {"type": "content_block_start", "index": 0,
-               "content_block": {"type": "text", "text": ""}},
-              {"type": "ping"}]
-    events += [{"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": piece}}
-               for piece in pieces(message["content"][0]["text"])]
-    events += [{"type": "content_block_stop", "index": 0},
-               {"type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]}},
-               {"type": "message_stop"}]
-    return events
 
 
 # ---------------------------------------------------------------- entry points

@@ -1,0 +1,87 @@
+"""OpenAI's Chat Completions (`POST /v1/chat/completions`), as OpenAI answers it: JSON, or an SSE stream of
+chat.completion.chunk events with usage last when the client asked for it (`stream_options.include_usage`).
+
+Action keys of its own: {"huge_body_bytes": N} (the reply is N "~": JSON written 1 MiB at a time, or a stream of
+16 KiB deltas; usage says N // 4 completion tokens) and {"chunked": true} (with it, JSON without Content-Length).
+"""
+
+from __future__ import annotations
+
+import time
+
+from .base import (
+    MODEL_SNAPSHOTS,
+    Call,
+    MockApi,
+    count_words,
+    deep_merge,
+    openai_error,
+    openai_limit_headers,
+    openai_problem,
+    pieces,
+    prompt_tokens,
+    reply_for,
+    sse,
+)
+
+PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions"})
+
+
+def answer(call: Call, request: dict, usage_extra: dict, extra_headers: dict) -> None:
+    messages = request["messages"]
+    reply = reply_for(messages)
+    huge_bytes = call.action.get("huge_body_bytes")
+    completion = huge_bytes // 4 if huge_bytes else count_words(reply)
+    usage = openai_usage(prompt_tokens(messages), completion, usage_extra)
+    headers = {**call.limit_headers(usage["prompt_tokens"]), **extra_headers}
+    base = {"id": f"chatcmpl-mock{call.number}", "object": "chat.completion",
+            "created": int(time.time()),
+            "model": MODEL_SNAPSHOTS.get(request["model"], request["model"]),
+            "system_fingerprint": "fp_mock"}
+    if not request.get("stream"):
+        message = {"role": "assistant", "content": "~" if huge_bytes else reply, "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        json_answer = {**base, "choices": [choice], "usage": usage, "service_tier": "default"}
+        if huge_bytes:
+            return call.send_huge_json(json_answer, huge_bytes, headers)
+        return call.send_json(200, json_answer, headers)
+    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+    if huge_bytes:
+        reply = "~" * huge_bytes
+    events = [sse(None, data) for data in
+              openai_chunks(base, reply, usage if include_usage else None, 16384 if huge_bytes else None)]
+    call.stream(events + [b"data: [DONE]\n\n"], headers)
+
+
+def openai_usage(prompt, completion, extra) -> dict:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+             "total_tokens": prompt + completion,
+             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                           "accepted_prediction_tokens": 0,
+                                           "rejected_prediction_tokens": 0}}
+    deep_merge(usage, extra)
+    if "total_tokens" not in extra:
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return usage
+
+
+def openai_chunks(base, reply, usage, piece_chars=None):
+    """chat.completion.chunk objects; usage=None means include_usage was not requested. The reply comes word by
+    word, or in pieces of `piece_chars`."""
+    def chunk(delta, finish_reason=None):
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        data = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+        return {**data, "usage": None} if usage else data
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    parts = pieces(reply) if piece_chars is None else [reply[i:i + piece_chars]
+                                                         for i in range(0, len(reply), piece_chars)]
+    chunks += [chunk({"content": piece}) for piece in parts]
+    chunks.append(chunk({}, "stop"))
+    if usage:
+        chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    return chunks
+
+
+API = MockApi("openai_chat", PATHS, openai_error, openai_problem, answer, openai_limit_headers)
