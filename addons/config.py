@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -21,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -65,6 +66,10 @@ DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible end
 OLD_PATH_KEYS = {
     "chat_path": "openai_chat", "messages_path": "anthropic_messages", "responses_path": "openai_responses",
 }
+MODEL_PLACEHOLDER = "{model}"  # in a provider's path: the model it is called for (an Azure deployment)
+# Headers a provider may read its key from instead of its API's own (`auth_header`): Azure's `api-key` for OpenAI's
+# API. Each is among credentials.CLIENT_KEY_HEADERS, so a key in it is never stored.
+AUTH_HEADERS = ("api-key",)
 
 
 class ConfigError(ValueError):
@@ -119,13 +124,42 @@ class ProviderConfig:
     free: bool = False  # calls cost 0 by design (a self-hosted model server): price_source 'free', tokens counted
     # The key injected in gateway mode, read from `api_key_env` when the config loads; never shown in a repr or log.
     api_key: str | None = field(default=None, repr=False)
+    auth_header: str | None = None  # the header the gateway puts the key in; None: its API's own (a bearer token)
 
     def serves_model(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+        """Whether a pattern of `models` names `model`. A model id with a vendor path (`deepseek-ai/DeepSeek-V3`,
+        Together's) is named only by a pattern with a `/`: `deepseek-*` is DeepSeek's own models, not every id that
+        starts so."""
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models
+                   if "/" in pattern or "/" not in model)
 
-    def path_for(self, wire_name: str) -> str | None:
-        """This provider's endpoint for an API (a wire format's name), or None when it has none."""
-        return self.paths.get(wire_name)
+    def serves_host(self, host: str) -> bool:
+        """Whether `host` (lower-cased) is one of `hosts`, where `*.` stands for any one name before the rest
+        (`*.openai.azure.com`: each Azure resource)."""
+        return any(host == pattern or _wildcard_host_match(pattern, host) for pattern in self.hosts)
+
+    def path_for(self, wire_name: str, model: str = "") -> str | None:
+        """This provider's endpoint for an API (a wire format's name), or None when it has none; `{model}` in it
+        is `model`, URL-quoted (an Azure deployment's path names it)."""
+        path = self.paths.get(wire_name)
+        return None if path is None else path_with_model(path, model)
+
+
+def path_with_model(path: str, model: str) -> str:
+    """`path` with `{model}` replaced by `model`, quoted so that it stays one path segment."""
+    return path.replace(MODEL_PLACEHOLDER, quote(model, safe="")) if MODEL_PLACEHOLDER in path else path
+
+
+def _wildcard_host_match(pattern: str, host: str) -> bool:
+    label, dot, rest = host.partition(".")
+    return pattern.startswith("*.") and bool(dot and label) and rest == pattern[2:]
+
+
+def host_regex(pattern: str) -> str:
+    """A regular expression for `host:port` of a `hosts` entry (mitmproxy's --allow-hosts), `*.` as one name."""
+    if pattern.startswith("*."):
+        return f"^[^.:/]+\\.{re.escape(pattern[2:])}:\\d+$"
+    return f"^{re.escape(pattern)}:\\d+$"
 
 
 @dataclass(frozen=True)
@@ -215,6 +249,13 @@ def _wire_format_name(value: str) -> str:
     return value
 
 
+def _auth_header(value: Any) -> str:
+    if value not in AUTH_HEADERS:
+        raise ValueError(f"expected a header a provider reads its key from ({' | '.join(AUTH_HEADERS)}; "
+                         f"leave it out for its API's own), got {value!r}")
+    return value
+
+
 def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value  # `models: gpt-*` means a list of one
 
@@ -232,7 +273,10 @@ Names = Annotated[list[Text], BeforeValidator(_one_or_many)]
 Scalar = Annotated[str, BeforeValidator(_as_text)]
 Location = Annotated[Path, BeforeValidator(_as_path), Field(description="a path (a non-empty string)")]
 EndpointPath = Annotated[str, Field(pattern=r"^/", description="a path that starts with /")]
+HostName = Annotated[str, Field(pattern=r"^(\*\.)?[A-Za-z0-9_.-]+$",
+                                description="a host name, or *.domain for every host of a domain")]
 WireFormatName = Annotated[str, PlainValidator(_wire_format_name)]
+KeyHeader = Annotated[str, PlainValidator(_auth_header)]
 ByteCount = Annotated[ByteSize, Field(ge=1, description="a size in bytes such as 268435456 or '256 MiB'")]
 ListenAddress = Annotated[Address | None, PlainValidator(_address)]
 UpstreamURL = Annotated[Upstream, PlainValidator(_upstream)]
@@ -286,7 +330,7 @@ class _Storage(StorageOptions):
 class _Provider(_Section):
     """One entry of `providers`. Every key is optional here: an entry is merged over the built-in one of its name."""
 
-    hosts: Names | None = None
+    hosts: Annotated[list[HostName], BeforeValidator(_one_or_many)] | None = None
     upstream: UpstreamURL | None = None
     api_key_env: str | None = None  # "" or None: no key is injected
     models: Names | None = None
@@ -297,6 +341,7 @@ class _Provider(_Section):
     prices_provider: Text | None = None
     inject_stream_usage: bool | None = None
     free: bool | None = None  # its calls cost 0 by design (a local model server)
+    auth_header: KeyHeader | None = None  # default: the API's own (OpenAI's bearer token, Anthropic's x-api-key)
 
     def given(self) -> dict[str, Any]:
         """The keys this entry sets, with the old `chat_path`-style keys folded into `paths`."""
@@ -537,7 +582,7 @@ class Config:
 
     def provider_for_host(self, host: str) -> ProviderConfig | None:
         host = host.lower()
-        return next((p for p in self.providers if host in p.hosts), None)
+        return next((p for p in self.providers if p.serves_host(host)), None)
 
     def provider_for_model(self, model: str) -> tuple[ProviderConfig, str] | None:
         """The provider that serves `model` and the model name it knows it by (`provider/model` picks explicitly,
@@ -684,6 +729,7 @@ def _provider(name: str, given: dict[str, Any]) -> ProviderConfig:
         inject_stream_usage=given.get("inject_stream_usage") is not False,
         free=given.get("free") is True,
         api_key=(os.environ.get(api_key_env) or None) if api_key_env else None,
+        auth_header=given.get("auth_header"),
     )
 
 

@@ -7,9 +7,14 @@ kept for mitmweb have their key headers masked once sent.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from mitmproxy import http
+
+if TYPE_CHECKING:
+    from .config import ProviderConfig
+    from .wire import WireFormat
 
 # Where providers read a client's key: OpenAI-style bearer, Anthropic, Azure, Google.
 CLIENT_KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
@@ -27,6 +32,12 @@ def header_names(headers: http.Headers) -> frozenset[str]:
     """The lower-cased names of `headers`, in one pass: asking mitmproxy's headers for a name that is not there
     costs a pass over them all, and the key headers below are asked for on every call."""
     return frozenset(name.decode("latin-1").lower() for name, _ in headers.fields)
+
+
+def key_headers(provider: ProviderConfig, wire: WireFormat, key: str) -> dict[str, str]:
+    """The headers that carry llmtap's key for `provider`: the wire format's (a bearer token for OpenAI's API,
+    `x-api-key` for Anthropic's), unless the provider reads it from `api-key` (Azure: OpenAI's API, another header)."""
+    return {provider.auth_header: key} if provider.auth_header else wire.auth_headers(key)
 
 
 def client_key(request: http.Request) -> str | None:

@@ -22,7 +22,7 @@ from mitmproxy import http
 
 from .callstate import CallState
 from .config import Config, ProviderConfig
-from .credentials import CLIENT_KEY_HEADERS
+from .credentials import CLIENT_KEY_HEADERS, key_headers
 from .record import SKIPPED
 from .wire import belongs_to_one_provider
 
@@ -82,7 +82,7 @@ def _helicone_target(primary: Target, body: dict[str, Any], spec: dict[str, Any]
     provider = None
     if spec.get("target-url"):
         host = urlsplit(str(spec["target-url"])).hostname
-        provider = next((p for p in config.providers if host in p.hosts or host == p.upstream.host), None)
+        provider = next((p for p in config.providers if p.serves_host(host or "") or host == p.upstream.host), None)
         if provider is None:
             raise ValueError(f"Helicone-Fallbacks: target-url {spec['target-url']!r} is not a configured provider")
     codes = _codes(spec.get("onCodes"), default_codes)
@@ -122,7 +122,7 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
         if not any(name in extra for name in CLIENT_KEY_HEADERS):
             skipped_because = primary.skipped_because  # the same provider, without a key just the same
     else:
-        url = f"{provider.upstream}{_path(provider, state)}"
+        url = f"{provider.upstream}{_path(provider, state, str(new_body.get('model') or ''))}"
         headers = _headers_for(provider, primary.headers, extra, state)
         if _needs_llmtaps_key(provider, extra) and provider.api_key is None:
             skipped_because = no_key_reason(provider)
@@ -130,9 +130,9 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
     return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes, skipped_because)
 
 
-def _path(provider: ProviderConfig, state: CallState) -> str:
+def _path(provider: ProviderConfig, state: CallState, model: str) -> str:
     assert state.route.wire is not None
-    path = provider.path_for(state.route.wire.name)
+    path = provider.path_for(state.route.wire.name, model)
     if path is None:
         raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.route.wire.name})")
     return path
@@ -154,7 +154,7 @@ def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...],
                          "calls)")
     if (key := provider.api_key) is None:
         return kept
-    return kept + tuple(state.route.wire.auth_headers(key).items())
+    return kept + tuple(key_headers(provider, state.route.wire, key).items())
 
 
 def no_key_reason(provider: ProviderConfig) -> str:

@@ -21,7 +21,6 @@ and before any listener opens) seeds from the log at start-up; RateLimitUsage se
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from .alerts.addon import Alerts
 from .attempts import AttemptRunner
 from .budgets import Budgets
 from .cache import ResponseCache
-from .config import Config
+from .config import Config, host_regex
 from .counters import SlidingWindows
 from .dashboard.addon import Dashboard
 from .drain import Drain, ShutdownGate
@@ -114,7 +113,7 @@ def mitmproxy_args(config: Config, config_path: str | None, web: bool,
         args += ["--mode", f"reverse:http://{GATEWAY_TARGET_HOST}@{_listen(config.gateway_listen)}"]
     # Only provider hosts are intercepted; every other host's TLS passes through untouched.
     for host in [GATEWAY_TARGET_HOST] + [h for p in config.providers for h in p.hosts]:
-        args += ["--allow-hosts", f"^{re.escape(host)}:\\d+$"]
+        args += ["--allow-hosts", host_regex(host)]
     # Each listener names its own address in its mode; listen_host/listen_port name no listener, but mitmweb's status
     # bar shows them as "the" proxy address (`*:8080` when unset): make them the proxy way in's (else the gateway's).
     shown = config.proxy_listen or config.gateway_listen

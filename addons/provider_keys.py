@@ -2,7 +2,8 @@
 
 The gateway way in sends llmtap's own key for a provider, read from its `api_key_env`; the proxy way in never needs
 one (the app brings its own). A provider the config file names, or that its fallbacks route to, gets one line of its
-own; the built-in providers the user never mentioned share one line, so a user of one provider is not told five times.
+own; the built-in providers the user never mentioned share one line, so a user of one provider is not told of each of
+the others.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def keyless_provider_lines(config: Config) -> list[str]:
              "and fallbacks to it are skipped (proxy calls carry their own key)" for p in keyless if p.name in used]
     unmentioned = [p for p in keyless if p.name not in used]
     if unmentioned:
-        lines.append("llmtap: no key for built-in providers " + ", ".join(f"{p.name} ({p.api_key_env})"
-                                                                          for p in unmentioned)
-                     + f": gateway calls routed to them {consequence} (proxy calls carry their own key)")
+        # Most users set one or two of the ten built-in providers' keys: the sentence comes first, the list last.
+        lines.append(f"llmtap: no key for {len(unmentioned)} built-in providers, so gateway calls routed to them "
+                     f"{consequence} (proxy calls carry their own key): "
+                     + ", ".join(f"{p.name} ({p.api_key_env})" for p in unmentioned))
     return lines
 
 

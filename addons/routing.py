@@ -14,7 +14,7 @@ from mitmproxy import ctx, http
 from .bodies import json_kind
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig
-from .credentials import CLIENT_KEY_HEADERS
+from .credentials import CLIENT_KEY_HEADERS, key_headers
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
@@ -62,7 +62,7 @@ class Router:
         provider, provider_model = routed
         state.route.provider = provider
         state.route.wire = wire
-        upstream_path = provider.path_for(wire.name)
+        upstream_path = provider.path_for(wire.name, provider_model)
         if upstream_path is None:
             reply_with_error(
                 flow, 400, "llmtap_unroutable_model",
@@ -75,8 +75,7 @@ class Router:
             upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
         if not self._inject_provider_key(flow, state, provider):
             return
-        query = flow.request.path.partition("?")[2]
-        send_to_upstream(flow.request, provider, upstream_path + (f"?{query}" if query else ""))
+        send_to_upstream(flow.request, provider, with_client_query(upstream_path, flow.request.path))
 
     def _inject_provider_key(self, flow: http.HTTPFlow, state: CallState, provider: ProviderConfig) -> bool:
         key = provider.api_key
@@ -100,13 +99,25 @@ class Router:
         for name in CLIENT_KEY_HEADERS:
             flow.request.headers.pop(name, None)
         assert state.route.wire is not None
+        headers = key_headers(provider, state.route.wire, key)
         if self.flows_shown_in_flight:
             # mitmweb shows the live flow while the call is under way: the key goes only on the request llmtap's
             # relay sends (AttemptRunner), never on the flow.
-            state.route.provider_auth_headers = state.route.wire.auth_headers(key)
+            state.route.provider_auth_headers = headers
         else:
-            flow.request.headers.update(state.route.wire.auth_headers(key))
+            flow.request.headers.update(headers)
         return True
+
+
+def with_client_query(upstream_path: str, client_path: str) -> str:
+    """The provider's `upstream_path` with the query the client sent added. Parameters the provider's path sets
+    (Azure's `api-version`) are config's: a client's parameter of the same name is left out."""
+    path, _, fixed = upstream_path.partition("?")
+    client = client_path.partition("?")[2]
+    fixed_names = {pair.partition("=")[0] for pair in fixed.split("&") if pair}
+    added = [pair for pair in client.split("&") if pair and pair.partition("=")[0] not in fixed_names]
+    query = "&".join(([fixed] if fixed else []) + added)
+    return f"{path}?{query}" if query else path
 
 
 def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str) -> None:

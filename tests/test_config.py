@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
-from llmtap.config import Address, Config, ConfigError, GatewayKey, PriceOverride, Upstream, load_config, parse_config
+from llmtap.config import (
+    Address,
+    Config,
+    ConfigError,
+    GatewayKey,
+    PriceOverride,
+    Upstream,
+    host_regex,
+    load_config,
+    parse_config,
+)
 from llmtap.locations import user_data_dir
 
 
@@ -93,6 +104,14 @@ def test_provider_off_removes_that_default_provider(tmp_path):
         ("openai/my-fine-tune", "openai", "my-fine-tune"),
         ("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile"),
         ("meta-llama/llama-4-scout-17b-16e-instruct", "groq", "meta-llama/llama-4-scout-17b-16e-instruct"),
+        ("deepseek-chat", "deepseek", "deepseek-chat"),
+        ("grok-3-mini", "xai", "grok-3-mini"),
+        ("accounts/fireworks/models/llama-v3p1-8b-instruct", "fireworks",
+         "accounts/fireworks/models/llama-v3p1-8b-instruct"),
+        # Together and OpenRouter serve other vendors' ids (Groq's `meta-llama/*`, `openai/*`): only by name.
+        ("together/meta-llama/Llama-3.3-70B-Instruct-Turbo", "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+        ("openrouter/openai/gpt-oss-120b", "openrouter", "openai/gpt-oss-120b"),
+        ("openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b"),
     ],
 )
 def test_a_model_routes_to_its_provider_by_prefix_or_pattern(model, provider, upstream_model):
@@ -105,6 +124,13 @@ def test_a_model_no_provider_serves_is_not_routed():
     assert defaults().provider_for_model("my-private-model") is None
 
 
+def test_a_vendor_path_model_is_named_only_by_a_pattern_with_a_slash():
+    config = defaults()
+
+    assert config.provider_for_model("deepseek-ai/DeepSeek-V3") is None  # Together's id, not DeepSeek's `deepseek-*`
+    assert config.provider_for_model("together/deepseek-ai/DeepSeek-V3")[0].name == "together"
+
+
 @pytest.mark.parametrize(
     "host, provider",
     [("api.openai.com", "openai"), ("API.Anthropic.com", "anthropic"), ("api.groq.com", "groq")],
@@ -115,6 +141,45 @@ def test_an_intercepted_host_maps_to_its_provider(host, provider):
 
 def test_a_host_no_provider_claims_is_not_intercepted():
     assert defaults().provider_for_host("example.com") is None
+
+
+def test_a_wildcard_host_names_each_host_one_name_under_its_domain(tmp_path):
+    config = load_config(write_config(tmp_path, "providers:\n  azure:\n    hosts: ['*.openai.azure.com']\n"
+                                                "    upstream: https://myres.openai.azure.com\n"))
+
+    assert config.provider_for_host("MyRes.openai.azure.com").name == "azure"
+    for host in ("openai.azure.com", "a.b.openai.azure.com", "evil-openai.azure.com", "myres.openai.azure.com.evil"):
+        assert config.provider_for_host(host) is None, host
+    allowed = re.compile(host_regex("*.openai.azure.com"))
+    assert allowed.match("myres.openai.azure.com:443") and not allowed.match("a.b.openai.azure.com:443")
+    assert not allowed.match("myresXopenai.azure.com:443")
+
+
+def test_a_host_pattern_other_than_a_leading_wildcard_is_refused(tmp_path):
+    message = config_error(write_config(tmp_path, "providers:\n  azure:\n    hosts: ['api.*.com']\n"
+                                                  "    upstream: https://x.openai.azure.com\n"))
+
+    assert "providers.azure.hosts" in message
+
+
+def test_a_path_names_the_model_quoted_as_one_segment_and_keeps_its_query(tmp_path):
+    path = write_config(tmp_path, "providers:\n  azure:\n    upstream: https://myres.openai.azure.com\n"
+                                  "    paths: {openai_chat: '/openai/deployments/{model}/chat/completions"
+                                  "?api-version=2024-10-21'}\n")
+    azure = load_config(path).provider_named("azure")
+
+    assert azure.path_for("openai_chat", "prod chat/1") == (
+        "/openai/deployments/prod%20chat%2F1/chat/completions?api-version=2024-10-21")
+    assert defaults().provider_named("openai").path_for("openai_chat", "gpt-4o") == "/v1/chat/completions"
+
+
+def test_auth_header_moves_the_key_to_azures_api_key_header_and_nothing_else_is_accepted(tmp_path):
+    entry = "providers:\n  azure:\n    upstream: https://myres.openai.azure.com\n    auth_header: "
+
+    assert load_config(write_config(tmp_path, entry + "api-key\n")).provider_named("azure").auth_header == "api-key"
+    assert defaults().provider_named("openai").auth_header is None  # its API's own: a bearer token
+    message = config_error(write_config(tmp_path, entry + "x-my-key\n"))
+    assert "providers.azure.auth_header" in message and "api-key" in message
 
 
 @pytest.mark.parametrize(
@@ -291,7 +356,11 @@ def test_a_paths_key_that_names_no_wire_format_is_refused_by_name(tmp_path):
 def test_the_builtin_providers_come_from_the_packaged_providers_file():
     config = defaults()
 
-    assert [p.name for p in config.providers] == ["openai", "anthropic", "groq", "mistral", "google"]
+    assert [p.name for p in config.providers] == ["openai", "anthropic", "groq", "mistral", "google", "deepseek",
+                                                  "xai", "together", "fireworks", "openrouter"]
+    assert config.provider_named("fireworks").path_for("openai_chat") == "/inference/v1/chat/completions"
+    assert config.provider_named("openrouter").path_for("openai_chat") == "/api/v1/chat/completions"
+    assert config.provider_named("xai").prices_provider == "x-ai"  # genai-prices' id
     assert config.provider_named("groq").path_for("openai_chat") == "/openai/v1/chat/completions"
     assert config.provider_named("google").path_for("openai_chat") == "/v1beta/openai/chat/completions"
     assert config.provider_named("anthropic").path_for("anthropic_messages") == "/v1/messages"
@@ -334,7 +403,8 @@ def test_a_gateway_key_is_never_shown(tmp_path):
         ("listen: 5\n", "listen: expected a mapping, got 5"),
         ("fallbacks:\n  on_codes: [429, 99]\n",
          "fallbacks.on_codes[1]: expected a whole number from 100 to 599, got 99"),
-        ("providers:\n  openai:\n    hosts: [1]\n", "providers.openai.hosts[0]: expected a non-empty string, got 1"),
+        ("providers:\n  openai:\n    hosts: [1]\n",
+         "providers.openai.hosts[0]: expected a host name, or *.domain for every host of a domain, got 1"),
         ("providers:\n  openai:\n    chat_path: v1\n",
          "providers.openai.chat_path: expected a path that starts with /, got 'v1'"),
         ("cache:\n  max_bytes: 0\n", "cache.max_bytes: expected a size in bytes such as 268435456 or '256 MiB', got 0"),

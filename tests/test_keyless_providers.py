@@ -9,11 +9,16 @@ from llmtap.provider_keys import keyless_provider_lines
 
 from conftest import ANTHROPIC_ENV_KEY, OPENAI_ENV_KEY, shared_gateway
 
-NO_KEYS_BUT_OPENAI_AND_ANTHROPIC = {"GROQ_API_KEY": "", "MISTRAL_API_KEY": "", "GEMINI_API_KEY": ""}
+NO_KEYS_BUT_OPENAI_AND_ANTHROPIC = {name: "" for name in (
+    "GROQ_API_KEY", "MISTRAL_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "XAI_API_KEY", "TOGETHER_API_KEY",
+    "FIREWORKS_API_KEY", "OPENROUTER_API_KEY")}
 GROQ_LINE = ("llmtap: provider groq: GROQ_API_KEY is not set; gateway calls routed to groq will fail unless the app "
              "sends its own key and fallbacks to it are skipped (proxy calls carry their own key)")
-BUILT_IN_LINE = ("llmtap: no key for built-in providers mistral (MISTRAL_API_KEY), google (GEMINI_API_KEY): gateway "
-                 "calls routed to them will fail unless the app sends its own key (proxy calls carry their own key)")
+# Ten providers are built in: the line says what it means first and lists them last, however many they are.
+BUILT_IN_LINE = ("llmtap: no key for 7 built-in providers, so gateway calls routed to them will fail unless the app "
+                 "sends its own key (proxy calls carry their own key): mistral (MISTRAL_API_KEY), google "
+                 "(GEMINI_API_KEY), deepseek (DEEPSEEK_API_KEY), xai (XAI_API_KEY), together (TOGETHER_API_KEY), "
+                 "fireworks (FIREWORKS_API_KEY), openrouter (OPENROUTER_API_KEY)")
 
 
 def groq_on(mock) -> dict:
@@ -152,14 +157,18 @@ def test_a_provider_without_a_key_variable_gets_no_key_and_never_the_gateway_key
 
 
 def test_only_providers_the_config_uses_get_a_line_of_their_own(monkeypatch):
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "GEMINI_API_KEY"):
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", *NO_KEYS_BUT_OPENAI_AND_ANTHROPIC):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-set")
+    monkeypatch.setenv("XAI_API_KEY", "xai-set")
     config = parse_config({"fallbacks": {"models": {"gpt-4o": ["mistral-small-latest"]}}}, source=None)
     lines = keyless_provider_lines(config)
-    assert [line.split(":")[1].strip() for line in lines] == ["provider mistral", "no key for built-in providers "
-                                                              "anthropic (ANTHROPIC_API_KEY), groq (GROQ_API_KEY), "
-                                                              "google (GEMINI_API_KEY)"]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "provider mistral", "no key for 7 built-in providers, so gateway calls routed to them will fail unless the app "
+        "sends its own key (proxy calls carry their own key)"]
+    assert lines[1].endswith(": anthropic (ANTHROPIC_API_KEY), groq (GROQ_API_KEY), google (GEMINI_API_KEY), deepseek "
+                             "(DEEPSEEK_API_KEY), together (TOGETHER_API_KEY), fireworks (FIREWORKS_API_KEY), "
+                             "openrouter (OPENROUTER_API_KEY)")
     assert keyless_provider_lines(parse_config({"listen": {"gateway": "off"}}, source=None)) == []
     local = parse_config({"providers": {"ollama": {"upstream": "http://127.0.0.1:11434", "models": ["qwen*"]}}}, None)
     assert not any("ollama" in line for line in keyless_provider_lines(local))  # no key variable: needs no key

@@ -3,11 +3,18 @@ chat.completion.chunk events with usage last when the client asked for it (`stre
 
 Action keys of its own: {"huge_body_bytes": N} (the reply is N "~": JSON written 1 MiB at a time, or a stream of
 16 KiB deltas; usage says N // 4 completion tokens) and {"chunked": true} (with it, JSON without Content-Length).
+
+The same API at the OpenAI-compatible providers' paths (Groq's, Fireworks', OpenRouter's), and at Azure OpenAI's
+deployment URLs (`/openai/deployments/{deployment}/chat/completions?api-version=...`), where, as Azure does, the key
+comes in `api-key`, the query must name an api-version, and the answer names the model the deployment runs (the
+body's `model` is only the deployment's name).
 """
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
 
 from .base import (
     MODEL_SNAPSHOTS,
@@ -24,10 +31,37 @@ from .base import (
     sse,
 )
 
-PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions"})
+PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions",
+                   "/inference/v1/chat/completions", "/api/v1/chat/completions"})
+AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/?]+)/chat/completions")
+AZURE_DEPLOYMENTS = {"prod-chat": "gpt-4o-mini-2024-07-18"}  # deployment -> the model it runs, as Azure names it
+
+
+def azure_deployment(call: Call) -> str | None:
+    """The deployment an Azure-form call names, or None for the other paths."""
+    found = AZURE_PATH.fullmatch(call.path.split("?", 1)[0])
+    return found["deployment"] if found else None
+
+
+def problem(call: Call, request) -> tuple[int, str] | None:
+    deployment = azure_deployment(call)
+    if deployment is None:
+        return openai_problem(call, request)
+    if not call.headers.get("api-key"):
+        return 401, ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
+                     "valid key for an active subscription and use a correct regional API endpoint for your resource.")
+    if "api-version=" not in call.path:
+        return 404, "Resource not found"
+    if deployment not in AZURE_DEPLOYMENTS:
+        return 404, "The API deployment for this resource does not exist."
+    if request is None or not isinstance(request.get("messages"), list):
+        return 400, "'messages' is a required property"
+    return None
 
 
 def answer(call: Call, request: dict, usage_extra: dict, extra_headers: dict) -> None:
+    if (deployment := azure_deployment(call)) is not None:
+        request = {**request, "model": AZURE_DEPLOYMENTS[deployment]}
     messages = request["messages"]
     reply = reply_for(messages)
     huge_bytes = call.action.get("huge_body_bytes")
@@ -84,4 +118,10 @@ def openai_chunks(base, reply, usage, piece_chars=None):
     return chunks
 
 
-API = MockApi("openai_chat", PATHS, openai_error, openai_problem, answer, openai_limit_headers)
+@dataclass(frozen=True)
+class ChatApi(MockApi):
+    def serves(self, method: str, path: str) -> bool:
+        return super().serves(method, path) or (method == self.method and AZURE_PATH.fullmatch(path) is not None)
+
+
+API = ChatApi("openai_chat", PATHS, openai_error, problem, answer, openai_limit_headers)
