@@ -1,0 +1,253 @@
+"""The OpenAI-compatible providers built in beside OpenAI and Anthropic (DeepSeek, xAI, Together, Fireworks,
+OpenRouter), Azure OpenAI's deployments, and self-hosted servers with prices of their own: each routed, logged and
+priced at genai-prices' published price, through the way in its users use.
+
+Every provider's upstream is the mock, which speaks each one's paths; costs are hand-computed from genai-prices'
+per-million prices, named beside each test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, time
+from decimal import Decimal
+
+import openai
+import pytest
+
+from conftest import shared_gateway
+
+MTOK = Decimal(1_000_000)
+ENV_KEYS = {"DEEPSEEK_API_KEY": "sk-deepseek-env-key", "XAI_API_KEY": "xai-env-key",
+            "TOGETHER_API_KEY": "together-env-key", "FIREWORKS_API_KEY": "fw-env-key",
+            "OPENROUTER_API_KEY": "sk-or-env-key", "AZURE_OPENAI_API_KEY": "azure-env-key-0123456789abcdef"}
+AZURE_CLIENT_KEY = "azure-client-key-fedcba9876543210"
+API_VERSION = "2024-10-21"
+
+
+def providers_on(mock) -> dict:
+    built_in = {name: {"upstream": mock.url} for name in ("deepseek", "xai", "together", "fireworks", "openrouter")}
+    return {
+        "providers": built_in | {
+            # As config/llmtap.yaml shows it: the resource's host (any, on the proxy way in), its deployments by name
+            # (`azure/<deployment>` on the gateway way in), the key in `api-key`, Azure's prices.
+            "azure": {"hosts": ["*.openai.azure.com"], "upstream": mock.url, "api_key_env": "AZURE_OPENAI_API_KEY",
+                      "auth_header": "api-key", "prices_provider": "azure",
+                      "paths": {"openai_chat": f"/openai/deployments/{{model}}/chat/completions"
+                                               f"?api-version={API_VERSION}"}},
+            # A self-hosted vLLM server: its models are no one's in genai-prices, so config prices them.
+            "vllm": {"upstream": mock.url, "models": ["Qwen/*"]},
+        },
+        "pricing": [{"model": "Qwen/Qwen2.5-*", "provider": "vllm", "input_per_mtok": 0.5, "output_per_mtok": 1.5}],
+    }
+
+
+gw = shared_gateway(providers_on, env=ENV_KEYS)
+
+
+def cost(input_tokens: int, output_tokens: int, input_per_mtok: str, output_per_mtok: str) -> Decimal:
+    return (input_tokens * Decimal(input_per_mtok) + output_tokens * Decimal(output_per_mtok)) / MTOK
+
+
+def client(gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+
+
+def ask(gateway, model: str, content: str, stream: bool = False, **extra):
+    """One chat call through the gateway; the answer's text and its row."""
+    if stream:
+        with client(gateway).chat.completions.with_streaming_response.create(
+                model=model, stream=True, messages=[{"role": "user", "content": content}], **extra) as response:
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
+            request_id = response.headers["helicone-id"]
+    else:
+        raw = client(gateway).chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": content}], **extra)
+        text, request_id = raw.parse().choices[0].message.content, raw.headers["helicone-id"]
+    assert text == f"Mock reply to: {content}"
+    return gateway.row(request_id)
+
+
+def sent(mock, content: str) -> dict:
+    [request] = [r for r in mock.requests() if content in json.dumps(r.get("body"))]
+    return request
+
+
+# The mock counts words: a one-message prompt of N words is N + 4 tokens, its reply ("Mock reply to: ...") N + 3.
+
+def test_deepseek_chat_is_routed_by_its_name_and_priced_at_its_hour(gw, mock_provider):
+    row = ask(gw, "deepseek-chat", "hello deepseek")
+    request = sent(mock_provider, "hello deepseek")
+    assert request["path"] == "/chat/completions"  # DeepSeek's base URL has no /v1
+    assert request["headers"]["authorization"] == "Bearer sk-deepseek-env-key"
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == ("deepseek", "deepseek-chat",
+                                                                                          6, 5)
+    # deepseek-chat: $0.27 in / $1.10 out per million from 00:30 to 16:30 UTC, half that ($0.135 / $0.55) otherwise.
+    peak = time(0, 30) <= row["created_at"].astimezone(UTC).time() < time(16, 30)
+    assert row["cost_usd"] == (cost(6, 5, "0.27", "1.10") if peak else cost(6, 5, "0.135", "0.55"))
+    assert row["price_source"] == "genai-prices"
+
+
+def test_grok_streams_through_the_gateway_priced_as_xai(gw, mock_provider):
+    row = ask(gw, "grok-3-mini", "stream from grok please", stream=True)
+    assert sent(mock_provider, "stream from grok please")["headers"]["authorization"] == "Bearer xai-env-key"
+    assert (row["provider"], row["model"], row["stream"]) == ("xai", "grok-3-mini", True)
+    assert (row["input_tokens"], row["output_tokens"]) == (8, 7)
+    assert row["cost_usd"] == cost(8, 7, "0.30", "0.50")  # grok-3-mini (genai-prices' x-ai): $0.30 in, $0.50 out
+
+
+def test_together_is_reached_by_name_so_groqs_patterns_keep_their_models(gw, mock_provider):
+    row = ask(gw, "together/meta-llama/Llama-3.3-70B-Instruct-Turbo", "llama on together")
+    request = sent(mock_provider, "llama on together")
+    assert request["body"]["model"] == "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # Together's own name for it
+    assert request["headers"]["authorization"] == "Bearer together-env-key"
+    assert (row["provider"], row["model"], row["model_requested"]) == (
+        "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo", "together/meta-llama/Llama-3.3-70B-Instruct-Turbo")
+    # meta-llama/Llama-3.3-70B-Instruct-Turbo on together: $0.88 in and out.
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (7, 6, cost(7, 6, "0.88", "0.88"))
+
+
+def test_a_model_genai_prices_does_not_know_is_logged_unpriced_with_the_reason_never_zero(gw):
+    row = ask(gw, "together/acme/private-model-7b", "nobody prices this", stream=True)
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
+        "together", "acme/private-model-7b", 7, 6)
+    assert row["cost_usd"] is None and row["price_source"] is None
+    assert row["price_error"] == ("genai-prices has no price for together/acme/private-model-7b; "
+                                  "add it under 'pricing' in config")
+
+
+def test_fireworks_streams_its_account_model_ids_to_its_inference_path(gw, mock_provider):
+    model = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+    row = ask(gw, model, "fireworks stream", stream=True)
+    request = sent(mock_provider, "fireworks stream")
+    assert request["path"] == "/inference/v1/chat/completions"
+    assert request["headers"]["authorization"] == "Bearer fw-env-key"
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == ("fireworks", model, 6, 5)
+    assert row["cost_usd"] == cost(6, 5, "0.20", "0.20")  # llama-v3p1-8b-instruct on fireworks: $0.20 in and out
+
+
+def test_openrouter_vendor_models_are_reached_by_name(gw, mock_provider):
+    row = ask(gw, "openrouter/openai/gpt-4o-mini", "route me via openrouter")
+    request = sent(mock_provider, "route me via openrouter")
+    assert (request["path"], request["body"]["model"]) == ("/api/v1/chat/completions", "openai/gpt-4o-mini")
+    assert request["headers"]["authorization"] == "Bearer sk-or-env-key"
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
+        "openrouter", "openai/gpt-4o-mini", 8, 7)
+    assert row["cost_usd"] == cost(8, 7, "0.15", "0.60")  # openai/gpt-4o-mini on openrouter: $0.15 in, $0.60 out
+
+
+def test_azure_deployment_through_the_gateway_gets_the_key_in_api_key_and_configs_api_version(gw, mock_provider):
+    row = ask(gw, "azure/prod-chat", "azure via gateway", extra_query={"api-version": "1999-01-01", "trace": "on"})
+    request = sent(mock_provider, "azure via gateway")
+    # The deployment fills the provider's path; its api-version is config's, the client's other parameters follow.
+    assert request["path"] == f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}&trace=on"
+    assert request["headers"]["api-key"] == ENV_KEYS["AZURE_OPENAI_API_KEY"]
+    assert "authorization" not in request["headers"]
+    assert (row["provider"], row["model"], row["model_requested"]) == (
+        "azure", "gpt-4o-mini-2024-07-18", "azure/prod-chat")  # the model the deployment runs, from the answer
+    # gpt-4o-mini on azure: $0.15 in, $0.60 out.
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (7, 6, cost(7, 6, "0.15", "0.60"))
+
+
+def test_azure_deployment_streams_through_the_gateway(gw):
+    row = ask(gw, "azure/prod-chat", "azure stream via gateway", stream=True)
+    assert (row["provider"], row["model"], row["stream"]) == ("azure", "gpt-4o-mini-2024-07-18", True)
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (8, 7, cost(8, 7, "0.15", "0.60"))
+
+
+def test_a_self_hosted_server_is_priced_from_config(gw, mock_provider):
+    row = ask(gw, "Qwen/Qwen2.5-7B-Instruct", "local vllm answers")
+    assert "authorization" in sent(mock_provider, "local vllm answers")["headers"]  # the app's own key, if any
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
+        "vllm", "Qwen/Qwen2.5-7B-Instruct", 7, 6)
+    assert row["cost_usd"] == cost(7, 6, "0.5", "1.5") and row["price_source"] == "config"  # its `pricing` entry
+
+
+def run_client(gateway, program: str) -> dict:
+    """Run `program` in a fresh Python with the proxy environment (no code change); it prints one JSON object."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], env=gateway.proxy_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_apps_with_their_own_base_urls_are_logged_through_the_proxy_with_their_own_keys(gw, mock_provider):
+    out = run_client(gw, """
+        import json, openai
+        deepseek = openai.OpenAI(base_url="https://api.deepseek.com", api_key="sk-app-deepseek", max_retries=0)
+        raw = deepseek.chat.completions.with_raw_response.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "proxy to deepseek"}])
+        openrouter = openai.OpenAI(base_url="https://openrouter.ai/api/v1", api_key="sk-or-app", max_retries=0)
+        with openrouter.chat.completions.with_streaming_response.create(
+                model="openai/gpt-4o-mini", stream=True,
+                messages=[{"role": "user", "content": "proxy stream to openrouter"}]) as streamed:
+            text = "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+            streamed_id = streamed.headers["helicone-id"]
+        print(json.dumps({"deepseek": raw.headers["helicone-id"], "openrouter": streamed_id, "text": text}))
+    """)
+    assert out["text"] == "Mock reply to: proxy stream to openrouter"
+    assert sent(mock_provider, "proxy to deepseek")["headers"]["authorization"] == "Bearer sk-app-deepseek"
+    assert sent(mock_provider, "proxy stream to openrouter")["headers"]["authorization"] == "Bearer sk-or-app"
+    deepseek, openrouter = gw.row(out["deepseek"]), gw.row(out["openrouter"])
+    assert (deepseek["way"], deepseek["host"], deepseek["provider"], deepseek["model"]) == (
+        "proxy", "api.deepseek.com", "deepseek", "deepseek-chat")
+    peak = time(0, 30) <= deepseek["created_at"].astimezone(UTC).time() < time(16, 30)
+    assert deepseek["cost_usd"] == (cost(7, 6, "0.27", "1.10") if peak else cost(7, 6, "0.135", "0.55"))
+    assert (openrouter["way"], openrouter["host"], openrouter["provider"], openrouter["stream"]) == (
+        "proxy", "openrouter.ai", "openrouter", True)
+    assert (openrouter["input_tokens"], openrouter["output_tokens"]) == (8, 7)
+    assert openrouter["cost_usd"] == cost(8, 7, "0.15", "0.60")
+
+
+def test_azure_openai_sdk_through_the_proxy_is_logged_and_priced_and_its_key_is_never_stored(gw, mock_provider):
+    out = run_client(gw, f"""
+        import json, openai
+        azure = openai.AzureOpenAI(azure_endpoint="https://mockres.openai.azure.com", api_key="{AZURE_CLIENT_KEY}",
+                                   api_version="{API_VERSION}", max_retries=0)
+        raw = azure.chat.completions.with_raw_response.create(
+            model="prod-chat", messages=[{{"role": "user", "content": "azure through the proxy"}}])
+        with azure.chat.completions.with_streaming_response.create(
+                model="prod-chat", stream=True, messages=[{{"role": "user", "content": "azure proxy stream"}}]) as s:
+            text = "".join(c.choices[0].delta.content or "" for c in s.parse() if c.choices)
+            streamed_id = s.headers["helicone-id"]
+        print(json.dumps({{"json": raw.headers["helicone-id"], "model": raw.parse().model, "stream": streamed_id,
+                          "text": text}}))
+    """)
+    assert out["model"] == "gpt-4o-mini-2024-07-18" and out["text"] == "Mock reply to: azure proxy stream"
+    request = sent(mock_provider, "azure through the proxy")
+    assert request["path"] == f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}"
+    assert request["headers"]["api-key"] == AZURE_CLIENT_KEY  # the app's own key, where Azure reads it
+    for request_id, stream, tokens in ((out["json"], False, (8, 7)), (out["stream"], True, (7, 6))):
+        row = gw.row(request_id)
+        assert (row["way"], row["host"], row["provider"], row["model"], row["stream"]) == (
+            "proxy", "mockres.openai.azure.com", "azure", "gpt-4o-mini-2024-07-18", stream)
+        assert (row["input_tokens"], row["output_tokens"]) == tokens
+        assert row["cost_usd"] == cost(*tokens, "0.15", "0.60")  # gpt-4o-mini on azure: $0.15 in, $0.60 out
+        assert row["key_hash"].startswith("sha256:")
+    assert_never_stored(gw, AZURE_CLIENT_KEY)
+
+
+def test_the_gateways_azure_key_is_never_stored(gw):
+    ask(gw, "azure/prod-chat", "azure key stays secret")
+    assert_never_stored(gw, ENV_KEYS["AZURE_OPENAI_API_KEY"])
+
+
+def assert_never_stored(gateway, key: str) -> None:
+    """`key` is in no row (any column) and in no file the gateway wrote: its output, the spool, the log."""
+    rows = gateway.rows(count=1)
+    assert rows and key not in json.dumps(rows, default=str)
+    assert key not in gateway.output()
+    for path in gateway.workdir.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("model", ["deepseek-ai/DeepSeek-V3", "nobody-knows-this-model"])
+def test_a_model_no_provider_claims_is_refused_with_the_routable_ones(gw, model):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gw).chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    assert refused.value.body["type"] == "llmtap_unroutable_model"
+    assert "<provider>/<model>" in refused.value.body["message"]
