@@ -481,3 +481,16 @@ def test_two_alert_rules_of_one_name_are_refused(tmp_path):
     path = write_config(tmp_path, f"alerts: [{rule}, {rule}]\n")
     assert config_error(path).endswith("alerts[1] (rule 'r'): name: another rule is named 'r' (names pick a rule in "
                                        "commands)")
+
+
+def test_the_shipped_configs_commented_azure_and_local_examples_load_when_uncommented():
+    text = (Path(__file__).resolve().parent.parent / "config" / "llmtap.yaml").read_text(encoding="utf-8")
+    start = text.index("  # local:")
+    block = text[start:text.index("\n\n", start)]
+    uncommented = "\n".join(line.replace("  # ", "  ", 1) for line in block.splitlines())
+    raw = yaml.safe_load(text[:start] + uncommented + text[start + len(block):])
+
+    azure = parse_config(raw, source=None).provider_named("azure")
+
+    assert azure.auth_header == "api-key" and azure.prices_provider == "azure" and azure.serves_host("x.openai.azure.com")
+    assert azure.path_for("openai_chat", "prod") == "/openai/deployments/prod/chat/completions?api-version=2024-10-21"

@@ -9,9 +9,6 @@ per-million prices, named beside each test.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from datetime import UTC, time
 from decimal import Decimal
 
@@ -19,6 +16,7 @@ import openai
 import pytest
 
 from conftest import shared_gateway
+from test_proxy import run_client
 
 MTOK = Decimal(1_000_000)
 ENV_KEYS = {"DEEPSEEK_API_KEY": "sk-deepseek-env-key", "XAI_API_KEY": "xai-env-key",
@@ -158,20 +156,25 @@ def test_azure_deployment_streams_through_the_gateway(gw):
     assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (8, 7, cost(8, 7, "0.15", "0.60"))
 
 
+def test_a_fallback_to_an_azure_deployment_fills_its_path_and_sends_its_key_in_api_key(gw, mock_provider):
+    mock_provider.script({"model": "gpt-4o", "status": 500})
+    row = ask(gw, "gpt-4o", "fall back to azure", extra_headers={"Helicone-Fallback-Model": "azure/prod-chat"})
+    primary, fallback = [r for r in mock_provider.requests() if "fall back to azure" in json.dumps(r.get("body"))]
+    assert primary["path"] == "/v1/chat/completions"
+    assert fallback["path"] == f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}"
+    assert fallback["headers"]["api-key"] == ENV_KEYS["AZURE_OPENAI_API_KEY"]
+    assert "authorization" not in fallback["headers"]  # OpenAI's key goes to OpenAI only
+    assert (row["provider"], row["model"], row["fallback_from"]) == ("azure", "gpt-4o-mini-2024-07-18", "gpt-4o")
+    assert (row["input_tokens"], row["output_tokens"]) == (8, 7)
+    assert row["cost_usd"] == cost(8, 7, "0.15", "0.60")  # gpt-4o-mini on azure: $0.15 in, $0.60 out
+
+
 def test_a_self_hosted_server_is_priced_from_config(gw, mock_provider):
     row = ask(gw, "Qwen/Qwen2.5-7B-Instruct", "local vllm answers")
     assert "authorization" in sent(mock_provider, "local vllm answers")["headers"]  # the app's own key, if any
     assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
         "vllm", "Qwen/Qwen2.5-7B-Instruct", 7, 6)
     assert row["cost_usd"] == cost(7, 6, "0.5", "1.5") and row["price_source"] == "config"  # its `pricing` entry
-
-
-def run_client(gateway, program: str) -> dict:
-    """Run `program` in a fresh Python with the proxy environment (no code change); it prints one JSON object."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], env=gateway.proxy_env(),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_apps_with_their_own_base_urls_are_logged_through_the_proxy_with_their_own_keys(gw, mock_provider):
