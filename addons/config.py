@@ -66,7 +66,6 @@ DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible end
 OLD_PATH_KEYS = {
     "chat_path": "openai_chat", "messages_path": "anthropic_messages", "responses_path": "openai_responses",
 }
-MODEL_PLACEHOLDER = "{model}"  # in a provider's path: the model it is called for (an Azure deployment)
 # Headers a provider may read its key from instead of its API's own (`auth_header`): Azure's `api-key` for OpenAI's
 # API. Each is among credentials.CLIENT_KEY_HEADERS, so a key in it is never stored.
 AUTH_HEADERS = ("api-key",)
@@ -138,15 +137,18 @@ class ProviderConfig:
         (`*.openai.azure.com`: each Azure resource)."""
         return any(host == pattern or _wildcard_host_match(pattern, host) for pattern in self.hosts)
 
-    def path_for(self, wire_name: str, model: str = "") -> str | None:
-        """This provider's endpoint for an API (a wire format's name), or None when it has none; `{model}` in it
-        is `model`, URL-quoted (an Azure deployment's path names it)."""
-        path = self.paths.get(wire_name)
-        return None if path is None else path_with_model(path, model)
+    def path_for(self, wire_name: str) -> str | None:
+        """This provider's endpoint for an API (a wire format's name), or None when it has none. A `{model}` in it
+        stands for the model a call asks for (`fill_model`): an Azure deployment's path names it."""
+        return self.paths.get(wire_name)
 
 
-def path_with_model(path: str, model: str) -> str:
-    """`path` with `{model}` replaced by `model`, quoted so that it stays one path segment."""
+MODEL_PLACEHOLDER = "{model}"
+
+
+def fill_model(path: str, model: str) -> str:
+    """A provider endpoint (`ProviderConfig.path_for`) for a call to `model`: its `{model}`, if any, replaced by the
+    model's name, escaped as one path segment."""
     return path.replace(MODEL_PLACEHOLDER, quote(model, safe="")) if MODEL_PLACEHOLDER in path else path
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from mitmproxy import http
 
 from .callstate import CallState
-from .config import Config, ProviderConfig
+from .config import Config, ProviderConfig, fill_model
 from .credentials import CLIENT_KEY_HEADERS, key_headers
 from .record import SKIPPED
 from .wire import belongs_to_one_provider
@@ -132,10 +132,10 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
 
 def _path(provider: ProviderConfig, state: CallState, model: str) -> str:
     assert state.route.wire is not None
-    path = provider.path_for(state.route.wire.name, model)
+    path = provider.path_for(state.route.wire.name)
     if path is None:
         raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.route.wire.name})")
-    return path
+    return fill_model(path, model)
 
 
 def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...], extra: dict[str, str],

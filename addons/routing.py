@@ -13,7 +13,7 @@ from mitmproxy import ctx, http
 
 from .bodies import json_kind
 from .callstate import CallState, get_state
-from .config import Config, ProviderConfig
+from .config import Config, ProviderConfig, fill_model
 from .credentials import CLIENT_KEY_HEADERS, key_headers
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
@@ -62,7 +62,7 @@ class Router:
         provider, provider_model = routed
         state.route.provider = provider
         state.route.wire = wire
-        upstream_path = provider.path_for(wire.name, provider_model)
+        upstream_path = provider.path_for(wire.name)
         if upstream_path is None:
             reply_with_error(
                 flow, 400, "llmtap_unroutable_model",
@@ -73,6 +73,7 @@ class Router:
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
             upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
+        upstream_path = fill_model(upstream_path, provider_model)
         if not self._inject_provider_key(flow, state, provider):
             return
         send_to_upstream(flow.request, provider, with_client_query(upstream_path, flow.request.path))

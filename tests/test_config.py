@@ -15,6 +15,7 @@ from llmtap.config import (
     GatewayKey,
     PriceOverride,
     Upstream,
+    fill_model,
     host_regex,
     load_config,
     parse_config,
@@ -168,9 +169,9 @@ def test_a_path_names_the_model_quoted_as_one_segment_and_keeps_its_query(tmp_pa
                                   "?api-version=2024-10-21'}\n")
     azure = load_config(path).provider_named("azure")
 
-    assert azure.path_for("openai_chat", "prod chat/1") == (
+    assert fill_model(azure.path_for("openai_chat"), "prod chat/1") == (
         "/openai/deployments/prod%20chat%2F1/chat/completions?api-version=2024-10-21")
-    assert defaults().provider_named("openai").path_for("openai_chat", "gpt-4o") == "/v1/chat/completions"
+    assert fill_model(defaults().provider_named("openai").path_for("openai_chat"), "gpt-4o") == "/v1/chat/completions"
 
 
 def test_auth_header_moves_the_key_to_azures_api_key_header_and_nothing_else_is_accepted(tmp_path):
@@ -493,4 +494,5 @@ def test_the_shipped_configs_commented_azure_and_local_examples_load_when_uncomm
     azure = parse_config(raw, source=None).provider_named("azure")
 
     assert azure.auth_header == "api-key" and azure.prices_provider == "azure" and azure.serves_host("x.openai.azure.com")
-    assert azure.path_for("openai_chat", "prod") == "/openai/deployments/prod/chat/completions?api-version=2024-10-21"
+    assert fill_model(azure.path_for("openai_chat"), "prod") == (
+        "/openai/deployments/prod/chat/completions?api-version=2024-10-21")
