@@ -494,5 +494,6 @@ def test_the_shipped_configs_commented_azure_and_local_examples_load_when_uncomm
     azure = parse_config(raw, source=None).provider_named("azure")
 
     assert azure.auth_header == "api-key" and azure.prices_provider == "azure" and azure.serves_host("x.openai.azure.com")
+    assert azure.serves_model("prod-chat")
     assert fill_model(azure.path_for("openai_chat"), "prod") == (
         "/openai/deployments/prod/chat/completions?api-version=2024-10-21")

@@ -32,8 +32,9 @@ def providers_on(mock) -> dict:
         "providers": built_in | {
             # As config/llmtap.yaml shows it: the resource's host (any, on the proxy way in), its deployments by name
             # (`azure/<deployment>` on the gateway way in), the key in `api-key`, Azure's prices.
+            # Its deployments' names as models: what openai.AzureOpenAI pointed at the gateway asks for.
             "azure": {"hosts": ["*.openai.azure.com"], "upstream": mock.url, "api_key_env": "AZURE_OPENAI_API_KEY",
-                      "auth_header": "api-key", "prices_provider": "azure",
+                      "auth_header": "api-key", "prices_provider": "azure", "models": ["prod-*"],
                       "paths": {"openai_chat": f"/openai/deployments/{{model}}/chat/completions"
                                                f"?api-version={API_VERSION}"}},
             # A self-hosted vLLM server: its models are no one's in genai-prices, so config prices them.
@@ -54,15 +55,16 @@ def client(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
 
 
-def ask(gateway, model: str, content: str, stream: bool = False, **extra):
-    """One chat call through the gateway; the answer's text and its row."""
+def ask(gateway, model: str, content: str, stream: bool = False, sdk: openai.OpenAI | None = None, **extra):
+    """One chat call through the gateway (with `sdk`, else an OpenAI client of its base URL); its row."""
+    sdk = sdk or client(gateway)
     if stream:
-        with client(gateway).chat.completions.with_streaming_response.create(
+        with sdk.chat.completions.with_streaming_response.create(
                 model=model, stream=True, messages=[{"role": "user", "content": content}], **extra) as response:
             text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
             request_id = response.headers["helicone-id"]
     else:
-        raw = client(gateway).chat.completions.with_raw_response.create(
+        raw = sdk.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": content}], **extra)
         text, request_id = raw.parse().choices[0].message.content, raw.headers["helicone-id"]
     assert text == f"Mock reply to: {content}"
@@ -154,6 +156,21 @@ def test_azure_deployment_streams_through_the_gateway(gw):
     row = ask(gw, "azure/prod-chat", "azure stream via gateway", stream=True)
     assert (row["provider"], row["model"], row["stream"]) == ("azure", "gpt-4o-mini-2024-07-18", True)
     assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (8, 7, cost(8, 7, "0.15", "0.60"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_azure_openai_sdk_pointed_at_the_gateway_is_routed_by_its_deployment(gw, mock_provider, stream):
+    azure = openai.AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gw.gateway_port}", api_key="unused",
+                               api_version="2024-06-01", max_retries=0)
+    content = f"azure sdk at the gateway {stream}"
+    row = ask(gw, "prod-chat", content, stream=stream, sdk=azure)
+    request = sent(mock_provider, content)
+    assert request["path"] == f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}"  # config's
+    assert request["headers"]["api-key"] == ENV_KEYS["AZURE_OPENAI_API_KEY"]  # llmtap's key, not the app's
+    assert (row["way"], row["provider"], row["model"], row["model_requested"], row["stream"]) == (
+        "gateway", "azure", "gpt-4o-mini-2024-07-18", "prod-chat", stream)
+    # gpt-4o-mini on azure: $0.15 in, $0.60 out.
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (10, 9, cost(10, 9, "0.15", "0.60"))
 
 
 def test_a_fallback_to_an_azure_deployment_fills_its_path_and_sends_its_key_in_api_key(gw, mock_provider):

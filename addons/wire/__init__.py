@@ -37,7 +37,7 @@ def format_named(name: str) -> WireFormat:
 def format_for_gateway_path(path: str) -> WireFormat | None:
     """The wire format of the gateway endpoint `path` (query string ignored), or None when it is not one."""
     path = endpoint_path(path)
-    return next((f for f in FORMATS if path in f.gateway_paths), None)
+    return next((f for f in FORMATS if f.serves_gateway_path(path)), None)
 
 
 def gateway_endpoints() -> str:

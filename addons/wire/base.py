@@ -78,6 +78,11 @@ class WireFormat(ABC):
     def matches(self, path: str) -> bool:
         """Whether a request to `path` (query string and trailing slash removed) speaks this API."""
 
+    def serves_gateway_path(self, path: str) -> bool:
+        """Whether `path` (query string and trailing slash removed) is one of the gateway's endpoints for this API
+        (here: one of `gateway_paths`; an API with the model in its path matches a pattern)."""
+        return path in self.gateway_paths
+
     @abstractmethod
     def new_assembler(self) -> StreamAssembler: ...
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
 from .sse import SseEvent
+
+AZURE_DEPLOYMENT_PATH = re.compile(r"/openai/deployments/[^/]+/chat/completions")
 
 
 class OpenAIChat(WireFormat):
@@ -21,6 +24,11 @@ class OpenAIChat(WireFormat):
 
     def matches(self, path: str) -> bool:
         return path.endswith("/chat/completions")
+
+    def serves_gateway_path(self, path: str) -> bool:
+        # Azure's deployment URLs too, as openai.AzureOpenAI(azure_endpoint=<the gateway>) sends them: the body's
+        # `model` is the deployment's name, which a provider's `models` patterns route.
+        return super().serves_gateway_path(path) or AZURE_DEPLOYMENT_PATH.fullmatch(path) is not None
 
     def new_assembler(self) -> StreamAssembler:
         return ChatStreamAssembler()
