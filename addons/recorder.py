@@ -182,7 +182,8 @@ def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: An
            settings: Settings) -> Priced:
     if state.outcome.error is not None:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
-    usage = state.route.wire.extract_usage(answer) if state.route.wire else None
+    prices_provider = state.route.provider.prices_provider if state.route.provider else None
+    usage = state.route.wire.extract_usage(answer, prices_provider) if state.route.wire else None
     if usage is None and status is not None and status >= 400:
         return Priced(cost_usd=Decimal(0), price_source="not-billed")  # providers do not bill refused calls
     if state.route.provider is None:

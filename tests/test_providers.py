@@ -99,6 +99,14 @@ def test_grok_streams_through_the_gateway_priced_as_xai(gw, mock_provider):
     assert row["cost_usd"] == cost(8, 7, "0.30", "0.50")  # grok-3-mini (genai-prices' x-ai): $0.30 in, $0.50 out
 
 
+def test_grok_reasoning_tokens_are_billed_as_output_as_xai_counts_them(gw, mock_provider):
+    # xAI's completion_tokens leave out reasoning_tokens, which it bills as output too (genai-prices' x-ai extractor).
+    mock_provider.script({"usage": {"completion_tokens_details": {"reasoning_tokens": 20}}})
+    row = ask(gw, "grok-3-mini", "think first grok")
+    assert (row["input_tokens"], row["output_tokens"], row["reasoning_tokens"]) == (7, 6 + 20, 20)
+    assert row["cost_usd"] == cost(7, 26, "0.30", "0.50")  # grok-3-mini: $0.30 in, $0.50 out
+
+
 def test_together_is_reached_by_name_so_groqs_patterns_keep_their_models(gw, mock_provider):
     row = ask(gw, "together/meta-llama/Llama-3.3-70B-Instruct-Turbo", "llama on together")
     request = sent(mock_provider, "llama on together")

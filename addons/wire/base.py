@@ -69,6 +69,10 @@ class WireFormat(ABC):
     gateway_paths: tuple[str, ...]  # the gateway's endpoints for this API (with /v1 and without, as Helicone's are)
     usage_provider_id: str  # whose extractor in genai-prices reads this format's usage
     usage_flavor: str
+    # Whether other providers' entries in genai-prices name this API's usage by the same flavor, so that the
+    # answering provider's own extractor reads it when it has one (xAI counts reasoning tokens apart from
+    # completion tokens, and bills both as output).
+    usage_flavor_shared = False
     ratelimit_header_prefixes: tuple[str, ...] = ()  # the rate-limit headers its answers carry, logged with each call
     ratelimit_headers: tuple[str, ...] = ("retry-after",)
     provider_header_prefixes: tuple[str, ...] = ()  # request headers that mean something to its provider only
@@ -122,11 +126,15 @@ class WireFormat(ABC):
         """Make a streamed request report usage; True when the body was changed to do so."""
         return False
 
-    def extract_usage(self, response: Any) -> Usage | None:
-        """Token usage of a JSON answer, or None when it reports none (or in a shape genai-prices does not read)."""
-        root = _usage_root(self.usage_provider_id, self.usage_flavor)
+    def extract_usage(self, response: Any, prices_provider: str | None = None) -> Usage | None:
+        """Token usage of a JSON answer, or None when it reports none (or in a shape genai-prices does not read).
+        `prices_provider` (a genai-prices id) answered it: its own extractor reads it, if it has one for this API."""
+        provider_id = self.usage_provider_id
+        if self.usage_flavor_shared and prices_provider and _has_extractor(prices_provider, self.usage_flavor):
+            provider_id = prices_provider
+        root = _usage_root(provider_id, self.usage_flavor)
         if root is None:  # a path through lists: genai-prices reads the whole answer
-            return _read_usage(self.usage_provider_id, self.usage_flavor, response)
+            return _read_usage(provider_id, self.usage_flavor, response)
         found = response
         for key in root:
             found = found.get(key) if isinstance(found, dict) else None
@@ -136,7 +144,17 @@ class WireFormat(ABC):
             usage_text = json.dumps(found, sort_keys=True)
         except (TypeError, ValueError, RecursionError):
             return None
-        return _usage(self.usage_provider_id, self.usage_flavor, usage_text)
+        return _usage(provider_id, self.usage_flavor, usage_text)
+
+
+@functools.cache
+def _has_extractor(provider_id: str, flavor: str) -> bool:
+    """Whether genai-prices knows `provider_id` and reads its answers of `flavor` itself."""
+    try:
+        provider = get_snapshot().find_provider(None, provider_id, None)
+    except LookupError:  # a provider of the user's own (a local server) that genai-prices does not know
+        return False
+    return any(e.api_flavor == flavor for e in provider.extractors or ())
 
 
 @functools.cache

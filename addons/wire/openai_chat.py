@@ -21,6 +21,7 @@ class OpenAIChat(WireFormat):
     provider_header_prefixes = ("openai-", "x-goog-")
     usage_provider_id = "openai"
     usage_flavor = "chat"
+    usage_flavor_shared = True  # every provider's entry in genai-prices calls OpenAI-compatible chat "chat"
 
     def matches(self, path: str) -> bool:
         return path.endswith("/chat/completions")
