@@ -37,6 +37,7 @@ def test_embeddings_through_the_gateway_are_logged_with_tokens_and_cost(gateway,
     sent = mock_provider.requests()[-1]
     assert sent["path"] == "/v1/embeddings" and sent["headers"]["authorization"] == f"Bearer {OPENAI_ENV_KEY}"
     assert sent["body"]["encoding_format"] == "base64"  # the SDK's default: vectors come as base64 float32s
+    assert all(isinstance(item["embedding"], str) for item in raw.http_response.json()["data"])
     # The same inputs as floats: the SDK decoded the base64 vectors to exactly what the mock sent.
     as_floats = client(gateway).embeddings.create(model="text-embedding-3-small", input=texts,
                                                   encoding_format="float")

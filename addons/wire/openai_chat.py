@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
+from .base import OpenAIFormat, StreamAssembler, as_dict, index_of, sse_bytes, text_of
 from .openai_chunks import ChoiceChunksAssembler, ask_for_stream_usage, replay_ending
 
 
-class OpenAIChat(WireFormat):
+class OpenAIChat(OpenAIFormat):
     name = "openai_chat"
     description = "OpenAI-compatible, any provider"
     gateway_paths = ("/v1/chat/completions", "/chat/completions")
-    ratelimit_header_prefixes = ("x-ratelimit-",)
-    ratelimit_headers = ("retry-after", "retry-after-ms")
     # Spoken by OpenAI and by other providers' compatible endpoints (Google's among them): their own headers.
     provider_header_prefixes = ("openai-", "x-goog-")
-    usage_provider_id = "openai"
     usage_flavor = "chat"
 
     def matches(self, path: str) -> bool:

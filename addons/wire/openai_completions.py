@@ -6,18 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes
+from .base import OpenAIFormat, StreamAssembler, sse_bytes, texts_of_prompts
 from .openai_chunks import ChoiceChunksAssembler, ask_for_stream_usage, replay_ending
 
 
-class OpenAICompletions(WireFormat):
+class OpenAICompletions(OpenAIFormat):
     name = "openai_completions"
     description = "OpenAI legacy completions"
     gateway_paths = ("/v1/completions", "/completions")
-    ratelimit_header_prefixes = ("x-ratelimit-",)
-    ratelimit_headers = ("retry-after", "retry-after-ms")
-    provider_header_prefixes = ("openai-",)
-    usage_provider_id = "openai"
     usage_flavor = "chat"  # the same usage block as Chat Completions: prompt_tokens, completion_tokens
 
     def matches(self, path: str) -> bool:
@@ -48,7 +44,7 @@ class OpenAICompletions(WireFormat):
         if isinstance(request, dict):
             if request.get("suffix"):
                 turns.append(("suffix", str(request["suffix"])))
-            turns += [("prompt", text) for text in _prompt_texts(request.get("prompt"))]
+            turns += [("prompt", text) for text in texts_of_prompts(request.get("prompt"))]
         if isinstance(response, dict):
             for choice in response.get("choices") or []:
                 if isinstance(choice, dict):
@@ -56,17 +52,6 @@ class OpenAICompletions(WireFormat):
             if isinstance(response.get("error"), dict):
                 turns.append(("error", str(response["error"].get("message", response["error"]))))
         return turns
-
-
-def _prompt_texts(prompt: Any) -> list[str]:
-    """A `prompt` as texts to read: a string, each of a list of strings, or "[N tokens]" for token ids."""
-    if isinstance(prompt, str):
-        return [prompt]
-    if not isinstance(prompt, list) or not prompt:
-        return []
-    if all(isinstance(token, int) for token in prompt):
-        return [f"[{len(prompt)} tokens]"]
-    return [text for part in prompt for text in _prompt_texts(part)]
 
 
 class CompletionStreamAssembler(ChoiceChunksAssembler):

@@ -12,7 +12,7 @@ import base64
 import binascii
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, sse_bytes
+from .base import OpenAIFormat, StreamAssembler, sse_bytes, texts_of_prompts
 from .sse import SseEvent
 
 SHOWN_INPUTS = 5  # a transcript shows the first few inputs of a batch, each cut to SHOWN_CHARS
@@ -20,14 +20,11 @@ SHOWN_CHARS = 200
 FLOAT32_BYTES = 4  # a base64 embedding is little-endian float32s
 
 
-class OpenAIEmbeddings(WireFormat):
+class OpenAIEmbeddings(OpenAIFormat):
     name = "openai_embeddings"
     description = "OpenAI-compatible embeddings"
     gateway_paths = ("/v1/embeddings", "/embeddings")
-    ratelimit_header_prefixes = ("x-ratelimit-",)
-    ratelimit_headers = ("retry-after", "retry-after-ms")
-    provider_header_prefixes = ("openai-", "x-goog-")
-    usage_provider_id = "openai"
+    provider_header_prefixes = ("openai-", "x-goog-")  # OpenAI's, and Google's compatible endpoint's
     usage_flavor = "embeddings"
 
     def matches(self, path: str) -> bool:
@@ -45,7 +42,7 @@ class OpenAIEmbeddings(WireFormat):
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
         if isinstance(request, dict):
-            texts = _input_texts(request.get("input"))
+            texts = texts_of_prompts(request.get("input"))
             turns += [("input", _shortened(text)) for text in texts[:SHOWN_INPUTS]]
             if len(texts) > SHOWN_INPUTS:
                 turns.append(("input", f"… and {len(texts) - SHOWN_INPUTS} more inputs"))
@@ -55,17 +52,6 @@ class OpenAIEmbeddings(WireFormat):
             if isinstance(response.get("error"), dict):
                 turns.append(("error", str(response["error"].get("message", response["error"]))))
         return turns
-
-
-def _input_texts(value: Any) -> list[str]:
-    """An embeddings `input` as texts to read: a string, each of a list of strings, "[N tokens]" for token ids."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not value:
-        return []
-    if all(isinstance(token, int) for token in value):
-        return [f"[{len(value)} tokens]"]
-    return [text for part in value for text in _input_texts(part)]
 
 
 def _shortened(text: str) -> str:
