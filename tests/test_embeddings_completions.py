@@ -83,6 +83,14 @@ def test_mistral_embeddings_are_routed_to_mistral_and_priced(gateway, mock_provi
     assert row["cost_usd"] == per_mtok(3, "0.1")  # mistral-embed: $0.1 per million input tokens
 
 
+def test_embeddings_for_a_provider_without_the_endpoint_is_a_400_naming_what_it_serves(gateway, mock_provider):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).embeddings.create(model="claude-haiku-4-5", input="no embeddings there")
+    message = caught.value.body["message"]
+    assert caught.value.body["type"] == "llmtap_unroutable_model" and "'anthropic'" in message
+    assert message.endswith("it serves /v1/chat/completions, /v1/messages") and mock_provider.requests() == []
+
+
 # --- legacy completions ---
 
 

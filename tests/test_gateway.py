@@ -254,7 +254,7 @@ def test_body_that_is_not_json_gets_400_and_is_logged(gateway, mock_provider):
 
 
 def test_unknown_gateway_path_gets_404_json(gateway):
-    result = curl(f"{gateway.base_url}/embeddings", "-d", "{}")
+    result = curl(f"{gateway.base_url}/images/generations", "-d", "{}")
     assert result.status == 404 and result.json()["error"]["type"] == "llmtap_unknown_endpoint"
 
 
