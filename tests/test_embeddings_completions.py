@@ -15,8 +15,11 @@ import pytest
 from conftest import OPENAI_ENV_KEY, shared_gateway
 
 MISTRAL_ENV_KEY = "mistral-llmtap-test-env-key"
-gateway = shared_gateway(lambda mock: {"providers": {"mistral": {"upstream": mock.url}}},
-                         env={"MISTRAL_API_KEY": MISTRAL_ENV_KEY})
+AZURE_HOST = "azure-embeddings.test"  # a resource of the user's, declared as a provider of its own
+gateway = shared_gateway(lambda mock: {"providers": {
+    "mistral": {"upstream": mock.url},
+    "my-azure": {"hosts": [AZURE_HOST], "upstream": mock.url, "prices_provider": "azure"},
+}}, env={"MISTRAL_API_KEY": MISTRAL_ENV_KEY})
 
 
 def client(gateway) -> openai.OpenAI:
@@ -72,6 +75,18 @@ def test_a_batch_of_embeddings_larger_than_the_body_cap_is_priced_and_its_row_st
     # OpenAI puts the model and usage after the vectors: both are read from the end of the answer.
     assert row["model"] == "text-embedding-3-small" and row["input_tokens"] == embeddings.usage.prompt_tokens == 700
     assert row["cost_usd"] == per_mtok(700, "0.02")
+
+
+def test_a_cached_embedding_is_served_free_with_the_same_vectors(gateway, mock_provider):
+    headers = {"Helicone-Cache-Enabled": "true"}
+    first = client(gateway).embeddings.create(model="text-embedding-3-small", input="embed me once",
+                                              extra_headers=headers)
+    raw = client(gateway).embeddings.with_raw_response.create(model="text-embedding-3-small", input="embed me once",
+                                                              extra_headers=headers)
+    assert raw.headers["helicone-cache"] == "HIT" and raw.parse().data[0].embedding == first.data[0].embedding
+    assert len([r for r in mock_provider.requests() if r["path"] == "/v1/embeddings"]) == 1
+    row = gateway.row(raw.headers["helicone-id"])
+    assert row["cost_usd"] == 0 and row["cost_saved_usd"] == per_mtok(3, "0.02") and row["input_tokens"] == 3
 
 
 def test_mistral_embeddings_are_routed_to_mistral_and_priced(gateway, mock_provider):
@@ -173,3 +188,23 @@ def test_embeddings_and_completions_through_the_proxy_way_in(gateway):
     assert completion["way"] == "proxy" and completion["stream"] is True
     assert (completion["input_tokens"], completion["output_tokens"]) == (2, 5)
     assert completion["cost_usd"] == per_mtok(2, "1.5") + per_mtok(5, "2")
+
+
+def test_embeddings_at_an_azure_deployment_url_through_the_proxy_way_in(gateway, mock_provider):
+    program = textwrap.dedent(f"""
+        import json, openai
+        client = openai.AzureOpenAI(azure_endpoint="https://{AZURE_HOST}", api_key="azure-own-key",
+                                    api_version="2024-10-21", max_retries=0)
+        raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="azure embedding")
+        print(json.dumps({{"id": raw.headers["helicone-id"], "dimensions": len(raw.parse().data[0].embedding)}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", program], env=gateway.proxy_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    sent = mock_provider.requests()[-1]
+    assert sent["path"].startswith("/openai/deployments/text-embedding-3-small/embeddings?api-version=")
+    assert sent["headers"]["api-key"] == "azure-own-key" and out["dimensions"] == 1536
+    row = gateway.row(out["id"])
+    assert row["way"] == "proxy" and row["provider"] == "my-azure" and row["model"] == "text-embedding-3-small"
+    assert row["input_tokens"] == 2 and row["cost_usd"] == per_mtok(2, "0.02")  # Azure's text-embedding-3-small

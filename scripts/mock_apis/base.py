@@ -126,9 +126,9 @@ def openai_error(status: int, message: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def openai_problem(call: Call, request, required=("model", "messages")):
+def openai_problem(call: Call, request, required=("model", "messages"), authorized: bool = False):
     """(status, message) if the OpenAI request (chat, or another endpoint with its own `required`) must be refused."""
-    if not has_bearer(call.headers):
+    if not authorized and not has_bearer(call.headers):
         return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
     if request is None:
         return 400, "We could not parse the JSON body of your request."
@@ -140,10 +140,10 @@ def openai_problem(call: Call, request, required=("model", "messages")):
     return None
 
 
-def text_or_token_problem(call: Call, request, field: str):
+def text_or_token_problem(call: Call, request, field: str, authorized: bool = False):
     """(status, message) if an OpenAI request whose `field` holds text or token ids (embeddings' `input`, legacy
-    completions' `prompt`) must be refused."""
-    found = openai_problem(call, request, ("model", field))
+    completions' `prompt`) must be refused; `authorized` when its key was checked already (Azure's `api-key`)."""
+    found = openai_problem(call, request, ("model", field), authorized)
     if found is None and not text_or_token_items(request[field]):
         return 400, f"Invalid type for '{field}': expected a string, an array of strings, or token arrays."
     return found

@@ -6,7 +6,6 @@ then `data: [DONE]`.
 
 from __future__ import annotations
 
-import functools
 import time
 
 from .base import (
@@ -53,5 +52,8 @@ def prompt_text(prompt) -> str:
     return prompt if isinstance(prompt, str) else f"[{len(prompt)} tokens]"
 
 
-problem = functools.partial(text_or_token_problem, field="prompt")
+def problem(call: Call, request):
+    return text_or_token_problem(call, request, "prompt")
+
+
 API = MockApi("openai_completions", PATHS, openai_error, problem, answer, openai_limit_headers)
