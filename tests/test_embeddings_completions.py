@@ -12,7 +12,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conftest import OPENAI_ENV_KEY, shared_gateway
+from conftest import OPENAI_ENV_KEY, in_terminal, shared_gateway
 
 MISTRAL_ENV_KEY = "mistral-llmtap-test-env-key"
 AZURE_HOST = "azure-embeddings.test"  # a resource of the user's, declared as a provider of its own
@@ -75,6 +75,10 @@ def test_a_batch_of_embeddings_larger_than_the_body_cap_is_priced_and_its_row_st
     # OpenAI puts the model and usage after the vectors: both are read from the end of the answer.
     assert row["model"] == "text-embedding-3-small" and row["input_tokens"] == embeddings.usage.prompt_tokens == 700
     assert row["cost_usd"] == per_mtok(700, "0.02")
+    status, shown, errors = in_terminal(gateway.config_path, "logs", "show", raw.headers["helicone-id"])
+    assert status == 0, errors
+    assert "text number 0 of a large batch" in shown and "… and 95 more inputs" in shown
+    assert "bytes of vectors, too many to keep" in shown and len(shown) < 10_000  # not a megabyte of numbers
 
 
 def test_a_cached_embedding_is_served_free_with_the_same_vectors(gateway, mock_provider):

@@ -12,6 +12,7 @@ import base64
 import binascii
 from typing import Any
 
+from ..bodies import TRUNCATED_KEY
 from .base import OpenAIFormat, StreamAssembler, sse_bytes, texts_of_prompts
 from .sse import SseEvent
 
@@ -49,6 +50,8 @@ class OpenAIEmbeddings(OpenAIFormat):
         if isinstance(response, dict):
             if isinstance(response.get("data"), list):
                 turns.append(("embeddings", _vectors_summary(response["data"])))
+            elif response.get(TRUNCATED_KEY) is True:  # the row kept the first bytes of the vectors: no use to read
+                turns.append(("embeddings", f"{response.get('bytes', 0):,} bytes of vectors, too many to keep"))
             if isinstance(response.get("error"), dict):
                 turns.append(("error", str(response["error"].get("message", response["error"]))))
         return turns

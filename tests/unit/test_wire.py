@@ -476,6 +476,8 @@ def test_embeddings_transcript_shows_the_inputs_briefly_and_the_vectors_by_size(
     packed = base64.b64encode(struct.pack("<4f", 0, 1, 2, 3)).decode()
     answer = {"data": [{"embedding": packed}, {"embedding": packed}], "usage": {"prompt_tokens": 2}}
     assert wire.transcript(None, answer) == [("embeddings", "2 vectors of 4 dimensions")]
+    cut = {"llmtap_truncated": True, "bytes": 2_000_000, "head": '{"object": "list", "data": [{"embedding": [0.1, '}
+    assert wire.transcript(None, cut) == [("embeddings", "2,000,000 bytes of vectors, too many to keep")]
 
 
 def test_completions_transcript_shows_prompts_and_completions():
