@@ -224,4 +224,6 @@ def texts_of_prompts(value: Any) -> list[str]:
         return []
     if all(isinstance(token, int) for token in value):
         return [f"[{len(value)} tokens]"]
-    return [text for part in value for text in texts_of_prompts(part)]
+    # One level down only: that is all the APIs accept, and a body nested deeper must not cost a deep recursion.
+    return [part if isinstance(part, str) else f"[{len(part)} tokens]"
+            for part in value if isinstance(part, str | list)]

@@ -484,3 +484,7 @@ def test_completions_transcript_shows_prompts_and_completions():
     wire = format_named("openai_completions")
     assert wire.transcript({"prompt": ["a", [5, 6]]}, {"choices": [{"text": "b"}]}) == [
         ("prompt", "a"), ("prompt", "[2 tokens]"), ("completion", "b")]
+    deep: list = []
+    for _ in range(5000):  # deeper than Python recurses: a bad body still reads
+        deep = [deep]
+    assert wire.transcript({"prompt": [deep, "x", 7]}, None) == [("prompt", "[1 tokens]"), ("prompt", "x")]
