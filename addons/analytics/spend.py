@@ -94,6 +94,35 @@ def costs(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None)
                [*params, *[p for d in dimensions for p in d.params]])
 
 
+# What a call's tokens would be worth on another model: `none` for cache hits and calls no provider billed (nothing on
+# any model), `unknown` for calls that recorded no usage, else `tokens`.
+TOKEN_WORTH = """CASE WHEN price_source IN ('cache-hit', 'not-billed') THEN 'none'
+                      WHEN input_tokens IS NULL AND output_tokens IS NULL THEN 'unknown' ELSE 'tokens' END"""
+TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens")
+
+
+def token_mix(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None) -> Rows:
+    """The calls of each group of `by` (and `then`, as `costs` groups them) by identical token counts, so another
+    model's price can be applied per call (prices can be tiered by a call's size) and summed: per group and `usage`
+    (`tokens`, `none`: a cache hit or a call no provider billed, `unknown`: no usage recorded), the token counts
+    (`input_tokens` every input token, `cached_input_tokens`, `cache_write_input_tokens`, `output_tokens` reasoning
+    included; NULL unless `usage` is `tokens`), `calls`, and the sum and count of their real prices (`cost_usd`,
+    `priced`)."""
+    calls, params = scoped(scope)
+    dimensions = [by] if then is None else [by, then]
+    tokens = ", ".join(f"CASE WHEN usage = 'tokens' THEN coalesce({name}, 0) END AS {name}" for name in TOKEN_COLUMNS)
+    return run(log, f"""
+        WITH {calls},
+        worth AS (
+            SELECT {", ".join(f'{d.sql} AS "{d.name}"' for d in dimensions)}, {TOKEN_WORTH} AS usage,
+                   {", ".join(TOKEN_COLUMNS)}, cost_usd
+            FROM calls)
+        SELECT {", ".join(f'"{d.name}"' for d in dimensions)}, usage, {tokens},
+               count(*) AS calls, sum(cost_usd) AS cost_usd, count(cost_usd) AS priced
+        FROM worth
+        GROUP BY ALL""", [*params, *[p for d in dimensions for p in d.params]])
+
+
 def users(log: Path, scope: Scope) -> Rows:
     """Per user (`user_id`; NULL for the calls that named none): requests, total cost of the priced calls, how many
     have no price, average and 95th-percentile latency, the share of calls that failed (`error_pct`: 400 and up, or
