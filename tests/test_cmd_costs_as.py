@@ -94,6 +94,9 @@ HAIKU_CLAUDE = (2000 * Decimal(1) + 400 * Decimal("0.1") + 100 * Decimal("1.25")
 # cache-write price, so genai-prices charges those tokens as input.
 MINI_GPT = (800 * Decimal("0.4") + 200 * Decimal("0.1") + 500 * Decimal("1.6")) / MTOK
 MINI_CLAUDE = (2100 * Decimal("0.4") + 400 * Decimal("0.1") + 100 * Decimal("1.6")) / MTOK
+# grok-3-mini (genai-prices, x-ai): $0.30 input, $0.075 cached input, $0.50 output per million; no cache-write price.
+GROK_GPT = (800 * Decimal("0.3") + 200 * Decimal("0.075") + 500 * Decimal("0.5")) / MTOK
+GROK_CLAUDE = (2100 * Decimal("0.3") + 400 * Decimal("0.075") + 100 * Decimal("0.5")) / MTOK
 # acme-tuned (config `pricing`): $3 input, $0.30 cached input, $12 output; cache writes are input.
 TUNED_GPT = (800 * Decimal(3) + 200 * Decimal("0.3") + 500 * Decimal(12)) / MTOK
 TUNED_CLAUDE = (2100 * Decimal(3) + 400 * Decimal("0.3") + 100 * Decimal(12)) / MTOK
@@ -107,6 +110,7 @@ def change_pct(as_usd: Decimal, real_usd: Decimal) -> Decimal:
 @pytest.mark.parametrize("model, gpt_usd, claude_usd", [
     ("claude-haiku-4-5", HAIKU_GPT, HAIKU_CLAUDE),  # a bare name: the provider the gateway routes it to
     ("openai/gpt-4.1-mini", MINI_GPT, MINI_CLAUDE),
+    ("grok-3-mini", GROK_GPT, GROK_CLAUDE),  # a bare name no provider pattern routes: genai-prices finds x-ai
     ("acme-tuned", TUNED_GPT, TUNED_CLAUDE),  # known only from the config's `pricing`
 ])
 def test_costs_as_reprices_every_call_with_its_own_tokens(costs_gateway, workload, model, gpt_usd, claude_usd):
