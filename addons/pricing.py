@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
-from genai_prices.types import PriceCalculation
+from genai_prices.types import PriceCalculation, TieredPrices
 
 from .config import PriceOverride
 
@@ -134,6 +134,17 @@ def _calculation(usage: Usage, model: str, prices_provider: str | None, when: da
         return calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
     except LookupError:
         return None
+
+
+def tier_starts(model: str, prices_provider: str | None, when: datetime) -> tuple[int, ...]:
+    """The input-token counts above which genai-prices' price of `model` at `when` changes its rates for the whole
+    call (its tiers), in order: between two of them, a price is a fixed part per call plus rates per token. () when it
+    has no tiers or no price for the model."""
+    calculation = _calculation(Usage(input_tokens=1, output_tokens=1), model, prices_provider, when)
+    if calculation is None:
+        return ()
+    prices = vars(calculation.model_price).values()
+    return tuple(sorted({tier.start for price in prices if isinstance(price, TieredPrices) for tier in price.tiers}))
 
 
 def _override_cost(tokens: Priced, price: PriceOverride) -> Decimal:

@@ -1,8 +1,11 @@
 """`llmtap costs --as MODEL`: what the selected calls would have cost on another model, with the same tokens.
 
-The query layer gives each group's calls by identical token counts (`queries.token_mix`); each distinct count is
-priced once here, as one call of MODEL (genai-prices prices per call, and a price can be tiered by a call's size, so
-a sum of tokens is never priced), times its calls. Prices are today's: the question is what switching would cost.
+genai-prices prices one call at a time (~0.15 ms), so calls are not priced one by one: the query layer sums each
+group's tokens (`queries.token_mix`), split at the input counts where a tiered price changes its rates. Within a tier,
+a price is a fixed part per call plus rates per token, so the calls' prices add up to what their summed tokens cost
+(plus each further call's fixed part), or, when the sum leaves the tier, to their average call's price times their
+number: a few prices per group, the same total as pricing every call. Prices are today's: the question is what
+switching would cost.
 A call's worth on MODEL:
 - its tokens at MODEL's price (input, cached input, cache-write input, output with reasoning inside);
 - 0 for a cache hit (on MODEL it would have been a cache hit too) and a call no provider billed (an error answer, a
@@ -25,13 +28,16 @@ from .analytics import queries
 from .analytics.queries import Dimension, Rows
 from .analytics.scope import Scope
 from .config import Config, PriceOverride
-from .pricing import price_call
+from .pricing import Priced, price_call, tier_starts
 
 EXACT = Decimal("1e-10")  # the money columns' scale in the log (DECIMAL(18, 10))
 # The columns `costs_as` adds to `queries.costs`' rows: the cost and change beside the real cost, the count of calls
 # left out beside the count of calls without a real price.
 BESIDE_COST = (("as_cost_usd", "DECIMAL(38,10)"), ("change_pct", "DOUBLE"))
 BESIDE_UNPRICED = (("not_repriced", "BIGINT"),)
+
+
+Tokens = tuple[int | Decimal, ...]  # input (all of it), cached input, cache-write input, output
 
 
 class UnknownModel(ValueError):
@@ -47,14 +53,39 @@ class Target:
     overrides: tuple[PriceOverride, ...]  # the config's `pricing`: an entry for the model wins over genai-prices
     free: bool = False  # the provider the gateway would route it to is marked `free` (a local model server)
 
-    def price(self, tokens: tuple[int, int, int, int], when: datetime) -> Decimal | None:
+    def price(self, tokens: Tokens, when: datetime) -> Decimal | None:
         """What one call with `tokens` (input, cached input, cache-write input, output) costs on this model."""
+        return self._priced(tokens, when).cost_usd
+
+    def cost(self, tokens: Tokens, calls: int, tier_end: int | None, when: datetime) -> Decimal | None:
+        """What `calls` calls with `tokens` between them cost on this model, each call's input at most `tier_end`
+        tokens (None: no limit) and above the tier start before it: so within one tier, where a price is a fixed part
+        per call plus rates per token."""
+        if calls == 1:
+            return self.price(tokens, when)
+        if tier_end is None or tokens[0] <= tier_end:
+            # Their tokens together are within the tier too: the price of the sum plus each further call's fixed part
+            # (what a call of no tokens costs) is the sum of their prices.
+            together, fixed = self.price(tokens, when), self.price((0, 0, 0, 0), when)
+            return None if together is None or fixed is None else together + (calls - 1) * fixed
+        # Else their average call is within the tier (a tier is an interval of input counts): the sum of their prices
+        # is `calls` times its price (exact to far below the log's 1e-10, Decimal dividing to 28 digits).
+        average = self.price(tuple(Decimal(count) / calls for count in tokens), when)
+        return None if average is None else average * calls
+
+    def tier_starts(self, when: datetime) -> tuple[int, ...]:
+        """The input-token counts above which this model's price changes its rates for the whole call (its tiers)."""
+        if self.free or self._priced((1, 0, 0, 1), when).price_source == "config":  # a config price has no tiers
+            return ()
+        return tier_starts(self.model, self.prices_provider, when)
+
+    def _priced(self, tokens: Tokens, when: datetime) -> Priced:
         if self.free:
-            return Decimal(0)
+            return Priced(cost_usd=Decimal(0), price_source="free")
         input_tokens, cached, cache_write, output = tokens
         usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached or None,
                       cache_write_tokens=cache_write or None, output_tokens=output)
-        return price_call(usage, self.model, self.prices_provider, self.overrides, when).cost_usd
+        return price_call(usage, self.model, self.prices_provider, self.overrides, when)
 
 
 def target_model(name: str, config: Config) -> Target:
@@ -89,13 +120,14 @@ class _Worth:
     compared_real_usd: Decimal = Decimal(0)
     compared_as_usd: Decimal = Decimal(0)
 
-    def add(self, calls: int, each_usd: Decimal | None, real_usd: Decimal | None, priced: int) -> None:
-        if each_usd is None:
+    def add(self, calls: int, as_cost_usd: Decimal | None, real_usd: Decimal | None, priced: bool) -> None:
+        if as_cost_usd is None:
             self.not_repriced += calls
             return
-        self.as_cost_usd = (self.as_cost_usd or Decimal(0)) + each_usd * calls
-        self.compared_real_usd += real_usd or Decimal(0)
-        self.compared_as_usd += each_usd * priced
+        self.as_cost_usd = (self.as_cost_usd or Decimal(0)) + as_cost_usd
+        if priced:
+            self.compared_real_usd += real_usd or Decimal(0)
+            self.compared_as_usd += as_cost_usd
 
     def columns(self) -> tuple[Decimal | None, float | None, int]:
         change = None
@@ -110,22 +142,24 @@ def costs_as(log: Path, scope: Scope, by: Dimension, then: Dimension | None, tar
     NULL when none of them can be re-priced) and the change from their real cost (`change_pct`: -75.0 is a quarter
     of it, over the calls that have a real price and known tokens, NULL when those cost nothing); and after
     `unpriced`, how many calls recorded no usage, so are not in `as_cost_usd` (`not_repriced`)."""
+    when = datetime.now(UTC)
+    tiers = target.tier_starts(when)
     with queries.reading(log):  # both reads see the same calls
         real = queries.costs(log, scope, by, then)
-        mix = queries.token_mix(log, scope, by, then)
+        mix = queries.token_mix(log, scope, by, then, tiers)
     names = [by.name] if then is None else [by.name, then.name]
     worth: dict[tuple, _Worth] = defaultdict(_Worth)
-    when = datetime.now(UTC)
     for record in mix.dicts():
-        group = tuple(record[name] for name in names)
         if record["usage"] == "unknown":
-            each = None
+            as_cost_usd = None
         elif record["usage"] == "none":
-            each = Decimal(0)
+            as_cost_usd = Decimal(0)
         else:
-            each = target.price(tuple(record[name] for name in queries.TOKEN_COLUMNS), when)
-        for key in _rolled_up(group):
-            worth[key].add(record["calls"], each, record["cost_usd"], record["priced"])
+            tokens = tuple(record[name] for name in queries.TOKEN_COLUMNS)
+            tier_end = tiers[record["tier"]] if record["tier"] < len(tiers) else None
+            as_cost_usd = target.cost(tokens, record["calls"], tier_end, when)
+        for key in _rolled_up(tuple(record[name] for name in names)):
+            worth[key].add(record["calls"], as_cost_usd, record["cost_usd"], record["priced"])
     kind, group_at = real.columns.index("kind"), [real.columns.index(name) for name in names]
     added = [worth[_key(row[kind], tuple(row[i] for i in group_at))].columns() for row in real.rows]
     beside_cost = _inserted(real, "cost_usd", BESIDE_COST, [(cost, change) for cost, change, _ in added])

@@ -46,8 +46,8 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 def workload(costs_gateway, mock_provider) -> dict[str, dict[str, Any]]:
     """Workflow `small`, four calls with known tokens: gpt-4o-mini (1,000 input of which 200 cached, 500 output), the
     same call again as a cache hit, claude-3-5-haiku-latest (2,000 input + 400 cache read + 100 cache write, 100
-    output), and a streamed call to a local model that reported no usage. Workflow `big`: two gpt-4o calls of
-    150,000 input and 1,000 output tokens each. Returns the rows by name."""
+    output), and a streamed call to a local model that reported no usage. Workflow `big`: three gpt-4o calls of
+    150,000, 150,000 and 250,000 input and 1,000 output tokens each. Returns the rows by name."""
     gw = costs_gateway
     chat = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
     mock_provider.script({"model": "gpt-4o-mini", "usage": {
@@ -68,8 +68,8 @@ def workload(costs_gateway, mock_provider) -> dict[str, dict[str, Any]]:
         model="local-llm", stream=True, messages=[{"role": "user", "content": "no usage"}], extra_headers=SMALL)
     list(raw_stream.parse())
     ids["local"] = raw_stream.headers["helicone-id"]
-    for name in ("big1", "big2"):
-        mock_provider.script({"model": "gpt-4o", "usage": {"prompt_tokens": 150_000, "completion_tokens": 1000}})
+    for name, prompt_tokens in (("big1", 150_000), ("big2", 150_000), ("big3", 250_000)):
+        mock_provider.script({"model": "gpt-4o", "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1000}})
         raw = chat.chat.completions.with_raw_response.create(
             model="gpt-4o", messages=[{"role": "user", "content": name}],
             extra_headers={"Helicone-Property-Workflow": "big"})
@@ -83,7 +83,8 @@ def test_the_workload_has_the_tokens_the_expected_costs_are_computed_from(worklo
     assert tokens == {"gpt": (1000, 200, 0, 500, "genai-prices"), "hit": (1000, 200, 0, 500, "cache-hit"),
                       "claude": (2500, 400, 100, 100, "genai-prices"),
                       "local": (None, None, None, None, None),
-                      "big1": (150_000, 0, 0, 1000, "genai-prices"), "big2": (150_000, 0, 0, 1000, "genai-prices")}
+                      "big1": (150_000, 0, 0, 1000, "genai-prices"), "big2": (150_000, 0, 0, 1000, "genai-prices"),
+                      "big3": (250_000, 0, 0, 1000, "genai-prices")}
     assert workload["local"]["cost_usd"] is None
 
 
@@ -155,17 +156,18 @@ def test_costs_as_keeps_the_report_scope(costs_gateway, workload):
     assert by_model["local-llm"]["as_cost_usd"] == "" and by_model["local-llm"]["not_repriced"] == "1"
 
 
-def test_costs_as_prices_each_call_not_the_sum_of_their_tokens(costs_gateway, workload):
-    # gemini-2.5-pro (genai-prices, google): $1.25 input and $10 output per million up to 200,000 input tokens a
-    # call, $2.50 and $15 above. Each call has 150,000: the lower tier, though the two together have 300,000.
-    each = (150_000 * Decimal("1.25") + 1000 * Decimal(10)) / MTOK
+def test_costs_as_prices_each_call_at_its_own_tier(costs_gateway, workload):
+    # gemini-2.5-pro (genai-prices, google): $1.25 input and $10 output per million tokens for a call of up to
+    # 200,000 input tokens, $2.50 and $15 for a larger one: each call's own size decides, not the group's sum.
+    small = (150_000 * Decimal("1.25") + 1000 * Decimal(10)) / MTOK
+    large = (250_000 * Decimal("2.5") + 1000 * Decimal(15)) / MTOK
     result = llmtap(costs_gateway, "costs", "--as", "google/gemini-2.5-pro", "--by", "property:workflow",
                     "--property", "workflow=big", "--json")
     assert result.returncode == 0, result.stderr
     [big] = json_lines(result.stdout)
-    assert (big["workflow"], big["requests"], big["as_cost_usd"]) == ("big", 2, 2 * each)
-    real = workload["big1"]["cost_usd"] + workload["big2"]["cost_usd"]
-    assert (big["cost_usd"], big["change_pct"]) == (real, change_pct(2 * each, real))
+    assert (big["workflow"], big["requests"], big["as_cost_usd"]) == ("big", 3, 2 * small + large)
+    real = sum(workload[name]["cost_usd"] for name in ("big1", "big2", "big3"))
+    assert (big["cost_usd"], big["change_pct"]) == (real, change_pct(2 * small + large, real))
 
 
 def test_costs_as_an_unknown_model_is_a_command_line_error(costs_gateway, workload):

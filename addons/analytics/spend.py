@@ -101,25 +101,29 @@ TOKEN_WORTH = """CASE WHEN price_source IN ('cache-hit', 'not-billed') THEN 'non
 TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens")
 
 
-def token_mix(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None) -> Rows:
-    """The calls of each group of `by` (and `then`, as `costs` groups them) by identical token counts, so another
-    model's price can be applied per call (prices can be tiered by a call's size) and summed: per group and `usage`
-    (`tokens`, `none`: a cache hit or a call no provider billed, `unknown`: no usage recorded), the token counts
+def token_mix(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None,
+              tier_starts: tuple[int, ...] = ()) -> Rows:
+    """The token counts of each group of `by` (and `then`, as `costs` groups them), summed, for pricing them as
+    another model's (repricing.py). Per group, `usage` (`tokens`; `none`: a cache hit or a call no provider billed;
+    `unknown`: no usage recorded), `priced` (whether the calls have a real price) and `tier` (how many of
+    `tier_starts`, input-token counts, a call's input is above: a tiered price's rates change there): the token sums
     (`input_tokens` every input token, `cached_input_tokens`, `cache_write_input_tokens`, `output_tokens` reasoning
-    included; NULL unless `usage` is `tokens`), `calls`, and the sum and count of their real prices (`cost_usd`,
-    `priced`)."""
+    included; NULL unless `usage` is `tokens`), `calls`, and their real cost (`cost_usd`)."""
     calls, params = scoped(scope)
     dimensions = [by] if then is None else [by, then]
-    tokens = ", ".join(f"CASE WHEN usage = 'tokens' THEN coalesce({name}, 0) END AS {name}" for name in TOKEN_COLUMNS)
+    names = ", ".join(f'"{d.name}"' for d in dimensions)
+    tier = " + ".join(f"(input_tokens > {int(start)})::INTEGER" for start in tier_starts) or "0"
+    counts = ", ".join(f"CASE WHEN usage = 'tokens' THEN coalesce({name}, 0) END AS {name}" for name in TOKEN_COLUMNS)
     return run(log, f"""
         WITH {calls},
         worth AS (
             SELECT {", ".join(f'{d.sql} AS "{d.name}"' for d in dimensions)}, {TOKEN_WORTH} AS usage,
-                   {", ".join(TOKEN_COLUMNS)}, cost_usd
-            FROM calls)
-        SELECT {", ".join(f'"{d.name}"' for d in dimensions)}, usage, {tokens},
-               count(*) AS calls, sum(cost_usd) AS cost_usd, count(cost_usd) AS priced
-        FROM worth
+                   cost_usd IS NOT NULL AS priced, coalesce({tier}, 0) AS tier, {", ".join(TOKEN_COLUMNS)}, cost_usd
+            FROM calls),
+        counted AS (SELECT {names}, usage, priced, tier, {counts}, cost_usd FROM worth)
+        SELECT {names}, usage, priced, tier, {", ".join(f"sum({name})::BIGINT AS {name}" for name in TOKEN_COLUMNS)},
+               count(*) AS calls, sum(cost_usd) AS cost_usd
+        FROM counted
         GROUP BY ALL""", [*params, *[p for d in dimensions for p in d.params]])
 
 
