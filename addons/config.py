@@ -146,7 +146,7 @@ class PriceOverride:
     output_per_mtok: Decimal
     cached_input_per_mtok: Decimal | None
 
-    def matches(self, provider: str, model: str) -> bool:
+    def matches(self, provider: str | None, model: str) -> bool:
         return (self.provider in (None, provider)) and fnmatch.fnmatchcase(model, self.model)
 
 
