@@ -129,6 +129,7 @@ class Outcome:
     """How the call went: its answer as llmtap read it, and its row."""
 
     error: str | None = None  # why llmtap answered or the call failed, in words
+    served_by_llmtap: bool = False  # llmtap answered the call itself without an error (a model listing)
     refused: bool = False  # llmtap refused the call before reading its body (key, size): the row keeps no body
     streamed: bool = False  # the answer came as a stream of server-sent events
     first_byte_at: float | None = None
@@ -137,6 +138,11 @@ class Outcome:
     answer: Any = None  # the answer as JSON (streaming.read_answer), once read
     answer_read: bool = False
     record: CallRecord | None = None  # the row, once the call has finished
+
+    @property
+    def answered_by_llmtap(self) -> bool:
+        """llmtap answered the call itself (its error, a model listing): no provider saw it, none bills it."""
+        return self.error is not None or self.served_by_llmtap
 
 
 @dataclass

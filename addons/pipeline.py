@@ -5,7 +5,8 @@ request. RefusalSink comes before every addon that reads a call's state: it hide
 body drains. Intake builds each call's state (and refuses what it will not carry), ProxyAccess asks clients of an
 exposed proxy listener for a gateway key, ExposedProxyGuard keeps such a listener from forwarding to other hosts,
 ShutdownGate (right after Intake's checks, so the refused call still gets its row) refuses calls that arrive while
-stopping. Router sends each call to its provider, RateLimiter refuses calls over their policies, ResponseCache
+stopping. ModelList answers the gateway's `GET /v1/models` itself (what it routes). Router sends each call to its
+provider, RateLimiter refuses calls over their policies, ResponseCache
 answers from the cache (or stores the answer), StreamTap reads answers as they stream, AttemptRunner takes over calls
 with retries or fallbacks, UpstreamFailure answers in JSON a call whose provider could not be reached (or stayed
 silent), Recorder writes the row, RateLimitUsage counts its cost towards cents policies, WebView writes what mitmweb
@@ -41,6 +42,7 @@ from .heap import FreezeStartupHeap
 from .idle import ClientIdleTimeout
 from .intake import Intake
 from .loglimit import LogRateLimit
+from .model_list import ModelList
 from .proxy_access import ProxyAccess
 from .ratelimit import RateLimiter, RateLimitUsage
 from .recorder import Recorder
@@ -67,7 +69,8 @@ def make_addons(monotonic_clock: Callable[[], float] = time.monotonic,
     refusals = RefusalSink()
     return [
         settings, LogRateLimit(), ClientIdleTimeout(settings), refusals, Intake(settings, refusals),
-        ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), Router(settings),
+        ProxyAccess(settings, refusals), ExposedProxyGuard(settings, refusals), ShutdownGate(), ModelList(settings),
+        Router(settings),
         RateLimiter(settings, counters),
         Budgets(settings, counters, wall_clock),
         ResponseCache(settings, wall_clock), StreamTap(settings),

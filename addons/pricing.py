@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
-from genai_prices.types import PriceCalculation
+from genai_prices.types import PriceCalculation, TieredPrices
 
 from .config import PriceOverride
 
@@ -48,11 +48,12 @@ class Priced:
 def price_call(
     usage: Usage | None,
     model: str | None,
-    prices_provider: str,
+    prices_provider: str | None,
     overrides: tuple[PriceOverride, ...],
     when: datetime,
 ) -> Priced:
-    """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id)."""
+    """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id; None:
+    genai-prices finds the provider from the model's name, and only `pricing` entries that name no provider apply)."""
     if usage is None:
         return Priced(price_error="the answer reported no token usage")
     usage_items = _items(usage)
@@ -67,7 +68,8 @@ def price_call(
     except ValueError as e:  # usage genai-prices cannot price (e.g. more cached tokens than input tokens)
         return replace(counted, price_error=f"genai-prices cannot price this usage: {e}")
     if cost is None:
-        return replace(counted, price_error=f"genai-prices has no price for {prices_provider}/{model}; "
+        named = model if prices_provider is None else f"{prices_provider}/{model}"
+        return replace(counted, price_error=f"genai-prices has no price for {named}; "
                                             "add it under 'pricing' in config")
     return replace(counted, cost_usd=cost, price_source="genai-prices")
 
@@ -104,8 +106,8 @@ BILLED_UPGRADE_ENDPOINTS = ("/realtime",)
 def is_billed_endpoint(method: str, path: str, reads_usage: bool) -> bool | None:
     """Whether providers bill a call of `method` to `path` (no query string) for tokens: True for the LLM endpoints
     llmtap reads usage from (`reads_usage`), False for calls no provider bills (reading, listing and deleting, file
-    uploads, token counting), None for other endpoints that may bill (embeddings, images, audio, a Realtime session),
-    whose price llmtap does not know."""
+    uploads, token counting), None for other endpoints that may bill (images, audio, a Realtime session), whose
+    price llmtap does not know."""
     if method.upper() != "POST":
         return None if any(path.endswith(name) for name in BILLED_UPGRADE_ENDPOINTS) else False
     if any(path.endswith(name) or f"{name}/" in path for name in UNBILLED_POST_ENDPOINTS):
@@ -119,19 +121,30 @@ def _count(tokens: float | Decimal | None) -> int | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _genai_price(prices_provider: str, model: str, usage_items: tuple, minute: datetime) -> Decimal | None:
+def _genai_price(prices_provider: str | None, model: str, usage_items: tuple, minute: datetime) -> Decimal | None:
     # Calls repeat the same usage often (cache hits, fixed prompts); genai-prices takes ~0.1 ms a price. Prices
     # are looked up for the minute of the call: a price change takes effect at most a minute late.
     calculation = _calculation(Usage(**dict(usage_items)), model, prices_provider, minute)
     return None if calculation is None else calculation.total_price
 
 
-def _calculation(usage: Usage, model: str, prices_provider: str, when: datetime) -> PriceCalculation | None:
+def _calculation(usage: Usage, model: str, prices_provider: str | None, when: datetime) -> PriceCalculation | None:
     """genai-prices' price of `usage` (its total and parts), or None when it has no price for the model."""
     try:
         return calc_price(usage, model, provider_id=prices_provider, genai_request_timestamp=when)
     except LookupError:
         return None
+
+
+def tier_starts(model: str, prices_provider: str | None, when: datetime) -> tuple[int, ...]:
+    """The input-token counts above which genai-prices' price of `model` at `when` changes its rates for the whole
+    call (its tiers), in order: between two of them, a price is a fixed part per call plus rates per token. () when it
+    has no tiers or no price for the model."""
+    calculation = _calculation(Usage(input_tokens=1, output_tokens=1), model, prices_provider, when)
+    if calculation is None:
+        return ()
+    prices = vars(calculation.model_price).values()
+    return tuple(sorted({tier.start for price in prices if isinstance(price, TieredPrices) for tier in price.tiers}))
 
 
 def _override_cost(tokens: Priced, price: PriceOverride) -> Decimal:

@@ -160,7 +160,7 @@ def upstream_origin(flow: http.HTTPFlow, state: CallState) -> str | None:
     """`scheme://host[:port]` of the endpoint that answered the call (after routing, retries and fallbacks); None
     when llmtap answered itself (a refusal, a cache hit, or its 502 when no provider answered: the error names the
     upstream it could not reach)."""
-    if state.outcome.error is not None or state.cache.status == "HIT":
+    if state.outcome.answered_by_llmtap or state.cache.status == "HIT":
         return None
     if state.attempts.answered_url is not None:
         return origin_of_url(state.attempts.answered_url)
@@ -180,8 +180,8 @@ def client_status(flow: http.HTTPFlow) -> int | None:
 
 def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: Any, model: str | None,
            settings: Settings) -> Priced:
-    if state.outcome.error is not None:
-        return Priced(cost_usd=Decimal(0), price_source="not-billed")  # llmtap answered; no provider saw it
+    if state.outcome.answered_by_llmtap:
+        return Priced(cost_usd=Decimal(0), price_source="not-billed")  # no provider saw it
     prices_provider = state.route.provider.prices_provider if state.route.provider else None
     usage = state.route.wire.extract_usage(answer, prices_provider) if state.route.wire else None
     if usage is None and status is not None and status >= 400:
@@ -213,7 +213,8 @@ def _cut(state: CallState) -> bool:
 def _attempts(state: CallState) -> int:
     if state.attempts.log:
         return sum(1 for attempt in state.attempts.log if not attempt.skipped)
-    return 0 if state.outcome.error or state.cache.status == "HIT" else 1  # llmtap's own answers reached no provider
+    # llmtap's own answers (and cache hits) reached no provider
+    return 0 if state.outcome.answered_by_llmtap or state.cache.status == "HIT" else 1
 
 
 def _ttft_ms(state: CallState) -> float | None:

@@ -1,4 +1,4 @@
-"""Answers llmtap gives itself, instead of a provider: always JSON, in the error shape the client's SDK parses.
+"""Answers llmtap gives itself, instead of a provider: always JSON, errors in the error shape the client's SDK parses.
 
 The shape is the wire format's knowledge (`WireFormat.error_body`): Anthropic's `{"type": "error", "error": {...}}` on
 `/v1/messages`, OpenAI's `{"error": {"type", "message", ...}}` on OpenAI-format endpoints and wherever the API is not
@@ -27,13 +27,27 @@ def reply_with_error(
 ) -> None:
     """Answer `flow` with an error in its API's shape (see `error_json`); the call is still recorded, with this
     error."""
-    body = error_json(client_wire(flow), status, error_type, message, **extra)
+    state = get_state(flow)
+    if state is not None:
+        state.outcome.error = f"{error_type}: {message}"
+    _answer(flow, status, error_json(client_wire(flow), status, error_type, message, **extra), headers)
+
+
+def reply_with_json(flow: http.HTTPFlow, body: Any) -> None:
+    """Answer `flow` with llmtap's own JSON `body` (200: a model listing, no error); the call is still recorded, as
+    one no provider saw and none bills."""
+    state = get_state(flow)
+    if state is not None:
+        state.outcome.served_by_llmtap = True
+    _answer(flow, 200, json.dumps(body).encode(), None)
+
+
+def _answer(flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str] | None) -> None:
     response = http.Response.make(status, body, {"content-type": "application/json"})
     for name, value in (headers or {}).items():
         response.headers[name] = value
     state = get_state(flow)
     if state is not None:
-        state.outcome.error = f"{error_type}: {message}"
         response.headers["helicone-id"] = state.request_id
     flow.response = response
 

@@ -12,6 +12,7 @@ from llmtap.cache import ResponseCache
 from llmtap.drain import Drain, ShutdownGate
 from llmtap.exposed_proxy import ExposedProxyGuard
 from llmtap.intake import Intake
+from llmtap.model_list import ModelList
 from llmtap.proxy_access import ProxyAccess
 from llmtap.ratelimit import RateLimiter, RateLimitUsage
 from llmtap.recorder import Recorder
@@ -31,6 +32,8 @@ BEFORE = [
     (Intake, ProxyAccess, "Intake builds the call's state that the access checks read"),
     (Intake, ShutdownGate, "a call refused while stopping still gets its row, with the tags Intake read"),
     (ProxyAccess, Router, "an exposed proxy listener refuses a caller before anything is routed"),
+    (ShutdownGate, ModelList, "a model listing asked for while stopping is refused like any call"),
+    (ModelList, Router, "the gateway lists its models itself; Router knows no GET endpoint"),
     (ExposedProxyGuard, Router, "an exposed proxy listener forwards to provider hosts only"),
     (Router, RateLimiter, "cents policies price the call for the provider it was routed to"),
     (RateLimiter, ResponseCache, "a call over its limit is refused even when the cache could answer it"),

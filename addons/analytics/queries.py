@@ -14,7 +14,8 @@ Conventions every query keeps, so views stay thin:
 
 One module per family of questions; this module is their one import surface (`queries.costs(...)`):
 - rows.py: `Rows`, `run`, `scoped`; dimensions.py: what a report groups by;
-- spend.py: totals, unpriced, costs, users, trends; calls.py: logs, count_calls, call, tail, export;
+- spend.py: totals, unpriced, costs, token_mix (for re-pricing), users, trends;
+  calls.py: logs, count_calls, call, tail, export;
 - sessions.py: sessions and traces; limits.py: throttling and remaining budgets;
 - properties.py: the property names calls carry;
 - overview.py: the scope at a glance and over time; buckets.py: time buckets for charts;
@@ -42,14 +43,16 @@ from .overview import series, spend_by_model, summary
 from .properties import property_names
 from .rows import Rows, reading, run, scoped
 from .sessions import SESSION_COLUMNS, session_totals, sessions, sessions_matching, trace
-from .spend import costs, totals, trends, unpriced, users
+from .spend import TOKEN_COLUMNS, costs, token_mix, totals, trends, unpriced, users
 from .usage import header_policies, policy_usage
 
 __all__ = ["alert_history", "last_notices", "rule_usage", "rule_values",
            "budgets", "last_fired", "rule_state", "rule_states",
            "header_policies", "policy_usage",
            "DIMENSIONS", "EXPORT_FORMATS", "PERIODS", "PROPERTY", "REPORT_COLUMNS", "SEARCH_WINDOWS",
-           "SESSION_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension", "dimension", "export",
+           "SESSION_COLUMNS", "TOKEN_COLUMNS", "UTC_DAY", "call", "costs", "count_calls", "Cursor", "Dimension",
+           "dimension", "export",
            "headroom_series", "last_seq", "limits", "logs", "property_names", "ratelimit_headers", "reading", "Rows",
            "run", "scoped", "search_calls", "series", "session_totals", "sessions", "sessions_matching",
-           "spend_by_model", "step_for", "summary", "tail", "totals", "trace", "trends", "unpriced", "users"]
+           "spend_by_model", "step_for", "summary", "tail", "token_mix", "totals", "trace", "trends", "unpriced",
+           "users"]

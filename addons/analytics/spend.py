@@ -94,6 +94,39 @@ def costs(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None)
                [*params, *[p for d in dimensions for p in d.params]])
 
 
+# What a call's tokens would be worth on another model: `none` for cache hits and calls no provider billed (nothing on
+# any model), `unknown` for calls that recorded no usage, else `tokens`.
+TOKEN_WORTH = """CASE WHEN price_source IN ('cache-hit', 'not-billed') THEN 'none'
+                      WHEN input_tokens IS NULL AND output_tokens IS NULL THEN 'unknown' ELSE 'tokens' END"""
+TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens")
+
+
+def token_mix(log: Path, scope: Scope, by: Dimension, then: Dimension | None = None,
+              tier_starts: tuple[int, ...] = ()) -> Rows:
+    """The token counts of each group of `by` (and `then`, as `costs` groups them), summed, for pricing them as
+    another model's (repricing.py). Per group, `usage` (`tokens`; `none`: a cache hit or a call no provider billed;
+    `unknown`: no usage recorded), `priced` (whether the calls have a real price) and `tier` (how many of
+    `tier_starts`, input-token counts, a call's input is above: a tiered price's rates change there): the token sums
+    (`input_tokens` every input token, `cached_input_tokens`, `cache_write_input_tokens`, `output_tokens` reasoning
+    included; NULL unless `usage` is `tokens`), `calls`, and their real cost (`cost_usd`)."""
+    calls, params = scoped(scope)
+    dimensions = [by] if then is None else [by, then]
+    names = ", ".join(f'"{d.name}"' for d in dimensions)
+    tier = " + ".join(f"(input_tokens > {int(start)})::INTEGER" for start in tier_starts) or "0"
+    counts = ", ".join(f"CASE WHEN usage = 'tokens' THEN coalesce({name}, 0) END AS {name}" for name in TOKEN_COLUMNS)
+    return run(log, f"""
+        WITH {calls},
+        worth AS (
+            SELECT {", ".join(f'{d.sql} AS "{d.name}"' for d in dimensions)}, {TOKEN_WORTH} AS usage,
+                   cost_usd IS NOT NULL AS priced, coalesce({tier}, 0) AS tier, {", ".join(TOKEN_COLUMNS)}, cost_usd
+            FROM calls),
+        counted AS (SELECT {names}, usage, priced, tier, {counts}, cost_usd FROM worth)
+        SELECT {names}, usage, priced, tier, {", ".join(f"sum({name})::BIGINT AS {name}" for name in TOKEN_COLUMNS)},
+               count(*) AS calls, sum(cost_usd) AS cost_usd
+        FROM counted
+        GROUP BY ALL""", [*params, *[p for d in dimensions for p in d.params]])
+
+
 def users(log: Path, scope: Scope) -> Rows:
     """Per user (`user_id`; NULL for the calls that named none): requests, total cost of the priced calls, how many
     have no price, average and 95th-percentile latency, the share of calls that failed (`error_pct`: 400 and up, or

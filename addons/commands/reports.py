@@ -48,7 +48,11 @@ def _say_unpriced(config: Config, scope: Scope, output_format: str) -> None:
         return
     count = sum(calls for _, _, calls in missing.rows)
     reasons = "; ".join(f"{calls:,} × {model or NO_VALUE} ({reason})" for model, reason, calls in missing.rows)
-    line = f"{count:,} call{'s' * (count != 1)} without a price, not in the cost: {reasons}"
+    _say(f"{count:,} call{'s' * (count != 1)} without a price, not in the cost: {reasons}", output_format)
+
+
+def _say(line: str, output_format: str) -> None:
+    """A line about a report below its table, or on stderr for a pipe's JSON/CSV (so stdout stays rows)."""
     if output_format == "table":
         show(Text(literal(line)))
     else:
@@ -85,6 +89,10 @@ def _compact(table: Table, wrap: tuple[str, ...]) -> Table:
 COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_tokens": "tokens\nout", "cost_usd": "cost",
                 "avg_cost_usd": "cost per\ncall", "saved_usd": "cache\nsaved", "share_pct": "share",
                 "unpriced": "no\nprice"}
+# With --as, a table leaves out the per-call, cache and share columns and the count of calls not re-priced (said
+# below it) so it still fits; --json/--csv keep them.
+COST_AS_HIDDEN = ("avg_cost_usd", "saved_usd", "share_pct", "not_repriced")
+COST_AS_HEADERS = {**COST_HEADERS, "as_cost_usd": "cost\nas-if", "change_pct": "change"}
 
 
 @click.command()
@@ -93,11 +101,14 @@ COST_HEADERS = {"requests": "calls", "input_tokens": "tokens\nin", "output_token
 @click.option("--then", "then", callback=_dimension, metavar="DIMENSION",
               help="within each --by group, split by another dimension (e.g. --by property:workflow --then "
                    "property:step)")
+@click.option("--as", "as_model", metavar="MODEL",
+              help="also what the calls would have cost on MODEL (provider/model or a model's name), same tokens")
 @scope_options(REPORT_SINCE)
 @table_rows_option
 @format_options
 @config_option()
-def costs(by: Dimension, then: Dimension | None, scope: Scope, count: int, output_format: str, config: Config) -> int:
+def costs(by: Dimension, then: Dimension | None, as_model: str | None, scope: Scope, count: int, output_format: str,
+          config: Config) -> int:
     """What was spent, per model, user, day, workflow, ... (--by).
 
     Per group: calls, input and output tokens, the cost of the priced calls, the average cost per priced call, what
@@ -105,19 +116,43 @@ def costs(by: Dimension, then: Dimension | None, scope: Scope, count: int, outpu
     subtotal comes first, its --then groups under it. Calls without a price are counted and named below the table,
     never added as $0; a group without a value (no user, no such property) is "(none)". --json/--csv give the
     group rows only (no subtotals, no total), with exact decimals.
+
+    With --as MODEL (`anthropic/claude-haiku-4-5`, or `claude-haiku-4-5`: the provider the gateway would route it
+    to, else the one genai-prices knows it from), each call is also priced as if MODEL had answered it with the same
+    tokens (input, cached input, cache-write input, output), at MODEL's price today, a `pricing` entry in config
+    first: `as_cost_usd`, and `change_pct` from the real cost (over the calls that have both; -75 is a quarter). A
+    cache hit and a call no provider billed cost 0 on MODEL too; a call that recorded no tokens is not re-priced
+    (`not_repriced`), never counted as $0. A model with no known price is refused (exit status 2).
     """
     warn_if_storage_unhealthy(config)
-    rows = read_log(config, queries.costs, scope, by, then)
+    if as_model is None:
+        rows = read_log(config, queries.costs, scope, by, then)
+    else:
+        from .. import repricing  # brings genai-prices' data: only this report pays for it
+
+        try:
+            target = repricing.target_model(as_model, config)
+        except repricing.UnknownModel as e:
+            raise click.BadParameter(str(e), param_hint="'--as'") from None
+        rows = read_log(config, repricing.costs_as, scope, by, then, target)
     if output_format != "table" or not rows.rows:
         emit(_groups_only(rows), output_format, empty=NO_CALLS)
-    else:
+    elif as_model is None:
         show(*_cost_table(rows, by, then, count))
+    else:
+        show(Text(literal(f"as if every call had used {as_model} (same tokens, today's price):")),
+             *_cost_table(rows.only(n for n in rows.columns if n not in COST_AS_HIDDEN), by, then, count,
+                         COST_AS_HEADERS))
     if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
         _say_unpriced(config, scope, output_format)
+    if as_model is not None and rows.rows and (not_repriced := rows.rows[-1][rows.columns.index("not_repriced")]):
+        _say(f"{not_repriced:,} call{'s' * (not_repriced != 1)} recorded no tokens, so are not in the cost on "
+             f"{as_model}", output_format)
     return 0
 
 
-def _cost_table(rows: Rows, by: Dimension, then: Dimension | None, count: int) -> list[Table | str]:
+def _cost_table(rows: Rows, by: Dimension, then: Dimension | None, count: int,
+                headers: dict[str, str] = COST_HEADERS) -> list[Table | str]:
     """The costs as a table that fits 80 columns: one label column (with --then, each `by` group's subtotal in bold
     and its `then` groups indented under it), the first `count` rows, the total (of every group) last under a rule;
     and the line saying how many rows were left out, if any."""
@@ -133,14 +168,20 @@ def _cost_table(rows: Rows, by: Dimension, then: Dimension | None, count: int) -
         value = NO_VALUE if record[name] is None else table_cell_text(name, record[name])
         return value if name == by.name else f"  {value}"
 
-    laid_out = [(label(record), *(_short_count(record[name]) if name.endswith("_tokens") else record[name]
+    laid_out = [(label(record), *(_short_count(record[name]) if name.endswith("_tokens") else
+                                  _change(record[name]) if name == "change_pct" else record[name]
                                   for name in numbers)) for record in rows.dicts()]
     types = ["VARCHAR", *rows.types[rows.columns.index("requests"):rows.columns.index("kind")]]
-    table = _compact(rich_table([label_column, *numbers], types, laid_out, COST_HEADERS), wrap=(label_column,))
+    table = _compact(rich_table([label_column, *numbers], types, laid_out, headers), wrap=(label_column,))
     for row, kind in zip(table.rows, (row[-1] for row in rows.rows), strict=True):
         row.style = "bold" if kind == "subtotal" else None
     table.rows[-2].end_section = True  # a rule above the total
     return [table] if more is None else [table, more]
+
+
+def _change(change_pct: float | None) -> str | None:
+    """A change as a table shows it, signed: `-75.0%` cheaper, `+12.5%` dearer."""
+    return None if change_pct is None else f"{change_pct:+.1f}%"
 
 
 USER_HEADERS = {"requests": "calls", "cost_usd": "cost", "avg_latency_ms": "avg ms", "p95_latency_ms": "p95 ms",

@@ -14,9 +14,13 @@ from ..bodies import parse_json_or_text
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
 from .openai_chat import OpenAIChat
+from .openai_completions import OpenAICompletions
+from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 
-FORMATS: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses())
+FORMATS: tuple[WireFormat, ...] = (
+    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(),
+)
 
 
 def endpoint_path(path: str) -> str:

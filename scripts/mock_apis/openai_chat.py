@@ -54,9 +54,7 @@ def problem(call: Call, request) -> tuple[int, str] | None:
         return 404, "Resource not found"
     if deployment not in AZURE_DEPLOYMENTS:
         return 404, "The API deployment for this resource does not exist."
-    if request is None or not isinstance(request.get("messages"), list):
-        return 400, "'messages' is a required property"
-    return None
+    return openai_problem(call, request, authorized=True)
 
 
 def answer(call: Call, request: dict, usage_extra: dict, extra_headers: dict) -> None:
