@@ -2,8 +2,10 @@
 list format, so an SDK's `client.models.list()` and `retrieve()` work against llmtap.
 
 It lists what the gateway routes: per configured provider, the models genai-prices knows for it (its
-`prices_provider`) that the gateway sends to that provider (its `models` patterns, as Router matches them), and the
-models named by the config's `pricing` entries (as `provider/model` when no pattern routes the bare name). `owned_by`
+`prices_provider`) that the gateway sends to that provider (its `models` patterns, as Router matches them; a provider
+with no patterns, such as Together or OpenRouter, by `provider/model`), and the models named by the config's `pricing`
+entries (as `provider/model` when no pattern routes the bare name). A model is listed by the name a client sends,
+which is not always genai-prices' id (Fireworks' `accounts/fireworks/models/...`). `owned_by`
 is llmtap's provider name. genai-prices does not know when a model was released: `created` is 0. The list is built
 once per config (when mitmproxy configures the addons) and answered by llmtap itself: the call is logged, not billed.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from genai_prices import types
 from genai_prices.data_snapshot import get_snapshot
 from mitmproxy import http
 
@@ -77,8 +80,8 @@ def routable_models(config: Config) -> list[ListedModel]:
     known = {provider.id: provider for provider in get_snapshot().providers}
     for provider in config.providers:
         prices = known.get(provider.prices_provider)
-        for model_id in sorted(model.id for model in prices.models) if prices else ():
-            if not model_id.endswith(PREFIX_ENDINGS) and _routes_to(config, model_id) is provider:
+        for model in sorted(prices.models, key=lambda m: m.id) if prices else ():
+            if (model_id := _routed_name(config, provider, model)) is not None:
                 listed.setdefault(model_id, ListedModel(model_id, provider.name))
     for entry in config.pricing:
         if any(character in entry.model for character in PATTERN_CHARACTERS):
@@ -89,6 +92,28 @@ def routable_models(config: Config) -> list[ListedModel]:
             explicit = f"{named.name}/{entry.model}"
             listed.setdefault(explicit, ListedModel(explicit, named.name))
     return list(listed.values())
+
+
+def _routed_name(config: Config, provider: ProviderConfig, model: types.ModelInfo) -> str | None:
+    """The name a client sends to reach genai-prices' `model` at `provider`: its id or the first exact name its
+    match accepts that the gateway sends there; `provider/name` for a provider without patterns."""
+    for name in [model.id, *_exact_names(model.match)]:
+        if name.endswith(PREFIX_ENDINGS):
+            continue
+        if _routes_to(config, name) is provider:
+            return name
+        if not provider.models and config.provider_for_model(explicit := f"{provider.name}/{name}") == (provider, name):
+            return explicit
+    return None
+
+
+def _exact_names(clause: types.MatchLogic) -> list[str]:
+    """The model names a genai-prices match clause accepts exactly (its equals, alone or among alternatives)."""
+    if isinstance(clause, types.ClauseEquals):
+        return [clause.equals]
+    if isinstance(clause, types.ClauseOr):
+        return [name for alternative in clause.or_ for name in _exact_names(alternative)]
+    return []
 
 
 def _routes_to(config: Config, model_id: str) -> ProviderConfig | None:

@@ -279,3 +279,16 @@ def test_a_model_no_provider_claims_is_refused_with_the_routable_ones(gw, model)
         client(gw).chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
     assert refused.value.body["type"] == "llmtap_unroutable_model"
     assert "<provider>/<model>" in refused.value.body["message"]
+
+
+def test_the_model_list_names_each_providers_models_as_a_client_sends_them(gw):
+    owners = {model.id: model.owned_by for model in client(gw).models.list()}
+    assert owners["deepseek-chat"] == "deepseek" and owners["grok-3-mini"] == "xai"
+    # genai-prices' id for it is `llama-v3p1-8b-instruct`; Fireworks' API names it so:
+    assert owners["accounts/fireworks/models/llama-v3p1-8b-instruct"] == "fireworks"
+    # Reached by name only, so listed by name.
+    assert owners["together/meta-llama/Llama-3.3-70B-Instruct-Turbo"] == "together"
+    assert owners["openrouter/openai/gpt-4o-mini"] == "openrouter"
+    assert owners["meta-llama/llama-4-scout-17b-16e-instruct"] == "groq"
+    assert not any(name.startswith(("together/", "openrouter/")) for name, owner in owners.items()
+                   if owner not in ("together", "openrouter"))
