@@ -35,6 +35,9 @@ PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat
                    "/inference/v1/chat/completions", "/api/v1/chat/completions"})
 AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/?]+)/chat/completions")
 AZURE_DEPLOYMENTS = {"prod-chat": "gpt-4o-mini-2024-07-18"}  # deployment -> the model it runs, as Azure names it
+# Azure's stream opens with its content filter's verdict on the prompt: no id, no model, no choices.
+AZURE_PROMPT_FILTER_CHUNK = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                             "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
 
 
 def azure_deployment(call: Call) -> str | None:
@@ -82,6 +85,8 @@ def answer(call: Call, request: dict, usage_extra: dict, extra_headers: dict) ->
         reply = "~" * huge_bytes
     events = [sse(None, data) for data in
               openai_chunks(base, reply, usage if include_usage else None, 16384 if huge_bytes else None)]
+    if azure_deployment(call) is not None:
+        events.insert(0, sse(None, AZURE_PROMPT_FILTER_CHUNK))
     call.stream(events + [b"data: [DONE]\n\n"], headers)
 
 
