@@ -11,9 +11,6 @@ The mock counts words: a prompt of N words in one turn is N + 4 tokens; the repl
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from decimal import Decimal
 
 import pytest
@@ -22,6 +19,7 @@ from google.genai import errors, types
 from mitmproxy import io
 
 from conftest import curl, shared_gateway
+from test_proxy import run_client  # a client program run with only the environment `llmtap env` prints
 
 GEMINI_ENV_KEY = "gemini-env-key-0123456789abcdef"  # llmtap's own key for Google, injected on the gateway way in
 CLIENT_KEY = "AIzaSy-client-own-key-9876543210zyxw"  # the key a client sends (x-goog-api-key or ?key=)
@@ -151,14 +149,6 @@ def test_a_stream_without_alt_sse_is_one_json_array_whose_usage_is_read(gemini_g
     assert (row["stream"], row["model"], row["input_tokens"], row["output_tokens"]) == (
         True, "gemini-2.0-flash", 7, 6)
     assert row["cost_usd"] == cost_of(7, 6, "0.10", "0.40")
-
-
-def run_client(gateway, program: str) -> dict:
-    """Run `program` in a fresh Python with the proxy environment `llmtap env` prints; it prints one JSON object."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], env=gateway.proxy_env(),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_sdk_through_the_proxy_with_no_code_change_is_logged_and_keeps_its_own_key(gemini_gateway, mock_provider):

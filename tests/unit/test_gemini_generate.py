@@ -101,3 +101,11 @@ def test_llmtaps_own_answers_take_googles_error_shape():
         "code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED", "llmtap_type": "llmtap_rate_limited"}}
     assert WIRE.error_body(502, "llmtap_upstream_unreachable", "x")["error"]["status"] == "UNAVAILABLE"
     assert WIRE.auth_headers("k") == {"x-goog-api-key": "k"}
+
+
+def test_a_call_reads_as_its_turns():
+    request = {"systemInstruction": {"parts": [{"text": "Be brief."}]},
+               "contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}]}
+    assert WIRE.transcript(request, None) == [("system", "Be brief."), ("user", "Weather in Paris?")]
+    assert WIRE.transcript(None, ANSWER) == [("model", "(thinking) Let me think about the weather.\n"
+                                                      "I will look it up.\n→ weather({\"city\": \"Paris\"})")]
