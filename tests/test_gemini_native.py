@@ -11,6 +11,7 @@ The mock counts words: a prompt of N words in one turn is N + 4 tokens; the repl
 from __future__ import annotations
 
 import json
+import subprocess
 from decimal import Decimal
 
 import pytest
@@ -149,6 +150,24 @@ def test_a_stream_without_alt_sse_is_one_json_array_whose_usage_is_read(gemini_g
     assert (row["stream"], row["model"], row["input_tokens"], row["output_tokens"]) == (
         True, "gemini-2.0-flash", 7, 6)
     assert row["cost_usd"] == cost_of(7, 6, "0.10", "0.40")
+
+
+def test_a_stream_cut_short_is_logged_with_its_error_and_the_usage_reported_until_then(gemini_gateway, mock_provider):
+    mock_provider.script({"cut_after": 3})
+    cut = subprocess.run(["curl", "-s", "-D", "-", "-X", "POST", "-H", "content-type: application/json",
+                          "-d", json.dumps({"contents": [{"parts": [{"text": "cut me off please"}]}]}),
+                          f"{gemini_gateway.base_url.removesuffix('/v1')}/v1beta/models/"
+                          "gemini-2.0-flash:streamGenerateContent?alt=sse"], capture_output=True, text=True, timeout=30)
+
+    assert cut.returncode == 18  # curl: the body ended before it was complete
+    request_id = next(line.split(":", 1)[1].strip() for line in cut.stdout.splitlines()
+                      if line.lower().startswith("helicone-id:"))
+    row = gemini_gateway.row(request_id)
+    assert row["stream"] is True and "incomplete" in row["error"]
+    # Google counts usage on every chunk: the third says 3 tokens generated so far, of a prompt of 8.
+    assert (row["input_tokens"], row["output_tokens"]) == (8, 3)
+    assert row["cost_usd"] == cost_of(8, 3, "0.10", "0.40")
+    assert json.loads(row["response_body"])["candidates"][0]["content"]["parts"] == [{"text": "Mock reply to: "}]
 
 
 def test_sdk_through_the_proxy_with_no_code_change_is_logged_and_keeps_its_own_key(gemini_gateway, mock_provider):
