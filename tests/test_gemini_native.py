@@ -118,23 +118,26 @@ def test_a_providers_error_reaches_the_sdk_and_is_logged_unbilled(gemini_gateway
     assert (row["status"], row["cost_usd"], row["price_source"]) == (429, 0, "not-billed")
 
 
-def test_cache_keeps_each_models_answer_apart_and_replays_a_stream_as_gemini_events(gemini_gateway, mock_provider):
+def test_cache_keeps_each_models_answer_apart_and_serves_streams_and_whole_answers_alike(gemini_gateway, mock_provider):
     client = gateway_client(gemini_gateway, **{"Helicone-Cache-Enabled": "true"})
     ask = {"contents": "the same question for two models"}
+    ask_other = {"contents": "first asked as a stream"}
 
     first = client.models.generate_content(model="gemini-2.0-flash", **ask)
     again = client.models.generate_content(model="gemini-2.0-flash", **ask)
     other_model = client.models.generate_content(model="gemini-2.5-flash", **ask)
-    streamed = list(client.models.generate_content_stream(model="gemini-2.0-flash", **ask))
     replayed = list(client.models.generate_content_stream(model="gemini-2.0-flash", **ask))
+    streamed = list(client.models.generate_content_stream(model="gemini-2.0-flash", **ask_other))
+    then_whole = client.models.generate_content(model="gemini-2.0-flash", **ask_other)
 
-    statuses = [r.sdk_http_response.headers["helicone-cache"] for r in (first, again, other_model, streamed[0],
-                                                                       replayed[0])]
-    assert statuses == ["MISS", "HIT", "MISS", "MISS", "HIT"]
+    statuses = [r.sdk_http_response.headers["helicone-cache"] for r in (first, again, other_model, replayed[0],
+                                                                       streamed[0], then_whole)]
+    assert statuses == ["MISS", "HIT", "MISS", "HIT", "MISS", "HIT"]
     assert len(mock_provider.requests()) == 3
     assert other_model.model_version == "gemini-2.5-flash" and again.model_version == "gemini-2.0-flash"
-    assert "".join(c.text or "" for c in replayed) == "".join(c.text or "" for c in streamed) == first.text
-    assert replayed[-1].usage_metadata.total_token_count == streamed[-1].usage_metadata.total_token_count
+    assert "".join(c.text or "" for c in replayed) == first.text  # the whole answer, replayed as Gemini's events
+    assert replayed[-1].usage_metadata.total_token_count == first.usage_metadata.total_token_count == 19
+    assert then_whole.text == "".join(c.text or "" for c in streamed) == "Mock reply to: first asked as a stream"
     hit = gemini_gateway.row(helicone_id(replayed[0]))
     assert (hit["cache_status"], hit["cost_usd"], hit["input_tokens"], hit["stream"]) == ("HIT", 0, 10, True)
     assert hit["cost_saved_usd"] == cost_of(10, 9, "0.10", "0.40")

@@ -113,6 +113,11 @@ class WireFormat(ABC):
         `provider_path` (here: that endpoint, whatever the client's path)."""
         return provider_path
 
+    def cache_path(self, path: str) -> str:
+        """The request path (query string included) as the cache key counts it: here as it is; a format whose path
+        says whether to stream leaves that out, as the cache leaves out a body's `stream`."""
+        return path
+
     def answer_model(self, answer: Any) -> str | None:
         """The model an answer says answered it (here: its `model`)."""
         return model_named_in(answer)

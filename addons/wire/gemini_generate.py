@@ -63,6 +63,16 @@ class GeminiGenerate(WireFormat):
             return provider_path
         return provider_path[:provider.start("method")] + client["method"] + provider_path[provider.end("method"):]
 
+    def cache_path(self, path: str) -> str:
+        """A stream and a whole answer of the same call share cache entries: `:streamGenerateContent` counts as
+        `:generateContent`, and `alt=sse` not at all."""
+        base, _, query = path.partition("?")
+        found = ENDPOINT.search(base)
+        if found is None:
+            return path
+        kept = "&".join(pair for pair in query.split("&") if pair and pair != "alt=sse")
+        return base[:found.start("method")] + "generateContent" + (f"?{kept}" if kept else "")
+
     def answer_model(self, answer: Any) -> str | None:
         version = assembled(answer).get("modelVersion")
         return version if isinstance(version, str) else None

@@ -56,6 +56,14 @@ def test_a_provider_path_gets_the_model_and_the_clients_method():
     assert fill_model("/v1/chat/completions", "gpt-4o") == "/v1/chat/completions"
 
 
+def test_a_stream_and_a_whole_answer_share_a_cache_path():
+    assert WIRE.cache_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse&key=k") == (
+        "/v1beta/models/gemini-2.0-flash:generateContent?key=k")
+    assert WIRE.cache_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse") == (
+        WIRE.cache_path("/v1beta/models/gemini-2.0-flash:generateContent"))
+    assert WIRE.cache_path("/v1beta/models/a:generateContent") != WIRE.cache_path("/v1beta/models/b:generateContent")
+
+
 def test_a_replayed_answer_assembles_back_into_the_same_answer():
     replay = WIRE.replay_stream(ANSWER, {})
 
