@@ -118,6 +118,26 @@ def test_a_providers_error_reaches_the_sdk_and_is_logged_unbilled(gemini_gateway
     assert (row["status"], row["cost_usd"], row["price_source"]) == (429, 0, "not-billed")
 
 
+def test_a_fallback_model_is_named_in_the_path_streamed_or_not(gemini_gateway, mock_provider):
+    mock_provider.script({"model": "gemini-2.0-flash", "status": 503}, {"model": "gemini-2.0-flash", "status": 503})
+    client = gateway_client(gemini_gateway, **{"Helicone-Fallback-Model": "gemini-2.5-flash"})
+
+    whole = client.models.generate_content(model="gemini-2.0-flash", contents="fall back please")
+    chunks = list(client.models.generate_content_stream(model="gemini-2.0-flash", contents="fall back please"))
+
+    assert whole.model_version == chunks[-1].model_version == "gemini-2.5-flash"
+    assert "".join(c.text or "" for c in chunks) == whole.text == "Mock reply to: fall back please"
+    seen = mock_provider.requests()
+    assert [request["path"] for request in seen] == [
+        "/v1beta/models/gemini-2.0-flash:generateContent", "/v1beta/models/gemini-2.5-flash:generateContent",
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"]
+    assert all("model" not in request["body"] for request in seen)  # Google refuses a field it does not know
+    for row in (gemini_gateway.row(helicone_id(whole)), gemini_gateway.row(helicone_id(chunks[0]))):
+        assert (row["model"], row["fallback_from"], row["attempts"]) == ("gemini-2.5-flash", "gemini-2.0-flash", 2)
+        assert row["cost_usd"] == cost_of(7, 6, "0.30", "2.50")
+
+
 def test_cache_keeps_each_models_answer_apart_and_serves_streams_and_whole_answers_alike(gemini_gateway, mock_provider):
     client = gateway_client(gemini_gateway, **{"Helicone-Cache-Enabled": "true"})
     ask = {"contents": "the same question for two models"}

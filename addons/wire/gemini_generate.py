@@ -51,7 +51,10 @@ class GeminiGenerate(WireFormat):
         return found is not None and found["method"] == STREAM_METHOD
 
     def with_model(self, path: str, body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
+        """The path names the model; a body's `model` (a fallback's override) is left out: Google refuses a field it
+        does not know."""
         found = ENDPOINT.search(path)
+        body = {key: value for key, value in body.items() if key != "model"}
         if found is None:
             return path, body
         return path[:found.start("model")] + quote(model, safe="") + path[found.end("model"):], body
