@@ -59,7 +59,10 @@ from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_poli
 
 # The names of wire.FORMATS (a test pins them), written out so that reading a config (every `llmtap` command does)
 # does not import the formats, which bring mitmproxy and genai-prices: a report would start ~0.5 s later.
-WIRE_FORMAT_NAMES = ("openai_chat", "anthropic_messages", "openai_responses", "gemini_generate")
+WIRE_FORMAT_NAMES = (
+    "openai_chat", "anthropic_messages", "openai_responses", "openai_embeddings", "openai_completions",
+    "gemini_generate",
+)
 DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
 # The keys a provider's endpoints had before `paths`; a user's file may still use them.
 OLD_PATH_KEYS = {

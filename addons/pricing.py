@@ -104,8 +104,8 @@ BILLED_UPGRADE_ENDPOINTS = ("/realtime",)
 def is_billed_endpoint(method: str, path: str, reads_usage: bool) -> bool | None:
     """Whether providers bill a call of `method` to `path` (no query string) for tokens: True for the LLM endpoints
     llmtap reads usage from (`reads_usage`), False for calls no provider bills (reading, listing and deleting, file
-    uploads, token counting), None for other endpoints that may bill (embeddings, images, audio, a Realtime session),
-    whose price llmtap does not know."""
+    uploads, token counting), None for other endpoints that may bill (images, audio, a Realtime session), whose
+    price llmtap does not know."""
     if method.upper() != "POST":
         return None if any(path.endswith(name) for name in BILLED_UPGRADE_ENDPOINTS) else False
     if any(path.endswith(name) or f"{name}/" in path for name in UNBILLED_POST_ENDPOINTS):

@@ -18,7 +18,7 @@ from .credentials import drop_client_keys
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
-from .wire import endpoint_path, format_for_gateway_path, gateway_endpoints
+from .wire import FORMATS, endpoint_path, format_for_gateway_path, gateway_endpoints
 
 
 class Router:
@@ -68,7 +68,7 @@ class Router:
                 flow, 400, "llmtap_unroutable_model",
                 f"provider {provider.name!r} does not serve {path} "
                 f"(no endpoint for it under providers.{provider.name}); "
-                "use /v1/chat/completions for it",
+                f"it serves {', '.join(f.gateway_paths[0] for f in FORMATS if provider.path_for(f.name))}",
             )
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent

@@ -192,12 +192,13 @@ def read_answer(response: http.Response | None, state: CallState) -> Any:
 
 def cut_answer(tap: BodyTapState, content_encoding: str) -> dict[str, Any]:
     """What the log keeps of a non-SSE answer larger than the cap: its first bytes as text (unless compressed), and
-    the model and usage read from its first and last bytes when they are there (JSON answers put usage last)."""
+    the model and usage read from its first and last bytes when they are there (JSON answers put usage last; an
+    embeddings answer puts its model there too, after the vectors)."""
     answer: dict[str, Any] = {TRUNCATED_KEY: True, "bytes": tap.total_bytes}  # the mark every cut body carries
     if content_encoding.strip().lower() not in ("", "identity"):
         return answer  # compressed: its first bytes say nothing readable
     answer["head"] = tap.head.decode("utf-8", errors="replace")
-    if (model := _MODEL.search(tap.head)) is not None:
+    if (model := _MODEL.search(tap.head) or _MODEL.search(tap.tail)) is not None:
         answer["model"] = model.group(1).decode("utf-8", errors="replace")
     if (usage := _last_usage(tap.tail)) is not None:
         answer["usage"] = usage

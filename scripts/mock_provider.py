@@ -19,6 +19,8 @@ Provider endpoints (recorded; the APIs of mock_apis/ also consume the script):
     POST /v1/chat/completions   (also /chat/completions, /openai/v1/chat/completions)
     POST /v1/messages           (also /messages)
     POST /v1/responses          (also /responses; OpenAI's Responses API)
+    POST /v1/embeddings         (also /embeddings; floats, or base64 when asked)
+    POST /v1/completions        (also /completions; OpenAI's legacy Completions)
     GET  /v1/models
     POST /v1/files              (OpenAI's file upload: multipart, answers the file object; nothing is kept)
 

@@ -93,12 +93,24 @@ def test_provider_off_removes_that_default_provider(tmp_path):
         ("openai/my-fine-tune", "openai", "my-fine-tune"),
         ("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile"),
         ("meta-llama/llama-4-scout-17b-16e-instruct", "groq", "meta-llama/llama-4-scout-17b-16e-instruct"),
+        ("text-embedding-3-small", "openai", "text-embedding-3-small"),
+        ("gpt-3.5-turbo-instruct", "openai", "gpt-3.5-turbo-instruct"),
+        ("davinci-002", "openai", "davinci-002"),
+        ("babbage-002", "openai", "babbage-002"),
+        ("mistral-embed", "mistral", "mistral-embed"),
+        ("gemini-embedding-001", "google", "gemini-embedding-001"),
     ],
 )
 def test_a_model_routes_to_its_provider_by_prefix_or_pattern(model, provider, upstream_model):
     routed, name = defaults().provider_for_model(model)
 
     assert (routed.name, name) == (provider, upstream_model)
+
+
+def test_the_repository_config_routes_the_models_the_built_in_providers_route():
+    repository = load_config(Path(__file__).resolve().parent.parent / "config" / "llmtap.yaml")
+    built_in = {provider.name: provider.models for provider in defaults().providers}
+    assert all(provider.models == built_in.get(provider.name, provider.models) for provider in repository.providers)
 
 
 def test_a_model_no_provider_serves_is_not_routed():
@@ -277,8 +289,8 @@ def test_paths_set_a_providers_endpoint_per_wire_format_and_null_drops_one(tmp_p
 
     openai = load_config(path).provider_named("openai")
 
-    assert dict(openai.paths) == {"openai_chat": "/openai/chat"}
-    assert openai.path_for("openai_responses") is None
+    assert openai.path_for("openai_chat") == "/openai/chat" and openai.path_for("openai_responses") is None
+    assert openai.path_for("openai_embeddings") == "/v1/embeddings"  # the built-in endpoints it did not name stay
 
 
 def test_a_paths_key_that_names_no_wire_format_is_refused_by_name(tmp_path):

@@ -212,7 +212,7 @@ def test_a_refusal_before_the_body_is_read_is_in_anthropics_shape_too(gateway):
 
 
 def test_llmtap_errors_on_openai_endpoints_keep_openais_shape(gateway):
-    result = curl(f"{gateway.base_url}/embeddings", "-d", "{}")
+    result = curl(f"{gateway.base_url}/images/generations", "-d", "{}")
     assert result.status == 404
     assert result.json()["error"]["type"] == "llmtap_unknown_endpoint"
     assert set(result.json()) == {"error"}

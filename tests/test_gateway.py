@@ -145,8 +145,8 @@ def test_anthropic_messages_through_the_gateway(gateway, mock_provider):
     assert row["ratelimit"]["anthropic-ratelimit-requests-limit"] == "10000"
 
 
-def test_anthropic_stream_helper_and_cache_read_tokens_are_priced(gateway, mock_provider):
-    mock_provider.script({"usage": {"cache_read_input_tokens": 1000}})
+def test_anthropic_stream_helper_and_cache_read_and_write_tokens_are_priced(gateway, mock_provider):
+    mock_provider.script({"usage": {"cache_read_input_tokens": 1000, "cache_creation_input_tokens": 400}})
     with anthropic_client(gateway).messages.stream(
         model="claude-sonnet-4-6", max_tokens=100, messages=[{"role": "user", "content": "stream claude"}],
     ) as stream:
@@ -155,11 +155,46 @@ def test_anthropic_stream_helper_and_cache_read_tokens_are_priced(gateway, mock_
         request_id = stream.response.headers["helicone-id"]
     assert text == "Mock reply to: stream claude"
     row = gateway.row(request_id)
-    assert row["stream"] is True and row["cached_input_tokens"] == 1000
+    assert row["stream"] is True and (row["cached_input_tokens"], row["cache_write_input_tokens"]) == (1000, 400)
     assert row["output_tokens"] == final.usage.output_tokens
-    # cache reads cost a tenth of input: $0.30 per million
-    uncached = row["input_tokens"] - 1000
-    assert row["cost_usd"] == (Decimal(uncached) * 3 + Decimal(1000) * Decimal("0.3") + Decimal(row["output_tokens"]) * 15) / 10**6
+    # Anthropic's input_tokens leave cache reads and writes out; the row's input_tokens counts them all.
+    assert row["input_tokens"] == final.usage.input_tokens + 1000 + 400
+    # claude-sonnet-4-6: input $3, cache read $0.30 (0.1x), cache write $3.75 (1.25x), output $15 per million
+    expected = (Decimal(final.usage.input_tokens) * 3 + 1000 * Decimal("0.3") + 400 * Decimal("3.75")
+                + Decimal(row["output_tokens"]) * 15) / 10**6
+    assert row["cost_usd"] == expected
+
+
+def test_anthropic_cache_read_and_write_tokens_are_priced_apart(gateway, mock_provider):
+    mock_provider.script({"usage": {"input_tokens": 30, "output_tokens": 20, "cache_read_input_tokens": 5000,
+                                    "cache_creation_input_tokens": 2000}})
+    raw = anthropic_client(gateway).messages.with_raw_response.create(
+        model="claude-3-5-haiku-latest", max_tokens=100, messages=[{"role": "user", "content": "cached claude"}])
+    assert raw.parse().usage.cache_read_input_tokens == 5000
+    row = gateway.row(raw.headers["helicone-id"])
+    assert (row["input_tokens"], row["cached_input_tokens"], row["cache_write_input_tokens"]) == (7030, 5000, 2000)
+    # claude-3-5-haiku: input $0.80, cache read $0.08, cache write $1, output $4 per million tokens
+    expected = (30 * Decimal("0.8") + 5000 * Decimal("0.08") + 2000 * Decimal("1") + 20 * Decimal("4")) / 10**6
+    assert row["cost_usd"] == expected == Decimal("0.002504")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_cached_input_and_reasoning_tokens_are_priced_apart(gateway, mock_provider, stream):
+    mock_provider.script({"usage": {"prompt_tokens": 2000, "completion_tokens": 300,
+                                    "prompt_tokens_details": {"cached_tokens": 1500},
+                                    "completion_tokens_details": {"reasoning_tokens": 200}}})
+    raw = openai_client(gateway).chat.completions.with_raw_response.create(
+        model="o4-mini", messages=[{"role": "user", "content": "think, cached"}], stream=stream)
+    if stream:
+        assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == (
+            "Mock reply to: think, cached")
+    row = gateway.row(raw.headers["helicone-id"])
+    assert row["stream"] is stream and row["model"] == "o4-mini"
+    assert (row["input_tokens"], row["cached_input_tokens"]) == (2000, 1500)
+    assert (row["output_tokens"], row["reasoning_tokens"]) == (300, 200)  # reasoning is part of the output
+    # o4-mini: input $1.10, cached input $0.275, output $4.40 per million tokens
+    expected = (500 * Decimal("1.1") + 1500 * Decimal("0.275") + 300 * Decimal("4.4")) / 10**6
+    assert row["cost_usd"] == expected == Decimal("0.0022825")
 
 
 def test_claude_through_the_openai_compatible_endpoint(gateway, mock_provider):
@@ -219,7 +254,7 @@ def test_body_that_is_not_json_gets_400_and_is_logged(gateway, mock_provider):
 
 
 def test_unknown_gateway_path_gets_404_json(gateway):
-    result = curl(f"{gateway.base_url}/embeddings", "-d", "{}")
+    result = curl(f"{gateway.base_url}/images/generations", "-d", "{}")
     assert result.status == 404 and result.json()["error"]["type"] == "llmtap_unknown_endpoint"
 
 

@@ -102,7 +102,7 @@ def test_an_llm_answer_without_usage_stays_unpriced_with_its_reason(gw, mock_pro
     ("POST", "/v1/uploads/upload-1/parts", False),
     ("POST", "/v1/messages/count_tokens", False),
     ("POST", "/v1/batches/batch-1/cancel", False),
-    ("POST", "/v1/embeddings", None),  # billed, but llmtap does not read its usage: NULL with a reason, not 0
+    ("POST", "/v1/images/generations", None),  # billed, but llmtap does not read its usage: NULL with a reason
     ("POST", "/v1beta/models/gemini-2.0-flash:countTokens", False),
     ("GET", "/v1/realtime", None),  # a Realtime session: a GET upgraded to a WebSocket, billed
 ])

@@ -15,9 +15,13 @@ from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
 from .gemini_generate import GeminiGenerate
 from .openai_chat import OpenAIChat
+from .openai_completions import OpenAICompletions
+from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 
-FORMATS: tuple[WireFormat, ...] = (OpenAIChat(), AnthropicMessages(), OpenAIResponses(), GeminiGenerate())
+FORMATS: tuple[WireFormat, ...] = (
+    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(), GeminiGenerate(),
+)
 
 
 def endpoint_path(path: str) -> str:

@@ -153,6 +153,16 @@ class WireFormat(ABC):
         return _usage(self.usage_provider_id, self.usage_flavor, usage_text)
 
 
+class OpenAIFormat(WireFormat):
+    """One of OpenAI's APIs (spoken by OpenAI-compatible providers too): OpenAI's rate-limit headers, its usage read
+    by genai-prices' OpenAI extractors."""
+
+    ratelimit_header_prefixes: tuple[str, ...] = ("x-ratelimit-",)
+    ratelimit_headers: tuple[str, ...] = ("retry-after", "retry-after-ms")
+    provider_header_prefixes: tuple[str, ...] = ("openai-",)
+    usage_provider_id = "openai"
+
+
 @functools.cache
 def _usage_root(provider_id: str, flavor: str) -> tuple[str, ...] | None:
     """The keys leading to the object genai-prices reads usage from for this API (`usage` for OpenAI's and
@@ -228,3 +238,17 @@ def text_of(content: Any) -> str:
                     parts.append(f"[{part['type']}]")
         return "\n".join(parts)
     return "" if content is None else json.dumps(content)
+
+
+def texts_of_prompts(value: Any) -> list[str]:
+    """The texts of an OpenAI `input` or `prompt` (a string, a list of them, token ids or lists of them), to show a
+    person: each string as it is, "[N tokens]" for token ids."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return []
+    if all(isinstance(token, int) for token in value):
+        return [f"[{len(value)} tokens]"]
+    # One level down only: that is all the APIs accept, and a body nested deeper must not cost a deep recursion.
+    return [part if isinstance(part, str) else f"[{len(part)} tokens]"
+            for part in value if isinstance(part, str | list)]

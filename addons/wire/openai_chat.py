@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
-from .sse import SseEvent
+from .base import OpenAIFormat, StreamAssembler, as_dict, index_of, sse_bytes, text_of
+from .openai_chunks import ChoiceChunksAssembler, ask_for_stream_usage, replay_ending
 
 
-class OpenAIChat(WireFormat):
+class OpenAIChat(OpenAIFormat):
     name = "openai_chat"
     description = "OpenAI-compatible, any provider"
     gateway_paths = ("/v1/chat/completions", "/chat/completions")
-    ratelimit_header_prefixes = ("x-ratelimit-",)
-    ratelimit_headers = ("retry-after", "retry-after-ms")
     # Spoken by OpenAI and by other providers' compatible endpoints (Google's among them): their own headers.
     provider_header_prefixes = ("openai-", "x-goog-")
-    usage_provider_id = "openai"
     usage_flavor = "chat"
 
     def matches(self, path: str) -> bool:
@@ -26,11 +23,7 @@ class OpenAIChat(WireFormat):
         return ChatStreamAssembler()
 
     def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage") is True:
-            return False
-        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        return True
+        return ask_for_stream_usage(body)
 
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         fields = ("id", "created", "model", "system_fingerprint")
@@ -53,11 +46,7 @@ class OpenAIChat(WireFormat):
                 events.append(chunk([{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]))
             finish = choice.get("finish_reason") or "stop"
             events.append(chunk([{"index": index, "delta": {}, "finish_reason": finish}]))
-        options = request.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage") and answer.get("usage"):
-            events.append(chunk([], usage=answer["usage"]))
-        events.append(sse_bytes("[DONE]"))
-        return b"".join(events)
+        return b"".join(events + replay_ending(head, answer, request))
 
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
@@ -83,37 +72,13 @@ def _message_text(message: dict[str, Any]) -> str:
     return text.strip()
 
 
-class ChatStreamAssembler(StreamAssembler):
-    def __init__(self) -> None:
-        self._head: dict[str, Any] = {}
-        self._choices: dict[int, dict[str, Any]] = {}
-        self._usage: dict[str, Any] | None = None
-        self._error: Any = None
+class ChatStreamAssembler(ChoiceChunksAssembler):
+    answer_object = "chat.completion"
 
-    def add(self, event: SseEvent) -> None:
-        if event.data == "[DONE]":
-            self.complete = self._error is None
-            return
-        chunk = event.json
-        if chunk is None:
-            return
-        if "error" in chunk and "choices" not in chunk:
-            self._error = chunk["error"]
-            self.complete = False
-            return
-        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
-            if chunk.get(key) is not None:
-                self._head[key] = chunk[key]
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else []:
-            if isinstance(choice, dict):
-                self._add_choice(choice)
+    def _new_choice(self) -> dict[str, Any]:
+        return {"role": "assistant", "content": [], "tool_calls": {}, "finish": None}
 
-    def _add_choice(self, choice: dict[str, Any]) -> None:
-        index = index_of(choice.get("index"))
-        slot = self._choices.setdefault(index, {"role": "assistant", "content": [], "tool_calls": {}, "finish": None})
+    def _add_choice(self, slot: dict[str, Any], choice: dict[str, Any]) -> None:
         delta = as_dict(choice.get("delta"))
         if delta.get("role"):
             slot["role"] = delta["role"]
@@ -135,25 +100,11 @@ class ChatStreamAssembler(StreamAssembler):
         if choice.get("finish_reason"):
             slot["finish"] = choice["finish_reason"]
 
-    def is_usage_only(self, event: SseEvent) -> bool:
-        chunk = event.json
-        return chunk is not None and not chunk.get("choices") and isinstance(chunk.get("usage"), dict)
-
-    def result(self) -> dict[str, Any] | None:
-        if not self._head and not self._choices:
-            return {"error": self._error} if self._error is not None else None
-        choices = []
-        for index, slot in sorted(self._choices.items()):
-            message: dict[str, Any] = {"role": slot["role"], "content": "".join(slot["content"]) or None}
-            if slot["tool_calls"]:
-                message["tool_calls"] = [_joined_call(slot["tool_calls"][i]) for i in sorted(slot["tool_calls"])]
-            choices.append({"index": index, "message": message, "finish_reason": slot["finish"]})
-        answer = {**self._head, "object": "chat.completion", "choices": choices}
-        if self._usage is not None:
-            answer["usage"] = self._usage
-        if self._error is not None:
-            answer["error"] = self._error
-        return answer
+    def _choice_of(self, index: int, slot: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": slot["role"], "content": "".join(slot["content"]) or None}
+        if slot["tool_calls"]:
+            message["tool_calls"] = [_joined_call(slot["tool_calls"][i]) for i in sorted(slot["tool_calls"])]
+        return {"index": index, "message": message, "finish_reason": slot["finish"]}
 
 
 def _joined_call(call: dict[str, Any]) -> dict[str, Any]:

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamAssembler, WireFormat, index_of, sse_bytes, text_of
+from .base import OpenAIFormat, StreamAssembler, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 FINAL_EVENTS = ("response.completed", "response.failed", "response.incomplete")
 
 
-class OpenAIResponses(WireFormat):
+class OpenAIResponses(OpenAIFormat):
     name = "openai_responses"
     description = "OpenAI"
     gateway_paths = ("/v1/responses", "/responses")
-    ratelimit_header_prefixes = ("x-ratelimit-",)
-    ratelimit_headers = ("retry-after", "retry-after-ms")
-    provider_header_prefixes = ("openai-",)
-    usage_provider_id = "openai"
     usage_flavor = "responses"
 
     def matches(self, path: str) -> bool:

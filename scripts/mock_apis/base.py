@@ -63,6 +63,21 @@ def text_of(content) -> str:
     return ""
 
 
+def text_or_token_items(value) -> list:
+    """The items of an OpenAI `input` or `prompt`: each a string or a list of token ids ([] when `value` is none of
+    the forms the API accepts)."""
+    if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(t, int) for t in value)):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str | list) for v in value):
+        return value
+    return []
+
+
+def item_tokens(items: list) -> int:
+    """The tokens of `text_or_token_items`: a text's words, a token list's length."""
+    return sum(len(item) if isinstance(item, list) else count_words(item) for item in items)
+
+
 def count_words(text: str) -> int:
     return len(text.split())
 
@@ -111,9 +126,9 @@ def openai_error(status: int, message: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def openai_problem(call: Call, request, required=("model", "messages")):
+def openai_problem(call: Call, request, required=("model", "messages"), authorized: bool = False):
     """(status, message) if the OpenAI request (chat, or another endpoint with its own `required`) must be refused."""
-    if not has_bearer(call.headers):
+    if not authorized and not has_bearer(call.headers):
         return 401, "Incorrect API key provided. You must pass 'Authorization: Bearer <key>'."
     if request is None:
         return 400, "We could not parse the JSON body of your request."
@@ -123,6 +138,15 @@ def openai_problem(call: Call, request, required=("model", "messages")):
     if "messages" in required and not isinstance(request["messages"], list):
         return 400, "Invalid type for 'messages': expected an array."
     return None
+
+
+def text_or_token_problem(call: Call, request, field: str, authorized: bool = False):
+    """(status, message) if an OpenAI request whose `field` holds text or token ids (embeddings' `input`, legacy
+    completions' `prompt`) must be refused; `authorized` when its key was checked already (Azure's `api-key`)."""
+    found = openai_problem(call, request, ("model", field), authorized)
+    if found is None and not text_or_token_items(request[field]):
+        return 400, f"Invalid type for '{field}': expected a string, an array of strings, or token arrays."
+    return found
 
 
 # ---------------------------------------------------------------- rate-limit headers

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 
 import pytest
 from genai_prices import Usage
 from llmtap.callstate import StreamTapState
 from llmtap.streaming import pass_on
-from llmtap.wire import format_for_path
+from llmtap.wire import format_for_path, format_named
 from llmtap.wire.anthropic_messages import AnthropicMessages
 from llmtap.wire.openai_chat import OpenAIChat
 from llmtap.wire.sse import SseEvent, SseParser, parse_event
@@ -284,13 +286,17 @@ def test_anthropic_first_token_is_seen_at_the_first_content_delta():
         ("/openai/v1/chat/completions", "openai_chat"),
         ("/v1/chat/completions?api-version=1", "openai_chat"),
         ("/v1/messages", "anthropic_messages"),
+        ("/v1/embeddings", "openai_embeddings"),
+        ("/openai/deployments/my-embedder/embeddings?api-version=2024-10-21", "openai_embeddings"),
+        ("/v1/completions", "openai_completions"),
+        ("/completions/", "openai_completions"),
     ],
 )
 def test_format_for_path_picks_the_wire_format(path, name):
     assert format_for_path(path).name == name
 
 
-@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/models"])
+@pytest.mark.parametrize("path", ["/v1/images/generations", "/v1/models"])
 def test_format_for_path_is_none_for_apis_llmtap_does_not_read(path):
     assert format_for_path(path) is None
 
@@ -415,6 +421,12 @@ def test_tap_records_first_token_time_at_the_first_content_chunk():
                                      {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f",
                                       "arguments": "{}", "status": "completed"}],
                           "usage": {"input_tokens": 4, "output_tokens": 2, "total_tokens": 6}}),
+    ("openai_completions", {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "davinci-002",
+                            "choices": [{"index": 0, "text": "one", "logprobs": None, "finish_reason": "stop"},
+                                        {"index": 1, "text": "two", "logprobs": None, "finish_reason": "length"}],
+                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}),
+    ("openai_embeddings", {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -1.0]}],
+                           "model": "text-embedding-3-small", "usage": {"prompt_tokens": 2, "total_tokens": 2}}),
 ])
 def test_a_replayed_stream_assembles_back_into_the_answer_it_came_from(name, answer):
     from llmtap.wire import format_named
@@ -424,3 +436,55 @@ def test_a_replayed_stream_assembles_back_into_the_answer_it_came_from(name, ans
     for event in SseParser().feed(wire.replay_stream(answer, {"stream_options": {"include_usage": True}})):
         assembler.add(event)
     assert assembler.complete and assembler.result() == answer
+
+
+def completion_chunk(index: int, text: str, finish_reason: str | None = None) -> bytes:
+    return sse({"id": "cmpl-1", "object": "text_completion", "created": 1700000000, "model": "gpt-3.5-turbo-instruct",
+                "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}]})
+
+
+def test_completion_stream_concatenates_text_per_choice_and_keeps_the_usage():
+    assembler = format_named("openai_completions").new_assembler()
+    stream = [completion_chunk(0, "Hel"), completion_chunk(1, "Wor"), completion_chunk(0, "lo"),
+              completion_chunk(1, "ld"), completion_chunk(0, "", "stop"), completion_chunk(1, "", "length"),
+              sse({"id": "cmpl-1", "object": "text_completion", "created": 1700000000,
+                   "model": "gpt-3.5-turbo-instruct", "choices": [],
+                   "usage": {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}}), OPENAI_DONE]
+    events = SseParser().feed(b"".join(stream))
+    assert not assembler.first_token_seen
+    for event in events:
+        assembler.add(event)
+    answer = assembler.result()
+    assert assembler.complete and assembler.first_token_seen
+    assert [(c["text"], c["finish_reason"]) for c in answer["choices"]] == [("Hello", "stop"), ("World", "length")]
+    assert answer["object"] == "text_completion" and answer["usage"]["total_tokens"] == 8
+    assert [assembler.is_usage_only(event) for event in events] == [False] * 6 + [True, False]
+
+
+def test_embeddings_never_stream_whatever_the_request_says():
+    wire = format_named("openai_embeddings")
+    assert wire.is_stream("/v1/embeddings", {"model": "text-embedding-3-small", "input": "x", "stream": True}) is False
+    assert wire.ask_for_stream_usage({"input": "x"}) is False
+
+
+def test_embeddings_transcript_shows_the_inputs_briefly_and_the_vectors_by_size():
+    wire = format_named("openai_embeddings")
+    request = {"model": "text-embedding-3-small", "input": ["short", "y" * 500, [1, 2, 3], "d", "e", "f", "g"]}
+    turns = wire.transcript(request, None)
+    assert turns[0] == ("input", "short") and turns[1][1].startswith("y" * 200 + "…") and len(turns[1][1]) < 230
+    assert turns[2] == ("input", "[3 tokens]") and turns[-1] == ("input", "… and 2 more inputs")
+    packed = base64.b64encode(struct.pack("<4f", 0, 1, 2, 3)).decode()
+    answer = {"data": [{"embedding": packed}, {"embedding": packed}], "usage": {"prompt_tokens": 2}}
+    assert wire.transcript(None, answer) == [("embeddings", "2 vectors of 4 dimensions")]
+    cut = {"llmtap_truncated": True, "bytes": 2_000_000, "head": '{"object": "list", "data": [{"embedding": [0.1, '}
+    assert wire.transcript(None, cut) == [("embeddings", "2,000,000 bytes of vectors, too many to keep")]
+
+
+def test_completions_transcript_shows_prompts_and_completions():
+    wire = format_named("openai_completions")
+    assert wire.transcript({"prompt": ["a", [5, 6]]}, {"choices": [{"text": "b"}]}) == [
+        ("prompt", "a"), ("prompt", "[2 tokens]"), ("completion", "b")]
+    deep: list = []
+    for _ in range(5000):  # deeper than Python recurses: a bad body still reads
+        deep = [deep]
+    assert wire.transcript({"prompt": [deep, "x", 7]}, None) == [("prompt", "[1 tokens]"), ("prompt", "x")]
