@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -61,6 +61,7 @@ from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_poli
 # does not import the formats, which bring mitmproxy and genai-prices: a report would start ~0.5 s later.
 WIRE_FORMAT_NAMES = (
     "openai_chat", "anthropic_messages", "openai_responses", "openai_embeddings", "openai_completions",
+    "gemini_generate",
 )
 DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
 # The keys a provider's endpoints had before `paths`; a user's file may still use them.
@@ -126,8 +127,18 @@ class ProviderConfig:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
     def path_for(self, wire_name: str) -> str | None:
-        """This provider's endpoint for an API (a wire format's name), or None when it has none."""
+        """This provider's endpoint for an API (a wire format's name), or None when it has none. A `{model}` in it
+        stands for the model a call asks for (`fill_model`): Gemini's native API names the model in the path."""
         return self.paths.get(wire_name)
+
+
+MODEL_PLACEHOLDER = "{model}"
+
+
+def fill_model(path: str, model: str) -> str:
+    """A provider endpoint (`ProviderConfig.path_for`) for a call to `model`: its `{model}`, if any, replaced by the
+    model's name, escaped as one path segment."""
+    return path.replace(MODEL_PLACEHOLDER, quote(model, safe="")) if MODEL_PLACEHOLDER in path else path
 
 
 @dataclass(frozen=True)

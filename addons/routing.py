@@ -13,8 +13,8 @@ from mitmproxy import ctx, http
 
 from .bodies import json_kind
 from .callstate import CallState, get_state
-from .config import Config, ProviderConfig
-from .credentials import CLIENT_KEY_HEADERS
+from .config import Config, ProviderConfig, fill_model
+from .credentials import drop_client_keys
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
@@ -73,6 +73,7 @@ class Router:
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
             upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
+        upstream_path = wire.upstream_path(fill_model(upstream_path, provider_model), path)
         if not self._inject_provider_key(flow, state, provider):
             return
         query = flow.request.path.partition("?")[2]
@@ -83,8 +84,7 @@ class Router:
         if key is None:
             if not self.settings.config.gateway_keys:
                 return True  # no key configured and no gateway keys: the client's own key goes through
-            for name in CLIENT_KEY_HEADERS:  # the caller's gateway key is no provider's key: it goes nowhere
-                flow.request.headers.pop(name, None)
+            drop_client_keys(flow.request)  # the caller's gateway key is no provider's key: it goes nowhere
             if provider.api_key_env is None:
                 return True  # a provider that needs no key (a local model server)
             if has_fallbacks(state, self.settings.config):
@@ -97,8 +97,7 @@ class Router:
                 headers=NOT_RETRYABLE,
             )
             return False
-        for name in CLIENT_KEY_HEADERS:
-            flow.request.headers.pop(name, None)
+        drop_client_keys(flow.request)
         assert state.route.wire is not None
         if self.flows_shown_in_flight:
             # mitmweb shows the live flow while the call is under way: the key goes only on the request llmtap's

@@ -13,13 +13,14 @@ from mitmproxy import http
 from ..bodies import parse_json_or_text
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
+from .gemini_generate import GeminiGenerate
 from .openai_chat import OpenAIChat
 from .openai_completions import OpenAICompletions
 from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 
 FORMATS: tuple[WireFormat, ...] = (
-    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(),
+    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(), GeminiGenerate(),
 )
 
 
@@ -41,7 +42,7 @@ def format_named(name: str) -> WireFormat:
 def format_for_gateway_path(path: str) -> WireFormat | None:
     """The wire format of the gateway endpoint `path` (query string ignored), or None when it is not one."""
     path = endpoint_path(path)
-    return next((f for f in FORMATS if path in f.gateway_paths), None)
+    return next((f for f in FORMATS if f.serves_gateway_path(path)), None)
 
 
 def gateway_endpoints() -> str:
