@@ -44,7 +44,8 @@ class Router:
         wire = format_for_gateway_path(path)
         if flow.request.method != "POST" or wire is None:
             reply_with_error(flow, 404, "llmtap_unknown_endpoint",
-                             f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}")
+                             f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}; "
+                             "GET /v1/models lists the models it routes")
             return
         body = state.request.body
         if not isinstance(body, dict):
