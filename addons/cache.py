@@ -1,6 +1,7 @@
 """The `ResponseCache` addon: Helicone's response cache, switched on per request by `Helicone-Cache-Enabled: true`.
 
-The key is the provider, the API and the upstream path (an Azure deployment is part of it), the request headers the
+The key is the provider, the API and the upstream path (an Azure deployment and a Gemini model are part of it; what
+in a path asks for a stream is not, `WireFormat.cache_path`), the request headers the
 API's wire format says change an answer (Anthropic's `anthropic-beta`), the request body in canonical JSON (key order
 and white space do not matter; `stream` and `stream_options` do not count, so a streamed answer serves a later
 unstreamed request and the other way round; `Helicone-Cache-Ignore-Keys` leaves out more), who the caller is, and
@@ -214,8 +215,8 @@ def cache_key(state: CallState, request: http.Request) -> str:
     relevant = {k: v for k, v in asked.body.items() if k not in ignored}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     headers = [request.headers.get(name, "") for name in wire.cache_key_headers]
-    parts = [provider.name, wire.name, request.path, *headers, canonical, asked.key_hash or "", asked.credential_hash,
-             asked.options.cache.seed or ""]
+    parts = [provider.name, wire.name, wire.cache_path(request.path), *headers, canonical, asked.key_hash or "",
+             asked.credential_hash, asked.options.cache.seed or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

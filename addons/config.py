@@ -62,6 +62,7 @@ from .ratelimit_policy import POLICY_FORM, RateLimitPolicy, parse_ratelimit_poli
 # does not import the formats, which bring mitmproxy and genai-prices: a report would start ~0.5 s later.
 WIRE_FORMAT_NAMES = (
     "openai_chat", "anthropic_messages", "openai_responses", "openai_embeddings", "openai_completions",
+    "gemini_generate",
 )
 DEFAULT_CHAT_PATH = "/v1/chat/completions"  # a provider's OpenAI-compatible endpoint when its entry names none
 # The keys a provider's endpoints had before `paths`; a user's file may still use them.
@@ -141,7 +142,8 @@ class ProviderConfig:
 
     def path_for(self, wire_name: str) -> str | None:
         """This provider's endpoint for an API (a wire format's name), or None when it has none. A `{model}` in it
-        stands for the model a call asks for (`fill_model`): an Azure deployment's path names it."""
+        stands for the model a call asks for (`fill_model`): Gemini's native API names the model in the path, and an
+        Azure deployment's path its deployment."""
         return self.paths.get(wire_name)
 
 

@@ -86,13 +86,28 @@ def mask(secret: str) -> str:
 
 def masked_path(path: str) -> str:
     """`path` with the values of secret query parameters masked, as the log and mitmweb keep it."""
+    return _secret_params_replaced(path, "redacted")
+
+
+def drop_client_keys(request: http.Request) -> None:
+    """Remove every key a client sent, in headers and in the query (Gemini's `?key=`): llmtap sends its own, or
+    none (a gateway key is no provider's key)."""
+    for name in CLIENT_KEY_HEADERS:
+        request.headers.pop(name, None)
+    request.path = _secret_params_replaced(request.path, None)
+
+
+def _secret_params_replaced(path: str, value: str | None) -> str:
+    """`path` with each secret query parameter's value replaced by `value`, or left out when `value` is None."""
     base, question, query = path.partition("?")
     if not question:
         return path
     pairs = parse_qsl(query, keep_blank_values=True)
     if not any(name.lower() in SECRET_QUERY_PARAMS for name, _ in pairs):
         return path
-    return base + "?" + urlencode([(n, "redacted" if n.lower() in SECRET_QUERY_PARAMS else v) for n, v in pairs])
+    kept = [(n, v if n.lower() not in SECRET_QUERY_PARAMS else value) for n, v in pairs]
+    kept_pairs = [(n, v) for n, v in kept if v is not None]
+    return base + ("?" + urlencode(kept_pairs) if kept_pairs else "")
 
 
 def redact_secrets(request: http.Request) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from mitmproxy import http
 
@@ -24,7 +24,7 @@ from .callstate import CallState
 from .config import Config, ProviderConfig, fill_model
 from .credentials import CLIENT_KEY_HEADERS, key_headers
 from .record import SKIPPED
-from .wire import belongs_to_one_provider
+from .wire import belongs_to_one_provider, endpoint_path
 
 PASSED_OVER_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -55,7 +55,9 @@ def plan_targets(request: http.Request, state: CallState, config: Config) -> lis
     headers = tuple((k, v) for k, v in request.headers.items(multi=True) if k.lower() not in PASSED_OVER_HEADERS)
     headers += tuple((state.route.provider_auth_headers or {}).items())  # the key that was kept off the flow
     options = state.request.options.fallback
-    model = state.request.body.get("model") if isinstance(state.request.body, dict) else None
+    model = state.request.model  # as the client named it: in the body, or in the path (Gemini's)
+    if model is None and isinstance(state.request.body, dict):  # an API llmtap does not read
+        model = state.request.body.get("model")
     primary = Target(state.route.provider, model, request.url, headers, content, options.on_codes,
                      state.route.primary_skipped_because)
     models = options.models or config.fallback_models.get(state.request.model or "", ())
@@ -122,20 +124,34 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
         if not any(name in extra for name in CLIENT_KEY_HEADERS):
             skipped_because = primary.skipped_because  # the same provider, without a key just the same
     else:
-        url = f"{provider.upstream}{_path(provider, state, str(new_body.get('model') or ''))}"
+        url = f"{provider.upstream}{_path(provider, state, new_body.get('model'))}"
         headers = _headers_for(provider, primary.headers, extra, state)
         if _needs_llmtaps_key(provider, extra) and provider.api_key is None:
             skipped_because = no_key_reason(provider)
     headers = tuple((k, v) for k, v in headers if k.lower() not in extra) + tuple(extra.items())
-    return Target(provider, new_body.get("model"), url, headers, json.dumps(new_body).encode(), codes, skipped_because)
+    model = new_body.get("model")
+    url, new_body = _asking_for(model, url, new_body, state)
+    return Target(provider, model, url, headers, json.dumps(new_body).encode(), codes, skipped_because)
 
 
-def _path(provider: ProviderConfig, state: CallState, model: str) -> str:
+def _path(provider: ProviderConfig, state: CallState, model: Any) -> str:
     assert state.route.wire is not None
     path = provider.path_for(state.route.wire.name)
     if path is None:
         raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.route.wire.name})")
-    return fill_model(path, model)
+    filled = fill_model(path, model) if isinstance(model, str) else path
+    return state.route.wire.upstream_path(filled, endpoint_path(state.request.client_path or ""))
+
+
+def _asking_for(model: Any, url: str, body: dict[str, Any], state: CallState) -> tuple[str, dict[str, Any]]:
+    """The URL and body of a target that asks for `model`: an API that names its model in the path (Gemini's) names
+    it there, not in the body."""
+    assert state.route.wire is not None
+    if not isinstance(model, str):
+        return url, body
+    parts = urlsplit(url)
+    path, body = state.route.wire.with_model(parts.path, body, model)
+    return urlunsplit(parts._replace(path=path)), body
 
 
 def _headers_for(provider: ProviderConfig, headers: tuple[tuple[str, str], ...], extra: dict[str, str],

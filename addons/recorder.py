@@ -25,6 +25,7 @@ from .settings import Settings
 from .store import RecordStore
 from .streaming import read_answer
 from .wire import endpoint_path, is_ratelimit_header
+from .wire.base import model_named_in
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def build_record(flow: http.HTTPFlow, state: CallState, settings: Settings) -> C
     """The `requests` row for a finished (answered, refused or failed) call."""
     response = flow.response
     answer = read_answer(response, state)
-    model = answer.get("model") if isinstance(answer, dict) and isinstance(answer.get("model"), str) else None
+    model = state.route.wire.answer_model(answer) if state.route.wire else model_named_in(answer)
     status = client_status(flow)
     priced = _price(flow, state, status, answer, model, settings)
     cost_saved = None

@@ -14,7 +14,7 @@ from mitmproxy import ctx, http
 from .bodies import json_kind
 from .callstate import CallState, get_state
 from .config import Config, ProviderConfig, fill_model
-from .credentials import CLIENT_KEY_HEADERS, key_headers
+from .credentials import drop_client_keys, key_headers
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
 from .settings import Settings
@@ -44,7 +44,8 @@ class Router:
         wire = format_for_gateway_path(path)
         if flow.request.method != "POST" or wire is None:
             reply_with_error(flow, 404, "llmtap_unknown_endpoint",
-                             f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}")
+                             f"{flow.request.method} {path} is not a gateway endpoint; use {gateway_endpoints()}; "
+                             "GET /v1/models lists the models it routes")
             return
         body = state.request.body
         if not isinstance(body, dict):
@@ -73,7 +74,7 @@ class Router:
             return
         if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
             upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
-        upstream_path = fill_model(upstream_path, provider_model)
+        upstream_path = wire.upstream_path(fill_model(upstream_path, provider_model), path)
         if not self._inject_provider_key(flow, state, provider):
             return
         send_to_upstream(flow.request, provider, with_client_query(upstream_path, flow.request.path))
@@ -83,8 +84,7 @@ class Router:
         if key is None:
             if not self.settings.config.gateway_keys:
                 return True  # no key configured and no gateway keys: the client's own key goes through
-            for name in CLIENT_KEY_HEADERS:  # the caller's gateway key is no provider's key: it goes nowhere
-                flow.request.headers.pop(name, None)
+            drop_client_keys(flow.request)  # the caller's gateway key is no provider's key: it goes nowhere
             if provider.api_key_env is None:
                 return True  # a provider that needs no key (a local model server)
             if has_fallbacks(state, self.settings.config):
@@ -97,8 +97,7 @@ class Router:
                 headers=NOT_RETRYABLE,
             )
             return False
-        for name in CLIENT_KEY_HEADERS:
-            flow.request.headers.pop(name, None)
+        drop_client_keys(flow.request)
         assert state.route.wire is not None
         headers = key_headers(provider, state.route.wire, key)
         if self.flows_shown_in_flight:

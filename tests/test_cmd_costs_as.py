@@ -140,7 +140,7 @@ def test_costs_as_table_shows_the_total_on_the_target_beside_the_real_one(costs_
     real = workload["gpt"]["cost_usd"] + workload["claude"]["cost_usd"]
     assert format_usd(HAIKU_GPT + HAIKU_CLAUDE) in total
     assert f"{change_pct(HAIKU_GPT + HAIKU_CLAUDE, real):+.1f}%" in total
-    assert "1 call recorded no tokens, so are not in the cost on anthropic/claude-haiku-4-5" in result.stdout
+    assert "1 call recorded no tokens, so is not in the cost on anthropic/claude-haiku-4-5" in result.stdout
 
 
 def test_costs_as_keeps_the_report_scope(costs_gateway, workload):

@@ -255,7 +255,9 @@ def test_body_that_is_not_json_gets_400_and_is_logged(gateway, mock_provider):
 
 def test_unknown_gateway_path_gets_404_json(gateway):
     result = curl(f"{gateway.base_url}/images/generations", "-d", "{}")
-    assert result.status == 404 and result.json()["error"]["type"] == "llmtap_unknown_endpoint"
+    error = result.json()["error"]
+    assert result.status == 404 and error["type"] == "llmtap_unknown_endpoint"
+    assert "POST /v1/embeddings" in error["message"] and "GET /v1/models" in error["message"]  # what to use instead
 
 
 def test_curl_without_v1_as_in_the_seed_base_url(gateway):

@@ -146,8 +146,9 @@ def costs(by: Dimension, then: Dimension | None, as_model: str | None, scope: Sc
     if rows.rows and rows.rows[-1][rows.columns.index("unpriced")]:
         _say_unpriced(config, scope, output_format)
     if as_model is not None and rows.rows and (not_repriced := rows.rows[-1][rows.columns.index("not_repriced")]):
-        _say(f"{not_repriced:,} call{'s' * (not_repriced != 1)} recorded no tokens, so are not in the cost on "
-             f"{as_model}", output_format)
+        calls = f"{not_repriced:,} call{'s' * (not_repriced != 1)}"
+        _say(f"{calls} recorded no tokens, so {'is' if not_repriced == 1 else 'are'} not in the cost on {as_model}",
+             output_format)
     return 0
 
 

@@ -13,13 +13,14 @@ from mitmproxy import http
 from ..bodies import parse_json_or_text
 from .anthropic_messages import AnthropicMessages
 from .base import StreamAssembler, WireFormat
+from .gemini_generate import GeminiGenerate
 from .openai_chat import OpenAIChat
 from .openai_completions import OpenAICompletions
 from .openai_embeddings import OpenAIEmbeddings
 from .openai_responses import OpenAIResponses
 
 FORMATS: tuple[WireFormat, ...] = (
-    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(),
+    OpenAIChat(), AnthropicMessages(), OpenAIResponses(), OpenAIEmbeddings(), OpenAICompletions(), GeminiGenerate(),
 )
 
 

@@ -112,6 +112,20 @@ class WireFormat(ABC):
         """The path and body of the same request for another model; `body` itself is left as it is."""
         return path, {**body, "model": model}
 
+    def upstream_path(self, provider_path: str, client_path: str) -> str:
+        """Where a call the client sent to `client_path` goes at a provider whose endpoint for this API is
+        `provider_path` (here: that endpoint, whatever the client's path)."""
+        return provider_path
+
+    def cache_path(self, path: str) -> str:
+        """The request path (query string included) as the cache key counts it: here as it is; a format whose path
+        says whether to stream leaves that out, as the cache leaves out a body's `stream`."""
+        return path
+
+    def answer_model(self, answer: Any) -> str | None:
+        """The model an answer says answered it (here: its `model`)."""
+        return model_named_in(answer)
+
     def error_body(self, status: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
         """The JSON of an answer llmtap gives itself (`status`, llmtap's own `error_type`), in the shape this API's
         clients parse. Here OpenAI's, which OpenAI-compatible SDKs read: `{"error": {"type", "message", ...}}`."""
@@ -195,6 +209,12 @@ def _read_usage(provider_id: str, flavor: str, answer: Any) -> Usage | None:
     except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
         return None  # usage in a shape genai-prices does not read: the row says so, the call goes on
     return usage
+
+
+def model_named_in(answer: Any) -> str | None:
+    """The `model` a JSON answer names, if any (how OpenAI's and Anthropic's answers name it)."""
+    model = answer.get("model") if isinstance(answer, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def openai_error_body(error_type: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -7,11 +7,12 @@ the rest to the API.
 
 from __future__ import annotations
 
-from . import anthropic_messages, openai_chat, openai_completions, openai_embeddings, openai_responses
+from . import anthropic_messages, gemini_generate, openai_chat, openai_completions, openai_embeddings, openai_responses
 from .base import MockApi
 
 APIS: tuple[MockApi, ...] = (
     openai_chat.API, anthropic_messages.API, openai_responses.API, openai_embeddings.API, openai_completions.API,
+    gemini_generate.API,
 )
 
 
