@@ -1,5 +1,5 @@
 """The OpenAI-compatible providers built in beside OpenAI and Anthropic (DeepSeek, xAI, Together, Fireworks,
-OpenRouter), Azure OpenAI's deployments, and self-hosted servers with prices of their own: each routed, logged and
+OpenRouter; Groq, Mistral, and Google's and Anthropic's own compatible endpoints), Azure OpenAI's deployments, and self-hosted servers with prices of their own: each routed, logged and
 priced at genai-prices' published price, through the way in its users use.
 
 Every provider's upstream is the mock, which speaks each one's paths; costs are hand-computed from genai-prices'
@@ -15,19 +15,21 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conftest import shared_gateway
+from conftest import ANTHROPIC_ENV_KEY, shared_gateway
 from test_proxy import run_client
 
 MTOK = Decimal(1_000_000)
 ENV_KEYS = {"DEEPSEEK_API_KEY": "sk-deepseek-env-key", "XAI_API_KEY": "xai-env-key",
             "TOGETHER_API_KEY": "together-env-key", "FIREWORKS_API_KEY": "fw-env-key",
-            "OPENROUTER_API_KEY": "sk-or-env-key", "AZURE_OPENAI_API_KEY": "azure-env-key-0123456789abcdef"}
+            "OPENROUTER_API_KEY": "sk-or-env-key", "AZURE_OPENAI_API_KEY": "azure-env-key-0123456789abcdef",
+            "GROQ_API_KEY": "gsk-env-key", "MISTRAL_API_KEY": "mistral-env-key", "GEMINI_API_KEY": "gemini-env-key"}
 AZURE_CLIENT_KEY = "azure-client-key-fedcba9876543210"
 API_VERSION = "2024-10-21"
 
 
 def providers_on(mock) -> dict:
-    built_in = {name: {"upstream": mock.url} for name in ("deepseek", "xai", "together", "fireworks", "openrouter")}
+    built_in = {name: {"upstream": mock.url}
+                for name in ("deepseek", "xai", "together", "fireworks", "openrouter", "groq", "mistral", "google")}
     return {
         "providers": built_in | {
             # As config/llmtap.yaml shows it: the resource's host (any, on the proxy way in), its deployments by name
@@ -89,6 +91,25 @@ def test_deepseek_chat_is_routed_by_its_name_and_priced_at_its_hour(gw, mock_pro
     peak = time(0, 30) <= row["created_at"].astimezone(UTC).time() < time(16, 30)
     assert row["cost_usd"] == (cost(6, 5, "0.27", "1.10") if peak else cost(6, 5, "0.135", "0.55"))
     assert row["price_source"] == "genai-prices"
+
+
+@pytest.mark.parametrize("model, provider, path, key, input_per_mtok, output_per_mtok", [
+    # genai-prices' prices per million tokens, input and output, for each model
+    ("llama-3.1-8b-instant", "groq", "/openai/v1/chat/completions", "Bearer gsk-env-key", "0.05", "0.08"),
+    ("mistral-small-latest", "mistral", "/v1/chat/completions", "Bearer mistral-env-key", "0.15", "0.6"),
+    ("gemini-2.0-flash", "google", "/v1beta/openai/chat/completions", "Bearer gemini-env-key", "0.10", "0.4"),
+    ("claude-3-5-haiku-latest", "anthropic", "/v1/chat/completions", f"Bearer {ANTHROPIC_ENV_KEY}", "0.80", "4"),
+])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_compatible_endpoints_of_groq_mistral_google_and_anthropic_are_routed_and_priced(
+        gw, mock_provider, model, provider, path, key, input_per_mtok, output_per_mtok, stream):
+    content = f"hello {provider} {'stream' if stream else 'json'}"
+    row = ask(gw, model, content, stream=stream)
+    request = sent(mock_provider, content)
+    assert (request["path"], request["headers"]["authorization"]) == (path, key)
+    assert (row["provider"], row["model"], row["stream"]) == (provider, model, stream)
+    assert (row["input_tokens"], row["output_tokens"]) == (7, 6)
+    assert row["cost_usd"] == cost(7, 6, input_per_mtok, output_per_mtok) and row["price_source"] == "genai-prices"
 
 
 def test_grok_streams_through_the_gateway_priced_as_xai(gw, mock_provider):

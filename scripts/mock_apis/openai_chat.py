@@ -32,7 +32,8 @@ from .base import (
 )
 
 PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions",
-                   "/inference/v1/chat/completions", "/api/v1/chat/completions"})
+                   "/inference/v1/chat/completions", "/api/v1/chat/completions",
+                   "/v1beta/openai/chat/completions"})
 AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/?]+)/chat/completions")
 AZURE_DEPLOYMENTS = {"prod-chat": "gpt-4o-mini-2024-07-18"}  # deployment -> the model it runs, as Azure names it
 # Azure's stream opens with its content filter's verdict on the prompt: no id, no model, no choices.
