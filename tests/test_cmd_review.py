@@ -22,7 +22,9 @@ MARKUP_MODEL = "gpt-4o-mini[/b]"
 def gw(tmp_path_factory, mock_provider) -> Iterator[Gateway]:
     gateway = start_gateway(tmp_path_factory.mktemp("review"), mock_provider)
     chat = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
-    chat.chat.completions.create(model=MARKUP_MODEL, messages=[{"role": "user", "content": "hi"}],
+    # A model name with a slash is routed by a provider's name (no pattern without one matches it); OpenAI answers
+    # with the model as asked, markup and all.
+    chat.chat.completions.create(model=f"openai/{MARKUP_MODEL}", messages=[{"role": "user", "content": "hi"}],
                                  extra_headers={"Helicone-Session-Id": MARKUP_SESSION,
                                                 "Helicone-Session-Name": "[/i] name",
                                                 "Helicone-Session-Path": MARKUP_PATH})
