@@ -98,6 +98,10 @@ MINI_CLAUDE = (2100 * Decimal("0.4") + 400 * Decimal("0.1") + 100 * Decimal("1.6
 # grok-3-mini (genai-prices, x-ai): $0.30 input, $0.075 cached input, $0.50 output per million; no cache-write price.
 GROK_GPT = (800 * Decimal("0.3") + 200 * Decimal("0.075") + 500 * Decimal("0.5")) / MTOK
 GROK_CLAUDE = (2100 * Decimal("0.3") + 400 * Decimal("0.075") + 100 * Decimal("0.5")) / MTOK
+# command-r (genai-prices, cohere): $0.15 input, $0.60 output per million; no cached or cache-write price, so every
+# input token is charged at the input price.
+COMMAND_R_GPT = (1000 * Decimal("0.15") + 500 * Decimal("0.6")) / MTOK
+COMMAND_R_CLAUDE = (2500 * Decimal("0.15") + 100 * Decimal("0.6")) / MTOK
 # acme-tuned (config `pricing`): $3 input, $0.30 cached input, $12 output; cache writes are input.
 TUNED_GPT = (800 * Decimal(3) + 200 * Decimal("0.3") + 500 * Decimal(12)) / MTOK
 TUNED_CLAUDE = (2100 * Decimal(3) + 400 * Decimal("0.3") + 100 * Decimal(12)) / MTOK
@@ -111,7 +115,8 @@ def change_pct(as_usd: Decimal, real_usd: Decimal) -> Decimal:
 @pytest.mark.parametrize("model, gpt_usd, claude_usd", [
     ("claude-haiku-4-5", HAIKU_GPT, HAIKU_CLAUDE),  # a bare name: the provider the gateway routes it to
     ("openai/gpt-4.1-mini", MINI_GPT, MINI_CLAUDE),
-    ("grok-3-mini", GROK_GPT, GROK_CLAUDE),  # a bare name no provider pattern routes: genai-prices finds x-ai
+    ("grok-3-mini", GROK_GPT, GROK_CLAUDE),  # a bare name the built-in xai provider's `grok-*` routes
+    ("command-r", COMMAND_R_GPT, COMMAND_R_CLAUDE),  # a bare name no provider routes: genai-prices finds cohere
     ("acme-tuned", TUNED_GPT, TUNED_CLAUDE),  # known only from the config's `pricing`
 ])
 def test_costs_as_reprices_every_call_with_its_own_tokens(costs_gateway, workload, model, gpt_usd, claude_usd):
