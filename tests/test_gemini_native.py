@@ -193,6 +193,26 @@ def test_a_stream_cut_short_is_logged_with_its_error_and_the_usage_reported_unti
     assert json.loads(row["response_body"])["candidates"][0]["content"]["parts"] == [{"text": "Mock reply to: "}]
 
 
+@pytest.mark.parametrize("alt_sse", [False, True])
+def test_an_answer_whose_parts_are_not_a_list_is_still_logged_with_its_tokens_and_cost(gemini_gateway, mock_provider,
+                                                                                       alt_sse):
+    odd = {"candidates": [{"content": {"parts": 5}, "finishReason": "STOP"}],
+           "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}, "modelVersion": "gemini-2.0-flash"}
+    # As a whole JSON array; or as an event among the mock's own, whose last usage (7 in, 6 out) is the call's.
+    mock_provider.script({"insert_raw": f"data: {json.dumps(odd)}\r\n\r\n"} if alt_sse
+                         else {"status": 200, "body": [odd]})
+    tokens = (7, 6) if alt_sse else (3, 2)
+    result = curl("-X", "POST", f"{gemini_gateway.base_url.removesuffix('/v1')}/v1beta/models/gemini-2.0-flash:"
+                  f"streamGenerateContent{'?alt=sse' if alt_sse else ''}", "-H", "content-type: application/json",
+                  "-d", json.dumps({"contents": [{"parts": [{"text": "odd parts please"}]}]}))
+
+    assert result.status == 200
+    row = gemini_gateway.row(result.headers["helicone-id"])
+    assert (row["input_tokens"], row["output_tokens"], row["error"]) == (*tokens, None), row["price_error"]
+    assert row["cost_usd"] == cost_of(*tokens, "0.10", "0.40")
+    assert "modelVersion" in row["response_body"]
+
+
 def test_sdk_through_the_proxy_with_no_code_change_is_logged_and_keeps_its_own_key(gemini_gateway, mock_provider):
     out = run_client(gemini_gateway, f"""
         import json

@@ -234,6 +234,12 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one (as `as_dict`, for the fields a format documents as
+    arrays)."""
+    return value if isinstance(value, list) else []
+
+
 def sse_bytes(data: Any, event: str | None = None) -> bytes:
     """One server-sent event."""
     payload = data if isinstance(data, str) else json.dumps(data)

@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote
 
 from genai_prices import Usage
 
-from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, as_dict, as_list, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 # `.../models/<model>:<method>`; a model may hold a slash (`google/gemini-2.0-flash`, as a gateway caller writes it).
@@ -99,9 +99,11 @@ class GeminiGenerate(WireFormat):
         """One chunk per part of each candidate, the last carrying its finish reason and the answer's usage."""
         head: dict[str, Any] = {k: answer[k] for k in ("modelVersion", "responseId") if k in answer}
         events: list[dict[str, Any]] = []
-        for candidate in answer.get("candidates") or []:
+        for candidate in as_list(answer.get("candidates")):
+            if not isinstance(candidate, dict):
+                continue
             content = as_dict(candidate.get("content"))
-            parts = content.get("parts") or [{"text": ""}]
+            parts = as_list(content.get("parts")) or [{"text": ""}]
             for number, part in enumerate(parts):
                 chunk: dict[str, Any] = {"content": {**content, "parts": [part]}, "index": candidate.get("index", 0)}
                 if number == len(parts) - 1:
@@ -119,12 +121,12 @@ class GeminiGenerate(WireFormat):
         if isinstance(request, dict):
             if isinstance(request.get("systemInstruction"), dict):
                 turns.append(("system", _parts_text(request["systemInstruction"].get("parts"))))
-            for content in request.get("contents") or []:
+            for content in as_list(request.get("contents")):
                 if isinstance(content, dict):
                     turns.append((str(content.get("role") or "user"), _parts_text(content.get("parts"))))
         response = assembled(response) if response is not None else None
         if isinstance(response, dict):
-            for candidate in response.get("candidates") or []:
+            for candidate in as_list(response.get("candidates")):
                 content = as_dict(as_dict(candidate).get("content"))
                 turns.append((str(content.get("role") or "model"), _parts_text(content.get("parts"))))
             if isinstance(response.get("error"), dict):
@@ -144,7 +146,7 @@ def assembled(response: Any) -> dict[str, Any]:
 
 def _parts_text(parts: Any) -> str:
     lines = []
-    for part in parts if isinstance(parts, list) else []:
+    for part in as_list(parts):
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("text"), str):
@@ -185,8 +187,7 @@ class GenerateStreamAssembler(StreamAssembler):
         for key, value in chunk.items():
             if key != "candidates" and value is not None:
                 self._head[key] = value
-        candidates = chunk.get("candidates")
-        for candidate in candidates if isinstance(candidates, list) else []:
+        for candidate in as_list(chunk.get("candidates")):
             if isinstance(candidate, dict):
                 self._add_candidate(candidate)
 
@@ -200,7 +201,7 @@ class GenerateStreamAssembler(StreamAssembler):
             if key not in ("content", "index") and value is not None:
                 slot[key] = value
         parts = self._parts.setdefault(index, [])
-        for part in content.get("parts") or []:
+        for part in as_list(content.get("parts")):
             if isinstance(part, dict):
                 self.first_token_seen = True
                 self._add_part(parts, part)
