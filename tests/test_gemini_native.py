@@ -213,6 +213,21 @@ def test_an_answer_whose_parts_are_not_a_list_is_still_logged_with_its_tokens_an
     assert "modelVersion" in row["response_body"]
 
 
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])  # the stream: one JSON array
+def test_an_answer_larger_than_the_log_cap_is_still_priced(fresh_gateway, mock_provider, method):
+    gateway = fresh_gateway({"providers": {"google": {"upstream": mock_provider.url}},
+                             "limits": {"max_logged_body_bytes": 120}}, env={"GEMINI_API_KEY": GEMINI_ENV_KEY})
+    result = curl("-X", "POST", f"{gateway.base_url.removesuffix('/v1')}/v1beta/models/gemini-2.0-flash:{method}",
+                  "-H", "content-type: application/json",
+                  "-d", json.dumps({"contents": [{"parts": [{"text": "a long answer please"}]}]}))
+
+    assert result.status == 200 and len(result.body) > 120
+    row = gateway.row(result.headers["helicone-id"])
+    assert json.loads(row["response_body"])["llmtap_truncated"] is True  # only its ends were kept
+    assert (row["model"], row["input_tokens"], row["output_tokens"]) == ("gemini-2.0-flash", 8, 7), row["price_error"]
+    assert row["cost_usd"] == cost_of(8, 7, "0.10", "0.40")
+
+
 def test_sdk_through_the_proxy_with_no_code_change_is_logged_and_keeps_its_own_key(gemini_gateway, mock_provider):
     out = run_client(gemini_gateway, f"""
         import json

@@ -77,6 +77,10 @@ class WireFormat(ABC):
     ratelimit_headers: tuple[str, ...] = ("retry-after",)
     provider_header_prefixes: tuple[str, ...] = ()  # request headers that mean something to its provider only
     cache_key_headers: tuple[str, ...] = ()  # request headers that change the answer, so belong to the cache key
+    # The keys a JSON answer names its usage and its model under: what llmtap reads from the ends of an answer too
+    # large to keep (streaming.cut_answer).
+    usage_key = "usage"
+    model_key = "model"
 
     @abstractmethod
     def matches(self, path: str) -> bool:

@@ -35,6 +35,8 @@ class GeminiGenerate(WireFormat):
     provider_header_prefixes = ("x-goog-",)
     usage_provider_id = "google"
     usage_flavor = "default"
+    usage_key = "usageMetadata"
+    model_key = "modelVersion"
 
     def matches(self, path: str) -> bool:
         return ENDPOINT.search(path) is not None
