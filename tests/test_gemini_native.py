@@ -175,6 +175,27 @@ def test_a_stream_without_alt_sse_is_one_json_array_whose_usage_is_read(gemini_g
     assert row["cost_usd"] == cost_of(7, 6, "0.10", "0.40")
 
 
+def test_a_cached_stream_without_alt_sse_is_replayed_as_a_json_array_as_google_sends_it(gemini_gateway,
+                                                                                         mock_provider):
+    ask = ("-X", "POST", f"{gemini_gateway.base_url.removesuffix('/v1')}/v1beta/models/"
+           "gemini-2.0-flash:streamGenerateContent", "-H", "content-type: application/json",
+           "-H", "Helicone-Cache-Enabled: true", "-d", json.dumps({"contents": [{"parts": [{"text": "an array twice"}]}]}))
+    first = curl(*ask)
+    gemini_gateway.row(first.headers["helicone-id"])  # stored once its row is written
+    second = curl(*ask)
+
+    assert [r.headers["helicone-cache"] for r in (first, second)] == ["MISS", "HIT"]
+    assert second.headers["content-type"].startswith("application/json")
+    chunks = second.json()
+    assert isinstance(chunks, list) and isinstance(first.json(), list)
+    text = "".join(part["text"] for chunk in chunks for part in chunk["candidates"][0]["content"]["parts"])
+    assert text == "Mock reply to: an array twice"
+    assert chunks[-1]["usageMetadata"] == first.json()[-1]["usageMetadata"]
+    whole = curl(*ask[:2], ask[2].replace(":streamGenerateContent", ":generateContent"), *ask[3:])
+    assert whole.headers["helicone-cache"] == "HIT"  # the array was kept as the whole answer it stands for
+    assert whole.json()["candidates"][0]["content"]["parts"] == [{"text": "Mock reply to: an array twice"}]
+
+
 def test_a_stream_cut_short_is_logged_with_its_error_and_the_usage_reported_until_then(gemini_gateway, mock_provider):
     mock_provider.script({"cut_after": 3})
     cut = subprocess.run(["curl", "-s", "-D", "-", "-X", "POST", "-H", "content-type: application/json",

@@ -140,6 +140,15 @@ class WireFormat(ABC):
         """The SSE stream, in this API's event format, that delivers the JSON `answer` to a client that sent
         `request` (which says, e.g., whether it asked for usage)."""
 
+    def replay(self, answer: dict[str, Any], request: dict[str, Any], path: str) -> tuple[bytes, str]:
+        """A cached `answer` as the stream a client that sent `request` to `path` (query string included) reads, and
+        its content type: here the SSE stream of replay_stream."""
+        return self.replay_stream(answer, request), "text/event-stream; charset=utf-8"
+
+    def cacheable_answer(self, answer: Any) -> dict[str, Any] | None:
+        """A provider's whole answer as the cache keeps it, one JSON object (None: nothing to keep)."""
+        return answer if isinstance(answer, dict) else None
+
     def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
         """Make a streamed request report usage; True when the body was changed to do so."""
         return False

@@ -6,6 +6,7 @@ them). `/v1/models/...` is the same API. The model is in the path, not the body;
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote, unquote
@@ -18,6 +19,7 @@ from .sse import SseEvent
 # `.../models/<model>:<method>`; a model may hold a slash (`google/gemini-2.0-flash`, as a gateway caller writes it).
 ENDPOINT = re.compile(r"/models/(?P<model>[^:]+):(?P<method>generateContent|streamGenerateContent)$")
 STREAM_METHOD = "streamGenerateContent"
+SSE_QUERY = "alt=sse"  # a stream's query asking for server-sent events rather than one JSON array
 
 # Google's canonical error codes (google.rpc.Code) by HTTP status: its SDKs show them, users branch on them.
 STATUS_NAMES = {
@@ -75,7 +77,7 @@ class GeminiGenerate(WireFormat):
         found = ENDPOINT.search(base)
         if found is None:
             return path
-        kept = "&".join(pair for pair in query.split("&") if pair and pair != "alt=sse")
+        kept = "&".join(pair for pair in query.split("&") if pair and pair != SSE_QUERY)
         return base[:found.start("method")] + "generateContent" + (f"?{kept}" if kept else "")
 
     def answer_model(self, answer: Any) -> str | None:
@@ -97,26 +99,18 @@ class GeminiGenerate(WireFormat):
     def extract_usage(self, response: Any, prices_provider: str | None = None) -> Usage | None:
         return super().extract_usage(assembled(response), prices_provider)
 
+    def replay(self, answer: dict[str, Any], request: dict[str, Any], path: str) -> tuple[bytes, str]:
+        """Server-sent events for a stream with `alt=sse`; without it, Google's one JSON array of the same chunks."""
+        if SSE_QUERY in path.partition("?")[2].split("&"):
+            return super().replay(answer, request, path)
+        return json.dumps(_replayed_chunks(answer)).encode(), "application/json"
+
+    def cacheable_answer(self, answer: Any) -> dict[str, Any] | None:
+        """A stream read without `alt=sse` (a JSON array of chunks) is kept as the whole answer it stands for."""
+        return assembled(answer) if isinstance(answer, list) else super().cacheable_answer(answer)
+
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
-        """One chunk per part of each candidate, the last carrying its finish reason and the answer's usage."""
-        head: dict[str, Any] = {k: answer[k] for k in ("modelVersion", "responseId") if k in answer}
-        events: list[dict[str, Any]] = []
-        for candidate in as_list(answer.get("candidates")):
-            if not isinstance(candidate, dict):
-                continue
-            content = as_dict(candidate.get("content"))
-            parts = as_list(content.get("parts")) or [{"text": ""}]
-            for number, part in enumerate(parts):
-                chunk: dict[str, Any] = {"content": {**content, "parts": [part]}, "index": candidate.get("index", 0)}
-                if number == len(parts) - 1:
-                    chunk.update({k: v for k, v in candidate.items() if k not in ("content", "index")})
-                events.append({"candidates": [chunk], **head})
-        if not events:
-            events.append({"candidates": [], **head})
-        for key in ("usageMetadata", "promptFeedback"):
-            if key in answer:
-                events[-1][key] = answer[key]
-        return b"".join(sse_bytes(event) for event in events)
+        return b"".join(sse_bytes(event) for event in _replayed_chunks(answer))
 
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
@@ -144,6 +138,29 @@ def assembled(response: Any) -> dict[str, Any]:
             assembler.add_chunk(as_dict(chunk))
         return assembler.result() or {}
     return as_dict(response)
+
+
+def _replayed_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stream chunks that deliver `answer`: one per part of each candidate, the last carrying its finish reason
+    and the answer's usage."""
+    head: dict[str, Any] = {k: answer[k] for k in ("modelVersion", "responseId") if k in answer}
+    events: list[dict[str, Any]] = []
+    for candidate in as_list(answer.get("candidates")):
+        if not isinstance(candidate, dict):
+            continue
+        content = as_dict(candidate.get("content"))
+        parts = as_list(content.get("parts")) or [{"text": ""}]
+        for number, part in enumerate(parts):
+            chunk: dict[str, Any] = {"content": {**content, "parts": [part]}, "index": candidate.get("index", 0)}
+            if number == len(parts) - 1:
+                chunk.update({k: v for k, v in candidate.items() if k not in ("content", "index")})
+            events.append({"candidates": [chunk], **head})
+    if not events:
+        events.append({"candidates": [], **head})
+    for key in ("usageMetadata", "promptFeedback"):
+        if key in answer:
+            events[-1][key] = answer[key]
+    return events
 
 
 def _parts_text(parts: Any) -> str:
