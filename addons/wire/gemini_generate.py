@@ -106,8 +106,12 @@ class GeminiGenerate(WireFormat):
         return json.dumps(_replayed_chunks(answer)).encode(), "application/json"
 
     def cacheable_answer(self, answer: Any) -> dict[str, Any] | None:
-        """A stream read without `alt=sse` (a JSON array of chunks) is kept as the whole answer it stands for."""
-        return assembled(answer) if isinstance(answer, list) else super().cacheable_answer(answer)
+        """A stream read without `alt=sse` (a JSON array of chunks) is kept as the whole answer it stands for, when it
+        is one (it ends with a finish reason, and no error)."""
+        if not isinstance(answer, list):
+            return super().cacheable_answer(answer)
+        assembler = _assembler_of(answer)
+        return assembler.result() if assembler.complete else None
 
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         return b"".join(sse_bytes(event) for event in _replayed_chunks(answer))
@@ -132,12 +136,14 @@ class GeminiGenerate(WireFormat):
 
 def assembled(response: Any) -> dict[str, Any]:
     """A Gemini answer as one GenerateContentResponse: a stream read without `alt=sse` is a JSON array of chunks."""
-    if isinstance(response, list):
-        assembler = GenerateStreamAssembler()
-        for chunk in response:
-            assembler.add_chunk(as_dict(chunk))
-        return assembler.result() or {}
-    return as_dict(response)
+    return (_assembler_of(response).result() or {}) if isinstance(response, list) else as_dict(response)
+
+
+def _assembler_of(chunks: list[Any]) -> GenerateStreamAssembler:
+    assembler = GenerateStreamAssembler()
+    for chunk in chunks:
+        assembler.add_chunk(as_dict(chunk))
+    return assembler
 
 
 def _replayed_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:

@@ -139,3 +139,12 @@ def test_odd_shapes_from_a_provider_are_skipped_and_the_rest_of_the_answer_is_ke
             replayed = assemble(WIRE.replay_stream(answer, {})).result()
             assert replayed["usageMetadata"] == usage and replayed["modelVersion"] == "gemini-2.0-flash", answer
             assert "kept" in json.dumps(WIRE.transcript(None, answer)) or "kept" not in json.dumps(answer)
+
+
+def test_only_a_whole_json_array_stream_is_kept_for_the_cache():
+    chunks = json.loads(WIRE.replay(ANSWER, {}, "/v1beta/models/gemini-2.5-flash:streamGenerateContent")[0])
+    assert WIRE.cacheable_answer(chunks) == assemble(WIRE.replay_stream(ANSWER, {})).result()
+    assert WIRE.cacheable_answer(chunks[:-1]) is None  # no finish reason yet: cut short
+    assert WIRE.cacheable_answer([*chunks, {"error": {"code": 500, "message": "broke"}}]) is None
+    assert WIRE.replay(ANSWER, {}, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse") == (
+        WIRE.replay_stream(ANSWER, {}), "text/event-stream; charset=utf-8")
