@@ -124,7 +124,7 @@ class ResponseCache:
         if lookup.hit and lookup.answer is not None:
             state.cache.status = "HIT"
             state.cache.answer = lookup.answer
-            flow.response = cached_response(state, lookup.answer)
+            flow.response = cached_response(state, lookup.answer, state.request.client_path or flow.request.path)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
@@ -153,8 +153,8 @@ class ResponseCache:
         tap, body_tap = state.outcome.tap, state.outcome.body_tap
         if (tap is not None and not tap.assembler.complete) or (body_tap is not None and body_tap.cut):
             return None  # cut short, or larger than what llmtap keeps of an answer: far past what the cache stores
-        answer = read_answer(flow.response, state)
-        return answer if isinstance(answer, dict) else None
+        assert state.route.wire is not None  # a call has a cache key only when its format is known
+        return state.route.wire.cacheable_answer(read_answer(flow.response, state))
 
     async def _store(self, flow: http.HTTPFlow, key: str, answer: dict[str, Any], options: CacheOptions) -> None:
         try:
@@ -220,12 +220,12 @@ def cache_key(state: CallState, request: http.Request) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def cached_response(state: CallState, answer: dict[str, Any]) -> http.Response:
-    """The hit, in the form the client asked for: JSON, or the provider's SSE stream."""
+def cached_response(state: CallState, answer: dict[str, Any], path: str) -> http.Response:
+    """The hit, in the form the client asked for at `path`: JSON, or the provider's stream (its format says how)."""
     assert state.route.wire is not None and isinstance(state.request.body, dict)
     if state.request.stream:
-        body = state.route.wire.replay_stream(answer, state.request.body)
-        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+        body, content_type = state.route.wire.replay(answer, state.request.body, path)
+        headers = {"content-type": content_type, "cache-control": "no-cache"}
     else:
         body = json.dumps(answer).encode()
         headers = {"content-type": "application/json"}

@@ -184,8 +184,16 @@ class PriceOverride:
     output_per_mtok: Decimal
     cached_input_per_mtok: Decimal | None
 
-    def matches(self, provider: str | None, model: str) -> bool:
-        return (self.provider in (None, provider)) and fnmatch.fnmatchcase(model, self.model)
+    def matches(self, model: str, prices_provider: str | None, provider_name: str | None = None) -> bool:
+        """Whether this entry prices `model` answered by a provider known by `prices_provider` (its genai-prices id)
+        and `provider_name` (its name in config)."""
+        return (self.provider is None or self.names_provider(prices_provider, provider_name)) \
+            and fnmatch.fnmatchcase(model, self.model)
+
+    def names_provider(self, prices_provider: str | None, provider_name: str | None) -> bool:
+        """Whether this entry's `provider` is that provider: README writes entries with llmtap's provider name
+        (`xai`, `vllm`), genai-prices calls some providers otherwise (`x-ai`), and either is meant."""
+        return self.provider is not None and self.provider in (prices_provider, provider_name)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from genai_prices.data_snapshot import get_snapshot
 from mitmproxy import http
 
 from .callstate import get_state
-from .config import Config, ProviderConfig
+from .config import Config, PriceOverride, ProviderConfig
 from .replies import reply_with_error, reply_with_json
 from .settings import Settings
 from .wire import endpoint_path
@@ -88,7 +88,7 @@ def routable_models(config: Config) -> list[ListedModel]:
             continue
         if (routed := _routes_to(config, entry.model)) is not None:
             listed.setdefault(entry.model, ListedModel(entry.model, routed.name))
-        elif (named := _priced_as(config, entry.provider)) is not None:
+        elif (named := _priced_as(config, entry)) is not None:
             explicit = f"{named.name}/{entry.model}"
             listed.setdefault(explicit, ListedModel(explicit, named.name))
     return list(listed.values())
@@ -122,6 +122,6 @@ def _routes_to(config: Config, model_id: str) -> ProviderConfig | None:
     return routed[0] if routed is not None and routed[1] == model_id else None
 
 
-def _priced_as(config: Config, prices_provider: str | None) -> ProviderConfig | None:
-    """The provider of config whose prices are genai-prices' `prices_provider` (a `pricing` entry's provider)."""
-    return next((p for p in config.providers if prices_provider in (p.prices_provider, p.name)), None)
+def _priced_as(config: Config, entry: PriceOverride) -> ProviderConfig | None:
+    """The provider of config a `pricing` entry names, if it names one."""
+    return next((p for p in config.providers if entry.names_provider(p.prices_provider, p.name)), None)

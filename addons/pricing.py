@@ -51,16 +51,18 @@ def price_call(
     prices_provider: str | None,
     overrides: tuple[PriceOverride, ...],
     when: datetime,
+    provider_name: str | None = None,
 ) -> Priced:
     """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id; None:
-    genai-prices finds the provider from the model's name, and only `pricing` entries that name no provider apply)."""
+    genai-prices finds the provider from the model's name, and only `pricing` entries that name no provider apply),
+    the provider config calls `provider_name` (a `pricing` entry may name it so)."""
     if usage is None:
         return Priced(price_error="the answer reported no token usage")
     usage_items = _items(usage)
     counted = _counted(usage_items)
     if not model:
         return replace(counted, price_error="the answer named no model")
-    override = next((o for o in overrides if o.matches(prices_provider, model)), None)
+    override = next((o for o in overrides if o.matches(model, prices_provider, provider_name)), None)
     if override is not None:
         return replace(counted, cost_usd=_override_cost(counted, override), price_source="config")
     try:

@@ -181,8 +181,9 @@ def estimated_cents(request: http.Request, state: CallState, settings: Settings)
     for name in dict.fromkeys([model, model.rpartition("/")[2] if model else None]):  # "openai/gpt-4o" too
         if not name:
             continue
-        provider = state.route.provider.prices_provider
-        priced = price_call(usage, name, provider, settings.config.pricing, state.created_at)
+        provider = state.route.provider
+        priced = price_call(usage, name, provider.prices_provider, settings.config.pricing, state.created_at,
+                            provider.name)
         if priced.cost_usd is not None:
             return float(priced.cost_usd * 100)
     return UNPRICED_RESERVATION_CENTS

@@ -201,7 +201,7 @@ def _price(flow: http.HTTPFlow, state: CallState, status: int | None, answer: An
         return Priced(price_error="the answer was too large to read its usage from (limits.max_logged_body_bytes)")
     return price_call(
         usage, model or state.request.model, state.route.provider.prices_provider, settings.config.pricing,
-        state.created_at,
+        state.created_at, state.route.provider.name,
     )
 
 

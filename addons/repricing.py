@@ -52,6 +52,7 @@ class Target:
     prices_provider: str | None  # a genai-prices provider id; None: genai-prices finds it from the model's name
     overrides: tuple[PriceOverride, ...]  # the config's `pricing`: an entry for the model wins over genai-prices
     free: bool = False  # the provider the gateway would route it to is marked `free` (a local model server)
+    provider_name: str | None = None  # that provider's name in config, which a `pricing` entry may name it by
 
     def price(self, tokens: Tokens, when: datetime) -> Decimal | None:
         """What one call with `tokens` (input, cached input, cache-write input, output) costs on this model."""
@@ -85,7 +86,7 @@ class Target:
         input_tokens, cached, cache_write, output = tokens
         usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached or None,
                       cache_write_tokens=cache_write or None, output_tokens=output)
-        return price_call(usage, self.model, self.prices_provider, self.overrides, when)
+        return price_call(usage, self.model, self.prices_provider, self.overrides, when, self.provider_name)
 
 
 def target_model(name: str, config: Config) -> Target:
@@ -96,7 +97,7 @@ def target_model(name: str, config: Config) -> Target:
     routed = config.provider_for_model(name)
     if routed is not None:
         provider, model = routed
-        target = Target(model, provider.prices_provider, config.pricing, provider.free)
+        target = Target(model, provider.prices_provider, config.pricing, provider.free, provider.name)
     else:
         prefix, slash, model = name.partition("/")
         if slash:

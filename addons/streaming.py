@@ -28,15 +28,13 @@ from .callstate import BodyTapState, CallState, StreamTapState, get_state
 from .config import Limits
 from .settings import Settings
 from .wire import read_body
+from .wire.base import WireFormat
 from .wire.sse import SseParser
 
 logger = logging.getLogger(__name__)
 
 TAIL_BYTES = 64 * 1024  # what is kept of the end of a too-large answer: its usage, in JSON answers
 EVENT_BOUND_TIMES_CAP = 4  # an SSE event may grow to this many times the cap before it is passed on unread
-
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
-_USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
 
 
 class StreamTap:
@@ -183,37 +181,41 @@ def read_answer(response: http.Response | None, state: CallState) -> Any:
         elif outcome.tap is not None:
             outcome.answer = outcome.tap.assembler.result()
         elif outcome.body_tap is not None and outcome.body_tap.cut:  # too large to keep: its ends, streamed on
-            outcome.answer = cut_answer(outcome.body_tap, response.headers.get("content-encoding", ""))
+            outcome.answer = cut_answer(outcome.body_tap, response.headers.get("content-encoding", ""),
+                                        state.route.wire)
         else:
             outcome.answer = read_body(response)
         outcome.answer_read = True
     return outcome.answer
 
 
-def cut_answer(tap: BodyTapState, content_encoding: str) -> dict[str, Any]:
+def cut_answer(tap: BodyTapState, content_encoding: str, wire: WireFormat | None = None) -> dict[str, Any]:
     """What the log keeps of a non-SSE answer larger than the cap: its first bytes as text (unless compressed), and
     the model and usage read from its first and last bytes when they are there (JSON answers put usage last; an
-    embeddings answer puts its model there too, after the vectors)."""
+    embeddings answer puts its model there too, after the vectors), under the keys `wire` names them by (OpenAI's
+    when none; the last usage of a JSON array of stream chunks is the whole answer's)."""
+    keys = wire or WireFormat
     answer: dict[str, Any] = {TRUNCATED_KEY: True, "bytes": tap.total_bytes}  # the mark every cut body carries
     if content_encoding.strip().lower() not in ("", "identity"):
         return answer  # compressed: its first bytes say nothing readable
     answer["head"] = tap.head.decode("utf-8", errors="replace")
-    if (model := _MODEL.search(tap.head) or _MODEL.search(tap.tail)) is not None:
-        answer["model"] = model.group(1).decode("utf-8", errors="replace")
-    if (usage := _last_usage(tap.tail)) is not None:
-        answer["usage"] = usage
+    model_pattern = re.compile(rb'"%s"\s*:\s*"([^"\\]{1,200})"' % re.escape(keys.model_key.encode()))
+    if (model := model_pattern.search(tap.head) or model_pattern.search(tap.tail)) is not None:
+        answer[keys.model_key] = model.group(1).decode("utf-8", errors="replace")
+    if (usage := _last_object(tap.tail, keys.usage_key)) is not None:
+        answer[keys.usage_key] = usage
     return answer
 
 
-def _last_usage(tail: bytes) -> dict[str, Any] | None:
-    """The last `"usage": {...}` object in `tail`, or None."""
-    for match in reversed(list(_USAGE_KEY.finditer(tail))):
+def _last_object(tail: bytes, key: str) -> dict[str, Any] | None:
+    """The last `"<key>": {...}` object in `tail`, or None."""
+    for match in reversed(list(re.finditer(rb'"%s"\s*:\s*' % re.escape(key.encode()), tail))):
         try:
-            usage, _ = json.JSONDecoder().raw_decode(tail[match.end():].decode("utf-8", errors="replace"))
+            value, _ = json.JSONDecoder().raw_decode(tail[match.end():].decode("utf-8", errors="replace"))
         except (ValueError, RecursionError):
             continue
-        if isinstance(usage, dict):
-            return usage
+        if isinstance(value, dict):
+            return value
     return None
 
 

@@ -175,6 +175,27 @@ def test_a_stream_without_alt_sse_is_one_json_array_whose_usage_is_read(gemini_g
     assert row["cost_usd"] == cost_of(7, 6, "0.10", "0.40")
 
 
+def test_a_cached_stream_without_alt_sse_is_replayed_as_a_json_array_as_google_sends_it(gemini_gateway,
+                                                                                         mock_provider):
+    ask = ("-X", "POST", f"{gemini_gateway.base_url.removesuffix('/v1')}/v1beta/models/"
+           "gemini-2.0-flash:streamGenerateContent", "-H", "content-type: application/json",
+           "-H", "Helicone-Cache-Enabled: true", "-d", json.dumps({"contents": [{"parts": [{"text": "an array twice"}]}]}))
+    first = curl(*ask)
+    gemini_gateway.row(first.headers["helicone-id"])  # stored once its row is written
+    second = curl(*ask)
+
+    assert [r.headers["helicone-cache"] for r in (first, second)] == ["MISS", "HIT"]
+    assert second.headers["content-type"].startswith("application/json")
+    chunks = second.json()
+    assert isinstance(chunks, list) and isinstance(first.json(), list)
+    text = "".join(part["text"] for chunk in chunks for part in chunk["candidates"][0]["content"]["parts"])
+    assert text == "Mock reply to: an array twice"
+    assert chunks[-1]["usageMetadata"] == first.json()[-1]["usageMetadata"]
+    whole = curl(*ask[:2], ask[2].replace(":streamGenerateContent", ":generateContent"), *ask[3:])
+    assert whole.headers["helicone-cache"] == "HIT"  # the array was kept as the whole answer it stands for
+    assert whole.json()["candidates"][0]["content"]["parts"] == [{"text": "Mock reply to: an array twice"}]
+
+
 def test_a_stream_cut_short_is_logged_with_its_error_and_the_usage_reported_until_then(gemini_gateway, mock_provider):
     mock_provider.script({"cut_after": 3})
     cut = subprocess.run(["curl", "-s", "-D", "-", "-X", "POST", "-H", "content-type: application/json",
@@ -191,6 +212,41 @@ def test_a_stream_cut_short_is_logged_with_its_error_and_the_usage_reported_unti
     assert (row["input_tokens"], row["output_tokens"]) == (8, 3)
     assert row["cost_usd"] == cost_of(8, 3, "0.10", "0.40")
     assert json.loads(row["response_body"])["candidates"][0]["content"]["parts"] == [{"text": "Mock reply to: "}]
+
+
+@pytest.mark.parametrize("alt_sse", [False, True])
+def test_an_answer_whose_parts_are_not_a_list_is_still_logged_with_its_tokens_and_cost(gemini_gateway, mock_provider,
+                                                                                       alt_sse):
+    odd = {"candidates": [{"content": {"parts": 5}, "finishReason": "STOP"}],
+           "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}, "modelVersion": "gemini-2.0-flash"}
+    # As a whole JSON array; or as an event among the mock's own, whose last usage (7 in, 6 out) is the call's.
+    mock_provider.script({"insert_raw": f"data: {json.dumps(odd)}\r\n\r\n"} if alt_sse
+                         else {"status": 200, "body": [odd]})
+    tokens = (7, 6) if alt_sse else (3, 2)
+    result = curl("-X", "POST", f"{gemini_gateway.base_url.removesuffix('/v1')}/v1beta/models/gemini-2.0-flash:"
+                  f"streamGenerateContent{'?alt=sse' if alt_sse else ''}", "-H", "content-type: application/json",
+                  "-d", json.dumps({"contents": [{"parts": [{"text": "odd parts please"}]}]}))
+
+    assert result.status == 200
+    row = gemini_gateway.row(result.headers["helicone-id"])
+    assert (row["input_tokens"], row["output_tokens"], row["error"]) == (*tokens, None), row["price_error"]
+    assert row["cost_usd"] == cost_of(*tokens, "0.10", "0.40")
+    assert "modelVersion" in row["response_body"]
+
+
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])  # the stream: one JSON array
+def test_an_answer_larger_than_the_log_cap_is_still_priced(fresh_gateway, mock_provider, method):
+    gateway = fresh_gateway({"providers": {"google": {"upstream": mock_provider.url}},
+                             "limits": {"max_logged_body_bytes": 120}}, env={"GEMINI_API_KEY": GEMINI_ENV_KEY})
+    result = curl("-X", "POST", f"{gateway.base_url.removesuffix('/v1')}/v1beta/models/gemini-2.0-flash:{method}",
+                  "-H", "content-type: application/json",
+                  "-d", json.dumps({"contents": [{"parts": [{"text": "a long answer please"}]}]}))
+
+    assert result.status == 200 and len(result.body) > 120
+    row = gateway.row(result.headers["helicone-id"])
+    assert json.loads(row["response_body"])["llmtap_truncated"] is True  # only its ends were kept
+    assert (row["model"], row["input_tokens"], row["output_tokens"]) == ("gemini-2.0-flash", 8, 7), row["price_error"]
+    assert row["cost_usd"] == cost_of(8, 7, "0.10", "0.40")
 
 
 def test_sdk_through_the_proxy_with_no_code_change_is_logged_and_keeps_its_own_key(gemini_gateway, mock_provider):

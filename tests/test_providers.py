@@ -9,6 +9,8 @@ per-million prices, named beside each test.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, time
 from decimal import Decimal
 
@@ -42,7 +44,9 @@ def providers_on(mock) -> dict:
             # A self-hosted vLLM server: its models are no one's in genai-prices, so config prices them.
             "vllm": {"upstream": mock.url, "models": ["Qwen/*"]},
         },
-        "pricing": [{"model": "Qwen/Qwen2.5-*", "provider": "vllm", "input_per_mtok": 0.5, "output_per_mtok": 1.5}],
+        "pricing": [{"model": "Qwen/Qwen2.5-*", "provider": "vllm", "input_per_mtok": 0.5, "output_per_mtok": 1.5},
+                    # Named by llmtap's provider name, as README writes entries; its genai-prices id is `x-ai`.
+                    {"model": "grok-9-private", "provider": "xai", "input_per_mtok": 1, "output_per_mtok": 2}],
     }
 
 
@@ -221,6 +225,20 @@ def test_a_self_hosted_server_is_priced_from_config(gw, mock_provider):
     assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
         "vllm", "Qwen/Qwen2.5-7B-Instruct", 7, 6)
     assert row["cost_usd"] == cost(7, 6, "0.5", "1.5") and row["price_source"] == "config"  # its `pricing` entry
+
+
+def test_a_pricing_entry_naming_the_provider_as_llmtap_does_prices_its_calls_and_costs_as(gw, mock_provider):
+    row = ask(gw, "grok-9-private", "private grok answers")
+    assert (row["provider"], row["model"], row["input_tokens"], row["output_tokens"]) == (
+        "xai", "grok-9-private", 7, 6)
+    assert row["cost_usd"] == cost(7, 6, "1", "2") and row["price_source"] == "config"  # `provider: xai` entry
+    result = subprocess.run([sys.executable, "-m", "llmtap.cli", "costs", "--as", "xai/grok-9-private", "--json",
+                             "--config", str(gw.config_path)], cwd=gw.workdir, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    [grok] = [group for line in result.stdout.splitlines()
+              if (group := json.loads(line, parse_float=Decimal))["model"] == "grok-9-private"]
+    assert grok["as_cost_usd"] == cost(7, 6, "1", "2")  # re-priced as itself: the same entry
 
 
 def test_apps_with_their_own_base_urls_are_logged_through_the_proxy_with_their_own_keys(gw, mock_provider):

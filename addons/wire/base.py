@@ -77,6 +77,10 @@ class WireFormat(ABC):
     ratelimit_headers: tuple[str, ...] = ("retry-after",)
     provider_header_prefixes: tuple[str, ...] = ()  # request headers that mean something to its provider only
     cache_key_headers: tuple[str, ...] = ()  # request headers that change the answer, so belong to the cache key
+    # The keys a JSON answer names its usage and its model under: what llmtap reads from the ends of an answer too
+    # large to keep (streaming.cut_answer).
+    usage_key = "usage"
+    model_key = "model"
 
     @abstractmethod
     def matches(self, path: str) -> bool:
@@ -135,6 +139,15 @@ class WireFormat(ABC):
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
         """The SSE stream, in this API's event format, that delivers the JSON `answer` to a client that sent
         `request` (which says, e.g., whether it asked for usage)."""
+
+    def replay(self, answer: dict[str, Any], request: dict[str, Any], path: str) -> tuple[bytes, str]:
+        """A cached `answer` as the stream a client that sent `request` to `path` (query string included) reads, and
+        its content type: here the SSE stream of replay_stream."""
+        return self.replay_stream(answer, request), "text/event-stream; charset=utf-8"
+
+    def cacheable_answer(self, answer: Any) -> dict[str, Any] | None:
+        """A provider's whole answer as the cache keeps it, one JSON object (None: nothing to keep)."""
+        return answer if isinstance(answer, dict) else None
 
     def ask_for_stream_usage(self, body: dict[str, Any]) -> bool:
         """Make a streamed request report usage; True when the body was changed to do so."""
@@ -232,6 +245,12 @@ def as_dict(value: Any) -> dict[str, Any]:
     """`value` when it is a JSON object, else an empty one: a stream's fields are read as the format documents
     them, and anything else is skipped rather than trusted."""
     return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one (as `as_dict`, for the fields a format documents as
+    arrays)."""
+    return value if isinstance(value, list) else []
 
 
 def sse_bytes(data: Any, event: str | None = None) -> bytes:

@@ -6,18 +6,20 @@ them). `/v1/models/...` is the same API. The model is in the path, not the body;
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote, unquote
 
 from genai_prices import Usage
 
-from .base import StreamAssembler, WireFormat, as_dict, index_of, sse_bytes, text_of
+from .base import StreamAssembler, WireFormat, as_dict, as_list, index_of, sse_bytes, text_of
 from .sse import SseEvent
 
 # `.../models/<model>:<method>`; a model may hold a slash (`google/gemini-2.0-flash`, as a gateway caller writes it).
 ENDPOINT = re.compile(r"/models/(?P<model>[^:]+):(?P<method>generateContent|streamGenerateContent)$")
 STREAM_METHOD = "streamGenerateContent"
+SSE_QUERY = "alt=sse"  # a stream's query asking for server-sent events rather than one JSON array
 
 # Google's canonical error codes (google.rpc.Code) by HTTP status: its SDKs show them, users branch on them.
 STATUS_NAMES = {
@@ -35,6 +37,8 @@ class GeminiGenerate(WireFormat):
     provider_header_prefixes = ("x-goog-",)
     usage_provider_id = "google"
     usage_flavor = "default"
+    usage_key = "usageMetadata"
+    model_key = "modelVersion"
 
     def matches(self, path: str) -> bool:
         return ENDPOINT.search(path) is not None
@@ -73,7 +77,7 @@ class GeminiGenerate(WireFormat):
         found = ENDPOINT.search(base)
         if found is None:
             return path
-        kept = "&".join(pair for pair in query.split("&") if pair and pair != "alt=sse")
+        kept = "&".join(pair for pair in query.split("&") if pair and pair != SSE_QUERY)
         return base[:found.start("method")] + "generateContent" + (f"?{kept}" if kept else "")
 
     def answer_model(self, answer: Any) -> str | None:
@@ -95,36 +99,34 @@ class GeminiGenerate(WireFormat):
     def extract_usage(self, response: Any, prices_provider: str | None = None) -> Usage | None:
         return super().extract_usage(assembled(response), prices_provider)
 
+    def replay(self, answer: dict[str, Any], request: dict[str, Any], path: str) -> tuple[bytes, str]:
+        """Server-sent events for a stream with `alt=sse`; without it, Google's one JSON array of the same chunks."""
+        if SSE_QUERY in path.partition("?")[2].split("&"):
+            return super().replay(answer, request, path)
+        return json.dumps(_replayed_chunks(answer)).encode(), "application/json"
+
+    def cacheable_answer(self, answer: Any) -> dict[str, Any] | None:
+        """A stream read without `alt=sse` (a JSON array of chunks) is kept as the whole answer it stands for, when it
+        is one (it ends with a finish reason, and no error)."""
+        if not isinstance(answer, list):
+            return super().cacheable_answer(answer)
+        assembler = _assembler_of(answer)
+        return assembler.result() if assembler.complete else None
+
     def replay_stream(self, answer: dict[str, Any], request: dict[str, Any]) -> bytes:
-        """One chunk per part of each candidate, the last carrying its finish reason and the answer's usage."""
-        head: dict[str, Any] = {k: answer[k] for k in ("modelVersion", "responseId") if k in answer}
-        events: list[dict[str, Any]] = []
-        for candidate in answer.get("candidates") or []:
-            content = as_dict(candidate.get("content"))
-            parts = content.get("parts") or [{"text": ""}]
-            for number, part in enumerate(parts):
-                chunk: dict[str, Any] = {"content": {**content, "parts": [part]}, "index": candidate.get("index", 0)}
-                if number == len(parts) - 1:
-                    chunk.update({k: v for k, v in candidate.items() if k not in ("content", "index")})
-                events.append({"candidates": [chunk], **head})
-        if not events:
-            events.append({"candidates": [], **head})
-        for key in ("usageMetadata", "promptFeedback"):
-            if key in answer:
-                events[-1][key] = answer[key]
-        return b"".join(sse_bytes(event) for event in events)
+        return b"".join(sse_bytes(event) for event in _replayed_chunks(answer))
 
     def transcript(self, request: Any, response: Any) -> list[tuple[str, str]]:
         turns = []
         if isinstance(request, dict):
             if isinstance(request.get("systemInstruction"), dict):
                 turns.append(("system", _parts_text(request["systemInstruction"].get("parts"))))
-            for content in request.get("contents") or []:
+            for content in as_list(request.get("contents")):
                 if isinstance(content, dict):
                     turns.append((str(content.get("role") or "user"), _parts_text(content.get("parts"))))
         response = assembled(response) if response is not None else None
         if isinstance(response, dict):
-            for candidate in response.get("candidates") or []:
+            for candidate in as_list(response.get("candidates")):
                 content = as_dict(as_dict(candidate).get("content"))
                 turns.append((str(content.get("role") or "model"), _parts_text(content.get("parts"))))
             if isinstance(response.get("error"), dict):
@@ -134,17 +136,42 @@ class GeminiGenerate(WireFormat):
 
 def assembled(response: Any) -> dict[str, Any]:
     """A Gemini answer as one GenerateContentResponse: a stream read without `alt=sse` is a JSON array of chunks."""
-    if isinstance(response, list):
-        assembler = GenerateStreamAssembler()
-        for chunk in response:
-            assembler.add_chunk(as_dict(chunk))
-        return assembler.result() or {}
-    return as_dict(response)
+    return (_assembler_of(response).result() or {}) if isinstance(response, list) else as_dict(response)
+
+
+def _assembler_of(chunks: list[Any]) -> GenerateStreamAssembler:
+    assembler = GenerateStreamAssembler()
+    for chunk in chunks:
+        assembler.add_chunk(as_dict(chunk))
+    return assembler
+
+
+def _replayed_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stream chunks that deliver `answer`: one per part of each candidate, the last carrying its finish reason
+    and the answer's usage."""
+    head: dict[str, Any] = {k: answer[k] for k in ("modelVersion", "responseId") if k in answer}
+    events: list[dict[str, Any]] = []
+    for candidate in as_list(answer.get("candidates")):
+        if not isinstance(candidate, dict):
+            continue
+        content = as_dict(candidate.get("content"))
+        parts = as_list(content.get("parts")) or [{"text": ""}]
+        for number, part in enumerate(parts):
+            chunk: dict[str, Any] = {"content": {**content, "parts": [part]}, "index": candidate.get("index", 0)}
+            if number == len(parts) - 1:
+                chunk.update({k: v for k, v in candidate.items() if k not in ("content", "index")})
+            events.append({"candidates": [chunk], **head})
+    if not events:
+        events.append({"candidates": [], **head})
+    for key in ("usageMetadata", "promptFeedback"):
+        if key in answer:
+            events[-1][key] = answer[key]
+    return events
 
 
 def _parts_text(parts: Any) -> str:
     lines = []
-    for part in parts if isinstance(parts, list) else []:
+    for part in as_list(parts):
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("text"), str):
@@ -185,8 +212,7 @@ class GenerateStreamAssembler(StreamAssembler):
         for key, value in chunk.items():
             if key != "candidates" and value is not None:
                 self._head[key] = value
-        candidates = chunk.get("candidates")
-        for candidate in candidates if isinstance(candidates, list) else []:
+        for candidate in as_list(chunk.get("candidates")):
             if isinstance(candidate, dict):
                 self._add_candidate(candidate)
 
@@ -200,7 +226,7 @@ class GenerateStreamAssembler(StreamAssembler):
             if key not in ("content", "index") and value is not None:
                 slot[key] = value
         parts = self._parts.setdefault(index, [])
-        for part in content.get("parts") or []:
+        for part in as_list(content.get("parts")):
             if isinstance(part, dict):
                 self.first_token_seen = True
                 self._add_part(parts, part)

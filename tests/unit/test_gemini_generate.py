@@ -117,3 +117,34 @@ def test_a_call_reads_as_its_turns():
     assert WIRE.transcript(request, None) == [("system", "Be brief."), ("user", "Weather in Paris?")]
     assert WIRE.transcript(None, ANSWER) == [("model", "(thinking) Let me think about the weather.\n"
                                                       "I will look it up.\n→ weather({\"city\": \"Paris\"})")]
+
+
+ODD_VALUES = [5, "text", None, True, [1, "x", None], {"parts": 7}, [{"parts": "x"}]]
+
+
+def test_odd_shapes_from_a_provider_are_skipped_and_the_rest_of_the_answer_is_kept():
+    """Whatever type a provider puts where Gemini's format has a list or an object, the answer keeps its model, usage
+    and readable text; only the odd field is left out."""
+    usage = {"promptTokenCount": 3, "candidatesTokenCount": 2}
+    for odd in ODD_VALUES:
+        for answer in ({"candidates": odd}, {"candidates": [odd]}, {"candidates": [{"content": odd}]},
+                       {"candidates": [{"content": {"parts": odd}, "finishReason": "STOP"}]},
+                       {"candidates": [{"content": {"parts": [odd, {"text": "kept"}]}}]}):
+            answer = {**answer, "usageMetadata": usage, "modelVersion": "gemini-2.0-flash"}
+            for response in (answer, [answer], [odd, answer]):
+                assert WIRE.answer_model(response) == "gemini-2.0-flash", response
+                tokens = WIRE.extract_usage(response)
+                assert (tokens.input_tokens, tokens.output_tokens) == (3, 2), response
+                WIRE.transcript({"contents": odd, "systemInstruction": {"parts": odd}}, response)
+            replayed = assemble(WIRE.replay_stream(answer, {})).result()
+            assert replayed["usageMetadata"] == usage and replayed["modelVersion"] == "gemini-2.0-flash", answer
+            assert "kept" in json.dumps(WIRE.transcript(None, answer)) or "kept" not in json.dumps(answer)
+
+
+def test_only_a_whole_json_array_stream_is_kept_for_the_cache():
+    chunks = json.loads(WIRE.replay(ANSWER, {}, "/v1beta/models/gemini-2.5-flash:streamGenerateContent")[0])
+    assert WIRE.cacheable_answer(chunks) == assemble(WIRE.replay_stream(ANSWER, {})).result()
+    assert WIRE.cacheable_answer(chunks[:-1]) is None  # no finish reason yet: cut short
+    assert WIRE.cacheable_answer([*chunks, {"error": {"code": 500, "message": "broke"}}]) is None
+    assert WIRE.replay(ANSWER, {}, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse") == (
+        WIRE.replay_stream(ANSWER, {}), "text/event-stream; charset=utf-8")

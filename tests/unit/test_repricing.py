@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from llmtap.config import parse_config
+from llmtap.model_list import routable_models
 from llmtap.repricing import UnknownModel, target_model
 
 CALLS = [(1200, 200, 0, 300), (50_000, 0, 1000, 20), (7, 0, 0, 3000)]  # input, cached, cache write, output
@@ -54,3 +55,12 @@ def test_a_tiered_price_follows_each_calls_size():
 def test_a_model_without_a_price_is_refused():
     with pytest.raises(UnknownModel, match="no-such-model"):
         target_model("no-such-model", CONFIG)
+
+
+@pytest.mark.parametrize("named", ["xai", "x-ai"])  # llmtap's name for the provider, and genai-prices' id
+def test_a_pricing_entry_names_its_provider_either_way_for_costs_as_and_the_model_list(named):
+    config = parse_config({"pricing": [{"model": "grok-9-private", "provider": named, "input_per_mtok": 1,
+                                        "output_per_mtok": 2}]}, source=None)
+    assert "grok-9-private" in [model.id for model in routable_models(config)]
+    for name in ("grok-9-private", "xai/grok-9-private"):
+        assert target_model(name, config).price((1000, 0, 0, 1000), WHEN) == Decimal(3000) / 10**6
