@@ -252,6 +252,19 @@ def test_an_azure_deployment_no_provider_serves_is_refused_naming_it(gw, mock_pr
     assert (row["status"], row["model_requested"]) == (400, "staging-chat")
 
 
+def test_a_fallback_to_another_azure_deployment_goes_to_that_deployments_url(gw, mock_provider):
+    mock_provider.script({"status": 503})
+    row = ask(gw, "azure/prod-chat", "azure to azure fallback", extra_query={"trace": "on"},
+              extra_headers={"Helicone-Fallback-Model": "azure/prod-4o"})
+    paths = [r["path"] for r in mock_provider.requests() if "azure to azure fallback" in json.dumps(r.get("body"))]
+    assert paths == [f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}&trace=on",
+                     f"/openai/deployments/prod-4o/chat/completions?api-version={API_VERSION}&trace=on"]
+    # Azure answers by the URL's deployment: prod-4o runs gpt-4o, at $2.50 in, $10 out on azure.
+    assert (row["provider"], row["model"], row["fallback_from"], row["attempts"]) == (
+        "azure", "gpt-4o-2024-08-06", "azure/prod-chat", 2)
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (8, 7, cost(8, 7, "2.50", "10"))
+
+
 @pytest.mark.parametrize("model", ["azure/..", "azure/."])
 def test_a_model_that_would_change_the_upstream_path_is_refused_and_logged(gw, mock_provider, model):
     content = f"path segment {model}"
