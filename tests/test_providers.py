@@ -287,11 +287,14 @@ def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_on
         azure = openai.AzureOpenAI(azure_endpoint="https://other-team.openai.azure.com", api_key="other-team-key",
                                    api_version="{API_VERSION}", max_retries=0)
         try:
-            azure.chat.completions.create(model="prod-chat", messages=[{{"role": "user", "content": "whose key"}}])
+            raw = azure.chat.completions.with_raw_response.create(
+                model="prod-chat", messages=[{{"role": "user", "content": "whose key"}}])
         except openai.APIStatusError as e:
-            print(json.dumps({{"status": e.status_code, "id": e.response.headers.get("helicone-id")}}))
+            raw = e.response
+        print(json.dumps({{"status": raw.status_code, "id": raw.headers.get("helicone-id")}}))
     """)
-    assert not [r for r in mock_provider.requests() if "whose key" in json.dumps(r.get("body"))]
+    delivered = [r["headers"].get("api-key") for r in mock_provider.requests() if "whose key" in json.dumps(r["body"])]
+    assert delivered == [], f"other-team's call, with its key, reached the configured resource: {delivered}"
     row = gateway.row(out["id"])
     assert (row["way"], row["host"], row["provider"]) == ("proxy", "other-team.openai.azure.com", "azure")
     assert row["status"] == out["status"] == 502 and row["error"]
