@@ -121,7 +121,7 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
     skipped_because = None
     if provider is primary.provider:
         url, headers = primary.url, primary.headers
-        if MODEL_PLACEHOLDER in (provider.path_for(_wire_name(state)) or "") and isinstance(new_body.get("model"), str):
+        if isinstance(new_body.get("model"), str) and _names_model_in_path(provider, state):
             url = _url_for_model(primary.url, provider, state, new_body["model"])  # an Azure deployment's
         if not any(name in extra for name in CLIENT_KEY_HEADERS):
             skipped_because = primary.skipped_because  # the same provider, without a key just the same
@@ -147,9 +147,9 @@ def _path(provider: ProviderConfig, state: CallState, model: Any) -> str:
     return state.route.wire.upstream_path(filled, endpoint_path(state.request.client_path or ""))
 
 
-def _wire_name(state: CallState) -> str:
+def _names_model_in_path(provider: ProviderConfig, state: CallState) -> bool:
     assert state.route.wire is not None
-    return state.route.wire.name
+    return MODEL_PLACEHOLDER in (provider.path_for(state.route.wire.name) or "")
 
 
 def _url_for_model(primary_url: str, provider: ProviderConfig, state: CallState, model: str) -> str:

@@ -5,8 +5,8 @@
   of `*.openai.azure.com`), else to `upstream` (a relay, a private endpoint).
 - Gateway way in: one OpenAI-compatible endpoint. The model picks the provider (config patterns, or an explicit
   `provider/model`): the body's, or the path's for Gemini's API and Azure's deployment URLs. The provider key comes
-  from the environment. (A caller without a valid gateway key
-  never gets here: Intake refuses it before its body is read; see access.py.)
+  from the environment. (A caller without a valid gateway key never gets here: Intake refuses it before its body is
+  read; see access.py.)
 """
 
 from __future__ import annotations
