@@ -276,6 +276,15 @@ def test_a_model_that_would_change_the_upstream_path_is_refused_and_logged(gw, m
     assert (row["status"], row["model_requested"], row["provider"]) == (400, model, "azure")
 
 
+def test_a_fallback_model_that_would_change_the_upstream_path_is_refused_and_logged(gw, mock_provider):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gw).chat.completions.create(model="azure/prod-chat", messages=[{"role": "user", "content": "dot dot fb"}],
+                                           extra_headers={"Helicone-Fallback-Model": "azure/.."})
+    assert refused.value.body["type"] == "llmtap_invalid_fallback" and "'..'" in refused.value.body["message"]
+    assert not [r for r in mock_provider.requests() if "dot dot fb" in json.dumps(r.get("body"))]  # not even primary
+    assert gw.row(refused.value.response.headers["helicone-id"])["status"] == 400
+
+
 def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_one(fresh_gateway, mock_provider):
     # `upstream` (the mock, standing for my-resource.openai.azure.com) is itself one of the entry's hosts: the
     # provider is reached at whichever resource the app names, so other-team's call, and its key, go to other-team
