@@ -152,8 +152,34 @@ MODEL_PLACEHOLDER = "{model}"
 
 def fill_model(path: str, model: str) -> str:
     """A provider endpoint (`ProviderConfig.path_for`) for a call to `model`: its `{model}`, if any, replaced by the
-    model's name, escaped as one path segment."""
-    return path.replace(MODEL_PLACEHOLDER, quote(model, safe="")) if MODEL_PLACEHOLDER in path else path
+    model's name, escaped as one path segment. Raises ValueError for a model that would fill a whole segment that is
+    empty, `.` or `..`: a server resolves those, so the client's model would choose another endpoint (with llmtap's
+    key)."""
+    if MODEL_PLACEHOLDER not in path:
+        return path
+    segment = quote(model, safe="")
+    segments = path.partition("?")[0].split("/")
+    if any(s.replace(MODEL_PLACEHOLDER, segment) in ("", ".", "..") for s in segments if MODEL_PLACEHOLDER in s):
+        raise ValueError(f"model {model!r} would make the endpoint's path segment {segment!r}, which a server "
+                         "resolves to another endpoint")
+    return path.replace(MODEL_PLACEHOLDER, segment)
+
+
+DEPLOYMENT_ONLY_PARAMS = frozenset({"api-version"})  # Azure's: it means nothing to an endpoint without a deployment
+
+
+def with_client_query(upstream_path: str, client_path: str) -> str:
+    """The provider's `upstream_path` with the query the client sent added. Parameters the provider's path sets
+    (Azure's `api-version`) are config's: a client's parameter of the same name is left out, and so is a client's
+    `api-version` at an endpoint that names no deployment (the Azure SDK's, routed to another provider)."""
+    path, _, fixed = upstream_path.partition("?")
+    client = client_path.partition("?")[2]
+    left_out = {pair.partition("=")[0] for pair in fixed.split("&") if pair}
+    if "/deployments/" not in path:
+        left_out |= DEPLOYMENT_ONLY_PARAMS
+    added = [pair for pair in client.split("&") if pair and pair.partition("=")[0] not in left_out]
+    query = "&".join(([fixed] if fixed else []) + added)
+    return f"{path}?{query}" if query else path
 
 
 def _wildcard_host_match(pattern: str, host: str) -> bool:

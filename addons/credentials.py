@@ -94,7 +94,12 @@ def drop_client_keys(request: http.Request) -> None:
     none (a gateway key is no provider's key)."""
     for name in CLIENT_KEY_HEADERS:
         request.headers.pop(name, None)
-    request.path = _secret_params_replaced(request.path, None)
+    request.path = without_secret_params(request.path)
+
+
+def without_secret_params(path: str) -> str:
+    """`path` without the keys a client can send in its query (Gemini's `?key=`)."""
+    return _secret_params_replaced(path, None)
 
 
 def _secret_params_replaced(path: str, value: str | None) -> str:

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 from mitmproxy import http
 
 from .callstate import CallState
-from .config import Config, ProviderConfig, fill_model
-from .credentials import CLIENT_KEY_HEADERS, key_headers
+from .config import MODEL_PLACEHOLDER, Config, ProviderConfig, fill_model, with_client_query
+from .credentials import CLIENT_KEY_HEADERS, key_headers, without_secret_params
 from .record import SKIPPED
 from .wire import belongs_to_one_provider, endpoint_path
 
@@ -121,10 +121,14 @@ def _target(primary: Target, body: dict[str, Any], override: dict[str, Any], cod
     skipped_because = None
     if provider is primary.provider:
         url, headers = primary.url, primary.headers
+        if isinstance(new_body.get("model"), str) and _names_model_in_path(provider, state):
+            url = _url_for_model(primary.url, provider, state, new_body["model"])  # an Azure deployment's
         if not any(name in extra for name in CLIENT_KEY_HEADERS):
             skipped_because = primary.skipped_because  # the same provider, without a key just the same
     else:
-        url = f"{provider.upstream}{_path(provider, state, new_body.get('model'))}"
+        # The client's query goes on (Gemini's `alt=sse` says how to answer), never a key it sent for the primary.
+        client_query = without_secret_params(state.request.client_path or "")
+        url = f"{provider.upstream}{with_client_query(_path(provider, state, new_body.get('model')), client_query)}"
         headers = _headers_for(provider, primary.headers, extra, state)
         if _needs_llmtaps_key(provider, extra) and provider.api_key is None:
             skipped_because = no_key_reason(provider)
@@ -141,6 +145,19 @@ def _path(provider: ProviderConfig, state: CallState, model: Any) -> str:
         raise ValueError(f"fallback: provider {provider.name!r} does not serve this API ({state.route.wire.name})")
     filled = fill_model(path, model) if isinstance(model, str) else path
     return state.route.wire.upstream_path(filled, endpoint_path(state.request.client_path or ""))
+
+
+def _names_model_in_path(provider: ProviderConfig, state: CallState) -> bool:
+    assert state.route.wire is not None
+    return MODEL_PLACEHOLDER in (provider.path_for(state.route.wire.name) or "")
+
+
+def _url_for_model(primary_url: str, provider: ProviderConfig, state: CallState, model: str) -> str:
+    """The primary's URL asking for `model` at a provider whose endpoint names the model (`{model}`): that endpoint
+    filled for it, on the primary's host, with the primary's query."""
+    parts = urlsplit(primary_url)
+    path, _, query = with_client_query(_path(provider, state, model), f"?{parts.query}").partition("?")
+    return urlunsplit(parts._replace(path=provider.upstream.path_prefix + path, query=query))
 
 
 def _asking_for(model: Any, url: str, body: dict[str, Any], state: CallState) -> tuple[str, dict[str, Any]]:

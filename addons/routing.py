@@ -1,10 +1,12 @@
 """The `Router` addon: sends each LLM call to its provider's upstream.
 
-- Proxy way in: the client named the provider host; the request goes to that provider's `upstream` as it is, with
-  the client's own key.
-- Gateway way in: one OpenAI-compatible endpoint. The body's `model` picks the provider (config patterns, or an
-  explicit `provider/model`), and the provider key comes from the environment. (A caller without a valid gateway key
-  never gets here: Intake refuses it before its body is read; see access.py.)
+- Proxy way in: the client named the provider host; the request goes, as it is and with the client's own key, to
+  that host when the provider's `upstream` is one of its `hosts` (the host named is the provider: one Azure resource
+  of `*.openai.azure.com`), else to `upstream` (a relay, a private endpoint).
+- Gateway way in: one OpenAI-compatible endpoint. The model picks the provider (config patterns, or an explicit
+  `provider/model`): the body's, or the path's for Gemini's API and Azure's deployment URLs. The provider key comes
+  from the environment. (A caller without a valid gateway key never gets here: Intake refuses it before its body is
+  read; see access.py.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from mitmproxy import ctx, http
 
 from .bodies import json_kind
 from .callstate import CallState, get_state
-from .config import Config, ProviderConfig, fill_model
+from .config import Config, ProviderConfig, fill_model, with_client_query
 from .credentials import drop_client_keys, key_headers
 from .fallback import has_fallbacks, no_key_reason
 from .replies import NOT_RETRYABLE, reply_with_error
@@ -34,8 +36,13 @@ class Router:
         if flow.response or flow.error or state is None:
             return
         if state.way == "proxy":
-            assert state.route.provider is not None
-            send_to_upstream(flow.request, state.route.provider, flow.request.path)
+            provider = state.route.provider
+            assert provider is not None
+            if not provider.serves_host(provider.upstream.host):
+                send_to_upstream(flow.request, provider, flow.request.path)
+            # else `upstream` is one of the provider's own hosts (api.openai.com, or one Azure resource of
+            # `*.openai.azure.com`): the host the client named is the provider, so the call goes there as it is;
+            # sending another resource's call, and its key, to the configured one would hand them to the wrong owner.
         else:
             self._route_gateway(flow, state, self.settings.config)
 
@@ -72,9 +79,15 @@ class Router:
                 f"it serves {', '.join(f.gateway_paths[0] for f in FORMATS if provider.path_for(f.name))}",
             )
             return
-        if provider_model != model:  # "openai/gpt-4o" reaches OpenAI as "gpt-4o"; the row keeps what the client sent
+        # "openai/gpt-4o" reaches OpenAI as "gpt-4o", an Azure deployment URL's body names its deployment; the row
+        # keeps what the client sent.
+        if provider_model != model or body.get("model", provider_model) != provider_model:
             upstream_path, state.route.outgoing_body = wire.with_model(upstream_path, body, provider_model)
-        upstream_path = wire.upstream_path(fill_model(upstream_path, provider_model), path)
+        try:
+            upstream_path = wire.upstream_path(fill_model(upstream_path, provider_model), path)
+        except ValueError as e:
+            reply_with_error(flow, 400, "llmtap_invalid_model", f"{model!r} cannot be sent to {provider.name!r}: {e}")
+            return
         if not self._inject_provider_key(flow, state, provider):
             return
         send_to_upstream(flow.request, provider, with_client_query(upstream_path, flow.request.path))
@@ -107,17 +120,6 @@ class Router:
         else:
             flow.request.headers.update(headers)
         return True
-
-
-def with_client_query(upstream_path: str, client_path: str) -> str:
-    """The provider's `upstream_path` with the query the client sent added. Parameters the provider's path sets
-    (Azure's `api-version`) are config's: a client's parameter of the same name is left out."""
-    path, _, fixed = upstream_path.partition("?")
-    client = client_path.partition("?")[2]
-    fixed_names = {pair.partition("=")[0] for pair in fixed.split("&") if pair}
-    added = [pair for pair in client.split("&") if pair and pair.partition("=")[0] not in fixed_names]
-    query = "&".join(([fixed] if fixed else []) + added)
-    return f"{path}?{query}" if query else path
 
 
 def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str) -> None:

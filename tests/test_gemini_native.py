@@ -338,3 +338,25 @@ def test_the_key_is_never_kept_in_the_log_the_spool_or_saved_flows(fresh_gateway
     assert any(p.suffix == ".duckdb" for p in artefacts)
     for text, where in [(in_duckdb, "rows"), *((p.read_bytes().decode("latin-1"), str(p)) for p in artefacts)]:
         assert CLIENT_KEY not in text and GEMINI_ENV_KEY not in text, f"{where} holds a key"
+
+
+def test_a_stream_falling_back_to_another_provider_keeps_alt_sse_and_never_carries_the_clients_key(
+        fresh_gateway, mock_provider):
+    gateway = fresh_gateway({"providers": {
+        "google": {"upstream": mock_provider.url},
+        "google-backup": {"upstream": mock_provider.url, "api_key_env": "GEMINI_BACKUP_KEY", "prices_provider": "google",
+                          "paths": {"gemini_generate": "/v1beta/models/{model}:generateContent"}}}},
+        env={"GEMINI_API_KEY": GEMINI_ENV_KEY, "GEMINI_BACKUP_KEY": "gemini-backup-key-4567"})
+    mock_provider.script({"status": 503})
+    result = curl("-X", "POST", f"{gateway.base_url.removesuffix('/v1')}/v1beta/models/gemini-2.0-flash:"
+                  f"streamGenerateContent?alt=sse&key={CLIENT_KEY}", "-H", "content-type: application/json",
+                  "-H", "Helicone-Fallback-Model: google-backup/gemini-2.5-flash",
+                  "-d", json.dumps({"contents": [{"role": "user", "parts": [{"text": "backup stream"}]}]}))
+    assert result.status == 200 and result.body.startswith("data: ")  # events, as the client asked
+    primary, fallback = mock_provider.requests()
+    assert primary["path"] == "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    assert fallback["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"  # no client key=
+    assert fallback["headers"]["x-goog-api-key"] == "gemini-backup-key-4567"
+    row = gateway.row(result.headers["helicone-id"])
+    assert (row["provider"], row["model"], row["stream"], row["attempts"]) == (
+        "google-backup", "gemini-2.5-flash", True, 2)

@@ -219,6 +219,100 @@ def test_a_fallback_to_an_azure_deployment_fills_its_path_and_sends_its_key_in_a
     assert row["cost_usd"] == cost(8, 7, "0.15", "0.60")  # gpt-4o-mini on azure: $0.15 in, $0.60 out
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_azure_openai_sdk_with_a_deployment_is_routed_by_the_deployment_in_its_url(gw, mock_provider, stream):
+    # AzureOpenAI(azure_deployment=...) names the deployment in the URL; the body's model is whatever the app passes
+    # (often the model the deployment runs). Azure answers by the URL: so does the gateway.
+    azure = openai.AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gw.gateway_port}", api_key="unused",
+                               azure_deployment="prod-chat", api_version="2024-06-01", max_retries=0)
+    content = f"deployment in the url {stream}"
+    row = ask(gw, "gpt-4o-mini", content, stream=stream, sdk=azure)
+    request = sent(mock_provider, content)
+    assert request["path"] == f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}"
+    assert request["headers"]["api-key"] == ENV_KEYS["AZURE_OPENAI_API_KEY"] and "authorization" not in request[
+        "headers"]
+    assert (row["provider"], row["model_requested"]) == ("azure", "prod-chat")
+
+
+def test_an_azure_deployment_url_named_after_another_providers_model_goes_there_without_api_version(
+        gw, mock_provider):
+    azure = openai.AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gw.gateway_port}", api_key="unused",
+                               azure_deployment="gpt-4o-mini", api_version="2024-06-01", max_retries=0)
+    row = ask(gw, "prod-chat", "deployment named gpt-4o-mini", sdk=azure)
+    request = sent(mock_provider, "deployment named gpt-4o-mini")
+    assert request["path"] == "/v1/chat/completions"  # OpenAI's endpoint: Azure's api-version means nothing there
+    assert request["body"]["model"] == "gpt-4o-mini"  # the deployment's, which routed it
+    assert (row["provider"], row["model_requested"]) == ("openai", "gpt-4o-mini")
+
+
+def test_an_azure_deployment_no_provider_serves_is_refused_naming_it(gw, mock_provider):
+    azure = openai.AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gw.gateway_port}", api_key="unused",
+                               azure_deployment="staging-chat", api_version="2024-06-01", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        azure.chat.completions.create(model="prod-chat", messages=[{"role": "user", "content": "unserved deployment"}])
+    assert refused.value.body["type"] == "llmtap_unroutable_model" and "staging-chat" in refused.value.body["message"]
+    assert not [r for r in mock_provider.requests() if "unserved deployment" in json.dumps(r.get("body"))]
+    row = gw.row(refused.value.response.headers["helicone-id"])
+    assert (row["status"], row["model_requested"]) == (400, "staging-chat")
+
+
+def test_a_fallback_to_another_azure_deployment_goes_to_that_deployments_url(gw, mock_provider):
+    mock_provider.script({"status": 503})
+    row = ask(gw, "azure/prod-chat", "azure to azure fallback", extra_query={"trace": "on"},
+              extra_headers={"Helicone-Fallback-Model": "azure/prod-4o"})
+    paths = [r["path"] for r in mock_provider.requests() if "azure to azure fallback" in json.dumps(r.get("body"))]
+    assert paths == [f"/openai/deployments/prod-chat/chat/completions?api-version={API_VERSION}&trace=on",
+                     f"/openai/deployments/prod-4o/chat/completions?api-version={API_VERSION}&trace=on"]
+    # Azure answers by the URL's deployment: prod-4o runs gpt-4o, at $2.50 in, $10 out on azure.
+    assert (row["provider"], row["model"], row["fallback_from"], row["attempts"]) == (
+        "azure", "gpt-4o-2024-08-06", "azure/prod-chat", 2)
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (8, 7, cost(8, 7, "2.50", "10"))
+
+
+@pytest.mark.parametrize("model", ["azure/..", "azure/."])
+def test_a_model_that_would_change_the_upstream_path_is_refused_and_logged(gw, mock_provider, model):
+    content = f"path segment {model}"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gw).chat.completions.create(model=model, messages=[{"role": "user", "content": content}])
+    assert refused.value.body["type"] == "llmtap_invalid_model" and model in refused.value.body["message"]
+    assert not [r for r in mock_provider.requests() if content in json.dumps(r.get("body"))]  # sent nowhere
+    row = gw.row(refused.value.response.headers["helicone-id"])
+    assert (row["status"], row["model_requested"], row["provider"]) == (400, model, "azure")
+
+
+def test_a_fallback_model_that_would_change_the_upstream_path_is_refused_and_logged(gw, mock_provider):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(gw).chat.completions.create(model="azure/prod-chat", messages=[{"role": "user", "content": "dot dot fb"}],
+                                           extra_headers={"Helicone-Fallback-Model": "azure/.."})
+    assert refused.value.body["type"] == "llmtap_invalid_fallback" and "'..'" in refused.value.body["message"]
+    assert not [r for r in mock_provider.requests() if "dot dot fb" in json.dumps(r.get("body"))]  # not even primary
+    assert gw.row(refused.value.response.headers["helicone-id"])["status"] == 400
+
+
+def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_one(fresh_gateway, mock_provider):
+    # `upstream` (the mock, standing for my-resource.openai.azure.com) is itself one of the entry's hosts: the
+    # provider is reached at whichever resource the app names, so other-team's call, and its key, go to other-team
+    # (a name that does not resolve here) and never to the configured resource.
+    azure = providers_on(mock_provider)["providers"]["azure"] | {"hosts": ["*.openai.azure.com", "127.0.0.1"]}
+    gateway = fresh_gateway({"providers": {"azure": azure}}, env=ENV_KEYS)
+    out = run_client(gateway, f"""
+        import json, openai
+        azure = openai.AzureOpenAI(azure_endpoint="https://other-team.openai.azure.com", api_key="other-team-key",
+                                   api_version="{API_VERSION}", max_retries=0)
+        try:
+            raw = azure.chat.completions.with_raw_response.create(
+                model="prod-chat", messages=[{{"role": "user", "content": "whose key"}}])
+        except openai.APIStatusError as e:
+            raw = e.response
+        print(json.dumps({{"status": raw.status_code, "id": raw.headers.get("helicone-id")}}))
+    """)
+    delivered = [r["headers"].get("api-key") for r in mock_provider.requests() if "whose key" in json.dumps(r["body"])]
+    assert delivered == [], f"other-team's call, with its key, reached the configured resource: {delivered}"
+    row = gateway.row(out["id"])
+    assert (row["way"], row["host"], row["provider"]) == ("proxy", "other-team.openai.azure.com", "azure")
+    assert row["status"] == out["status"] == 502 and row["error"]
+
+
 def test_a_self_hosted_server_is_priced_from_config(gw, mock_provider):
     row = ask(gw, "Qwen/Qwen2.5-7B-Instruct", "local vllm answers")
     assert "authorization" in sent(mock_provider, "local vllm answers")["headers"]  # the app's own key, if any

@@ -35,7 +35,8 @@ PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/openai/v1/chat
                    "/inference/v1/chat/completions", "/api/v1/chat/completions",
                    "/v1beta/openai/chat/completions"})
 AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/?]+)/chat/completions")
-AZURE_DEPLOYMENTS = {"prod-chat": "gpt-4o-mini-2024-07-18"}  # deployment -> the model it runs, as Azure names it
+# deployment -> the model it runs, as Azure names it
+AZURE_DEPLOYMENTS = {"prod-chat": "gpt-4o-mini-2024-07-18", "prod-4o": "gpt-4o-2024-08-06"}
 # Azure's stream opens with its content filter's verdict on the prompt: no id, no model, no choices.
 AZURE_PROMPT_FILTER_CHUNK = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
                              "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}

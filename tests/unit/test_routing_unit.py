@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from llmtap.config import fill_model, with_client_query
+
 from .conftest import chat_body, completion
 
 
@@ -39,3 +42,28 @@ def test_a_stream_gets_both_changes_in_the_one_body_it_is_sent_with(llmtap):
     assert body["model"] == "gpt-4o-mini" and body["stream_options"] == {"include_usage": True}
     (row,) = pipeline.rows()
     assert "stream_options" not in json.loads(row["request_body"])  # the client did not ask for usage
+
+
+AZURE_CHAT = "/openai/deployments/{model}/chat/completions?api-version=2024-10-21"
+
+
+@pytest.mark.parametrize("model", ["..", ".", ""])
+def test_a_model_cannot_make_a_dot_or_empty_segment_of_a_providers_endpoint(model):
+    # A server resolves `/deployments/../chat/completions` to another endpoint, which would get llmtap's key.
+    with pytest.raises(ValueError, match="segment"):
+        fill_model(AZURE_CHAT, model)
+
+
+def test_dots_inside_a_model_name_fill_its_segment_as_they_are():
+    assert fill_model(AZURE_CHAT, "prod..v2") == "/openai/deployments/prod..v2/chat/completions?api-version=2024-10-21"
+    # Gemini's model shares its segment with the method: `..:generateContent` is no `..` segment.
+    assert fill_model("/v1beta/models/{model}:generateContent", "..") == "/v1beta/models/..:generateContent"
+
+
+def test_a_clients_api_version_reaches_only_an_endpoint_that_names_a_deployment():
+    client = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&trace=on"
+    assert with_client_query("/v1/chat/completions", client) == "/v1/chat/completions?trace=on"
+    assert with_client_query("/openai/deployments/gpt-4o/chat/completions", client) == (
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&trace=on")
+    assert with_client_query(fill_model(AZURE_CHAT, "gpt-4o"), client) == (  # config's api-version wins
+        "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21&trace=on")
