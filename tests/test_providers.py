@@ -292,12 +292,13 @@ def test_a_fallback_model_that_would_change_the_upstream_path_is_refused_and_log
 def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_one(fresh_gateway, mock_provider):
     # `upstream` (the mock, standing for my-resource.openai.azure.com) is itself one of the entry's hosts: the
     # provider is reached at whichever resource the app names, so other-team's call, and its key, go to other-team
-    # (a name that does not resolve here) and never to the configured resource.
-    azure = providers_on(mock_provider)["providers"]["azure"] | {"hosts": ["*.openai.azure.com", "127.0.0.1"]}
+    # and never to the configured resource. The resources are under `.test`, a name that never resolves (RFC 6761),
+    # so wherever this runs other-team's call ends in a 502 rather than at a real host.
+    azure = providers_on(mock_provider)["providers"]["azure"] | {"hosts": ["*.openai.azure.test", "127.0.0.1"]}
     gateway = fresh_gateway({"providers": {"azure": azure}}, env=ENV_KEYS)
     out = run_client(gateway, f"""
         import json, openai
-        azure = openai.AzureOpenAI(azure_endpoint="https://other-team.openai.azure.com", api_key="other-team-key",
+        azure = openai.AzureOpenAI(azure_endpoint="https://other-team.openai.azure.test", api_key="other-team-key",
                                    api_version="{API_VERSION}", max_retries=0)
         try:
             raw = azure.chat.completions.with_raw_response.create(
@@ -309,7 +310,7 @@ def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_on
     delivered = [r["headers"].get("api-key") for r in mock_provider.requests() if "whose key" in json.dumps(r["body"])]
     assert delivered == [], f"other-team's call, with its key, reached the configured resource: {delivered}"
     row = gateway.row(out["id"])
-    assert (row["way"], row["host"], row["provider"]) == ("proxy", "other-team.openai.azure.com", "azure")
+    assert (row["way"], row["host"], row["provider"]) == ("proxy", "other-team.openai.azure.test", "azure")
     assert row["status"] == out["status"] == 502 and row["error"]
 
 
