@@ -40,7 +40,9 @@ def providers_on(mock) -> dict:
             "azure": {"hosts": ["*.openai.azure.com"], "upstream": mock.url, "api_key_env": "AZURE_OPENAI_API_KEY",
                       "auth_header": "api-key", "prices_provider": "azure", "models": ["prod-*"],
                       "paths": {"openai_chat": f"/openai/deployments/{{model}}/chat/completions"
-                                               f"?api-version={API_VERSION}"}},
+                                               f"?api-version={API_VERSION}",
+                                "openai_embeddings": f"/openai/deployments/{{model}}/embeddings"
+                                                     f"?api-version={API_VERSION}"}},
             # A self-hosted vLLM server: its models are no one's in genai-prices, so config prices them.
             "vllm": {"upstream": mock.url, "models": ["Qwen/*"]},
         },
@@ -204,6 +206,20 @@ def test_azure_openai_sdk_pointed_at_the_gateway_is_routed_by_its_deployment(gw,
         "gateway", "azure", "gpt-4o-mini-2024-07-18", "prod-chat", stream)
     # gpt-4o-mini on azure: $0.15 in, $0.60 out.
     assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == (10, 9, cost(10, 9, "0.15", "0.60"))
+
+
+def test_azure_openai_sdk_embeddings_at_the_gateway_are_routed_by_the_deployment_and_priced(gw, mock_provider):
+    azure = openai.AzureOpenAI(azure_endpoint=f"http://127.0.0.1:{gw.gateway_port}", api_key="unused",
+                               api_version="2024-06-01", max_retries=0)
+    raw = azure.embeddings.with_raw_response.create(model="prod-embed", input="embed me on azure please")
+    assert len(raw.parse().data[0].embedding) == 1536
+    request = sent(mock_provider, "embed me on azure please")
+    assert request["path"] == f"/openai/deployments/prod-embed/embeddings?api-version={API_VERSION}"  # config's
+    assert request["headers"]["api-key"] == ENV_KEYS["AZURE_OPENAI_API_KEY"]
+    row = gw.row(raw.headers["helicone-id"])
+    assert (row["provider"], row["model"], row["model_requested"]) == ("azure", "text-embedding-3-small", "prod-embed")
+    # text-embedding-3-small on azure (genai-prices): $0.02 per million input tokens; the mock counts 5 words.
+    assert (row["input_tokens"], row["cost_usd"]) == (5, cost(5, 0, "0.02", "0"))
 
 
 def test_a_fallback_to_an_azure_deployment_fills_its_path_and_sends_its_key_in_api_key(gw, mock_provider):

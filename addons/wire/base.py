@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import Any
+from urllib.parse import unquote
 
 from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
@@ -186,12 +188,31 @@ def _has_extractor(provider_id: str, flavor: str) -> bool:
 
 class OpenAIFormat(WireFormat):
     """One of OpenAI's APIs (spoken by OpenAI-compatible providers too): OpenAI's rate-limit headers, its usage read
-    by genai-prices' OpenAI extractors."""
+    by genai-prices' OpenAI extractors, and Azure's deployment URLs of it (`/openai/deployments/{d}/embeddings`)."""
 
     ratelimit_header_prefixes: tuple[str, ...] = ("x-ratelimit-",)
     ratelimit_headers: tuple[str, ...] = ("retry-after", "retry-after-ms")
     provider_header_prefixes: tuple[str, ...] = ("openai-",)
     usage_provider_id = "openai"
+
+    def serves_gateway_path(self, path: str) -> bool:
+        # Azure's deployment URLs too, as openai.AzureOpenAI(azure_endpoint=<the gateway>) sends them.
+        return super().serves_gateway_path(path) or self.azure_deployment(path) is not None
+
+    def model(self, path: str, body: Any) -> str | None:
+        """At an Azure deployment URL, the deployment: Azure answers by it, whatever the body's `model` says (the
+        app's, often the model the deployment runs), so a provider's `models` patterns route the deployment."""
+        deployment = self.azure_deployment(path)
+        return deployment if deployment is not None else super().model(path, body)
+
+    def azure_deployment(self, path: str) -> str | None:
+        """The deployment an Azure deployment URL of this API names, or None for any other path."""
+        found = AZURE_DEPLOYMENT_PATH.fullmatch(path.partition("?")[0])
+        return unquote(found["deployment"]) if found and found["endpoint"] in self.gateway_paths else None
+
+
+# Azure's form of OpenAI's endpoints: the deployment, then the endpoint as OpenAI's has it without /v1.
+AZURE_DEPLOYMENT_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)(?P<endpoint>/.+)")
 
 
 @functools.cache

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import unquote
 
 from .base import OpenAIFormat, StreamAssembler, as_dict, index_of, sse_bytes, text_of
 from .openai_chunks import ChoiceChunksAssembler, ask_for_stream_usage, replay_ending
-
-AZURE_DEPLOYMENT_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 
 
 class OpenAIChat(OpenAIFormat):
@@ -23,16 +19,6 @@ class OpenAIChat(OpenAIFormat):
 
     def matches(self, path: str) -> bool:
         return path.endswith("/chat/completions")
-
-    def serves_gateway_path(self, path: str) -> bool:
-        # Azure's deployment URLs too, as openai.AzureOpenAI(azure_endpoint=<the gateway>) sends them.
-        return super().serves_gateway_path(path) or AZURE_DEPLOYMENT_PATH.fullmatch(path) is not None
-
-    def model(self, path: str, body: Any) -> str | None:
-        """At an Azure deployment URL, the deployment: Azure answers by it, whatever the body's `model` says (the
-        app's, often the model the deployment runs), so a provider's `models` patterns route the deployment."""
-        found = AZURE_DEPLOYMENT_PATH.search(path)
-        return unquote(found["deployment"]) if found else super().model(path, body)
 
     def new_assembler(self) -> StreamAssembler:
         return ChatStreamAssembler()

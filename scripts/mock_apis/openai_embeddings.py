@@ -29,6 +29,8 @@ from .base import (
 PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 AZURE_PATH = re.compile(r"/openai/deployments/([^/?]+)/embeddings")
 DEFAULT_DIMENSIONS = 1536
+# deployment -> the model it runs, as Azure names it in its answers (other deployments are named after their model)
+AZURE_DEPLOYMENTS = {"prod-embed": "text-embedding-3-small"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def answer(call: Call, request: dict, usage_extra: dict, extra_headers: dict) ->
     usage = deep_merge({"prompt_tokens": tokens, "total_tokens": tokens}, usage_extra)
     headers = {**call.limit_headers(usage["prompt_tokens"]), **extra_headers}
     # OpenAI's order: the vectors first, the model and usage after them.
-    call.send_json(200, {"object": "list", "data": data, "model": model_of(call, request), "usage": usage}, headers)
+    answered_by = AZURE_DEPLOYMENTS.get(model_of(call, request), model_of(call, request))  # Azure: the deployment's
+    call.send_json(200, {"object": "list", "data": data, "model": answered_by, "usage": usage}, headers)
 
 
 def vector_for(item, dimensions: int) -> list[float]:
