@@ -509,3 +509,5 @@ def test_the_shipped_configs_commented_azure_and_local_examples_load_when_uncomm
     assert azure.serves_model("prod-chat")
     assert fill_model(azure.path_for("openai_chat"), "prod") == (
         "/openai/deployments/prod/chat/completions?api-version=2024-10-21")
+    assert fill_model(azure.path_for("openai_embeddings"), "prod-embed") == (
+        "/openai/deployments/prod-embed/embeddings?api-version=2024-10-21")
