@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import yaml
 from pydantic import (
@@ -140,6 +140,17 @@ class ProviderConfig:
         (`*.openai.azure.com`: each Azure resource)."""
         return any(host == pattern or _wildcard_host_match(pattern, host) for pattern in self.hosts)
 
+    def host_for(self, client_host: str) -> str:
+        """The host a proxy-way call to `client_host` goes to: the upstream's, unless the client's host and the
+        upstream's are both hosts of one wildcard entry (`*.openai.azure.com`: each Azure resource its own endpoint,
+        and its own key's owner), when it is the client's. The upstream's scheme, port and path prefix apply
+        either way."""
+        upstream_host, client_host = self.upstream.host.lower(), client_host.lower()
+        if any(_wildcard_host_match(pattern, upstream_host) and _wildcard_host_match(pattern, client_host)
+               for pattern in self.hosts):
+            return client_host
+        return upstream_host
+
     def path_for(self, wire_name: str) -> str | None:
         """This provider's endpoint for an API (a wire format's name), or None when it has none. A `{model}` in it
         stands for the model a call asks for (`fill_model`): Gemini's native API names the model in the path, and an
@@ -174,12 +185,17 @@ def with_client_query(upstream_path: str, client_path: str) -> str:
     `api-version` at an endpoint that names no deployment (the Azure SDK's, routed to another provider)."""
     path, _, fixed = upstream_path.partition("?")
     client = client_path.partition("?")[2]
-    left_out = {pair.partition("=")[0] for pair in fixed.split("&") if pair}
+    left_out = {_param_name(pair) for pair in fixed.split("&") if pair}
     if "/deployments/" not in path:
         left_out |= DEPLOYMENT_ONLY_PARAMS
-    added = [pair for pair in client.split("&") if pair and pair.partition("=")[0] not in left_out]
+    added = [pair for pair in client.split("&") if pair and _param_name(pair) not in left_out]
     query = "&".join(([fixed] if fixed else []) + added)
     return f"{path}?{query}" if query else path
+
+
+def _param_name(pair: str) -> str:
+    """A query parameter's name as a server reads it (`API%2Dversion=...` is `api-version`)."""
+    return unquote_plus(pair.partition("=")[0]).lower()
 
 
 def _wildcard_host_match(pattern: str, host: str) -> bool:

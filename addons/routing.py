@@ -38,11 +38,9 @@ class Router:
         if state.way == "proxy":
             provider = state.route.provider
             assert provider is not None
-            if not provider.serves_host(provider.upstream.host):
-                send_to_upstream(flow.request, provider, flow.request.path)
-            # else `upstream` is one of the provider's own hosts (api.openai.com, or one Azure resource of
-            # `*.openai.azure.com`): the host the client named is the provider, so the call goes there as it is;
-            # sending another resource's call, and its key, to the configured one would hand them to the wrong owner.
+            # Another Azure resource's call (and its key) goes to that resource, never to the configured one.
+            host = provider.host_for(flow.request.pretty_host)
+            send_to_upstream(flow.request, provider, flow.request.path, host)
         else:
             self._route_gateway(flow, state, self.settings.config)
 
@@ -122,8 +120,11 @@ class Router:
         return True
 
 
-def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str) -> None:
+def send_to_upstream(request: http.Request, provider: ProviderConfig, path: str, host: str | None = None) -> None:
+    """Send `request` to the provider's upstream (scheme, port, path prefix), at `host` when given (one resource of a
+    wildcard entry: `ProviderConfig.host_for`), else the upstream's."""
     upstream = provider.upstream
-    request.scheme, request.host, request.port = upstream.scheme, upstream.host, upstream.port
+    host = host or upstream.host
+    request.scheme, request.host, request.port = upstream.scheme, host, upstream.port
     request.path = upstream.path_prefix + path
-    request.headers["host"] = upstream.host if upstream.port in (80, 443) else f"{upstream.host}:{upstream.port}"
+    request.headers["host"] = host if upstream.port in (80, 443) else f"{host}:{upstream.port}"

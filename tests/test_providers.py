@@ -17,7 +17,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from conftest import ANTHROPIC_ENV_KEY, shared_gateway
+from conftest import ANTHROPIC_ENV_KEY, curl, shared_gateway
 from test_proxy import run_client
 
 MTOK = Decimal(1_000_000)
@@ -305,12 +305,12 @@ def test_a_fallback_model_that_would_change_the_upstream_path_is_refused_and_log
     assert gw.row(refused.value.response.headers["helicone-id"])["status"] == 400
 
 
-def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_one(fresh_gateway, mock_provider):
-    # `upstream` (the mock, standing for my-resource.openai.azure.com) is itself one of the entry's hosts: the
-    # provider is reached at whichever resource the app names, so other-team's call, and its key, go to other-team
-    # and never to the configured resource. The resources are under `.test`, a name that never resolves (RFC 6761),
-    # so wherever this runs other-team's call ends in a 502 rather than at a real host.
-    azure = providers_on(mock_provider)["providers"]["azure"] | {"hosts": ["*.openai.azure.test", "127.0.0.1"]}
+def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_one(fresh_gateway):
+    # `upstream` is one resource of the entry's `*.` hosts: each resource is its own endpoint, so other-team's call,
+    # and its key, go to other-team, never to the configured resource. The resources are under `.test`, a name that
+    # never resolves (RFC 6761): the call ends in a 502 whose row says which host llmtap tried.
+    azure = {"hosts": ["*.openai.azure.test"], "upstream": "https://my-resource.openai.azure.test",
+             "api_key_env": "AZURE_OPENAI_API_KEY", "auth_header": "api-key", "prices_provider": "azure"}
     gateway = fresh_gateway({"providers": {"azure": azure}}, env=ENV_KEYS)
     out = run_client(gateway, f"""
         import json, openai
@@ -323,11 +323,28 @@ def test_a_proxy_call_to_another_azure_resource_is_not_sent_to_the_configured_on
             raw = e.response
         print(json.dumps({{"status": raw.status_code, "id": raw.headers.get("helicone-id")}}))
     """)
-    delivered = [r["headers"].get("api-key") for r in mock_provider.requests() if "whose key" in json.dumps(r["body"])]
-    assert delivered == [], f"other-team's call, with its key, reached the configured resource: {delivered}"
     row = gateway.row(out["id"])
     assert (row["way"], row["host"], row["provider"]) == ("proxy", "other-team.openai.azure.test", "azure")
-    assert row["status"] == out["status"] == 502 and row["error"]
+    assert row["status"] == out["status"] == 502
+    assert "other-team.openai.azure.test" in row["error"] and "my-resource" not in row["error"], row["error"]
+
+
+def test_a_proxy_call_keeps_the_upstreams_scheme_port_and_prefix_when_the_upstream_is_one_of_its_hosts(
+        fresh_gateway, mock_provider):
+    # A self-hosted server's entry whose upstream is one of its hosts, on its own port (the mock's, as vLLM's :8000):
+    # a client that names the host without the port still reaches the upstream's port, as a plain-HTTP caller of
+    # api.openai.com is sent on to https.
+    mock_port = int(mock_provider.url.rsplit(":", 1)[1])
+    gateway = fresh_gateway({"providers": {"selfhosted": {"hosts": ["127.0.0.1"], "models": ["Qwen/*"], "free": True,
+                                                          "upstream": f"http://127.0.0.1:{mock_port}"}}})
+    content = "a proxy call to the upstream's port"
+    result = curl("--proxy", gateway.proxy_url, "http://127.0.0.1/v1/chat/completions",
+                  "-H", "authorization: Bearer sk-client-own-key", "-H", "content-type: application/json",
+                  "-d", json.dumps({"model": "Qwen/Qwen2.5-7B", "messages": [{"role": "user", "content": content}]}))
+    assert result.status == 200, result.body[:300]
+    assert sent(mock_provider, content)["path"] == "/v1/chat/completions"
+    (row,) = gateway.rows("way = 'proxy'")
+    assert (row["provider"], row["status"]) == ("selfhosted", 200)
 
 
 def test_a_self_hosted_server_is_priced_from_config(gw, mock_provider):
