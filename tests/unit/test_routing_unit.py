@@ -67,3 +67,10 @@ def test_a_clients_api_version_reaches_only_an_endpoint_that_names_a_deployment(
         "/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&trace=on")
     assert with_client_query(fill_model(AZURE_CHAT, "gpt-4o"), client) == (  # config's api-version wins
         "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21&trace=on")
+
+
+def test_config_api_version_wins_however_the_client_spells_the_name():
+    client = "/openai/deployments/prod/chat/completions?API-Version=2099-01-01&api%2Dversion=2099-02-02&trace=on"
+    assert with_client_query(fill_model(AZURE_CHAT, "prod"), client) == (
+        "/openai/deployments/prod/chat/completions?api-version=2024-10-21&trace=on")
+    assert with_client_query("/v1/chat/completions", client) == "/v1/chat/completions?trace=on"
