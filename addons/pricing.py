@@ -51,7 +51,7 @@ def price_call(
     prices_provider: str | None,
     overrides: tuple[PriceOverride, ...],
     when: datetime,
-    provider_name: str | None = None,
+    provider_name: str | None,
 ) -> Priced:
     """Tokens and cost of one call with `usage`, answered by `model` of `prices_provider` (a genai-prices id; None:
     genai-prices finds the provider from the model's name, and only `pricing` entries that name no provider apply),

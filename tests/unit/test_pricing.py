@@ -17,7 +17,7 @@ WHEN = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def test_a_known_model_is_priced_by_genai_prices():
-    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (), WHEN)
+    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (), WHEN, None)
 
     assert priced.cost_usd > 0
     assert priced.price_source == "genai-prices"
@@ -26,9 +26,9 @@ def test_a_known_model_is_priced_by_genai_prices():
 
 
 def test_cached_input_tokens_make_a_call_cheaper():
-    uncached = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (), WHEN)
+    uncached = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (), WHEN, None)
     cached = price_call(
-        Usage(input_tokens=1000, output_tokens=500, cache_read_tokens=800), "gpt-4o-mini", "openai", (), WHEN
+        Usage(input_tokens=1000, output_tokens=500, cache_read_tokens=800), "gpt-4o-mini", "openai", (), WHEN, None
     )
 
     assert cached.cached_input_tokens == 800
@@ -36,7 +36,7 @@ def test_cached_input_tokens_make_a_call_cheaper():
 
 
 def test_an_unknown_model_has_no_cost_and_a_reason_naming_it():
-    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "my-private-model-7", "openai", (), WHEN)
+    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "my-private-model-7", "openai", (), WHEN, None)
 
     assert priced.cost_usd is None
     assert priced.price_source is None
@@ -51,7 +51,7 @@ def test_a_config_override_prices_a_matching_model_exactly():
     )
     usage = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=400)
 
-    priced = price_call(usage, "ft:gpt-4o-mini:acme:v1", "openai", (override,), WHEN)
+    priced = price_call(usage, "ft:gpt-4o-mini:acme:v1", "openai", (override,), WHEN, None)
 
     # (600 uncached * 3 + 400 cached * 0.3 + 200 output * 15) / 1e6
     assert priced.cost_usd == Decimal("0.00492")
@@ -62,7 +62,7 @@ def test_a_config_override_without_a_cached_price_charges_cached_tokens_at_the_i
     override = PriceOverride("my-model", None, Decimal("2"), Decimal("8"), None)
     usage = Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=400)
 
-    priced = price_call(usage, "my-model", "local", (override,), WHEN)
+    priced = price_call(usage, "my-model", "local", (override,), WHEN, None)
 
     assert priced.cost_usd == Decimal("0.0028")  # (1000 * 2 + 100 * 8) / 1e6
 
@@ -70,14 +70,14 @@ def test_a_config_override_without_a_cached_price_charges_cached_tokens_at_the_i
 def test_a_config_override_for_another_provider_is_not_used():
     override = PriceOverride("gpt-4o-mini", "azure", Decimal("100"), Decimal("100"), None)
 
-    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (override,), WHEN)
+    priced = price_call(Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", "openai", (override,), WHEN, None)
 
     assert priced.price_source == "genai-prices"
     assert priced.cost_usd < Decimal("0.1")
 
 
 def test_a_call_without_usage_has_no_cost():
-    priced = price_call(None, "gpt-4o-mini", "openai", (), WHEN)
+    priced = price_call(None, "gpt-4o-mini", "openai", (), WHEN, None)
 
     assert priced.cost_usd is None
     assert priced.price_error
@@ -87,7 +87,7 @@ def test_token_counts_sent_as_decimals_are_priced_by_a_config_override():
     # Some OpenAI-compatible servers report `"prompt_tokens": 1000.0`; an override's Decimal prices must still apply.
     override = PriceOverride(model="my-finetune", provider=None, input_per_mtok=Decimal("1"),
                              output_per_mtok=Decimal("2"), cached_input_per_mtok=None)
-    priced = price_call(Usage(input_tokens=1000.0, output_tokens=10.0), "my-finetune", "openai", (override,), WHEN)
+    priced = price_call(Usage(input_tokens=1000.0, output_tokens=10.0), "my-finetune", "openai", (override,), WHEN, None)
 
     assert priced.cost_usd == Decimal("0.00102") and priced.input_tokens == 1000 and priced.price_source == "config"
 
