@@ -1,8 +1,8 @@
 """The `Router` addon: sends each LLM call to its provider's upstream.
 
 - Proxy way in: the client named the provider host; the request goes, as it is and with the client's own key, to
-  that host when the provider's `upstream` is one of its `hosts` (the host named is the provider: one Azure resource
-  of `*.openai.azure.com`), else to `upstream` (a relay, a private endpoint).
+  the provider's `upstream` (its scheme, port and path prefix), at the host the client named when that host and the
+  upstream's are both under one `*.` entry of `hosts` (each Azure resource of `*.openai.azure.com` its own provider).
 - Gateway way in: one OpenAI-compatible endpoint. The model picks the provider (config patterns, or an explicit
   `provider/model`): the body's, or the path's for Gemini's API and Azure's deployment URLs. The provider key comes
   from the environment. (A caller without a valid gateway key never gets here: Intake refuses it before its body is

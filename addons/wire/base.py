@@ -129,8 +129,8 @@ class WireFormat(ABC):
         return path
 
     def answer_model(self, answer: Any) -> str | None:
-        """The model an answer says answered it (here: its `model`)."""
-        return model_named_in(answer)
+        """The model an answer says answered it (its `model_key`)."""
+        return model_named_in(answer, self.model_key)
 
     def error_body(self, status: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
         """The JSON of an answer llmtap gives itself (`status`, llmtap's own `error_type`), in the shape this API's
@@ -245,9 +245,9 @@ def _read_usage(provider_id: str, flavor: str, answer: Any) -> Usage | None:
     return usage
 
 
-def model_named_in(answer: Any) -> str | None:
-    """The `model` a JSON answer names, if any (how OpenAI's and Anthropic's answers name it)."""
-    model = answer.get("model") if isinstance(answer, dict) else None
+def model_named_in(answer: Any, key: str = "model") -> str | None:
+    """The model a JSON answer names under `key`, if any (`model`: how OpenAI's and Anthropic's answers name it)."""
+    model = answer.get(key) if isinstance(answer, dict) else None
     return model if isinstance(model, str) else None
 
 

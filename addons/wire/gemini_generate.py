@@ -81,8 +81,7 @@ class GeminiGenerate(WireFormat):
         return base[:found.start("method")] + "generateContent" + (f"?{kept}" if kept else "")
 
     def answer_model(self, answer: Any) -> str | None:
-        version = assembled(answer).get("modelVersion")
-        return version if isinstance(version, str) else None
+        return super().answer_model(assembled(answer))
 
     def new_assembler(self) -> StreamAssembler:
         return GenerateStreamAssembler()
